@@ -1,0 +1,216 @@
+//! Cluster membership and the load exchange, on chitchat (scuttlebutt gossip with
+//! phi-accrual failure detection) over [`AuthenticatedUdp`].
+//!
+//! Each agent publishes one key, `status`, holding its [`NodeStatus`] as JSON
+//! (with the sample time); chitchat spreads it. A node whose heartbeats stop is
+//! declared down by the failure detector after about six gossip intervals (3 s).
+//! Peers come from the cluster map (the seeds). Membership itself does not depend
+//! on the map: any node that gossips with the cluster secret joins, so automatic
+//! discovery only has to hand chitchat more seed addresses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use hpc::map::ClusterMap;
+use hpc::model::{Liveness, NodeId, NodeStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::gossip_transport::AuthenticatedUdp;
+
+/// Gossip period.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
+/// Phi threshold: with phi = silence / mean heartbeat interval, 6 means ~3 s of silence.
+pub const PHI_THRESHOLD: f64 = 6.0;
+const STATUS_KEY: &str = "status";
+const CLUSTER_ID: &str = "openmosix";
+
+/// What one node gossips.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Gossiped {
+    status: NodeStatus,
+    /// Sample time, ms since the Unix epoch.
+    at_ms: u64,
+}
+
+/// Handle on the running membership.
+pub struct ClusterView {
+    handle: ChitchatHandle,
+    map: ClusterMap,
+    self_id: NodeId,
+}
+
+/// How to join.
+pub struct ClusterConfig {
+    /// This node's id.
+    pub self_id: NodeId,
+    /// Address peers gossip to (UDP).
+    pub advertise: SocketAddr,
+    /// Address to bind (UDP).
+    pub listen: SocketAddr,
+    /// The map (seeds and names).
+    pub map: ClusterMap,
+    /// Gossip authentication secret.
+    pub secret: [u8; 32],
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl ClusterView {
+    /// Starts gossiping.
+    pub async fn start(cfg: ClusterConfig) -> anyhow::Result<Self> {
+        let generation = now_ms();
+        let id = ChitchatId::new(cfg.self_id.to_string(), generation, cfg.advertise);
+        let seeds = cfg
+            .map
+            .nodes
+            .iter()
+            .filter(|n| n.id != cfg.self_id)
+            .map(|n| n.addr.to_string())
+            .collect();
+        let config = ChitchatConfig {
+            chitchat_id: id,
+            cluster_id: CLUSTER_ID.into(),
+            gossip_interval: GOSSIP_INTERVAL,
+            listen_addr: cfg.listen,
+            seed_nodes: seeds,
+            failure_detector_config: FailureDetectorConfig {
+                phi_threshold: PHI_THRESHOLD,
+                sampling_window_size: 100,
+                max_interval: Duration::from_secs(10),
+                initial_interval: GOSSIP_INTERVAL,
+                dead_node_grace_period: Duration::from_secs(24 * 3600),
+            },
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let transport = AuthenticatedUdp::new(&cfg.secret);
+        let handle = spawn_chitchat(config, Vec::new(), &transport).await?;
+        Ok(Self {
+            handle,
+            map: cfg.map,
+            self_id: cfg.self_id,
+        })
+    }
+
+    /// Publishes this node's status (skipped while `quiet`).
+    pub async fn publish(&self, status: &NodeStatus) {
+        let g = Gossiped {
+            status: status.clone(),
+            at_ms: now_ms(),
+        };
+        let Ok(json) = serde_json::to_string(&g) else {
+            return;
+        };
+        self.handle
+            .with_chitchat(|c| c.self_node_state().set(STATUS_KEY, &json))
+            .await;
+    }
+
+    /// Every node of the cluster: the map's nodes and every node gossip knows,
+    /// with `local` standing for this node.
+    pub async fn nodes(&self, local: &NodeStatus) -> Vec<NodeStatus> {
+        let now = now_ms();
+        let (live, states): (Vec<ChitchatId>, Vec<(ChitchatId, Option<String>)>) = self
+            .handle
+            .with_chitchat(|c| {
+                let live = c.live_nodes().cloned().collect();
+                let states = c
+                    .node_states()
+                    .iter()
+                    .map(|(id, st)| (id.clone(), st.get(STATUS_KEY).map(str::to_string)))
+                    .collect();
+                (live, states)
+            })
+            .await;
+        let mut out: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
+        for n in &self.map.nodes {
+            out.insert(
+                n.id,
+                NodeStatus {
+                    id: n.id,
+                    name: n.host.clone(),
+                    addr: n.addr.to_string(),
+                    status: Liveness::Down,
+                    cpus: 0,
+                    load: 0,
+                    speed: 0,
+                    util: 0,
+                    mem: 0,
+                    rmem: 0,
+                    tmem: 0,
+                    accepts: false,
+                    age_ms: 0,
+                    reason: Some("never heard from".into()),
+                },
+            );
+        }
+        // Newest generation of each node wins (a restarted node has a new generation).
+        let mut newest: BTreeMap<NodeId, (u64, ChitchatId, Option<String>)> = BTreeMap::new();
+        for (id, status) in states {
+            let Ok(nid) = id.node_id.parse::<NodeId>() else {
+                continue;
+            };
+            if newest
+                .get(&nid)
+                .is_none_or(|(g, _, _)| id.generation_id > *g)
+            {
+                newest.insert(nid, (id.generation_id, id, status));
+            }
+        }
+        for (nid, (_, cid, json)) in newest {
+            if nid == self.self_id {
+                continue;
+            }
+            let is_live = live.contains(&cid);
+            let gossiped = json.and_then(|j| serde_json::from_str::<Gossiped>(&j).ok());
+            let entry = out.entry(nid).or_insert_with(|| NodeStatus {
+                id: nid,
+                name: cid.gossip_advertise_addr.ip().to_string(),
+                addr: cid.gossip_advertise_addr.to_string(),
+                status: Liveness::Down,
+                cpus: 0,
+                load: 0,
+                speed: 0,
+                util: 0,
+                mem: 0,
+                rmem: 0,
+                tmem: 0,
+                accepts: false,
+                age_ms: 0,
+                reason: None,
+            });
+            if let Some(g) = gossiped {
+                let name = entry.name.clone();
+                *entry = g.status;
+                entry.id = nid;
+                if !name.is_empty() {
+                    entry.name = name;
+                }
+                entry.age_ms = now.saturating_sub(g.at_ms);
+            }
+            if is_live {
+                entry.status = Liveness::Up;
+                entry.reason = None;
+            } else {
+                entry.status = Liveness::Down;
+                entry.reason = Some("stopped answering (no gossip heartbeat)".into());
+            }
+        }
+        out.insert(self.self_id, local.clone());
+        out.into_values().collect()
+    }
+
+    /// Stops gossiping.
+    pub async fn shutdown(self) {
+        let _ = self.handle.shutdown().await;
+    }
+}

@@ -1,0 +1,52 @@
+//! The agent's shared state, handed to every connection (rerun's "context" idea).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hpc::model::{NodeId, NodeStatus, ProcessInfo};
+use tokio::sync::watch;
+
+use crate::cluster::ClusterView;
+use crate::keys::AuthorizedKeys;
+use crate::store::Store;
+
+/// One sampling pass, as published to readers.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Pass number, from 0.
+    pub seq: u64,
+    /// When the pass ended.
+    pub taken: Instant,
+    /// This node's figures.
+    pub status: NodeStatus,
+    /// The process table, sorted by PID.
+    pub processes: Arc<Vec<ProcessInfo>>,
+}
+
+/// Everything connections need.
+pub struct AgentContext {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// Persistent admin and per-process state.
+    pub store: Arc<Store>,
+    /// The latest sampling pass.
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// Membership and peers' figures.
+    pub cluster: ClusterView,
+    /// Who may connect, with which role.
+    pub authorized: AuthorizedKeys,
+    /// Wakes the sampler early (after a write that changes what it reports).
+    pub resample: std::sync::mpsc::SyncSender<()>,
+}
+
+impl AgentContext {
+    /// The latest snapshot.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Asks the sampler for an early pass (coalesced; never blocks).
+    pub fn request_resample(&self) {
+        let _ = self.resample.try_send(());
+    }
+}

@@ -1,0 +1,18 @@
+//! `openmosixd`, the openMosix node agent: samples the node from `/proc`, keeps
+//! the openMosix admin state, gossips load with its peers and serves the
+//! `/proc/hpc` view and actions as JSON-RPC over SSH. See `ARCHITECTURE.md`.
+
+pub mod cluster;
+pub mod connection;
+pub mod context;
+pub mod gossip_transport;
+pub mod keys;
+pub mod load;
+pub mod rpc;
+pub mod sampler;
+pub mod sampling;
+pub mod server;
+pub mod speed;
+pub mod startup;
+pub mod store;
+pub mod users;

@@ -1,0 +1,54 @@
+//! `openmosixd`: the openMosix node agent (one per node, runs as root).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use agent::startup::{AgentConfig, run};
+use clap::Parser;
+use hpc::paths;
+
+/// openMosix node agent: samples this node, keeps the openMosix admin state,
+/// gossips load with its peers and serves /proc/hpc over SSH (port 4660).
+#[derive(Parser, Debug)]
+#[command(name = "openmosixd", version)]
+struct Cli {
+    /// Configuration directory (host key, authorized_keys, cluster_key, openmosix.map).
+    #[arg(long, default_value = paths::CONFIG_DIR)]
+    config_dir: PathBuf,
+    /// Persistent state directory.
+    #[arg(long, default_value = paths::STATE_DIR)]
+    state_dir: PathBuf,
+    /// Runtime directory (PID file).
+    #[arg(long, default_value = paths::RUN_DIR)]
+    run_dir: PathBuf,
+    /// Cluster map in setpe format (default: CONFIG_DIR/openmosix.map).
+    #[arg(long)]
+    map: Option<PathBuf>,
+    /// Address of the SSH server (default: this node's map address, else 0.0.0.0:4660).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// This node's openMosix id (default: the map entry that is a local address).
+    #[arg(long)]
+    node_id: Option<u32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPENMOSIX_LOG")
+                .unwrap_or_else(|_| "info,russh=warn,chitchat=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    run(AgentConfig {
+        config_dir: cli.config_dir,
+        state_dir: cli.state_dir,
+        run_dir: cli.run_dir,
+        map: cli.map,
+        listen: cli.listen,
+        node_id: cli.node_id,
+    })
+    .await
+}

@@ -1,0 +1,244 @@
+//! Process methods: list, get, per-process openMosix fields, signals, renice.
+
+use hpc::model::{ClusterMask, DecayClass, ProcessInfo};
+use hpc::protocol::{
+    PidParams, ProcFieldParams, ProcFilter, ProcListParams, ProcWriteParams, ReniceParams,
+    RpcError, SignalParams, codes,
+};
+use serde_json::{Value, json};
+
+use super::{Caller, needs_migration, to_value};
+use crate::context::AgentContext;
+use crate::store::{ProcSettings, key_string};
+
+fn matches(p: &ProcessInfo, f: &ProcFilter) -> bool {
+    f.pids.as_ref().is_none_or(|pids| pids.contains(&p.pid))
+        && f.user
+            .as_ref()
+            .is_none_or(|u| *u == p.user || *u == p.uid.to_string())
+        && f.command
+            .as_ref()
+            .is_none_or(|c| p.cmdline.contains(c.as_str()))
+        && f.states.as_ref().is_none_or(|s| s.contains(p.state))
+        && f.min_cpu.is_none_or(|c| p.cpu >= c)
+        && (!f.movable || (!p.lock && p.cantmove.is_empty()))
+        && (!f.migrated || p.where_ != p.home)
+}
+
+/// `proc.list`.
+pub fn list(ctx: &AgentContext, p: ProcListParams) -> Result<Value, RpcError> {
+    let snap = ctx.current();
+    let limit = p.filter.limit.unwrap_or(usize::MAX);
+    let rows: Vec<&ProcessInfo> = snap
+        .processes
+        .iter()
+        .filter(|r| matches(r, &p.filter))
+        .take(limit)
+        .collect();
+    to_value(&rows)
+}
+
+fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+    if pid <= 0 {
+        return Err(RpcError::invalid_params(format!(
+            "pid must be a positive number, not {pid}"
+        )));
+    }
+    let snap = ctx.current();
+    if let Ok(i) = snap.processes.binary_search_by_key(&pid, |p| p.pid)
+        && let Some(p) = snap.processes.get(i)
+        && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Ok(p.clone());
+    }
+    Err(RpcError::no_such_process(pid))
+}
+
+/// `proc.get`.
+pub fn get(ctx: &AgentContext, p: PidParams) -> Result<Value, RpcError> {
+    to_value(&find(ctx, p.pid)?)
+}
+
+/// `proc.read`.
+pub fn read(ctx: &AgentContext, p: ProcFieldParams) -> Result<Value, RpcError> {
+    let row = find(ctx, p.pid)?;
+    let v = match p.field.as_str() {
+        "where" | "goto" => json!(row.where_),
+        "home" => json!(row.home),
+        "lock" => json!(u8::from(row.lock)),
+        "cantmove" => json!(row.cantmove),
+        "nmigs" => json!(row.nmigs),
+        "migfilter" => json!(u8::from(row.mask.migfilter)),
+        "mignodes" => json!(row.mask.mignodes),
+        "migpolicy" => json!(row.mask.migpolicy),
+        "decay" => json!(row.decay),
+        other => return Err(unknown_field(other)),
+    };
+    Ok(json!({ "pid": p.pid, "field": p.field, "value": v }))
+}
+
+fn unknown_field(f: &str) -> RpcError {
+    RpcError::invalid_params(format!(
+        "unknown process field `{f}` (where, goto, home, lock, cantmove, nmigs, migfilter, mignodes, migpolicy, decay)"
+    ))
+}
+
+fn number(field: &str, v: &Value, max: u64) -> Result<u64, RpcError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(u64::from(*b)),
+        _ => None,
+    };
+    n.filter(|n| *n <= max).ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "{field} takes a whole number from 0 to {max}, not {v}"
+        ))
+    })
+}
+
+/// `proc.write`.
+pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<Value, RpcError> {
+    caller.require_write(&format!("change process {}'s {}", p.pid, p.field))?;
+    let row = find(ctx, p.pid)?;
+    let mask = row.mask;
+    let change: Box<dyn FnOnce(&mut ProcSettings)> = match p.field.as_str() {
+        "goto" | "where" | "migrate" => return Err(needs_migration("moving a process")),
+        "lock" => {
+            let l = number("lock", &p.value, 1)? == 1;
+            Box::new(move |s| s.lock = Some(l))
+        }
+        "migfilter" => {
+            let on = number("migfilter", &p.value, 1)? == 1;
+            Box::new(move |s| {
+                s.mask = Some(ClusterMask {
+                    migfilter: on,
+                    ..mask
+                })
+            })
+        }
+        "mignodes" => {
+            let bits = number("mignodes", &p.value, u64::MAX)?;
+            Box::new(move |s| {
+                s.mask = Some(ClusterMask {
+                    mignodes: bits,
+                    ..mask
+                })
+            })
+        }
+        "migpolicy" => {
+            let pol = number("migpolicy", &p.value, 1)? as u8;
+            Box::new(move |s| {
+                s.mask = Some(ClusterMask {
+                    migpolicy: pol,
+                    ..mask
+                })
+            })
+        }
+        "decay" => {
+            let d: DecayClass = serde_json::from_value(p.value.clone()).map_err(|_| {
+                RpcError::invalid_params(format!(
+                    "decay takes \"slow\", \"fast\" or \"none\", not {}",
+                    p.value
+                ))
+            })?;
+            Box::new(move |s| s.decay = Some(d))
+        }
+        "home" | "cantmove" | "nmigs" => {
+            return Err(RpcError::new(
+                codes::NO_SUCH_PATH,
+                format!("{} is read-only", p.field),
+            ));
+        }
+        other => return Err(unknown_field(other)),
+    };
+    let key = key_string((row.pid, row.start_time));
+    ctx.store
+        .update(|s| change(s.processes.entry(key).or_default()))
+        .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
+    tracing::info!(pid = p.pid, field = %p.field, value = %p.value, key = %caller.key, "process setting changed");
+    ctx.request_resample();
+    Ok(json!({ "pid": p.pid, "field": p.field, "value": p.value }))
+}
+
+fn os_error(what: &str, pid: i32) -> RpcError {
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        return RpcError::no_such_process(pid);
+    }
+    RpcError::new(codes::OS_ERROR, format!("{what} {pid} failed: {err}"))
+}
+
+fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+    let row = find(ctx, pid)?;
+    if pid == std::process::id() as i32 {
+        return Err(RpcError::new(
+            codes::FORBIDDEN,
+            "refusing to act on the openMosix agent itself",
+        ));
+    }
+    Ok(row)
+}
+
+/// `proc.signal`.
+pub fn signal(ctx: &AgentContext, caller: &Caller, p: SignalParams) -> Result<Value, RpcError> {
+    caller.require_write(&format!("signal process {}", p.pid))?;
+    let name = p.signal.trim().to_ascii_uppercase();
+    let sig = match name.trim_start_matches("SIG") {
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        _ => {
+            return Err(RpcError::invalid_params(format!(
+                "unsupported signal `{}` (STOP, CONT, TERM, KILL, HUP, INT)",
+                p.signal
+            )));
+        }
+    };
+    guard_target(ctx, p.pid)?;
+    // SAFETY: kill has no memory-safety preconditions; pid > 0 was checked, so it
+    // never addresses a process group or every process.
+    if unsafe { libc::kill(p.pid, sig) } != 0 {
+        return Err(os_error("signalling", p.pid));
+    }
+    tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
+    ctx.request_resample();
+    Ok(json!({ "pid": p.pid, "signal": name }))
+}
+
+/// `proc.renice`: sets the nice value of every thread of the process.
+pub fn renice(ctx: &AgentContext, caller: &Caller, p: ReniceParams) -> Result<Value, RpcError> {
+    caller.require_write(&format!("renice process {}", p.pid))?;
+    if !(-20..=20).contains(&p.nice) {
+        return Err(RpcError::invalid_params(format!(
+            "nice must be from -20 to 20, not {}",
+            p.nice
+        )));
+    }
+    let nice = p.nice.min(19);
+    guard_target(ctx, p.pid)?;
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", p.pid))
+        .map_err(|_| RpcError::no_such_process(p.pid))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for tid in tids {
+        // SAFETY: setpriority has no memory-safety preconditions.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                continue; // the thread exited meanwhile
+            }
+            return Err(RpcError::new(
+                codes::OS_ERROR,
+                format!("renice of {} failed: {err}", p.pid),
+            ));
+        }
+    }
+    tracing::info!(pid = p.pid, nice, key = %caller.key, "reniced");
+    ctx.request_resample();
+    Ok(json!({ "pid": p.pid, "nice": nice }))
+}

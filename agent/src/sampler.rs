@@ -1,0 +1,475 @@
+//! Samples the node from `/proc`, cheaply.
+//!
+//! Per pass (once a second): `/proc/stat`, `/proc/meminfo`,
+//! `/proc/pressure/memory`, one `getdents` walk of `/proc`, and one `pread` of
+//! each process's `stat` through a file descriptor kept open from pass to pass
+//! (a dead process's descriptor reads `ESRCH`, so PID reuse cannot confuse it).
+//! `cmdline` is read once, when a PID is first seen; the owner comes from an
+//! `fstat` of the same descriptor. `maps`/`smaps` are never read. Buffers are reused.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::time::Instant;
+
+use hpc::model::{DecayClass, ProcessInfo};
+
+use crate::users::UserNames;
+
+/// Figures of the whole node from one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeFigures {
+    /// Online CPUs.
+    pub cpus: u32,
+    /// CPUs' worth of busy time over the last period.
+    pub busy_cpus: f64,
+    /// Runnable tasks now, not counting the sampler.
+    pub runnable: u32,
+    /// MemAvailable, bytes.
+    pub mem_available: u64,
+    /// MemFree, bytes.
+    pub mem_free: u64,
+    /// MemTotal, bytes.
+    pub mem_total: u64,
+    /// Utilisation percent: 100 minus the share of time some task stalled on memory.
+    pub util: u32,
+}
+
+/// The static part of a process, read once, and its CPU accounting.
+struct Tracked {
+    stat: Option<File>,
+    start_ticks: u64,
+    last_ticks: u64,
+    uid: u32,
+    user: String,
+    cmdline: String,
+    kernel_thread: bool,
+}
+
+/// Per-process kernel figures from one `stat` read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatFields {
+    /// State letter.
+    pub state: char,
+    /// Parent PID.
+    pub ppid: i32,
+    /// `flags` (PF_*).
+    pub flags: u64,
+    /// utime + stime in clock ticks.
+    pub ticks: u64,
+    /// Nice value.
+    pub nice: i32,
+    /// Thread count.
+    pub threads: u32,
+    /// Start time in ticks after boot.
+    pub start_ticks: u64,
+    /// RSS in pages.
+    pub rss_pages: u64,
+}
+
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// Parses the text of `/proc/PID/stat`; returns the fields and `comm`.
+pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    let comm = text.get(open + 1..close)?;
+    let rest = text.get(close + 2..)?;
+    let mut it = rest.split(|&b| b == b' ');
+    let mut fields = [0u64; 22];
+    let state = *it.next()?.first()? as char;
+    // fields[k] holds stat field k+4 (1-based man-page numbering), parsed as i64→u64.
+    for slot in fields.iter_mut() {
+        let f = it.next()?;
+        *slot = parse_i64(f)? as u64;
+    }
+    Some((
+        StatFields {
+            state,
+            ppid: fields[0] as i64 as i32,
+            flags: fields[5],
+            ticks: fields[10].wrapping_add(fields[11]),
+            nice: fields[15] as i64 as i32,
+            threads: fields[16] as u32,
+            start_ticks: fields[18],
+            rss_pages: fields[20],
+        },
+        comm,
+    ))
+}
+
+fn parse_i64(f: &[u8]) -> Option<i64> {
+    let (neg, digits) = match f.split_first() {
+        Some((b'-', d)) => (true, d),
+        _ => (false, f),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.wrapping_mul(10).wrapping_add(i64::from(b - b'0'));
+    }
+    Some(if neg { -n } else { n })
+}
+
+/// Keeps what it needs between passes and produces node figures and the process table.
+pub struct Sampler {
+    tracked: HashMap<i32, Tracked>,
+    users: UserNames,
+    buf: Vec<u8>,
+    clk_tck: f64,
+    page_size: u64,
+    boot_time: u64,
+    last_cpu: Option<(u64, u64)>,
+    last_pass: Option<Instant>,
+    fd_budget: usize,
+    own_pid: i32,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sampler {
+    /// A sampler with empty history.
+    pub fn new() -> Self {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        // SAFETY: as above.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Self {
+            tracked: HashMap::new(),
+            users: UserNames::default(),
+            buf: Vec::with_capacity(4096),
+            clk_tck: if clk_tck > 0 { clk_tck as f64 } else { 100.0 },
+            page_size: if page_size > 0 {
+                page_size as u64
+            } else {
+                4096
+            },
+            boot_time: 0,
+            last_cpu: None,
+            last_pass: None,
+            fd_budget: raise_fd_limit().saturating_sub(128),
+            own_pid: std::process::id() as i32,
+        }
+    }
+
+    /// Reads the node-wide files.
+    pub fn node(&mut self) -> std::io::Result<NodeFigures> {
+        let mut fig = NodeFigures {
+            util: 100,
+            ..Default::default()
+        };
+        read_into("/proc/stat", &mut self.buf)?;
+        let mut cpu_total = 0u64;
+        let mut cpu_idle = 0u64;
+        for line in self.buf.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"cpu ") {
+                let v: Vec<u64> = rest
+                    .split(|&b| b == b' ')
+                    .filter(|f| !f.is_empty())
+                    .filter_map(|f| parse_i64(f).map(|n| n as u64))
+                    .collect();
+                cpu_total = v.iter().take(8).sum();
+                // idle + iowait
+                cpu_idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            } else if line.starts_with(b"cpu") {
+                fig.cpus += 1;
+            } else if let Some(rest) = line.strip_prefix(b"procs_running ") {
+                let n = parse_i64(rest).unwrap_or(1).max(1) as u32;
+                fig.runnable = n - 1;
+            } else if let Some(rest) = line.strip_prefix(b"btime ") {
+                self.boot_time = parse_i64(rest).unwrap_or(0) as u64;
+            }
+        }
+        fig.cpus = fig.cpus.max(1);
+        if let Some((t0, i0)) = self.last_cpu {
+            let dt = cpu_total.saturating_sub(t0);
+            let di = cpu_idle.saturating_sub(i0);
+            if dt > 0 {
+                fig.busy_cpus = (dt.saturating_sub(di)) as f64 / dt as f64 * f64::from(fig.cpus);
+            }
+        }
+        self.last_cpu = Some((cpu_total, cpu_idle));
+
+        read_into("/proc/meminfo", &mut self.buf)?;
+        for line in self.buf.split(|&b| b == b'\n') {
+            let kib = |rest: &[u8]| {
+                rest.split(|&b| b == b' ')
+                    .find(|f| !f.is_empty())
+                    .and_then(parse_i64)
+                    .unwrap_or(0) as u64
+                    * 1024
+            };
+            if let Some(r) = line.strip_prefix(b"MemTotal:") {
+                fig.mem_total = kib(r);
+            } else if let Some(r) = line.strip_prefix(b"MemFree:") {
+                fig.mem_free = kib(r);
+            } else if let Some(r) = line.strip_prefix(b"MemAvailable:") {
+                fig.mem_available = kib(r);
+            }
+        }
+        if read_into("/proc/pressure/memory", &mut self.buf).is_ok()
+            && let Some(avg) = psi_some_avg10(&self.buf)
+        {
+            fig.util = (100.0 - avg).round().clamp(0.0, 100.0) as u32;
+        }
+        Ok(fig)
+    }
+
+    /// Walks `/proc` and returns one row per process, with the openMosix fields
+    /// at their defaults (`home` = `where` = `node`, locked); `classify` may refine them.
+    pub fn processes(&mut self, node: u32) -> std::io::Result<Vec<ProcessInfo>> {
+        let now = Instant::now();
+        let period = self
+            .last_pass
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .filter(|p| *p > 0.0);
+        self.last_pass = Some(now);
+        let mut seen: Vec<i32> = Vec::with_capacity(self.tracked.len() + 16);
+        let mut rows = Vec::with_capacity(self.tracked.len() + 16);
+        for entry in std::fs::read_dir("/proc")? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if let Some(row) = self.sample_pid(pid, node, period) {
+                seen.push(pid);
+                rows.push(row);
+            }
+        }
+        if seen.len() != self.tracked.len() {
+            seen.sort_unstable();
+            self.tracked
+                .retain(|pid, _| seen.binary_search(pid).is_ok());
+        }
+        rows.sort_unstable_by_key(|r: &ProcessInfo| r.pid);
+        Ok(rows)
+    }
+
+    fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Option<ProcessInfo> {
+        let mut fresh = false;
+        let fields = match self.tracked.get(&pid) {
+            Some(t) => match &t.stat {
+                Some(f) => read_at_into(f, &mut self.buf)
+                    .ok()
+                    .and_then(|_| parse_stat(&self.buf).map(|(s, _)| s)),
+                None => read_path_into(&format!("/proc/{pid}/stat"), &mut self.buf)
+                    .ok()
+                    .and_then(|_| parse_stat(&self.buf).map(|(s, _)| s)),
+            }
+            .filter(|s| s.start_ticks == t.start_ticks),
+            None => None,
+        };
+        let fields = match fields {
+            Some(f) => f,
+            None => {
+                self.tracked.remove(&pid);
+                let t = self.track(pid)?;
+                fresh = true;
+                let (f, _) = parse_stat(&self.buf)?;
+                self.tracked.insert(pid, t);
+                f
+            }
+        };
+        let t = self.tracked.get_mut(&pid)?;
+        let cpu = match period {
+            Some(p) if !fresh => {
+                (fields.ticks.saturating_sub(t.last_ticks) as f64 / self.clk_tck / p * 100.0) as f32
+            }
+            _ => 0.0,
+        };
+        t.last_ticks = fields.ticks;
+        let cantmove = if t.kernel_thread {
+            "kernel thread"
+        } else if fields.state == 'Z' {
+            "zombie"
+        } else if pid == self.own_pid {
+            "the openMosix agent"
+        } else {
+            ""
+        };
+        Some(ProcessInfo {
+            pid,
+            ppid: fields.ppid,
+            user: t.user.clone(),
+            uid: t.uid,
+            state: fields.state,
+            nice: fields.nice,
+            cpu,
+            rss: fields.rss_pages * self.page_size,
+            threads: fields.threads,
+            start_time: self.boot_time + (fields.start_ticks as f64 / self.clk_tck) as u64,
+            cmdline: t.cmdline.clone(),
+            home: node,
+            where_: node,
+            lock: true,
+            cantmove: cantmove.to_string(),
+            nmigs: 0,
+            decay: DecayClass::Slow,
+            mask: Default::default(),
+        })
+    }
+
+    /// Opens a new PID's `stat` (left in `self.buf`) and reads its static data.
+    fn track(&mut self, pid: i32) -> Option<Tracked> {
+        let mut file = File::open(format!("/proc/{pid}/stat")).ok()?;
+        let uid = file.metadata().ok()?.uid();
+        self.buf.clear();
+        file.read_to_end(&mut self.buf).ok()?;
+        let (fields, comm) = parse_stat(&self.buf)?;
+        let comm = String::from_utf8_lossy(comm).into_owned();
+        let kernel_thread = fields.flags & PF_KTHREAD != 0;
+        let cmdline = if kernel_thread {
+            format!("[{comm}]")
+        } else {
+            read_cmdline(pid)
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| format!("[{comm}]"))
+        };
+        let keep = self.tracked.len() < self.fd_budget;
+        Some(Tracked {
+            stat: keep.then_some(file),
+            start_ticks: fields.start_ticks,
+            last_ticks: fields.ticks,
+            uid,
+            user: self.users.name(uid),
+            cmdline,
+            kernel_thread,
+        })
+    }
+
+    /// Re-reads the command line of a process (e.g. after it called exec).
+    pub fn refresh_cmdline(&mut self, pid: i32) -> Option<String> {
+        let c = read_cmdline(pid)?;
+        if let Some(t) = self.tracked.get_mut(&pid) {
+            t.cmdline = c.clone();
+        }
+        Some(c)
+    }
+}
+
+fn read_cmdline(pid: i32) -> Option<String> {
+    let mut raw = Vec::new();
+    File::open(format!("/proc/{pid}/cmdline"))
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut raw)
+        .ok()?;
+    while raw.last() == Some(&0) {
+        raw.pop();
+    }
+    for b in raw.iter_mut() {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
+fn psi_some_avg10(text: &[u8]) -> Option<f64> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find(|l| l.starts_with(b"some "))?;
+    let s = std::str::from_utf8(line).ok()?;
+    s.split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn read_into(path: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    read_path_into(path, buf)
+}
+
+fn read_path_into(path: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    File::open(path)?.read_to_end(buf)?;
+    Ok(())
+}
+
+fn read_at_into(file: &File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    buf.resize(buf.capacity().max(1024), 0);
+    let mut filled = 0;
+    loop {
+        let n = file.read_at(&mut buf[filled..], filled as u64)?;
+        filled += n;
+        if n == 0 || filled < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the new soft limit.
+fn raise_fd_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    let wanted = lim.rlim_max.min(1 << 20);
+    if wanted > lim.rlim_cur {
+        let new = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            return wanted as usize;
+        }
+    }
+    lim.rlim_cur as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_and_parens_in_comm() {
+        let line = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 5 3 0 12345 1000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let (s, comm) = parse_stat(line).unwrap();
+        assert_eq!(comm, b"a) b (c");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.ticks, 300);
+        assert_eq!(s.nice, 5);
+        assert_eq!(s.threads, 3);
+        assert_eq!(s.start_ticks, 12345);
+        assert_eq!(s.rss_pages, 300);
+    }
+
+    #[test]
+    fn samples_this_process_and_the_node() {
+        let mut s = Sampler::new();
+        let node = s.node().unwrap();
+        assert!(node.cpus >= 1 && node.mem_total > 0 && node.mem_available <= node.mem_total);
+        let rows = s.processes(7).unwrap();
+        let me = rows
+            .iter()
+            .find(|r| r.pid == std::process::id() as i32)
+            .unwrap();
+        assert_eq!(me.home, 7);
+        assert!(me.rss > 0 && me.threads >= 1);
+        assert!(me.cmdline.contains("agent"), "{}", me.cmdline);
+        // second pass reuses descriptors and computes CPU%
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let rows2 = s.processes(7).unwrap();
+        assert!(rows2.iter().any(|r| r.pid == me.pid));
+    }
+}

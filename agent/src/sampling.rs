@@ -1,0 +1,139 @@
+//! The sampling loop: once a second, read the node ([`Sampler`]), apply the
+//! persisted per-process settings, smooth the load, publish a [`Snapshot`] and
+//! gossip the node's status. Runs on its own thread (it does blocking `/proc` I/O)
+//! and hands results over a watch channel, like bottom's collector thread.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hpc::model::{Liveness, NodeId, NodeStatus, ProcessInfo};
+use tokio::sync::watch;
+
+use crate::context::Snapshot;
+use crate::load::{LoadTracker, raw_load};
+use crate::sampler::Sampler;
+use crate::store::{Store, key_string};
+
+/// Sampling period.
+pub const PERIOD: Duration = Duration::from_secs(1);
+
+/// Static facts the loop stamps on every status.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    /// openMosix id.
+    pub id: NodeId,
+    /// Name shown for the node.
+    pub name: String,
+    /// RPC address.
+    pub addr: String,
+}
+
+/// The state kept from pass to pass.
+pub struct SamplingLoop {
+    sampler: Sampler,
+    load: LoadTracker,
+    identity: NodeIdentity,
+    seq: u64,
+}
+
+impl SamplingLoop {
+    /// A loop for this node.
+    pub fn new(identity: NodeIdentity) -> Self {
+        Self {
+            sampler: Sampler::new(),
+            load: LoadTracker::default(),
+            identity,
+            seq: 0,
+        }
+    }
+
+    /// One pass.
+    pub fn pass(&mut self, store: &Store) -> std::io::Result<Snapshot> {
+        let fig = self.sampler.node()?;
+        let mut procs = self.sampler.processes(self.identity.id)?;
+        let admin = store.admin();
+        apply_settings(store, &mut procs);
+        let demand = fig.busy_cpus.max(f64::from(fig.runnable));
+        self.load.update(raw_load(demand, admin.speed, fig.cpus));
+        let status = NodeStatus {
+            id: self.identity.id,
+            name: self.identity.name.clone(),
+            addr: self.identity.addr.clone(),
+            status: Liveness::Up,
+            cpus: fig.cpus,
+            load: self.load.exported,
+            speed: admin.speed,
+            util: fig.util,
+            mem: fig.mem_available,
+            rmem: fig.mem_free,
+            tmem: fig.mem_total,
+            accepts: !admin.block,
+            age_ms: 0,
+            reason: None,
+        };
+        let snap = Snapshot {
+            seq: self.seq,
+            taken: Instant::now(),
+            status,
+            processes: Arc::new(procs),
+        };
+        self.seq += 1;
+        Ok(snap)
+    }
+}
+
+/// Applies lock/decay/mask settings and forgets those of processes that exited.
+fn apply_settings(store: &Store, procs: &mut [ProcessInfo]) {
+    let state = store.get();
+    if state.processes.is_empty() {
+        return;
+    }
+    let mut alive = HashSet::with_capacity(state.processes.len());
+    for p in procs.iter_mut() {
+        let key = key_string((p.pid, p.start_time));
+        if let Some(s) = state.processes.get(&key) {
+            if let Some(l) = s.lock {
+                p.lock = l;
+            }
+            if let Some(d) = s.decay {
+                p.decay = d;
+            }
+            if let Some(m) = s.mask {
+                p.mask = m;
+            }
+            alive.insert(key);
+        }
+    }
+    if alive.len() != state.processes.len()
+        && let Err(e) = store.update(|s| s.processes.retain(|k, _| alive.contains(k)))
+    {
+        tracing::warn!(error = %e, "cannot forget settings of exited processes");
+    }
+}
+
+/// Runs the loop on the current thread until `tx` has no receivers. `wake` lets
+/// writers ask for an early pass.
+pub fn run(
+    mut lp: SamplingLoop,
+    store: Arc<Store>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    wake: std::sync::mpsc::Receiver<()>,
+) {
+    loop {
+        let started = Instant::now();
+        match lp.pass(&store) {
+            Ok(s) => {
+                if tx.send(Arc::new(s)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "sampling /proc failed"),
+        }
+        let rest = PERIOD.saturating_sub(started.elapsed());
+        match wake.recv_timeout(rest) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

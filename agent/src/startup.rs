@@ -1,0 +1,230 @@
+//! Start-up: directories, keys, map, node id, calibration, then the sampler
+//! thread, gossip and the SSH server, and an orderly shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use hpc::map::{ClusterMap, MapNode};
+use hpc::model::NodeId;
+use hpc::paths;
+
+use crate::cluster::{ClusterConfig, ClusterView};
+use crate::context::AgentContext;
+use crate::keys::{AuthorizedKeys, gossip_secret, load_or_create_key};
+use crate::sampling::{NodeIdentity, SamplingLoop};
+use crate::store::Store;
+
+/// Where the agent keeps things and where it listens.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Host key, authorized keys, cluster key, map.
+    pub config_dir: PathBuf,
+    /// Persistent state.
+    pub state_dir: PathBuf,
+    /// PID file and runtime files.
+    pub run_dir: PathBuf,
+    /// The cluster map (default `config_dir/openmosix.map`; absent = a cluster of one).
+    pub map: Option<PathBuf>,
+    /// TCP address of the SSH server (default: this node's map address, else 0.0.0.0:4660).
+    pub listen: Option<SocketAddr>,
+    /// This node's id (default: the map entry matching `listen` or a local address).
+    pub node_id: Option<NodeId>,
+}
+
+impl AgentConfig {
+    /// The map file to read.
+    pub fn map_path(&self) -> PathBuf {
+        self.map
+            .clone()
+            .unwrap_or_else(|| self.config_dir.join(paths::MAP_FILE))
+    }
+}
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path)
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!("{} is a symbolic link; refusing to use it", path.display());
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        bail!(
+            "{} is writable by others (mode {:o}); fix it with chmod 700",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// The kernel knows which of the map's addresses are ours: binding to one succeeds.
+fn is_local(addr: &SocketAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).is_ok()
+}
+
+/// Picks this node's map entry.
+fn pick_self(map: &ClusterMap, cfg: &AgentConfig) -> anyhow::Result<Option<MapNode>> {
+    if let Some(id) = cfg.node_id {
+        return Ok(map.node(id).cloned());
+    }
+    if let Some(l) = cfg.listen
+        && let Some(n) = map.nodes.iter().find(|n| {
+            n.addr == l
+                || (n.addr.ip() == l.ip()
+                    && !l.ip().is_unspecified()
+                    && map.nodes.iter().filter(|m| m.addr.ip() == l.ip()).count() == 1)
+        })
+    {
+        return Ok(Some(n.clone()));
+    }
+    let local: Vec<&MapNode> = map.nodes.iter().filter(|n| is_local(&n.addr)).collect();
+    match local.as_slice() {
+        [] if map.nodes.is_empty() => Ok(None),
+        [] => bail!("none of the cluster map's addresses belongs to this machine; pass --node-id"),
+        [one] => Ok(Some((*one).clone())),
+        _ => bail!("several cluster map entries are addresses of this machine; pass --node-id"),
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    private_dir(&cfg.config_dir)?;
+    private_dir(&cfg.state_dir)?;
+    private_dir(&cfg.run_dir)?;
+    let host_key = load_or_create_key(&cfg.config_dir.join(paths::HOST_KEY_FILE))?;
+    let cluster_key = load_or_create_key(&cfg.config_dir.join(paths::CLUSTER_KEY_FILE))?;
+    let secret = gossip_secret(&cluster_key)?;
+
+    let map_path = cfg.map_path();
+    let map = if map_path.exists() || cfg.map.is_some() {
+        ClusterMap::load(&map_path)?
+    } else {
+        ClusterMap::default()
+    };
+    let me = pick_self(&map, &cfg)?;
+    let node_id = cfg.node_id.or(me.as_ref().map(|n| n.id)).unwrap_or(1);
+    if !map.nodes.is_empty() && me.is_none() {
+        bail!(
+            "node {node_id} is not in the cluster map {}",
+            map_path.display()
+        );
+    }
+    let listen = cfg
+        .listen
+        .or(me.as_ref().map(|n| n.addr))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], paths::AGENT_PORT)));
+    let advertise = me.as_ref().map(|n| n.addr).unwrap_or(listen);
+    let name = me.as_ref().map(|n| n.host.clone()).unwrap_or_else(hostname);
+
+    let store = Arc::new(Store::open(&cfg.state_dir)?);
+    if !store.get().calibrated {
+        let speed =
+            tokio::task::spawn_blocking(|| crate::speed::calibrate(Duration::from_millis(250)))
+                .await?;
+        store.update(|s| {
+            s.calibrated = true;
+            if !s.admin.speed_set_by_admin {
+                s.admin.speed = speed;
+            }
+        })?;
+        tracing::info!(speed, "calibrated node speed");
+    }
+    store.update(|s| s.admin.mospe = node_id)?;
+
+    let identity = NodeIdentity {
+        id: node_id,
+        name,
+        addr: advertise.to_string(),
+    };
+    let mut lp = SamplingLoop::new(identity);
+    let first = lp.pass(&store).context("cannot read /proc")?;
+    let (snap_tx, snap_rx) = tokio::sync::watch::channel(Arc::new(first));
+    let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
+    let sampler_store = store.clone();
+    std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || crate::sampling::run(lp, sampler_store, snap_tx, wake_rx))
+        .context("cannot start the sampler thread")?;
+
+    let gossip_listen = SocketAddr::new(listen.ip(), advertise.port());
+    let cluster = ClusterView::start(ClusterConfig {
+        self_id: node_id,
+        advertise,
+        listen: gossip_listen,
+        map,
+        secret,
+    })
+    .await
+    .context("cannot start cluster gossip")?;
+
+    let authorized = AuthorizedKeys::new(
+        cfg.config_dir.join(paths::AUTHORIZED_KEYS_FILE),
+        cluster_key.public_key().clone(),
+    );
+    let ctx = Arc::new(AgentContext {
+        node_id,
+        store,
+        snapshot: snap_rx,
+        cluster,
+        authorized,
+        resample: wake_tx,
+    });
+
+    let publisher = tokio::spawn(publish_status(ctx.clone()));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}/tcp"))?;
+    let pid_file = cfg.run_dir.join("openmosixd.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", pid_file.display()))?;
+    tracing::info!(node = node_id, %listen, gossip = %gossip_listen, "openmosixd ready");
+    // Machine-readable readiness line for scripts and tests.
+    println!(
+        "openmosixd ready node={node_id} listen={} gossip={gossip_listen}",
+        listener.local_addr()?
+    );
+
+    let config = crate::server::ssh_config(host_key);
+    let server = tokio::spawn(crate::server::run(listener, config, ctx.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        r = server => match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "ssh server stopped"),
+            Err(e) => tracing::error!(error = %e, "ssh server task failed"),
+        },
+    }
+    publisher.abort();
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+/// Gossips the node status after every sampling pass, unless `quiet`.
+async fn publish_status(ctx: Arc<AgentContext>) {
+    let mut rx = ctx.snapshot.clone();
+    loop {
+        if rx.changed().await.is_err() {
+            return;
+        }
+        let status = rx.borrow_and_update().status.clone();
+        if !ctx.store.admin().quiet {
+            ctx.cluster.publish(&status).await;
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

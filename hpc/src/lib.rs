@@ -1,0 +1,14 @@
+//! The shared core of openMosixview: the cluster data model ([`model`]), the
+//! setpe-format cluster map ([`map`]), the newline-delimited JSON-RPC wire
+//! protocol spoken on the agent's `openmosix` SSH subsystem ([`protocol`],
+//! [`framing`]), well-known paths and ports ([`paths`]) and the async client
+//! that the CLIs, the collector and the app use to talk to agents ([`client`]).
+//!
+//! The crate is named after openMosix's `/proc/hpc`, the tree our agent serves.
+
+pub mod client;
+pub mod framing;
+pub mod map;
+pub mod model;
+pub mod paths;
+pub mod protocol;

@@ -1,0 +1,47 @@
+//! Well-known ports and file locations shared by the agent, the CLIs and the app.
+
+use std::path::PathBuf;
+
+/// TCP port of the agent's SSH server (openMosix's old migration port).
+pub const AGENT_PORT: u16 = 4660;
+/// UDP port of the agents' authenticated gossip (membership and load exchange).
+pub const GOSSIP_PORT: u16 = 4660;
+/// Name of the SSH subsystem that speaks the openMosix JSON-RPC protocol.
+pub const SUBSYSTEM: &str = "openmosix";
+/// Directory of the agent's configuration (host key, authorized keys, map).
+pub const CONFIG_DIR: &str = "/etc/openmosix";
+/// Directory of the agent's persistent state (admin state, speed calibration).
+pub const STATE_DIR: &str = "/var/lib/openmosix";
+/// Directory of the agent's runtime files (PID file, migration images).
+pub const RUN_DIR: &str = "/run/openmosix";
+/// File name of the cluster map inside [`CONFIG_DIR`].
+pub const MAP_FILE: &str = "openmosix.map";
+/// File name of the agent's host key inside [`CONFIG_DIR`].
+pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+/// File name of the role-tagged authorized keys inside [`CONFIG_DIR`].
+pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
+/// File name of the cluster key (shared by all agents) inside [`CONFIG_DIR`].
+pub const CLUSTER_KEY_FILE: &str = "cluster_key";
+
+/// The invoking user's home directory, from `$HOME`.
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The user's `~/.ssh/known_hosts`, used to verify agents' host keys.
+pub fn default_known_hosts() -> Option<PathBuf> {
+    home_dir().map(|h| h.join(".ssh").join("known_hosts"))
+}
+
+/// Candidate private keys of the invoking user, in the order OpenSSH tries them.
+pub fn default_identity_files() -> Vec<PathBuf> {
+    let Some(home) = home_dir() else {
+        return Vec::new();
+    };
+    ["id_ed25519", "id_ecdsa", "id_rsa"]
+        .iter()
+        .map(|n| home.join(".ssh").join(n))
+        .collect()
+}

@@ -1,0 +1,347 @@
+//! The openMosix JSON-RPC 2.0 protocol: envelopes, error codes, method names and
+//! their parameter and result types. One JSON object per line on the wire (see
+//! [`crate::framing`]); `docs/PROTOCOL.md` documents every method with examples.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{NodeId, NodeStatus, ProcessDelta, Role};
+
+/// Largest accepted message (one line), in bytes. Longer lines are discarded
+/// and answered with [`codes::MESSAGE_TOO_LARGE`].
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Shortest subscription interval, in milliseconds.
+pub const MIN_SUBSCRIBE_INTERVAL_MS: u64 = 250;
+/// Method name of server-pushed subscription notifications.
+pub const UPDATE_NOTIFICATION: &str = "update";
+
+/// JSON-RPC error codes: the standard ones and openMosix's own (-32001..).
+pub mod codes {
+    /// The line is not valid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// The JSON is not a valid request object.
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Parameters missing or of the wrong type.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The agent failed internally.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The caller's role does not allow this.
+    pub const FORBIDDEN: i64 = -32001;
+    /// No such process.
+    pub const NO_SUCH_PROCESS: i64 = -32002;
+    /// No such node.
+    pub const NO_SUCH_NODE: i64 = -32003;
+    /// No such `/proc/hpc` path, or it is read-only.
+    pub const NO_SUCH_PATH: i64 = -32004;
+    /// The feature is not available on this agent (e.g. the migration engine).
+    pub const UNAVAILABLE: i64 = -32005;
+    /// A node could not be reached.
+    pub const NODE_UNREACHABLE: i64 = -32006;
+    /// The message exceeded [`super::MAX_MESSAGE_BYTES`].
+    pub const MESSAGE_TOO_LARGE: i64 = -32007;
+    /// The operating system refused the action (errno text in the message).
+    pub const OS_ERROR: i64 = -32008;
+}
+
+/// Method names.
+pub mod methods {
+    /// Read a `/proc/hpc` path.
+    pub const HPC_READ: &str = "hpc.read";
+    /// Write a `/proc/hpc` path.
+    pub const HPC_WRITE: &str = "hpc.write";
+    /// List the entries of a `/proc/hpc` directory.
+    pub const HPC_LIST: &str = "hpc.list";
+    /// This node's status.
+    pub const NODE_STATUS: &str = "node.status";
+    /// Every node of the cluster.
+    pub const CLUSTER_NODES: &str = "cluster.nodes";
+    /// The process list, filtered.
+    pub const PROC_LIST: &str = "proc.list";
+    /// One process's row.
+    pub const PROC_GET: &str = "proc.get";
+    /// Read a per-process openMosix field.
+    pub const PROC_READ: &str = "proc.read";
+    /// Write a per-process openMosix field.
+    pub const PROC_WRITE: &str = "proc.write";
+    /// Send a signal.
+    pub const PROC_SIGNAL: &str = "proc.signal";
+    /// Change a nice value.
+    pub const PROC_RENICE: &str = "proc.renice";
+    /// Start pushing updates.
+    pub const SUBSCRIBE: &str = "subscribe";
+    /// Stop pushing updates.
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    /// Who the caller is to the agent.
+    pub const WHOAMI: &str = "agent.whoami";
+}
+
+/// A JSON-RPC request (or a notification, when `id` is absent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// Request id, echoed in the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Method name.
+    pub method: String,
+    /// Parameters (an object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct RpcError {
+    /// One of [`codes`].
+    pub code: i64,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Extra machine-readable detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with a code and a message.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+    /// Invalid parameters.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(codes::INVALID_PARAMS, message)
+    }
+    /// The caller's role does not allow the call.
+    pub fn forbidden(role: Role, what: &str) -> Self {
+        Self::new(
+            codes::FORBIDDEN,
+            format!("permission denied: a {role} key may not {what} (needs an admin key)"),
+        )
+    }
+    /// No such process.
+    pub fn no_such_process(pid: i32) -> Self {
+        Self::new(codes::NO_SUCH_PROCESS, format!("no such process: {pid}"))
+    }
+    /// No such node.
+    pub fn no_such_node(node: NodeId) -> Self {
+        Self::new(codes::NO_SUCH_NODE, format!("no such node: {node}"))
+    }
+}
+
+/// A JSON-RPC response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// The request's id (null when the request could not be read).
+    pub id: Value,
+    /// The result, on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error, on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+impl Response {
+    /// A success response.
+    pub fn ok(id: Value, result: Value) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id,
+            result: Some(result),
+            error: None,
+        }
+    }
+    /// An error response.
+    pub fn err(id: Value, error: RpcError) -> Self {
+        Self {
+            jsonrpc: "2.0".into(),
+            id,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// A server-to-client notification (no id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    /// Always "2.0".
+    pub jsonrpc: String,
+    /// Notification name ([`UPDATE_NOTIFICATION`]).
+    pub method: String,
+    /// Payload.
+    pub params: Value,
+}
+
+/// `hpc.read` / `hpc.list` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathParams {
+    /// Path below `/proc/hpc`, e.g. `admin/stay` or `nodes/2/load`.
+    pub path: String,
+}
+
+/// `hpc.write` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteParams {
+    /// Path below `/proc/hpc`.
+    pub path: String,
+    /// Value to write (number or string, as one would `echo` it).
+    pub value: Value,
+    /// For `decay/*`: the process the write applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+/// `hpc.read` / `hpc.write` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PathValue {
+    /// The path read or written.
+    pub path: String,
+    /// Its value after the call.
+    pub value: Value,
+}
+
+/// `proc.list` filter; every given field must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcFilter {
+    /// Only these PIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Vec<i32>>,
+    /// Only this user's processes (name or uid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only processes whose command line contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Only processes in one of these states (letters, e.g. "RD").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<String>,
+    /// Only processes using at least this CPU percentage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cpu: Option<f32>,
+    /// Only processes that may move (lock = 0, no cantmove reason).
+    #[serde(default)]
+    pub movable: bool,
+    /// Only migrated processes (where != home).
+    #[serde(default)]
+    pub migrated: bool,
+    /// At most this many rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `proc.list` parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcListParams {
+    /// The filter.
+    #[serde(default)]
+    pub filter: ProcFilter,
+}
+
+/// Parameters naming one process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PidParams {
+    /// The process.
+    pub pid: i32,
+}
+
+/// `proc.read` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcFieldParams {
+    /// The process.
+    pub pid: i32,
+    /// `where`, `goto`, `lock`, `cantmove`, `nmigs`, `migfilter`, `mignodes`, `migpolicy`, `decay`.
+    pub field: String,
+}
+
+/// `proc.write` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcWriteParams {
+    /// The process.
+    pub pid: i32,
+    /// The field (see [`ProcFieldParams::field`]).
+    pub field: String,
+    /// The value.
+    pub value: Value,
+}
+
+/// `proc.signal` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignalParams {
+    /// The process.
+    pub pid: i32,
+    /// `STOP`, `CONT`, `TERM` or `KILL` (with or without `SIG`).
+    pub signal: String,
+}
+
+/// `proc.renice` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReniceParams {
+    /// The process.
+    pub pid: i32,
+    /// New nice value, -20..=19 (20 is taken as 19, as renice does).
+    pub nice: i32,
+}
+
+/// `subscribe` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// Push period in milliseconds (>= [`MIN_SUBSCRIBE_INTERVAL_MS`]).
+    pub interval_ms: u64,
+    /// Push node status.
+    #[serde(default = "yes")]
+    pub status: bool,
+    /// Push process-list changes.
+    #[serde(default)]
+    pub processes: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `subscribe` result and `unsubscribe` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionId {
+    /// The subscription.
+    pub subscription: u64,
+}
+
+/// Payload of an [`UPDATE_NOTIFICATION`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Update {
+    /// The subscription this belongs to.
+    pub subscription: u64,
+    /// Sequence number, from 0.
+    pub seq: u64,
+    /// Current node status (when subscribed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<NodeStatus>,
+    /// Process changes since the previous push (the first push lists all as added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<ProcessDelta>,
+}
+
+/// `agent.whoami` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The role of the caller's key.
+    pub role: Role,
+    /// SHA256 fingerprint of the caller's key.
+    pub key: String,
+    /// This node's id.
+    pub node: NodeId,
+    /// Agent version.
+    pub version: String,
+}
