@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub user: String,
     /// Limit for TCP connect, key exchange and authentication together.
     pub connect_timeout: Duration,
+    /// When set, the agent must present exactly this host key (known_hosts is not consulted).
+    pub pinned_host_key: Option<PublicKey>,
 }
 
 impl ClientConfig {
@@ -57,6 +59,7 @@ impl ClientConfig {
             trust_on_first_use: false,
             user: "root".into(),
             connect_timeout: Duration::from_secs(5),
+            pinned_host_key: None,
         }
     }
 }
@@ -141,12 +144,23 @@ pub struct HostKeyChecker {
     port: u16,
     known_hosts: PathBuf,
     tofu: bool,
+    pinned: Option<PublicKey>,
     problem: Arc<Mutex<Option<HostKeyProblem>>>,
 }
 
 impl HostKeyChecker {
     fn check(&self, key: &PublicKey) -> Result<bool, HostKeyProblem> {
         let fingerprint = key.fingerprint(keys::HashAlg::Sha256).to_string();
+        if let Some(pinned) = &self.pinned {
+            return if pinned.key_data() == key.key_data() {
+                Ok(true)
+            } else {
+                Err(HostKeyProblem::Changed {
+                    fingerprint,
+                    line: 0,
+                })
+            };
+        }
         let known = if self.known_hosts.exists() {
             keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
         } else {
@@ -248,6 +262,7 @@ async fn connect_raw_inner(
         port: sock.port(),
         known_hosts: config.known_hosts.clone(),
         tofu: config.trust_on_first_use,
+        pinned: config.pinned_host_key.clone(),
         problem: problem.clone(),
     };
     let ssh_config = Arc::new(client::Config {
@@ -266,7 +281,11 @@ async fn connect_raw_inner(
         Ok(s) => s,
         Err(e) => {
             let taken = problem.lock().ok().and_then(|mut p| p.take());
-            let path = config.known_hosts.display().to_string();
+            let path = if config.pinned_host_key.is_some() {
+                "the pinned host key".to_string()
+            } else {
+                config.known_hosts.display().to_string()
+            };
             return Err(match taken {
                 Some(HostKeyProblem::Changed { fingerprint, line }) => {
                     ClientError::HostKeyChanged {
