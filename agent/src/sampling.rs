@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::context::Snapshot;
 use crate::load::{LoadTracker, raw_load};
 use crate::sampler::Sampler;
-use crate::store::{Store, key_string};
+use crate::store::{ProcSettings, Store, key_string};
 
 /// Sampling period.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -83,6 +83,19 @@ impl SamplingLoop {
     }
 }
 
+/// Applies one process's stored settings to its row.
+pub fn apply_one(s: &ProcSettings, p: &mut ProcessInfo) {
+    if let Some(l) = s.lock {
+        p.lock = l;
+    }
+    if let Some(d) = s.decay {
+        p.decay = d;
+    }
+    if let Some(m) = s.mask {
+        p.mask = m;
+    }
+}
+
 /// Applies lock/decay/mask settings and forgets those of processes that exited.
 fn apply_settings(store: &Store, procs: &mut [ProcessInfo]) {
     let state = store.get();
@@ -93,15 +106,7 @@ fn apply_settings(store: &Store, procs: &mut [ProcessInfo]) {
     for p in procs.iter_mut() {
         let key = key_string((p.pid, p.start_time));
         if let Some(s) = state.processes.get(&key) {
-            if let Some(l) = s.lock {
-                p.lock = l;
-            }
-            if let Some(d) = s.decay {
-                p.decay = d;
-            }
-            if let Some(m) = s.mask {
-                p.mask = m;
-            }
+            apply_one(s, p);
             alive.insert(key);
         }
     }

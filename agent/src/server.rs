@@ -143,8 +143,13 @@ impl russh::server::Handler for SessionHandler {
         };
         session.channel_success(id)?;
         let ctx = self.ctx.clone();
+        let handle = session.handle();
         tokio::spawn(async move {
             crate::connection::serve(channel.into_stream(), ctx, caller).await;
+            // Tell OpenSSH clients the subsystem ended normally.
+            let _ = handle.exit_status_request(id, 0).await;
+            let _ = handle.eof(id).await;
+            let _ = handle.close(id).await;
         });
         Ok(())
     }

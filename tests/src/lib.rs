@@ -1,1 +1,381 @@
-//! placeholder
+//! Test harness: starts real `openmosixd` agents on loopback, each in its own
+//! uniquely named directory with throw-away keys, and stops them by PID (and
+//! removes their directories) when dropped, even when a test fails.
+//!
+//! Binaries are taken from the cargo target directory next to the test
+//! executable (`target/debug/openmosixd`), or from `$OPENMOSIX_BIN_DIR`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hpc::client::{Client, ClientConfig, Identity};
+use russh::keys::{Algorithm, PrivateKey, PublicKey};
+
+/// Where a cargo-built binary lives.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("OPENMOSIX_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            // target/debug/deps/test-xxxx → target/debug
+            Some(exe.parent()?.parent()?.to_path_buf())
+        });
+    let path = dir.unwrap_or_default().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh 0700 directory under `base`, unique across parallel tests and processes.
+pub fn unique_dir(base: &Path, label: &str) -> PathBuf {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let dir = base.join(format!("{label}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod test dir");
+    dir
+}
+
+/// Writes a new Ed25519 key pair (`path` and `path.pub`), mode 0600.
+pub fn new_key(path: &Path) -> PrivateKey {
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("keygen");
+    write_private(path, &key);
+    std::fs::write(
+        path.with_extension("pub"),
+        key.public_key().to_openssh().expect("pub"),
+    )
+    .expect("write pub");
+    key
+}
+
+fn write_private(path: &Path, key: &PrivateKey) {
+    use std::io::Write;
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .expect("encode");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("key file");
+    f.write_all(text.as_bytes()).expect("write key");
+}
+
+/// A free TCP+UDP port on 127.0.0.1 (free now; the agent binds it right after).
+pub fn free_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = t.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The keys a test cluster uses.
+pub struct Keys {
+    /// Directory holding them.
+    pub dir: PathBuf,
+    /// Admin client key.
+    pub admin: PathBuf,
+    /// Monitor client key.
+    pub monitor: PathBuf,
+    /// A key no agent knows.
+    pub stranger: PathBuf,
+    /// The cluster key (all agents share it).
+    pub cluster: PrivateKey,
+}
+
+impl Keys {
+    /// Generates keys in a new directory under `base`.
+    pub fn generate(base: &Path) -> Self {
+        let dir = unique_dir(base, "keys");
+        let admin = dir.join("admin");
+        let monitor = dir.join("monitor");
+        let stranger = dir.join("stranger");
+        new_key(&admin);
+        new_key(&monitor);
+        new_key(&stranger);
+        let cluster = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("keygen");
+        Self {
+            dir,
+            admin,
+            monitor,
+            stranger,
+            cluster,
+        }
+    }
+
+    /// `authorized_keys` text granting admin and monitor.
+    pub fn authorized_keys(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p.with_extension("pub")).expect("pub key");
+        format!(
+            "admin {}\nmonitor {}\n",
+            read(&self.admin).trim(),
+            read(&self.monitor).trim()
+        )
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One running agent.
+pub struct TestAgent {
+    /// Node id.
+    pub id: u32,
+    /// RPC address.
+    pub addr: SocketAddr,
+    /// Its directory (config/, state/, run/).
+    pub dir: PathBuf,
+    /// Its host public key.
+    pub host_key: PublicKey,
+    child: Option<Child>,
+    map: PathBuf,
+}
+
+impl TestAgent {
+    /// Prepares the directories and starts the agent as node `id` of `map_text`.
+    pub fn start(base: &Path, keys: &Keys, id: u32, addr: SocketAddr, map_text: &str) -> Self {
+        let dir = unique_dir(base, &format!("agent{id}"));
+        let config = dir.join("config");
+        for d in ["config", "state", "run"] {
+            std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+            std::fs::set_permissions(dir.join(d), std::fs::Permissions::from_mode(0o700))
+                .expect("chmod");
+        }
+        write_private(&config.join(hpc::paths::CLUSTER_KEY_FILE), &keys.cluster);
+        std::fs::write(
+            config.join(hpc::paths::AUTHORIZED_KEYS_FILE),
+            keys.authorized_keys(),
+        )
+        .expect("authorized_keys");
+        let map = config.join(hpc::paths::MAP_FILE);
+        std::fs::write(&map, map_text).expect("map");
+        let host_key = new_key(&config.join(hpc::paths::HOST_KEY_FILE))
+            .public_key()
+            .clone();
+        let _ = std::fs::remove_file(config.join(hpc::paths::HOST_KEY_FILE).with_extension("pub"));
+        let mut a = Self {
+            id,
+            addr,
+            dir,
+            host_key,
+            child: None,
+            map,
+        };
+        a.restart();
+        a
+    }
+
+    /// Starts a standalone agent (a cluster of one) on a free port.
+    pub fn standalone(base: &Path, keys: &Keys) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start(base, keys, 1, addr, &format!("1 {addr} 1\n"))
+    }
+
+    /// (Re)starts the process and waits until it reports ready.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut child = Command::new(bin("openmosixd"))
+            .arg("--config-dir")
+            .arg(self.dir.join("config"))
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .arg("--map")
+            .arg(&self.map)
+            .arg("--node-id")
+            .arg(self.id.to_string())
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .env("OPENMOSIX_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn openmosixd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) if l.starts_with("openmosixd ready") => {}
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("agent {} did not start: {other:?}", self.id);
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// The agent's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Stops the agent with SIGTERM (by PID) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions; the PID is our child's.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the agent with SIGKILL (by PID).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A client config for `key`, with this agent's host key pinned.
+    pub fn client_config(&self, key: &Path) -> ClientConfig {
+        let mut c = ClientConfig::from_env();
+        c.identity = Identity::KeyFile(key.to_path_buf());
+        c.pinned_host_key = Some(self.host_key.clone());
+        c
+    }
+
+    /// Connects with `key`.
+    pub async fn client(&self, key: &Path) -> Client {
+        Client::connect(&self.addr.to_string(), &self.client_config(key))
+            .await
+            .expect("connect to agent")
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Several agents sharing one map and one cluster key.
+pub struct TestCluster {
+    /// The agents, node 1 first.
+    pub agents: Vec<TestAgent>,
+    /// The keys.
+    pub keys: Keys,
+}
+
+impl TestCluster {
+    /// Starts `n` agents on loopback.
+    pub fn start(base: &Path, n: u32) -> Self {
+        let keys = Keys::generate(base);
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let map: String = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{} {a} 1\n", i + 1))
+            .collect();
+        let agents = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| TestAgent::start(base, &keys, i as u32 + 1, *a, &map))
+            .collect();
+        Self { agents, keys }
+    }
+
+    /// The map text the cluster uses.
+    pub fn map_text(&self) -> String {
+        self.agents
+            .iter()
+            .map(|a| format!("{} {} 1\n", a.id, a.addr))
+            .collect()
+    }
+}
+
+/// A child process started for a test (e.g. `sleep`), killed by PID on drop.
+pub struct Victim(pub Child);
+
+impl Victim {
+    /// Starts `sleep SECS`.
+    pub fn sleep(secs: u32) -> Self {
+        Self(
+            Command::new("sleep")
+                .arg(secs.to_string())
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+    /// Its PID.
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    /// `/proc/PID/stat` fields after the command name (state is index 0).
+    pub fn stat(&self) -> Vec<String> {
+        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        s.rsplit_once(") ")
+            .map(|(_, r)| r.split(' ').map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,6 +1,6 @@
 //! Process methods: list, get, per-process openMosix fields, signals, renice.
 
-use hpc::model::{ClusterMask, DecayClass, ProcessInfo};
+use hpc::model::{DecayClass, ProcessInfo};
 use hpc::protocol::{
     PidParams, ProcFieldParams, ProcFilter, ProcListParams, ProcWriteParams, ReniceParams,
     RpcError, SignalParams, codes,
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Caller, needs_migration, to_value};
 use crate::context::AgentContext;
+use crate::sampling::apply_one;
 use crate::store::{ProcSettings, key_string};
 
 fn matches(p: &ProcessInfo, f: &ProcFilter) -> bool {
@@ -49,7 +50,17 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
         && let Some(p) = snap.processes.get(i)
         && std::path::Path::new(&format!("/proc/{pid}")).exists()
     {
-        return Ok(p.clone());
+        // Settings written since the last sampling pass show at once.
+        let mut row = p.clone();
+        if let Some(s) = ctx
+            .store
+            .get()
+            .processes
+            .get(&key_string((pid, row.start_time)))
+        {
+            apply_one(s, &mut row);
+        }
+        return Ok(row);
     }
     Err(RpcError::no_such_process(pid))
 }
@@ -101,7 +112,9 @@ fn number(field: &str, v: &Value, max: u64) -> Result<u64, RpcError> {
 pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<Value, RpcError> {
     caller.require_write(&format!("change process {}'s {}", p.pid, p.field))?;
     let row = find(ctx, p.pid)?;
-    let mask = row.mask;
+    // The mask is read-modify-written on the stored settings, not the snapshot,
+    // so successive writes of its three fields never undo each other.
+    let base = row.mask;
     let change: Box<dyn FnOnce(&mut ProcSettings)> = match p.field.as_str() {
         "goto" | "where" | "migrate" => return Err(needs_migration("moving a process")),
         "lock" => {
@@ -110,30 +123,15 @@ pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<
         }
         "migfilter" => {
             let on = number("migfilter", &p.value, 1)? == 1;
-            Box::new(move |s| {
-                s.mask = Some(ClusterMask {
-                    migfilter: on,
-                    ..mask
-                })
-            })
+            Box::new(move |s| s.mask.get_or_insert(base).migfilter = on)
         }
         "mignodes" => {
             let bits = number("mignodes", &p.value, u64::MAX)?;
-            Box::new(move |s| {
-                s.mask = Some(ClusterMask {
-                    mignodes: bits,
-                    ..mask
-                })
-            })
+            Box::new(move |s| s.mask.get_or_insert(base).mignodes = bits)
         }
         "migpolicy" => {
             let pol = number("migpolicy", &p.value, 1)? as u8;
-            Box::new(move |s| {
-                s.mask = Some(ClusterMask {
-                    migpolicy: pol,
-                    ..mask
-                })
-            })
+            Box::new(move |s| s.mask.get_or_insert(base).migpolicy = pol)
         }
         "decay" => {
             let d: DecayClass = serde_json::from_value(p.value.clone()).map_err(|_| {
