@@ -127,9 +127,16 @@ impl Socket for AuthenticatedSocket {
             tracing::warn!(bytes = n, "gossip message too large, not sent");
             return Ok(SendOutcome { num_bytes_sent: 0 });
         }
-        let tag = hmac::sign(&self.key, &self.buf[..n]);
-        self.buf[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
-        match self.public.send_to(&self.buf[..n + TAG_LEN], to).await {
+        let Some(body) = self.buf.get(..n) else {
+            return Ok(SendOutcome { num_bytes_sent: 0 });
+        };
+        let tag = hmac::sign(&self.key, body);
+        let Some(tag_slot) = self.buf.get_mut(n..n + TAG_LEN) else {
+            return Ok(SendOutcome { num_bytes_sent: 0 });
+        };
+        tag_slot.copy_from_slice(tag.as_ref());
+        let datagram = self.buf.get(..n + TAG_LEN).unwrap_or_default();
+        match self.public.send_to(datagram, to).await {
             Ok(sent) => Ok(SendOutcome {
                 num_bytes_sent: sent,
             }),
@@ -161,7 +168,8 @@ impl Socket for AuthenticatedSocket {
                 self.warn_rejected(from, "too short to carry a tag");
                 continue;
             };
-            let (body, tag) = self.buf[..n].split_at(body_len);
+            let datagram = self.buf.get(..n).unwrap_or_default();
+            let (body, tag) = datagram.split_at(body_len.min(datagram.len()));
             if hmac::verify(&self.key, body, tag).is_err() {
                 self.warn_rejected(from, "not signed with this cluster's key");
                 continue;

@@ -43,7 +43,7 @@ impl LoadTracker {
         self.local = if raw <= self.local {
             raw
         } else {
-            ((5 * u64::from(self.local) + 3 * raw64 + 7) / 8) as u32
+            (5 * u64::from(self.local) + 3 * raw64).div_ceil(8) as u32
         };
         self.exported = if raw >= self.exported {
             raw

@@ -400,8 +400,8 @@ fn read_at_into(file: &File, buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.clear();
     buf.resize(buf.capacity().max(1024), 0);
     let mut filled = 0;
-    loop {
-        let n = file.read_at(&mut buf[filled..], filled as u64)?;
+    while let Some(free) = buf.get_mut(filled..) {
+        let n = file.read_at(free, filled as u64)?;
         filled += n;
         if n == 0 || filled < buf.len() {
             break;

@@ -177,9 +177,16 @@ fn write_atomically(path: &Path, state: &PersistedState) -> Result<(), StoreErro
 mod tests {
     use super::*;
 
+    /// A private scratch directory under the workspace's target dir (never /tmp).
+    fn scratch() -> tempfile::TempDir {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp");
+        std::fs::create_dir_all(base).unwrap();
+        tempfile::tempdir_in(base).unwrap()
+    }
+
     #[test]
     fn persists_and_restores_and_survives_corruption() {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = scratch();
         let store = Store::open(dir.path()).unwrap();
         store
             .update(|s| {
@@ -198,7 +205,7 @@ mod tests {
 
     #[test]
     fn failed_write_rolls_back() {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = scratch();
         let store = Store::open(&dir.path().join("missing-dir")).unwrap();
         let err = store.update(|s| s.admin.quiet = true).unwrap_err();
         assert!(

@@ -48,7 +48,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 });
             }
             let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (&available[..i], Some(i + 1)),
+                Some(i) => (available.get(..i).unwrap_or_default(), Some(i + 1)),
                 None => (available, None),
             };
             total += chunk.len();

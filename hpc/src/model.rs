@@ -136,7 +136,7 @@ impl ClusterMask {
         if !self.migfilter {
             return true;
         }
-        let set = node >= 1 && node <= 64 && (self.mignodes >> (node - 1)) & 1 == 1;
+        let set = (1..=64).contains(&node) && (self.mignodes >> (node - 1)) & 1 == 1;
         if self.migpolicy == 1 { set } else { !set }
     }
 }

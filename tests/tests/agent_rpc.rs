@@ -23,13 +23,6 @@ async fn read(c: &Client, path: &str) -> Value {
     r.value
 }
 
-fn code(e: ClientError) -> i64 {
-    match e {
-        ClientError::Rpc(r) => r.code,
-        other => panic!("expected an RPC error, got {other}"),
-    }
-}
-
 async fn rpc_err(c: &Client, method: &str, params: Value) -> (i64, String) {
     match c.call_value(method, params).await {
         Err(ClientError::Rpc(r)) => (r.code, r.message),

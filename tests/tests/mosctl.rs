@@ -1,0 +1,242 @@
+//! `mosctl`, every command, against real agents.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use testkit::{TestAgent, TestCluster, bin, wait_for};
+
+fn base() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+struct Mosctl {
+    node: String,
+    key: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl Mosctl {
+    fn new(agent: &TestAgent, key: &Path, dir: &Path) -> Self {
+        let known_hosts = dir.join(format!("kh-{}", agent.id));
+        std::fs::write(
+            &known_hosts,
+            format!(
+                "[127.0.0.1]:{} {}\n",
+                agent.addr.port(),
+                agent.host_key.to_openssh().unwrap()
+            ),
+        )
+        .unwrap();
+        Self {
+            node: agent.addr.to_string(),
+            key: key.to_path_buf(),
+            known_hosts,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        std::process::Command::new(bin("mosctl"))
+            .arg("--node")
+            .arg(&self.node)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--known-hosts")
+            .arg(&self.known_hosts)
+            .args(args)
+            .env("OPENMOSIX_LOG", "off")
+            .output()
+            .expect("run mosctl")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "mosctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Runs and expects failure with `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "mosctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[test]
+fn every_mosctl_command() {
+    let mut cluster = TestCluster::start(base(), 2);
+    let dir = cluster.keys.dir.clone();
+    let m = Mosctl::new(&cluster.agents[0], &cluster.keys.admin, &dir);
+
+    // Flags and their aliases, checked through status --json.
+    let admin = |m: &Mosctl| m.json(&["status"])["admin"].clone();
+    for (on, off, field) in [
+        ("stay", "nostay", "stay"),
+        ("lstay", "nolstay", "lstay"),
+        ("block", "noblock", "block"),
+        ("quiet", "noquiet", "quiet"),
+    ] {
+        assert_eq!(m.ok(&[on]), "", "{on} is silent like the original");
+        assert_eq!(admin(&m)[field], Value::Bool(true), "{on}");
+        m.ok(&[off]);
+        assert_eq!(admin(&m)[field], Value::Bool(false), "{off}");
+        m.ok(&[on]);
+        m.ok(&[&format!("-{on}")]);
+        assert_eq!(admin(&m)[field], Value::Bool(false), "-{on}");
+    }
+    assert_eq!(m.json(&["block"])["admin/block"], 1);
+    m.ok(&["noblock"]);
+
+    // expel/bring need the migration engine: a clear refusal, exit 1.
+    for cmd in ["expel", "bring"] {
+        let err = m.fails(&[cmd], 1);
+        assert!(err.contains("needs the migration engine"), "{err}");
+    }
+
+    // Decay.
+    assert_eq!(
+        m.ok(&["getdecay"]),
+        "decay interval: 1 s\nslow decay: 975 (of 1000 kept each interval)\nfast decay: 926 (of 1000 kept each interval)"
+    );
+    m.ok(&["setdecay", "3", "960", "900"]);
+    let d = m.json(&["getdecay"]);
+    assert_eq!(
+        (
+            d["decay-interval"].as_u64(),
+            d["slow-decay"].as_u64(),
+            d["fast-decay"].as_u64()
+        ),
+        (Some(3), Some(960), Some(900))
+    );
+    assert!(
+        m.fails(&["setdecay", "0", "960", "900"], 1)
+            .contains("interval >= 1")
+    );
+    assert!(
+        m.fails(&["setdecay", "1", "1960", "900"], 1)
+            .contains("rates from 0 to 1000")
+    );
+
+    // Speed, yardstick, tune.
+    m.ok(&["setspeed", "15000"]);
+    assert_eq!(m.ok(&["getspeed"]), "15000");
+    assert_eq!(m.ok(&["getyard"]), "10000");
+    m.ok(&["setyard", "12000"]);
+    assert_eq!(m.ok(&["getyard"]), "12000");
+    m.ok(&["setyard", "this"]);
+    assert_eq!(m.ok(&["getyard"]), "15000");
+    assert!(
+        m.fails(&["setyard", "pentium"], 1)
+            .contains("number or `this`")
+    );
+    let tune = m.ok(&["gettune"]);
+    assert!(
+        tune.contains("speed: 15000") && tune.contains("overheads:"),
+        "{tune}"
+    );
+    assert_eq!(m.json(&["gettune"])["yardstick"], 15000);
+
+    // Per-node figures, this node and node 2 (learned by gossip).
+    wait_for_node2(&m);
+    for cmd in ["getload", "getspeed", "getmem", "getfree", "getutil"] {
+        let own: u64 = m
+            .ok(&[cmd])
+            .parse()
+            .unwrap_or_else(|_| panic!("{cmd} prints a number"));
+        let other: u64 = m.ok(&[cmd, "2"]).parse().unwrap();
+        if cmd != "getload" {
+            assert!(own > 0 && other > 0, "{cmd}: {own} {other}");
+        }
+        if cmd == "getutil" {
+            assert!(own <= 100 && other <= 100);
+        }
+        let j = m.json(&[cmd, "2"]);
+        assert_eq!(j["node"], 2, "{cmd}");
+    }
+    assert_eq!(m.ok(&["isup"]), "yes");
+    assert_eq!(m.ok(&["isup", "2"]), "yes");
+    assert!(m.fails(&["isup", "9"], 1).contains("no such node: 9"));
+    let st = m.ok(&["status"]);
+    assert!(
+        st.starts_with("openMosix node #1 (127.0.0.1:")
+            && st.contains("is up")
+            && st.contains("stay: no"),
+        "{st}"
+    );
+    let st2 = m.ok(&["status", "2"]);
+    assert!(
+        st2.starts_with("openMosix node #2") && st2.contains("load:"),
+        "{st2}"
+    );
+
+    // whois in its three forms.
+    assert_eq!(m.ok(&["whois"]), "This is openMosix node #1");
+    let addr2 = cluster.agents[1].addr.to_string();
+    assert_eq!(m.ok(&["whois", "2"]), addr2);
+    assert_eq!(m.ok(&["whois", &addr2]), "openMosix node #2");
+    assert_eq!(m.json(&["whois", "2"])["addr"], Value::String(addr2));
+    assert!(
+        m.fails(&["whois", "42"], 1)
+            .contains("no such openMosix node")
+    );
+
+    // Node 2 stopped: isup says no, status says DOWN.
+    cluster.agents[1].stop();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(wait_for(Duration::from_secs(20), || async {
+        (m.ok(&["isup", "2"]) == "no").then_some(())
+    }))
+    .expect("node 2 shows down");
+    assert!(m.ok(&["status", "2"]).contains("is DOWN"));
+    assert_eq!(m.json(&["isup", "2"])["up"], Value::Bool(false));
+
+    // Monitor keys may read but not write.
+    let mon = Mosctl::new(&cluster.agents[0], &cluster.keys.monitor, &dir);
+    assert_eq!(mon.ok(&["getspeed"]), "15000");
+    assert!(mon.fails(&["block"], 1).contains("permission denied"));
+
+    // Unreachable agent, refused key: exit 2 with the reason.
+    let stranger = Mosctl::new(&cluster.agents[0], &cluster.keys.stranger, &dir);
+    assert!(
+        stranger
+            .fails(&["status"], 2)
+            .contains("authentication refused")
+    );
+    cluster.agents[0].stop();
+    let err = m.fails(&["status"], 2);
+    assert!(err.contains("cannot reach agent"), "{err}");
+}
+
+fn wait_for_node2(m: &Mosctl) {
+    for _ in 0..200 {
+        if m.run(&["isup", "2"]).stdout.starts_with(b"yes") && m.ok(&["getspeed", "2"]) != "0" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("node 2 never came up");
+}
