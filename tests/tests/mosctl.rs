@@ -190,6 +190,18 @@ fn every_mosctl_command() {
         "{st2}"
     );
 
+    // The cluster table.
+    let table = m.ok(&["nodes"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].contains("LOAD")
+            && lines[1].trim_start().starts_with("1 ")
+            && lines[2].contains("yes"),
+        "{table}"
+    );
+    assert_eq!(m.json(&["nodes"]).as_array().unwrap().len(), 2);
+
     // whois in its three forms.
     assert_eq!(m.ok(&["whois"]), "This is openMosix node #1");
     let addr2 = cluster.agents[1].addr.to_string();
@@ -213,6 +225,7 @@ fn every_mosctl_command() {
     .expect("node 2 shows down");
     assert!(m.ok(&["status", "2"]).contains("is DOWN"));
     assert_eq!(m.json(&["isup", "2"])["up"], Value::Bool(false));
+    assert!(m.ok(&["nodes"]).contains("stopped answering"));
 
     // Monitor keys may read but not write.
     let mon = Mosctl::new(&cluster.agents[0], &cluster.keys.monitor, &dir);

@@ -77,6 +77,8 @@ enum Cmd {
     Setspeed { speed: u32 },
     /// Set the decay interval (seconds) and the slow and fast decay rates (per mille).
     Setdecay { interval: u32, slow: u32, fast: u32 },
+    /// Every node of the cluster with its figures (an addition to the original set).
+    Nodes,
 }
 
 fn normalise_args() -> Vec<String> {
@@ -267,6 +269,7 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
             })
         }
         Cmd::Status { id } => status(c, *id, j).await,
+        Cmd::Nodes => nodes_table(c, j).await,
         Cmd::Setspeed { speed } => {
             let v = write(c, "admin/speed", json!(speed)).await?;
             Ok(if j {
@@ -357,6 +360,35 @@ async fn status(c: &Client, id: Option<NodeId>, j: bool) -> Result<String, Clien
             yes_no(a.block),
             yes_no(a.quiet)
         ));
+    }
+    Ok(out)
+}
+
+async fn nodes_table(c: &Client, j: bool) -> Result<String, ClientError> {
+    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, json!({})).await?;
+    if j {
+        return Ok(json!(nodes).to_string());
+    }
+    let mut out = format!(
+        "{:>5}  {:<22} {:<5} {:>6} {:>7} {:>4} {:>10} {:>10}",
+        "ID", "NODE", "UP", "LOAD", "SPEED", "CPUS", "FREE MiB", "TOTAL MiB"
+    );
+    for n in &nodes {
+        let up = n.status == Liveness::Up;
+        out.push_str(&format!(
+            "\n{:>5}  {:<22} {:<5} {:>6} {:>7} {:>4} {:>10} {:>10}",
+            n.id,
+            n.name,
+            if up { "yes" } else { "no" },
+            n.load,
+            n.speed,
+            n.cpus,
+            n.mem >> 20,
+            n.tmem >> 20
+        ));
+        if let (false, Some(r)) = (up, &n.reason) {
+            out.push_str(&format!("  ({r})"));
+        }
     }
     Ok(out)
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of openMosixview on this machine: installs what is
+# missing (scripts/install-deps.sh), then format, lints, build, and the whole
+# test suite (unit tests and system tests with real agents, as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: the system tests need root (signals, renice, CRIU); run it with sudo" >&2
+  exit 1
+fi
+export CARGO_TERM_COLOR=never
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build (binaries used by the system tests)"
+cargo build --workspace --bins --quiet
+echo "== cargo test"
+cargo test --workspace --no-fail-fast
