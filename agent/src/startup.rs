@@ -121,7 +121,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .listen
         .or(me.as_ref().map(|n| n.addr))
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], paths::AGENT_PORT)));
-    let advertise = me.as_ref().map(|n| n.addr).unwrap_or(listen);
+    let advertise = me
+        .as_ref()
+        .map(|n| n.addr)
+        .unwrap_or_else(|| advertised(listen));
     let name = me.as_ref().map(|n| n.host.clone()).unwrap_or_else(hostname);
 
     let store = Arc::new(Store::open(&cfg.state_dir)?);
@@ -207,6 +210,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     publisher.abort();
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
+}
+
+/// The address clients should use for an agent listening on `listen`: the
+/// address itself, or for a wildcard the address of the default route's
+/// interface (found by connecting a UDP socket, which sends nothing), or loopback.
+fn advertised(listen: SocketAddr) -> SocketAddr {
+    if !listen.ip().is_unspecified() {
+        return listen;
+    }
+    let ip = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    SocketAddr::new(ip, listen.port())
 }
 
 /// Gossips the node status after every sampling pass, unless `quiet`.

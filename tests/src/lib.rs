@@ -84,6 +84,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// `n` free loopback addresses.
+pub fn loopback_addrs(n: usize) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect()
+}
+
+/// A setpe map numbering `addrs` from node 1.
+pub fn map_for(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{} {a} 1\n", i + 1))
+        .collect()
+}
+
 /// The keys a test cluster uses.
 pub struct Keys {
     /// Directory holding them.
@@ -268,6 +284,13 @@ impl TestAgent {
         }
     }
 
+    /// Writes a known_hosts file that lists this agent's host key.
+    pub fn write_known_hosts(&self, path: &Path) {
+        let key = self.host_key.to_openssh().expect("encode host key");
+        std::fs::write(path, format!("[127.0.0.1]:{} {key}\n", self.addr.port()))
+            .expect("known_hosts");
+    }
+
     /// A client config for `key`, with this agent's host key pinned.
     pub fn client_config(&self, key: &Path) -> ClientConfig {
         let mut c = ClientConfig::from_env();
@@ -303,14 +326,8 @@ impl TestCluster {
     /// Starts `n` agents on loopback.
     pub fn start(base: &Path, n: u32) -> Self {
         let keys = Keys::generate(base);
-        let addrs: Vec<SocketAddr> = (0..n)
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect();
-        let map: String = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{} {a} 1\n", i + 1))
-            .collect();
+        let addrs = loopback_addrs(n as usize);
+        let map = map_for(&addrs);
         let agents = addrs
             .iter()
             .enumerate()

@@ -148,80 +148,60 @@ async fn hpc_tree_reads_writes_and_lists() {
     .await;
     assert_eq!(k, codes::UNAVAILABLE);
     assert!(m.contains("migration engine"), "{m}");
-    assert_eq!(
-        rpc_err(
-            &c,
+    let refusals = [
+        (
             methods::HPC_WRITE,
-            json!({ "path": "admin/bring", "value": 1 })
-        )
-        .await
-        .0,
-        codes::UNAVAILABLE
-    );
-    assert_eq!(
-        rpc_err(
-            &c,
+            json!({ "path": "admin/bring", "value": 1 }),
+            codes::UNAVAILABLE,
+        ),
+        (
             methods::HPC_WRITE,
-            json!({ "path": "admin/mospe", "value": 3 })
-        )
-        .await
-        .0,
-        codes::NO_SUCH_PATH
-    );
-    assert_eq!(
-        rpc_err(
-            &c,
+            json!({ "path": "admin/mospe", "value": 3 }),
+            codes::NO_SUCH_PATH,
+        ),
+        (
             methods::HPC_WRITE,
-            json!({ "path": "admin/slow-decay", "value": 1001 })
-        )
-        .await
-        .0,
-        codes::INVALID_PARAMS
-    );
-    assert_eq!(
-        rpc_err(
-            &c,
+            json!({ "path": "admin/slow-decay", "value": 1001 }),
+            codes::INVALID_PARAMS,
+        ),
+        (
             methods::HPC_WRITE,
-            json!({ "path": "admin/stay", "value": "yes" })
-        )
-        .await
-        .0,
-        codes::INVALID_PARAMS
-    );
-    assert_eq!(
-        rpc_err(
-            &c,
+            json!({ "path": "admin/stay", "value": "yes" }),
+            codes::INVALID_PARAMS,
+        ),
+        (
             methods::HPC_WRITE,
-            json!({ "path": "nodes/1/load", "value": 1 })
-        )
-        .await
-        .0,
-        codes::NO_SUCH_PATH
-    );
-    assert_eq!(
-        rpc_err(&c, methods::HPC_READ, json!({ "path": "admin/nonsense" }))
-            .await
-            .0,
-        codes::NO_SUCH_PATH
-    );
-    assert_eq!(
-        rpc_err(&c, methods::HPC_READ, json!({ "path": "nodes/77/load" }))
-            .await
-            .0,
-        codes::NO_SUCH_NODE
-    );
-    assert_eq!(
-        rpc_err(&c, methods::HPC_READ, json!({ "path": "nodes/x/load" }))
-            .await
-            .0,
-        codes::NO_SUCH_NODE
-    );
-    assert_eq!(
-        rpc_err(&c, methods::HPC_READ, json!({ "path": "remote/42/from" }))
-            .await
-            .0,
-        codes::NO_SUCH_PROCESS
-    );
+            json!({ "path": "nodes/1/load", "value": 1 }),
+            codes::NO_SUCH_PATH,
+        ),
+        (
+            methods::HPC_READ,
+            json!({ "path": "admin/nonsense" }),
+            codes::NO_SUCH_PATH,
+        ),
+        (
+            methods::HPC_READ,
+            json!({ "path": "nodes/77/load" }),
+            codes::NO_SUCH_NODE,
+        ),
+        (
+            methods::HPC_READ,
+            json!({ "path": "nodes/x/load" }),
+            codes::NO_SUCH_NODE,
+        ),
+        (
+            methods::HPC_READ,
+            json!({ "path": "remote/42/from" }),
+            codes::NO_SUCH_PROCESS,
+        ),
+    ];
+    for (method, params, want) in refusals {
+        assert_eq!(
+            rpc_err(&c, method, params.clone()).await.0,
+            want,
+            "{method} {params}"
+        );
+    }
 
     // decay/* applies to a process.
     let v = Victim::sleep(60);
@@ -424,34 +404,22 @@ async fn process_methods_act_on_real_processes() {
     );
 
     // Signals reach the kernel.
-    c.call_value(
-        methods::PROC_SIGNAL,
-        json!({ "pid": pid, "signal": "STOP" }),
-    )
-    .await
-    .unwrap();
-    assert!(
-        wait_for(Duration::from_secs(2), || async {
-            (v.stat()[0] == "T").then_some(())
-        })
+    for (signal, state) in [("STOP", "T"), ("SIGCONT", "S")] {
+        c.call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": pid, "signal": signal }),
+        )
         .await
-        .is_some(),
-        "stopped"
-    );
-    c.call_value(
-        methods::PROC_SIGNAL,
-        json!({ "pid": pid, "signal": "SIGCONT" }),
-    )
-    .await
-    .unwrap();
-    assert!(
-        wait_for(Duration::from_secs(2), || async {
-            (v.stat()[0] == "S").then_some(())
+        .unwrap();
+        let reached = wait_for(Duration::from_secs(2), || async {
+            (v.stat()[0] == state).then_some(())
         })
-        .await
-        .is_some(),
-        "continued"
-    );
+        .await;
+        assert!(
+            reached.is_some(),
+            "{signal} should leave the process in state {state}"
+        );
+    }
     assert_eq!(
         rpc_err(
             &c,
@@ -870,15 +838,7 @@ async fn plain_openssh_speaks_the_subsystem() {
     let keys = Keys::generate(base());
     let agent = TestAgent::standalone(base(), &keys);
     let kh = keys.dir.join("kh_openssh");
-    std::fs::write(
-        &kh,
-        format!(
-            "[127.0.0.1]:{} {}\n",
-            agent.addr.port(),
-            agent.host_key.to_openssh().unwrap()
-        ),
-    )
-    .unwrap();
+    agent.write_known_hosts(&kh);
     let mut child = std::process::Command::new("ssh")
         .args(["-p", &agent.addr.port().to_string(), "-i"])
         .arg(&keys.admin)

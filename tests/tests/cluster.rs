@@ -8,7 +8,7 @@ use hpc::client::Client;
 use hpc::model::{Liveness, NodeStatus};
 use hpc::protocol::{PathValue, methods};
 use serde_json::json;
-use testkit::{Keys, TestAgent, TestCluster, free_port, wait_for};
+use testkit::{Keys, TestAgent, TestCluster, loopback_addrs, map_for, wait_for};
 
 fn base() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -119,14 +119,8 @@ async fn gossip_from_outside_the_cluster_is_ignored() {
     // address an intruder with its own cluster key holds, so they gossip to it.
     let keys = Keys::generate(base());
     let outsider_keys = Keys::generate(base());
-    let addrs: Vec<_> = (0..3)
-        .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
-    let map: String = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{} {a} 1\n", i + 1))
-        .collect();
+    let addrs = loopback_addrs(3);
+    let map = map_for(&addrs);
     let a1 = TestAgent::start(base(), &keys, 1, addrs[0], &map);
     let _a2 = TestAgent::start(base(), &keys, 2, addrs[1], &map);
     let intruder = TestAgent::start(base(), &outsider_keys, 3, addrs[2], &map);

@@ -20,15 +20,7 @@ struct Mosctl {
 impl Mosctl {
     fn new(agent: &TestAgent, key: &Path, dir: &Path) -> Self {
         let known_hosts = dir.join(format!("kh-{}", agent.id));
-        std::fs::write(
-            &known_hosts,
-            format!(
-                "[127.0.0.1]:{} {}\n",
-                agent.addr.port(),
-                agent.host_key.to_openssh().unwrap()
-            ),
-        )
-        .unwrap();
+        agent.write_known_hosts(&known_hosts);
         Self {
             node: agent.addr.to_string(),
             key: key.to_path_buf(),
@@ -252,4 +244,73 @@ fn wait_for_node2(m: &Mosctl) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("node 2 never came up");
+}
+
+#[test]
+fn mosctl_authenticates_through_ssh_agent() {
+    let keys = testkit::Keys::generate(base());
+    let agent = TestAgent::standalone(base(), &keys);
+    let home = keys.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let sock = keys.dir.join("agent.sock");
+    let mut ssh_agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let add = std::process::Command::new("ssh-add")
+        .arg(&keys.admin)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let kh = keys.dir.join("kh");
+    agent.write_known_hosts(&kh);
+    let run = |sock: &Path| {
+        std::process::Command::new(bin("mosctl"))
+            .arg("--node")
+            .arg(agent.addr.to_string())
+            .arg("--known-hosts")
+            .arg(&kh)
+            .arg("getspeed")
+            .env("SSH_AUTH_SOCK", sock)
+            .env("HOME", &home)
+            .env_remove("OPENMOSIX_KEY")
+            .output()
+            .unwrap()
+    };
+    let with_agent = run(&sock);
+    let without = run(&keys.dir.join("no-such.sock"));
+    let _ = ssh_agent.kill();
+    let _ = ssh_agent.wait();
+    assert!(
+        add.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    assert!(
+        with_agent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_agent.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&with_agent.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(without.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("no SSH key found"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
 }
