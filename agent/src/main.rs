@@ -30,6 +30,12 @@ struct Cli {
     /// This node's openMosix id (default: the map entry that is a local address).
     #[arg(long)]
     node_id: Option<u32>,
+    /// Most concurrent SSH sessions.
+    #[arg(long, default_value_t = 256)]
+    max_sessions: usize,
+    /// Seconds a client has to authenticate after connecting.
+    #[arg(long, default_value_t = 20)]
+    login_grace_secs: u64,
 }
 
 #[tokio::main]
@@ -49,6 +55,10 @@ async fn main() -> anyhow::Result<()> {
         map: cli.map,
         listen: cli.listen,
         node_id: cli.node_id,
+        limits: agent::server::SessionLimits {
+            max_sessions: cli.max_sessions.max(1),
+            login_grace: std::time::Duration::from_secs(cli.login_grace_secs.max(1)),
+        },
     })
     .await
 }

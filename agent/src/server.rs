@@ -7,13 +7,15 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hpc::model::Role;
 use russh::keys::PrivateKey;
-use russh::server::{Auth, Msg, PublicKeyOffer, Server as _, Session, VerifiedPublicKey};
+use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::context::AgentContext;
 use crate::keys::fingerprint;
@@ -35,11 +37,30 @@ pub fn ssh_config(host_key: PrivateKey) -> russh::server::Config {
             ..Default::default()
         },
         max_auth_attempts: 6,
+        // Subscriptions may be quiet for long; dead peers are found by keepalives.
         inactivity_timeout: None,
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
-        nodelay: true,
         ..Default::default()
+    }
+}
+
+/// Limits on unauthenticated and concurrent sessions (OpenSSH's
+/// `LoginGraceTime` and a `MaxStartups`-like cap, applied to all sessions).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Most concurrent sessions; further connections are closed at once.
+    pub max_sessions: usize,
+    /// Time a client has from connecting to finishing authentication.
+    pub login_grace: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 256,
+            login_grace: Duration::from_secs(20),
+        }
     }
 }
 
@@ -48,30 +69,94 @@ pub async fn run(
     listener: TcpListener,
     config: russh::server::Config,
     ctx: Arc<AgentContext>,
+    limits: SessionLimits,
 ) -> std::io::Result<()> {
-    let mut server = AgentServer { ctx };
-    server.run_on_socket(Arc::new(config), &listener).await
-}
-
-struct AgentServer {
-    ctx: Arc<AgentContext>,
-}
-
-impl russh::server::Server for AgentServer {
-    type Handler = SessionHandler;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> SessionHandler {
-        SessionHandler {
-            ctx: self.ctx.clone(),
-            peer,
+    let config = Arc::new(config);
+    let permits = Arc::new(Semaphore::new(limits.max_sessions));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_sessions, "too many sessions; connection closed");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let handler = SessionHandler {
+            ctx: ctx.clone(),
+            peer: Some(peer),
             caller: None,
             channels: HashMap::new(),
-        }
+            authenticated: authenticated.clone(),
+        };
+        tokio::spawn(serve_session(
+            config.clone(),
+            socket,
+            handler,
+            authenticated,
+            limits.login_grace,
+            permit,
+        ));
     }
+}
 
-    fn handle_session_error(&mut self, error: anyhow::Error) {
-        tracing::debug!(%error, "ssh session ended with an error");
+/// Runs one session; a client that has not authenticated when the login grace
+/// time ends is disconnected (the handshake itself is bounded by it too).
+async fn serve_session(
+    config: Arc<russh::server::Config>,
+    socket: tokio::net::TcpStream,
+    handler: SessionHandler,
+    authenticated: Arc<AtomicBool>,
+    grace: Duration,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let peer = handler.peer;
+    let deadline = tokio::time::Instant::now() + grace;
+    let session =
+        match tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(?peer, error = %e, "ssh handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(
+                    ?peer,
+                    "no ssh handshake within the login grace time; closed"
+                );
+                return;
+            }
+        };
+    let handle = session.handle();
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        if !authenticated.load(Ordering::Acquire) {
+            tracing::info!(
+                ?peer,
+                "not authenticated within the login grace time; disconnecting"
+            );
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "login grace time over".into(),
+                    String::new(),
+                )
+                .await;
+        }
+    });
+    if let Err(e) = session.await {
+        tracing::debug!(?peer, error = %e, "ssh session ended with an error");
     }
+    watchdog.abort();
 }
 
 /// One SSH connection.
@@ -80,6 +165,7 @@ pub struct SessionHandler {
     peer: Option<SocketAddr>,
     caller: Option<Caller>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    authenticated: Arc<AtomicBool>,
 }
 
 impl russh::server::Handler for SessionHandler {
@@ -110,6 +196,7 @@ impl russh::server::Handler for SessionHandler {
             tracing::info!(peer = ?self.peer, user, key = %fp, %role, "authenticated");
         }
         self.caller = Some(Caller { role, key: fp });
+        self.authenticated.store(true, Ordering::Release);
         Ok(Auth::Accept)
     }
 

@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     /// This node's id (default: the map entry matching `listen` or a local address).
     pub node_id: Option<NodeId>,
+    /// Session cap and login grace time of the SSH server.
+    pub limits: crate::server::SessionLimits,
 }
 
 impl AgentConfig {
@@ -196,7 +198,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     );
 
     let config = crate::server::ssh_config(host_key);
-    let server = tokio::spawn(crate::server::run(listener, config, ctx.clone()));
+    let server = tokio::spawn(crate::server::run(
+        listener,
+        config,
+        ctx.clone(),
+        cfg.limits,
+    ));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

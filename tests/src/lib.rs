@@ -163,6 +163,8 @@ pub struct TestAgent {
     pub host_key: PublicKey,
     child: Option<Child>,
     map: PathBuf,
+    /// Extra command-line flags for the next (re)start.
+    pub extra_args: Vec<String>,
 }
 
 impl TestAgent {
@@ -194,6 +196,7 @@ impl TestAgent {
             host_key,
             child: None,
             map,
+            extra_args: Vec::new(),
         };
         a.restart();
         a
@@ -221,6 +224,7 @@ impl TestAgent {
             .arg(self.id.to_string())
             .arg("--listen")
             .arg(self.addr.to_string())
+            .args(&self.extra_args)
             .env("OPENMOSIX_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

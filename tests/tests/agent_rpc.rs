@@ -904,3 +904,47 @@ async fn plain_openssh_speaks_the_subsystem() {
     assert!(!shell.status.success());
     assert!(!String::from_utf8_lossy(&shell.stdout).contains("uid="));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_handshakes_time_out_and_excess_connections_are_refused() {
+    use tokio::io::AsyncReadExt;
+    let keys = Keys::generate(base());
+    let mut agent = TestAgent::standalone(base(), &keys);
+    agent.extra_args = ["--max-sessions", "3", "--login-grace-secs", "2"]
+        .map(String::from)
+        .to_vec();
+    agent.restart();
+    // Three silent connections take every session slot.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(agent.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A fourth is closed at once, without even a banner.
+    let mut extra = tokio::net::TcpStream::connect(agent.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read_to_end(&mut buf)).await;
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "excess connection got {:?} {:?}",
+        n,
+        String::from_utf8_lossy(&buf)
+    );
+    // The silent ones are closed when the login grace time ends.
+    let started = std::time::Instant::now();
+    for mut s in idle {
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        assert!(r.is_ok(), "idle connection still open after 10 s");
+        assert!(String::from_utf8_lossy(&got).starts_with("SSH-2.0-openmosixd"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // Slots are free again: a real client gets in.
+    let c = agent.client(&keys.admin).await;
+    assert_eq!(read(&c, "admin/mospe").await, json!(1));
+    assert!(agent.is_running());
+}
