@@ -23,12 +23,13 @@ use crate::rpc::{Caller, dispatch, params};
 /// Most subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 16;
 
-/// Serves one connection until the peer closes it.
-pub async fn serve<S>(stream: S, ctx: Arc<AgentContext>, caller: Caller)
+/// Serves one connection until the peer closes its side; returns when every
+/// answer has been written.
+pub async fn serve<R, W>(read: R, mut write: W, ctx: Arc<AgentContext>, caller: Caller)
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (read, mut write) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(async move {
         while let Some(line) = out_rx.recv().await {

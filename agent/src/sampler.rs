@@ -44,6 +44,8 @@ struct Tracked {
     uid: u32,
     user: String,
     cmdline: String,
+    /// `comm` at the last pass; a change means the process called exec.
+    comm: Vec<u8>,
     kernel_thread: bool,
 }
 
@@ -281,6 +283,9 @@ impl Sampler {
                 f
             }
         };
+        if !fresh {
+            self.refresh_after_exec(pid);
+        }
         let t = self.tracked.get_mut(&pid)?;
         let cpu = match period {
             Some(p) if !fresh => {
@@ -327,6 +332,7 @@ impl Sampler {
         self.buf.clear();
         file.read_to_end(&mut self.buf).ok()?;
         let (fields, comm) = parse_stat(&self.buf)?;
+        let comm_raw = comm.to_vec();
         let comm = String::from_utf8_lossy(comm).into_owned();
         let kernel_thread = fields.flags & PF_KTHREAD != 0;
         let cmdline = if kernel_thread {
@@ -344,17 +350,38 @@ impl Sampler {
             uid,
             user: self.users.name(uid),
             cmdline,
+            comm: comm_raw,
             kernel_thread,
         })
     }
 
-    /// Re-reads the command line of a process (e.g. after it called exec).
-    pub fn refresh_cmdline(&mut self, pid: i32) -> Option<String> {
-        let c = read_cmdline(pid)?;
-        if let Some(t) = self.tracked.get_mut(&pid) {
-            t.cmdline = c.clone();
+    /// After exec (`comm` changed, still in `self.buf`), re-reads the command
+    /// line and the owner (a setuid program changes it).
+    fn refresh_after_exec(&mut self, pid: i32) {
+        let Some((_, comm)) = parse_stat(&self.buf) else {
+            return;
+        };
+        let Some(t) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        if t.comm == comm || t.kernel_thread {
+            return;
         }
-        Some(c)
+        t.comm = comm.to_vec();
+        let name = String::from_utf8_lossy(comm).into_owned();
+        t.cmdline = read_cmdline(pid)
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| format!("[{name}]"));
+        if let Some(uid) = t
+            .stat
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.uid())
+            && uid != t.uid
+        {
+            t.uid = uid;
+            t.user = self.users.name(uid);
+        }
     }
 }
 
@@ -468,8 +495,30 @@ mod tests {
         assert!(me.rss > 0 && me.threads >= 1);
         assert!(me.cmdline.contains("agent"), "{}", me.cmdline);
         // second pass reuses descriptors and computes CPU%
+
         std::thread::sleep(std::time::Duration::from_millis(20));
         let rows2 = s.processes(7).unwrap();
         assert!(rows2.iter().any(|r| r.pid == me.pid));
+    }
+
+    #[test]
+    fn command_line_follows_exec() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 0.5; exec sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut s = Sampler::new();
+        let find =
+            |rows: Vec<ProcessInfo>| rows.into_iter().find(|r| r.pid == pid).unwrap().cmdline;
+        assert_eq!(
+            find(s.processes(1).unwrap()),
+            "sh -c sleep 0.5; exec sleep 30"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        let after = find(s.processes(1).unwrap());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(after, "sleep 30");
     }
 }

@@ -230,13 +230,16 @@ impl russh::server::Handler for SessionHandler {
         };
         session.channel_success(id)?;
         let ctx = self.ctx.clone();
-        let handle = session.handle();
         tokio::spawn(async move {
-            crate::connection::serve(channel.into_stream(), ctx, caller).await;
-            // Tell OpenSSH clients the subsystem ended normally.
-            let _ = handle.exit_status_request(id, 0).await;
-            let _ = handle.eof(id).await;
-            let _ = handle.close(id).await;
+            // Exit status, EOF and close go through the channel's own sender, so
+            // OpenSSH sees them after the last answer (dropping a ChannelStream
+            // would race a close against them).
+            let (mut read_half, write_half) = channel.split();
+            let writer = write_half.make_writer();
+            crate::connection::serve(read_half.make_reader(), writer, ctx, caller).await;
+            let _ = write_half.exit_status(0).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
         });
         Ok(())
     }
