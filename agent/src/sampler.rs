@@ -260,19 +260,24 @@ impl Sampler {
 
     fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Option<ProcessInfo> {
         let mut fresh = false;
-        let fields = match self.tracked.get(&pid) {
-            Some(t) => match &t.stat {
-                Some(f) => read_at_into(f, &mut self.buf)
-                    .ok()
-                    .and_then(|_| parse_stat(&self.buf).map(|(s, _)| s)),
-                None => read_path_into(&format!("/proc/{pid}/stat"), &mut self.buf)
-                    .ok()
-                    .and_then(|_| parse_stat(&self.buf).map(|(s, _)| s)),
+        let mut exec = false;
+        let known = match self.tracked.get(&pid) {
+            Some(t) => {
+                let read = match &t.stat {
+                    Some(f) => read_at_into(f, &mut self.buf),
+                    None => read_path_into(&format!("/proc/{pid}/stat"), &mut self.buf),
+                };
+                read.ok()
+                    .and_then(|_| parse_stat(&self.buf))
+                    .filter(|(s, _)| s.start_ticks == t.start_ticks)
+                    .map(|(s, comm)| {
+                        exec = comm != t.comm.as_slice();
+                        s
+                    })
             }
-            .filter(|s| s.start_ticks == t.start_ticks),
             None => None,
         };
-        let fields = match fields {
+        let fields = match known {
             Some(f) => f,
             None => {
                 self.tracked.remove(&pid);
@@ -283,7 +288,7 @@ impl Sampler {
                 f
             }
         };
-        if !fresh {
+        if exec {
             self.refresh_after_exec(pid);
         }
         let t = self.tracked.get_mut(&pid)?;
