@@ -68,6 +68,8 @@ pub struct StatFields {
     pub start_ticks: u64,
     /// RSS in pages.
     pub rss_pages: u64,
+    /// Scheduling policy (SCHED_* number).
+    pub policy: u32,
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -79,7 +81,7 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
     let comm = text.get(open + 1..close)?;
     let rest = text.get(close + 2..)?;
     let mut it = rest.split(|&b| b == b' ');
-    let mut fields = [0u64; 22];
+    let mut fields = [0u64; 38];
     let state = *it.next()?.first()? as char;
     // fields[k] holds stat field k+4 (1-based man-page numbering), parsed as i64→u64.
     for slot in fields.iter_mut() {
@@ -96,6 +98,7 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
             threads: fields[16] as u32,
             start_ticks: fields[18],
             rss_pages: fields[20],
+            policy: fields[37] as u32,
         },
         comm,
     ))
@@ -299,15 +302,8 @@ impl Sampler {
             _ => 0.0,
         };
         t.last_ticks = fields.ticks;
-        let cantmove = if t.kernel_thread {
-            "kernel thread"
-        } else if fields.state == 'Z' {
-            "zombie"
-        } else if pid == self.own_pid {
-            "the openMosix agent"
-        } else {
-            ""
-        };
+        let cantmove = crate::classify::quick_reason(&fields, t.kernel_thread, pid == self.own_pid)
+            .unwrap_or("");
         Some(ProcessInfo {
             pid,
             ppid: fields.ppid,
@@ -474,7 +470,7 @@ mod tests {
 
     #[test]
     fn parses_stat_with_spaces_and_parens_in_comm() {
-        let line = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 5 3 0 12345 1000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let line = b"4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 5 3 0 12345 1000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 2 0 0 0\n";
         let (s, comm) = parse_stat(line).unwrap();
         assert_eq!(comm, b"a) b (c");
         assert_eq!(s.state, 'S');
@@ -484,6 +480,7 @@ mod tests {
         assert_eq!(s.threads, 3);
         assert_eq!(s.start_ticks, 12345);
         assert_eq!(s.rss_pages, 300);
+        assert_eq!(s.policy, 2);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! gossip the node's status. Runs on its own thread (it does blocking `/proc` I/O)
 //! and hands results over a watch channel, like bottom's collector thread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,17 @@ pub struct NodeIdentity {
     pub addr: String,
 }
 
+/// How often unlocked processes are classified in depth.
+pub const DEEP_CLASSIFY_EVERY: Duration = Duration::from_secs(5);
+
 /// The state kept from pass to pass.
 pub struct SamplingLoop {
     sampler: Sampler,
     load: LoadTracker,
     identity: NodeIdentity,
     seq: u64,
+    /// Deep `cantmove` reasons of unlocked processes, by PID and start time.
+    deep: HashMap<(i32, u64), (Instant, String)>,
 }
 
 impl SamplingLoop {
@@ -45,6 +50,7 @@ impl SamplingLoop {
             load: LoadTracker::default(),
             identity,
             seq: 0,
+            deep: HashMap::new(),
         }
     }
 
@@ -54,6 +60,7 @@ impl SamplingLoop {
         let mut procs = self.sampler.processes(self.identity.id)?;
         let admin = store.admin();
         apply_settings(store, &mut procs);
+        self.classify_unlocked(&mut procs);
         let demand = fig.busy_cpus.max(f64::from(fig.runnable));
         self.load.update(raw_load(demand, admin.speed, fig.cpus));
         let status = NodeStatus {
@@ -80,6 +87,36 @@ impl SamplingLoop {
         };
         self.seq += 1;
         Ok(snap)
+    }
+}
+
+impl SamplingLoop {
+    /// Fills the deep `cantmove` reason of unlocked processes (the ones that may
+    /// be asked to move), re-checking each at most every [`DEEP_CLASSIFY_EVERY`].
+    fn classify_unlocked(&mut self, procs: &mut [ProcessInfo]) {
+        let now = Instant::now();
+        let mut seen = HashSet::new();
+        for p in procs
+            .iter_mut()
+            .filter(|p| !p.lock && p.cantmove.is_empty())
+        {
+            let key = (p.pid, p.start_time);
+            seen.insert(key);
+            let fresh = self
+                .deep
+                .get(&key)
+                .filter(|(t, _)| now.duration_since(*t) < DEEP_CLASSIFY_EVERY);
+            let reason = match fresh {
+                Some((_, r)) => r.clone(),
+                None => {
+                    let r = crate::classify::deep_reason(p.pid).unwrap_or_default();
+                    self.deep.insert(key, (now, r.clone()));
+                    r
+                }
+            };
+            p.cantmove = reason;
+        }
+        self.deep.retain(|k, _| seen.contains(k));
     }
 }
 

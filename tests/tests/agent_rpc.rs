@@ -948,3 +948,91 @@ async fn idle_handshakes_time_out_and_excess_connections_are_refused() {
     assert_eq!(read(&c, "admin/mospe").await, json!(1));
     assert!(agent.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cantmove_names_why_a_process_cannot_move() {
+    let keys = Keys::generate(base());
+    let agent = TestAgent::standalone(base(), &keys);
+    let c = agent.client(&keys.admin).await;
+    let mut locked_mem = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes,time\nassert ctypes.CDLL(None).mlockall(3)==0\ntime.sleep(60)",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = locked_mem.id() as i32;
+    let plain = Victim::sleep(60);
+    let rt = std::process::Command::new("chrt")
+        .args(["-f", "5", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let rt = Victim(rt);
+    let row = |pid: i32| {
+        let c = &c;
+        async move {
+            c.call::<_, ProcessInfo>(methods::PROC_GET, json!({ "pid": pid }))
+                .await
+                .ok()
+        }
+    };
+    // On demand: proc.get and proc.read classify in depth.
+    let r = wait_for(Duration::from_secs(5), || async {
+        row(pid).await.filter(|r| !r.cantmove.is_empty())
+    })
+    .await
+    .expect("listed");
+    assert!(r.cantmove.starts_with("mem_lock"), "{}", r.cantmove);
+    let v = c
+        .call_value(
+            methods::PROC_READ,
+            json!({ "pid": pid, "field": "cantmove" }),
+        )
+        .await
+        .unwrap();
+    assert!(v["value"].as_str().unwrap().starts_with("mem_lock"));
+    assert_eq!(
+        wait_for(Duration::from_secs(5), || row(plain.pid()))
+            .await
+            .unwrap()
+            .cantmove,
+        ""
+    );
+    let r = wait_for(Duration::from_secs(5), || row(rt.pid()))
+        .await
+        .unwrap();
+    assert_eq!(r.cantmove, "rt_sched: real-time scheduling policy");
+    // In the list: cheap reasons always; deep ones once a process is unlocked.
+    c.call_value(
+        methods::PROC_WRITE,
+        json!({ "pid": pid, "field": "lock", "value": 0 }),
+    )
+    .await
+    .unwrap();
+    let listed = wait_for(Duration::from_secs(10), || async {
+        let rows: Vec<ProcessInfo> = c
+            .call(
+                methods::PROC_LIST,
+                json!({ "filter": { "pids": [pid, rt.pid()] } }),
+            )
+            .await
+            .ok()?;
+        (rows.len() == 2 && rows.iter().all(|r| !r.cantmove.is_empty())).then_some(rows)
+    })
+    .await
+    .expect("both reasons in the list");
+    assert!(listed.iter().any(|r| r.cantmove.starts_with("mem_lock")));
+    let movable: Vec<ProcessInfo> = c
+        .call(
+            methods::PROC_LIST,
+            json!({ "filter": { "movable": true, "pids": [pid] } }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        movable.is_empty(),
+        "an unlocked process with a cantmove reason is not movable"
+    );
+    let _ = locked_mem.kill();
+    let _ = locked_mem.wait();
+}

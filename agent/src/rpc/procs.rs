@@ -65,14 +65,24 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     Err(RpcError::no_such_process(pid))
 }
 
+/// [`find`], with the process classified in depth (the list does that only
+/// for unlocked processes; one process asked for is worth the extra reads).
+fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+    let mut row = find(ctx, pid)?;
+    if row.cantmove.is_empty() {
+        row.cantmove = crate::classify::deep_reason(pid).unwrap_or_default();
+    }
+    Ok(row)
+}
+
 /// `proc.get`.
 pub fn get(ctx: &AgentContext, p: PidParams) -> Result<Value, RpcError> {
-    to_value(&find(ctx, p.pid)?)
+    to_value(&find_classified(ctx, p.pid)?)
 }
 
 /// `proc.read`.
 pub fn read(ctx: &AgentContext, p: ProcFieldParams) -> Result<Value, RpcError> {
-    let row = find(ctx, p.pid)?;
+    let row = find_classified(ctx, p.pid)?;
     let v = match p.field.as_str() {
         "where" | "goto" => json!(row.where_),
         "home" => json!(row.home),

@@ -1,0 +1,155 @@
+//! Why a process cannot move (`/proc/PID/cantmove`), named after openMosix's
+//! reasons where one exists and after what CRIU cannot checkpoint otherwise.
+//!
+//! Two tiers, to keep sampling cheap:
+//! - [`quick_reason`] uses only the `stat` fields every pass reads: kernel
+//!   threads, zombies, the agent itself, real-time scheduling;
+//! - [`deep_reason`] reads `status`, the fd table and `maps`: being traced,
+//!   locked memory, io_uring, device mappings, System V shared memory. It runs on
+//!   demand (`proc.get`, `proc.read`, before any move) and every few seconds for
+//!   unlocked processes, never over the whole process table.
+
+use crate::sampler::StatFields;
+
+const SCHED_FIFO: u32 = 1;
+const SCHED_RR: u32 = 2;
+const SCHED_DEADLINE: u32 = 6;
+
+/// Reasons visible in `stat`.
+pub fn quick_reason(f: &StatFields, kernel_thread: bool, is_agent: bool) -> Option<&'static str> {
+    if kernel_thread {
+        Some("kernel thread")
+    } else if f.state == 'Z' || f.state == 'X' {
+        Some("zombie")
+    } else if is_agent {
+        Some("the openMosix agent")
+    } else if matches!(f.policy, SCHED_FIFO | SCHED_RR | SCHED_DEADLINE) {
+        Some("rt_sched: real-time scheduling policy")
+    } else {
+        None
+    }
+}
+
+/// Reasons that need `status`, `fd/` and `maps` (several reads; use sparingly).
+/// `None` when the process may move, or is gone.
+pub fn deep_reason(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("TracerPid:")
+            && v.trim() != "0"
+        {
+            return Some(format!(
+                "traced: under a debugger (ptrace by PID {})",
+                v.trim()
+            ));
+        }
+        if let Some(v) = line.strip_prefix("VmLck:")
+            && v.split_whitespace().next().is_some_and(|n| n != "0")
+        {
+            return Some(format!("mem_lock: locked memory ({})", v.trim()));
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.to_string_lossy() == "anon_inode:[io_uring]"
+            {
+                return Some("io_uring: CRIU cannot checkpoint io_uring instances".into());
+            }
+        }
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    for line in maps.lines() {
+        let path = line.split_whitespace().nth(5).unwrap_or("");
+        if path.starts_with("/SYSV") {
+            return Some("shm: attached to System V shared memory".into());
+        }
+        if let Some(dev) = path.strip_prefix("/dev/")
+            && !matches!(dev, "zero" | "null")
+            && !dev.starts_with("shm/")
+            && !path.ends_with("(deleted)")
+        {
+            return Some(format!("mmap_dev: maps device {path}"));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    struct Child(std::process::Child);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn python(code: &str) -> Child {
+        let c = Command::new("python3")
+            .args(["-c", code])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3");
+        std::thread::sleep(Duration::from_millis(400));
+        Child(c)
+    }
+
+    #[test]
+    fn plain_processes_may_move() {
+        let c = Child(Command::new("sleep").arg("30").spawn().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(deep_reason(c.0.id() as i32), None);
+    }
+
+    #[test]
+    fn locked_memory_is_named() {
+        let c = python(
+            "import ctypes,time\nl=ctypes.CDLL(None)\nassert l.mlockall(3)==0\ntime.sleep(30)",
+        );
+        let r = deep_reason(c.0.id() as i32).unwrap();
+        assert!(r.starts_with("mem_lock"), "{r}");
+    }
+
+    #[test]
+    fn sysv_shm_is_named() {
+        let c = python(
+            "import ctypes,time\nl=ctypes.CDLL(None)\nl.shmat.restype=ctypes.c_void_p\nid=l.shmget(0,4096,0o1600)\nassert id>=0\nassert l.shmat(id,None,0)!=ctypes.c_void_p(-1).value\nl.shmctl(id,0,None)\ntime.sleep(30)",
+        );
+        let r = deep_reason(c.0.id() as i32).unwrap();
+        assert!(r.starts_with("shm"), "{r}");
+    }
+
+    #[test]
+    fn traced_processes_are_named() {
+        // The tracer: python attaches with PTRACE_SEIZE (16902) to a sleeping child of ours.
+        let victim = Child(Command::new("sleep").arg("30").spawn().unwrap());
+        let pid = victim.0.id();
+        let _tracer = python(&format!(
+            "import ctypes,time\nl=ctypes.CDLL(None,use_errno=True)\nassert l.ptrace(0x4206,{pid},None,None)==0, ctypes.get_errno()\ntime.sleep(30)"
+        ));
+        let r = deep_reason(pid as i32).unwrap();
+        assert!(r.starts_with("traced"), "{r}");
+    }
+
+    #[test]
+    fn realtime_policy_is_seen_in_stat() {
+        let c = Child(
+            Command::new("chrt")
+                .args(["-f", "5", "sleep", "30"])
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let text = std::fs::read(format!("/proc/{}/stat", c.0.id())).unwrap();
+        let (f, _) = crate::sampler::parse_stat(&text).unwrap();
+        assert_eq!(
+            quick_reason(&f, false, false),
+            Some("rt_sched: real-time scheduling policy")
+        );
+    }
+}
