@@ -36,6 +36,10 @@ struct Cli {
     /// Seconds a client has to authenticate after connecting.
     #[arg(long, default_value_t = 20)]
     login_grace_secs: u64,
+    /// Which processes are this node's: `all` (the machine) or `netns` (only those in the
+    /// agent's network namespace, for lab nodes sharing one kernel).
+    #[arg(long, default_value = "all", value_parser = ["all", "netns"])]
+    scope: String,
 }
 
 #[tokio::main]
@@ -59,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
             max_sessions: cli.max_sessions.max(1),
             login_grace: std::time::Duration::from_secs(cli.login_grace_secs.max(1)),
         },
+        scope_netns: cli.scope == "netns",
     })
     .await
 }

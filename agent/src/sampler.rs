@@ -47,6 +47,8 @@ struct Tracked {
     /// `comm` at the last pass; a change means the process called exec.
     comm: Vec<u8>,
     kernel_thread: bool,
+    /// Outside this agent's scope (another node's network namespace in a lab).
+    foreign: bool,
 }
 
 /// Per-process kernel figures from one `stat` read.
@@ -134,6 +136,8 @@ pub struct Sampler {
     last_pass: Option<Instant>,
     fd_budget: usize,
     own_pid: i32,
+    /// When set, only processes in this network namespace (inode) are listed.
+    scope_netns: Option<u64>,
 }
 
 impl Default for Sampler {
@@ -164,7 +168,19 @@ impl Sampler {
             last_pass: None,
             fd_budget: raise_fd_limit().saturating_sub(128),
             own_pid: std::process::id() as i32,
+            scope_netns: None,
         }
+    }
+
+    /// A sampler that lists only the processes of its own network namespace
+    /// (one node of a lab cluster, where all nodes share one kernel).
+    pub fn scoped_to_own_netns() -> std::io::Result<Self> {
+        let own = netns_of("self")
+            .ok_or_else(|| std::io::Error::other("cannot read /proc/self/ns/net"))?;
+        Ok(Self {
+            scope_netns: Some(own),
+            ..Self::new()
+        })
     }
 
     /// Reads the node-wide files.
@@ -247,9 +263,13 @@ impl Sampler {
             let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            if let Some(row) = self.sample_pid(pid, node, period) {
-                seen.push(pid);
-                rows.push(row);
+            match self.sample_pid(pid, node, period) {
+                Sampled::Row(row) => {
+                    seen.push(pid);
+                    rows.push(*row);
+                }
+                Sampled::Foreign => seen.push(pid),
+                Sampled::Gone => {}
             }
         }
         if seen.len() != self.tracked.len() {
@@ -261,7 +281,21 @@ impl Sampler {
         Ok(rows)
     }
 
-    fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Option<ProcessInfo> {
+    fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Sampled {
+        match self.sample_tracked(pid, node, period) {
+            Some(Some(row)) => Sampled::Row(Box::new(row)),
+            Some(None) => Sampled::Foreign,
+            None => Sampled::Gone,
+        }
+    }
+
+    /// `None`: gone; `Some(None)`: alive but outside the scope.
+    fn sample_tracked(
+        &mut self,
+        pid: i32,
+        node: u32,
+        period: Option<f64>,
+    ) -> Option<Option<ProcessInfo>> {
         let mut fresh = false;
         let mut exec = false;
         let known = match self.tracked.get(&pid) {
@@ -295,6 +329,9 @@ impl Sampler {
             self.refresh_after_exec(pid);
         }
         let t = self.tracked.get_mut(&pid)?;
+        if t.foreign {
+            return Some(None);
+        }
         let cpu = match period {
             Some(p) if !fresh => {
                 (fields.ticks.saturating_sub(t.last_ticks) as f64 / self.clk_tck / p * 100.0) as f32
@@ -304,7 +341,7 @@ impl Sampler {
         t.last_ticks = fields.ticks;
         let cantmove = crate::classify::quick_reason(&fields, t.kernel_thread, pid == self.own_pid)
             .unwrap_or("");
-        Some(ProcessInfo {
+        Some(Some(ProcessInfo {
             pid,
             ppid: fields.ppid,
             user: t.user.clone(),
@@ -323,7 +360,7 @@ impl Sampler {
             nmigs: 0,
             decay: DecayClass::Slow,
             mask: Default::default(),
-        })
+        }))
     }
 
     /// Opens a new PID's `stat` (left in `self.buf`) and reads its static data.
@@ -344,6 +381,9 @@ impl Sampler {
                 .unwrap_or_else(|| format!("[{comm}]"))
         };
         let keep = self.tracked.len() < self.fd_budget;
+        let foreign = self
+            .scope_netns
+            .is_some_and(|own| netns_of(&pid.to_string()) != Some(own));
         Some(Tracked {
             stat: keep.then_some(file),
             start_ticks: fields.start_ticks,
@@ -353,6 +393,7 @@ impl Sampler {
             cmdline,
             comm: comm_raw,
             kernel_thread,
+            foreign,
         })
     }
 
@@ -384,6 +425,20 @@ impl Sampler {
             t.user = self.users.name(uid);
         }
     }
+}
+
+/// What one PID's pass produced.
+enum Sampled {
+    Row(Box<ProcessInfo>),
+    Foreign,
+    Gone,
+}
+
+/// The network namespace inode of `/proc/<who>`.
+fn netns_of(who: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{who}/ns/net")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 fn read_cmdline(pid: i32) -> Option<String> {
@@ -522,5 +577,39 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(after, "sleep 30");
+    }
+
+    #[test]
+    fn netns_scope_lists_only_the_own_namespace() {
+        let mut other = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "30"])
+            .spawn()
+            .unwrap();
+        let same = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut same = same;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // unshare execs sleep in place, so the PID is the same process.
+        let other_pid = other.id() as i32;
+        let same_pid = same.id() as i32;
+        let mut scoped = Sampler::scoped_to_own_netns().unwrap();
+        let rows = scoped.processes(1).unwrap();
+        let rows2 = scoped.processes(1).unwrap();
+        let mut all = Sampler::new();
+        let every = all.processes(1).unwrap();
+        let _ = other.kill();
+        let _ = other.wait();
+        let _ = same.kill();
+        let _ = same.wait();
+        for r in [&rows, &rows2] {
+            assert!(r.iter().any(|p| p.pid == same_pid));
+            assert!(
+                !r.iter().any(|p| p.pid == other_pid),
+                "a process of another netns is listed"
+            );
+        }
+        assert!(every.iter().any(|p| p.pid == other_pid));
     }
 }

@@ -43,10 +43,10 @@ pub struct SamplingLoop {
 }
 
 impl SamplingLoop {
-    /// A loop for this node.
-    pub fn new(identity: NodeIdentity) -> Self {
+    /// A loop for this node, reading with `sampler`.
+    pub fn new(identity: NodeIdentity, sampler: Sampler) -> Self {
         Self {
-            sampler: Sampler::new(),
+            sampler,
             load: LoadTracker::default(),
             identity,
             seq: 0,

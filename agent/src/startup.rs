@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub node_id: Option<NodeId>,
     /// Session cap and login grace time of the SSH server.
     pub limits: crate::server::SessionLimits,
+    /// List only the processes of the agent's own network namespace (lab nodes).
+    pub scope_netns: bool,
 }
 
 impl AgentConfig {
@@ -149,7 +151,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         name,
         addr: advertise.to_string(),
     };
-    let mut lp = SamplingLoop::new(identity);
+    let sampler = if cfg.scope_netns {
+        crate::sampler::Sampler::scoped_to_own_netns()?
+    } else {
+        crate::sampler::Sampler::new()
+    };
+    let mut lp = SamplingLoop::new(identity, sampler);
     let first = lp.pass(&store).context("cannot read /proc")?;
     let (snap_tx, snap_rx) = tokio::sync::watch::channel(Arc::new(first));
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
