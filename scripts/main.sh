@@ -15,6 +15,7 @@ echo "== building (release)"
 cargo build --release --workspace --bins --quiet
 install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
 install -m 0755 target/release/mosctl /usr/local/bin/mosctl
+install -m 0755 target/release/openmosix-lab /usr/local/bin/openmosix-lab
 
 install -d -m 0700 /etc/openmosix /var/lib/openmosix /run/openmosix
 install -d -m 0750 /var/log/openmosix

@@ -366,29 +366,9 @@ async fn status(c: &Client, id: Option<NodeId>, j: bool) -> Result<String, Clien
 
 async fn nodes_table(c: &Client, j: bool) -> Result<String, ClientError> {
     let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, json!({})).await?;
-    if j {
-        return Ok(json!(nodes).to_string());
-    }
-    let mut out = format!(
-        "{:>5}  {:<22} {:<5} {:>6} {:>7} {:>4} {:>10} {:>10}",
-        "ID", "NODE", "UP", "LOAD", "SPEED", "CPUS", "FREE MiB", "TOTAL MiB"
-    );
-    for n in &nodes {
-        let up = n.status == Liveness::Up;
-        out.push_str(&format!(
-            "\n{:>5}  {:<22} {:<5} {:>6} {:>7} {:>4} {:>10} {:>10}",
-            n.id,
-            n.name,
-            if up { "yes" } else { "no" },
-            n.load,
-            n.speed,
-            n.cpus,
-            n.mem >> 20,
-            n.tmem >> 20
-        ));
-        if let (false, Some(r)) = (up, &n.reason) {
-            out.push_str(&format!("  ({r})"));
-        }
-    }
-    Ok(out)
+    Ok(if j {
+        json!(nodes).to_string()
+    } else {
+        tools::render::nodes_table(&nodes)
+    })
 }

@@ -1,0 +1,199 @@
+//! `openmosix-lab`: turns one Linux machine into an N-node openMosix cluster for
+//! demos and tests. Each node is a network namespace with its own address on a
+//! private bridge, its own agent (entered with `nsenter --net`, scoped to the
+//! processes of its namespace), keys and map. `down` removes exactly what `up`
+//! created, stopping agents by PID.
+
+mod net;
+mod state;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use hpc::client::{Client, ClientConfig, Identity};
+use hpc::model::NodeStatus;
+use hpc::protocol::methods;
+use serde_json::json;
+
+use state::Lab;
+
+/// An N-node openMosix cluster on one machine (network namespaces on a bridge).
+#[derive(Parser, Debug)]
+#[command(name = "openmosix-lab", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the lab and start one agent per node.
+    Up {
+        /// Number of nodes (1-60).
+        #[arg(long, default_value_t = 4)]
+        nodes: u32,
+        /// Lab name: 1-8 lower-case letters or digits.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// First three octets of the lab's private /24 (node N gets .N, the host .254).
+        #[arg(long, default_value = "10.77.0")]
+        subnet: String,
+        /// The agent binary (default: openmosixd next to this program, else /usr/local/sbin/openmosixd).
+        #[arg(long)]
+        agent: Option<PathBuf>,
+    },
+    /// Stop the lab's agents and remove its namespaces, links and files.
+    Down {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// Show the lab's nodes as its first node sees them.
+    Status {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPENMOSIX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Up {
+            nodes,
+            name,
+            subnet,
+            agent,
+        } => up(&name, nodes, &subnet, agent),
+        Cmd::Down { name } => down(&name),
+        Cmd::Status { name, json } => status(&name, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openmosix-lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agent_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.join("openmosixd")));
+    let candidates = sibling
+        .into_iter()
+        .chain([PathBuf::from("/usr/local/sbin/openmosixd")]);
+    for c in candidates {
+        if c.exists() {
+            return Ok(c);
+        }
+    }
+    bail!("openmosixd not found next to openmosix-lab nor in /usr/local/sbin; pass --agent")
+}
+
+fn up(name: &str, nodes: u32, subnet: &str, agent: Option<PathBuf>) -> anyhow::Result<()> {
+    if !(1..=60).contains(&nodes) {
+        bail!("--nodes must be from 1 to 60");
+    }
+    let agent = agent_binary(agent)?;
+    let mut lab = Lab::create(name, subnet, nodes)?;
+    // Any failure from here on removes what was made so far.
+    if let Err(e) = lab.build(&agent) {
+        let cleanup = lab.teardown();
+        return Err(match cleanup {
+            Ok(()) => e.context("lab not created (everything made so far was removed)"),
+            Err(c) => e.context(format!("lab not created; cleaning up also failed: {c:#}")),
+        });
+    }
+    println!(
+        "lab `{name}` is up: {nodes} node(s) on {subnet}.0/24 (bridge {}, host {subnet}.254)",
+        lab.bridge()
+    );
+    for n in &lab.state.nodes {
+        println!(
+            "  node {:>2}  {}  netns {}  agent PID {}",
+            n.id,
+            n.addr,
+            n.netns,
+            n.pid.unwrap_or(0)
+        );
+    }
+    println!(
+        "mosctl --node {} --key {} --known-hosts {} nodes",
+        lab.state
+            .nodes
+            .first()
+            .map(|n| n.addr.as_str())
+            .unwrap_or(""),
+        lab.admin_key().display(),
+        lab.known_hosts().display()
+    );
+    Ok(())
+}
+
+fn down(name: &str) -> anyhow::Result<()> {
+    let mut lab = Lab::open(name)?;
+    lab.teardown()?;
+    println!("lab `{name}` is down");
+    Ok(())
+}
+
+fn status(name: &str, as_json: bool) -> anyhow::Result<()> {
+    let lab = Lab::open(name)?;
+    let first = lab.state.nodes.first().context("the lab has no nodes")?;
+    let mut config = ClientConfig::from_env();
+    config.identity = Identity::KeyFile(lab.admin_key());
+    config.known_hosts = lab.known_hosts();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let nodes: Vec<NodeStatus> = rt.block_on(async {
+        let c = Client::connect(&first.addr, &config).await?;
+        c.call(methods::CLUSTER_NODES, json!({})).await
+    })?;
+    if as_json {
+        let agents: Vec<_> = lab.state.nodes.iter().map(|n| json!({ "id": n.id, "addr": n.addr, "netns": n.netns, "pid": n.pid, "running": n.pid.is_some_and(state::alive) })).collect();
+        println!(
+            "{}",
+            json!({ "name": name, "nodes": nodes, "agents": agents })
+        );
+        return Ok(());
+    }
+    println!(
+        "lab `{name}` ({} node(s)), as node {} sees it:",
+        lab.state.nodes.len(),
+        first.id
+    );
+    println!("{}", tools::render::nodes_table(&nodes));
+    for n in &lab.state.nodes {
+        if !n.pid.is_some_and(state::alive) {
+            println!(
+                "warning: the agent of node {} (PID {:?}) is not running; see {}",
+                n.id,
+                n.pid,
+                lab.node_dir(n.id).join("agent.log").display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How long `up` waits for an agent to report ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,382 @@
+//! The lab's record of what it made (kept in `LAB_ROOT/<name>/lab.json`, written
+//! after every step), and building and tearing down from it.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::net;
+
+/// Where labs keep their files.
+pub const LAB_ROOT: &str = "/var/lib/openmosix/lab";
+
+/// Something `up` created and `down` must remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Created {
+    /// A bridge in the root namespace.
+    Bridge(String),
+    /// A network namespace.
+    Netns(String),
+    /// The root-side end of a veth pair (removing it removes both ends).
+    Veth(String),
+}
+
+/// One lab node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabNode {
+    /// openMosix node id.
+    pub id: u32,
+    /// Agent address, `IP:4660`.
+    pub addr: String,
+    /// Network namespace name.
+    pub netns: String,
+    /// The agent's PID once started.
+    pub pid: Option<u32>,
+}
+
+/// The lab record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    /// Lab name.
+    pub name: String,
+    /// First three octets of the /24.
+    pub subnet: String,
+    /// What was created, in order.
+    pub created: Vec<Created>,
+    /// The nodes.
+    pub nodes: Vec<LabNode>,
+}
+
+/// A lab on disk.
+pub struct Lab {
+    /// The record.
+    pub state: LabState,
+    dir: PathBuf,
+}
+
+/// Whether a process is running.
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+fn validate(name: &str, subnet: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 8
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        bail!("lab name `{name}` must be 1-8 lower-case letters or digits");
+    }
+    let octets: Vec<&str> = subnet.split('.').collect();
+    if octets.len() != 3 || octets.iter().any(|o| o.parse::<u8>().is_err()) {
+        bail!("--subnet `{subnet}` must be three octets, e.g. 10.77.0");
+    }
+    Ok(())
+}
+
+impl Lab {
+    /// Starts a new lab record; fails if one of that name exists.
+    pub fn create(name: &str, subnet: &str, nodes: u32) -> anyhow::Result<Self> {
+        validate(name, subnet)?;
+        let dir = PathBuf::from(LAB_ROOT).join(name);
+        if dir.exists() {
+            bail!(
+                "lab `{name}` exists already ({}); run `openmosix-lab down --name {name}` first",
+                dir.display()
+            );
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let nodes = (1..=nodes)
+            .map(|id| LabNode {
+                id,
+                addr: format!("{subnet}.{id}:{}", hpc::paths::AGENT_PORT),
+                netns: format!("om-{name}-{id}"),
+                pid: None,
+            })
+            .collect();
+        let lab = Self {
+            state: LabState {
+                name: name.into(),
+                subnet: subnet.into(),
+                created: Vec::new(),
+                nodes,
+            },
+            dir,
+        };
+        lab.save()?;
+        Ok(lab)
+    }
+
+    /// Opens an existing lab.
+    pub fn open(name: &str) -> anyhow::Result<Self> {
+        let dir = PathBuf::from(LAB_ROOT).join(name);
+        let path = dir.join("lab.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no lab named `{name}` ({} missing)", path.display()))?;
+        let state = serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", path.display()))?;
+        Ok(Self { state, dir })
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let path = self.dir.join("lab.json");
+        let tmp = self.dir.join("lab.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.state)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    fn record(&mut self, c: Created) -> anyhow::Result<()> {
+        self.state.created.push(c);
+        self.save()
+    }
+
+    /// The bridge's name.
+    pub fn bridge(&self) -> String {
+        format!("omb-{}", self.state.name)
+    }
+
+    /// The lab's admin key (private).
+    pub fn admin_key(&self) -> PathBuf {
+        self.dir.join("admin_key")
+    }
+
+    /// known_hosts listing every node's host key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    /// A node's directory (config/, state/, run/, agent.log).
+    pub fn node_dir(&self, id: u32) -> PathBuf {
+        self.dir.join(format!("node{id}"))
+    }
+
+    /// Creates the network and starts the agents.
+    pub fn build(&mut self, agent: &std::path::Path) -> anyhow::Result<()> {
+        let name = self.state.name.clone();
+        let subnet = self.state.subnet.clone();
+        let bridge = self.bridge();
+        if net::link_exists(&bridge) {
+            bail!("a link named {bridge} exists already");
+        }
+        net::keygen(&self.admin_key(), &format!("openmosix-lab {name} admin"))?;
+        net::keygen(
+            &self.dir.join("cluster_key"),
+            &format!("openmosix-lab {name} cluster"),
+        )?;
+        let mut authorized = format!("admin {}\n", net::public_of(&self.admin_key())?);
+        if let Ok(root) = std::fs::read_to_string("/root/.ssh/id_ed25519.pub") {
+            authorized.push_str(&format!("admin {}\n", root.trim()));
+        }
+        let map: String = self
+            .state
+            .nodes
+            .iter()
+            .map(|n| format!("{} {subnet}.{} 1\n", n.id, n.id))
+            .collect();
+        std::fs::write(self.dir.join("openmosix.map"), &map)?;
+
+        net::ip(&["link", "add", &bridge, "type", "bridge"])?;
+        self.record(Created::Bridge(bridge.clone()))?;
+        net::ip(&["addr", "add", &format!("{subnet}.254/24"), "dev", &bridge])?;
+        net::ip(&["link", "set", &bridge, "up"])?;
+
+        for i in 0..self.state.nodes.len() {
+            let node = self.state.nodes[i].clone();
+            if net::netns_exists(&node.netns) {
+                bail!("network namespace {} exists already", node.netns);
+            }
+            net::ip(&["netns", "add", &node.netns])?;
+            self.record(Created::Netns(node.netns.clone()))?;
+            let host = format!("om{name}-{}", node.id);
+            let peer = format!("op{name}-{}", node.id);
+            net::ip(&["link", "add", &host, "type", "veth", "peer", "name", &peer])?;
+            self.record(Created::Veth(host.clone()))?;
+            net::ip(&["link", "set", &peer, "netns", &node.netns])?;
+            net::ip_in(&node.netns, &["link", "set", &peer, "name", "eth0"])?;
+            net::ip_in(
+                &node.netns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{subnet}.{}/24", node.id),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
+            net::ip_in(&node.netns, &["link", "set", "eth0", "up"])?;
+            // CRIU's kernel probes need loopback up in every namespace.
+            net::ip_in(&node.netns, &["link", "set", "lo", "up"])?;
+            net::ip(&["link", "set", &host, "master", &bridge])?;
+            net::ip(&["link", "set", &host, "up"])?;
+            self.prepare_node_dir(node.id, &authorized, &map)?;
+        }
+        // One at a time: each agent calibrates its speed at first start, and
+        // concurrent calibrations on shared cores would skew the figures.
+        for i in 0..self.state.nodes.len() {
+            let pid = self.start_agent(i, agent)?;
+            if let Some(n) = self.state.nodes.get_mut(i) {
+                n.pid = Some(pid);
+            }
+            self.save()?;
+            if let Some(n) = self.state.nodes.get(i) {
+                self.wait_ready(n)?;
+            }
+        }
+        let mut kh = String::new();
+        for n in &self.state.nodes {
+            let key = net::public_of(
+                &self
+                    .node_dir(n.id)
+                    .join("config")
+                    .join(hpc::paths::HOST_KEY_FILE),
+            )?;
+            let host = n.addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&n.addr);
+            kh.push_str(&format!("[{host}]:{} {key}\n", hpc::paths::AGENT_PORT));
+        }
+        std::fs::write(self.known_hosts(), kh)?;
+        Ok(())
+    }
+
+    fn prepare_node_dir(&self, id: u32, authorized: &str, map: &str) -> anyhow::Result<()> {
+        let dir = self.node_dir(id);
+        for sub in ["config", "state", "run"] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir.join(sub))?;
+        }
+        let config = dir.join("config");
+        std::fs::copy(
+            self.dir.join("cluster_key"),
+            config.join(hpc::paths::CLUSTER_KEY_FILE),
+        )?;
+        std::fs::set_permissions(
+            config.join(hpc::paths::CLUSTER_KEY_FILE),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        std::fs::write(config.join(hpc::paths::AUTHORIZED_KEYS_FILE), authorized)?;
+        std::fs::write(config.join(hpc::paths::MAP_FILE), map)?;
+        Ok(())
+    }
+
+    fn start_agent(&self, index: usize, agent: &std::path::Path) -> anyhow::Result<u32> {
+        let node = self.state.nodes.get(index).context("no such node")?;
+        let dir = self.node_dir(node.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            .arg(agent)
+            .arg("--config-dir")
+            .arg(dir.join("config"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .arg("--node-id")
+            .arg(node.id.to_string())
+            .arg("--listen")
+            .arg(&node.addr)
+            .args(["--scope", "netns"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot start the agent of node {}", node.id))?;
+        // nsenter execs the agent in place (no fork for --net), so this is the agent's PID.
+        Ok(child.id())
+    }
+
+    fn wait_ready(&self, node: &LabNode) -> anyhow::Result<()> {
+        let log = self.node_dir(node.id).join("agent.log");
+        let deadline = Instant::now() + crate::READY_TIMEOUT;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("openmosixd ready") {
+                return Ok(());
+            }
+            let running = node.pid.is_some_and(alive) && !is_zombie(node.pid);
+            if !running || Instant::now() > deadline {
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                bail!(
+                    "the agent of node {} {}; last log lines:\n{}",
+                    node.id,
+                    if running {
+                        "did not become ready in time"
+                    } else {
+                        "exited"
+                    },
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the agents (SIGTERM, then SIGKILL after 5 s) and removes every
+    /// created link and namespace, then the lab's files. Keeps going past errors
+    /// and reports them all at the end.
+    pub fn teardown(&mut self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        for n in &self.state.nodes {
+            if let Some(pid) = n.pid
+                && alive(pid)
+            {
+                // SAFETY: kill has no memory-safety preconditions; this PID is the agent we started.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for n in &self.state.nodes {
+            let Some(pid) = n.pid else { continue };
+            while alive(pid) && !is_zombie(Some(pid)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(pid) && !is_zombie(Some(pid)) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+        for c in self.state.created.iter().rev() {
+            let r = match c {
+                Created::Veth(v) if net::link_exists(v) => net::ip(&["link", "del", v]),
+                Created::Netns(ns) if net::netns_exists(ns) => net::ip(&["netns", "del", ns]),
+                Created::Bridge(b) if net::link_exists(b) => net::ip(&["link", "del", b]),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        if problems.is_empty() {
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("cannot remove {}", self.dir.display()))?;
+            return Ok(());
+        }
+        bail!("{}", problems.join("; "))
+    }
+}
+
+fn is_zombie(pid: Option<u32>) -> bool {
+    let Some(pid) = pid else { return false };
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+        .unwrap_or(false)
+}
