@@ -34,6 +34,27 @@ struct Gossiped {
     at_ms: u64,
 }
 
+/// A node known only by name and address (never heard from, or no figures yet).
+fn placeholder(id: NodeId, name: String, addr: String, reason: &str) -> NodeStatus {
+    NodeStatus {
+        id,
+        name,
+        addr,
+        status: Liveness::Down,
+        cpus: 0,
+        load: 0,
+        speed: 0,
+        util: 0,
+        mem: 0,
+        rmem: 0,
+        tmem: 0,
+        accepts: false,
+        age_ms: 0,
+        reason: Some(reason.into()),
+        migration: String::new(),
+    }
+}
+
 /// Handle on the running membership.
 pub struct ClusterView {
     handle: ChitchatHandle,
@@ -135,22 +156,7 @@ impl ClusterView {
         for n in &self.map.nodes {
             out.insert(
                 n.id,
-                NodeStatus {
-                    id: n.id,
-                    name: n.host.clone(),
-                    addr: n.addr.to_string(),
-                    status: Liveness::Down,
-                    cpus: 0,
-                    load: 0,
-                    speed: 0,
-                    util: 0,
-                    mem: 0,
-                    rmem: 0,
-                    tmem: 0,
-                    accepts: false,
-                    age_ms: 0,
-                    reason: Some("never heard from".into()),
-                },
+                placeholder(n.id, n.host.clone(), n.addr.to_string(), "never heard from"),
             );
         }
         // Newest generation of each node wins (a restarted node has a new generation).
@@ -172,21 +178,14 @@ impl ClusterView {
             }
             let is_live = live.contains(&cid);
             let gossiped = json.and_then(|j| serde_json::from_str::<Gossiped>(&j).ok());
-            let entry = out.entry(nid).or_insert_with(|| NodeStatus {
-                id: nid,
-                name: cid.gossip_advertise_addr.ip().to_string(),
-                addr: cid.gossip_advertise_addr.to_string(),
-                status: Liveness::Down,
-                cpus: 0,
-                load: 0,
-                speed: 0,
-                util: 0,
-                mem: 0,
-                rmem: 0,
-                tmem: 0,
-                accepts: false,
-                age_ms: 0,
-                reason: None,
+            let entry = out.entry(nid).or_insert_with(|| {
+                let addr = cid.gossip_advertise_addr;
+                placeholder(
+                    nid,
+                    addr.ip().to_string(),
+                    addr.to_string(),
+                    "no figures yet",
+                )
             });
             if let Some(g) = gossiped {
                 let name = entry.name.clone();

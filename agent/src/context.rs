@@ -35,6 +35,8 @@ pub struct AgentContext {
     pub cluster: ClusterView,
     /// Who may connect, with which role.
     pub authorized: AuthorizedKeys,
+    /// Why migration is unavailable on this node ("migration unavailable: …").
+    pub migration: String,
     /// Wakes the sampler early (after a write that changes what it reports).
     pub resample: std::sync::mpsc::SyncSender<()>,
 }

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod cluster;
 pub mod connection;
 pub mod context;
+pub mod criu;
 pub mod gossip_transport;
 pub mod keys;
 pub mod load;

@@ -40,6 +40,9 @@ struct Cli {
     /// agent's network namespace, for lab nodes sharing one kernel).
     #[arg(long, default_value = "all", value_parser = ["all", "netns"])]
     scope: String,
+    /// The CRIU binary (default: `criu` on $PATH or in /usr/local/sbin, /usr/sbin, /sbin).
+    #[arg(long)]
+    criu: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -64,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             login_grace: std::time::Duration::from_secs(cli.login_grace_secs.max(1)),
         },
         scope_netns: cli.scope == "netns",
+        criu: cli.criu,
     })
     .await
 }

@@ -27,6 +27,8 @@ pub struct NodeIdentity {
     pub name: String,
     /// RPC address.
     pub addr: String,
+    /// Migration availability, as shown in the status.
+    pub migration: String,
 }
 
 /// How often unlocked processes are classified in depth.
@@ -78,6 +80,7 @@ impl SamplingLoop {
             accepts: !admin.block,
             age_ms: 0,
             reason: None,
+            migration: self.identity.migration.clone(),
         };
         let snap = Snapshot {
             seq: self.seq,

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub limits: crate::server::SessionLimits,
     /// List only the processes of the agent's own network namespace (lab nodes).
     pub scope_netns: bool,
+    /// The CRIU binary (default: found on `$PATH` or in the sbin directories).
+    pub criu: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -146,10 +148,25 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     store.update(|s| s.admin.mospe = node_id)?;
 
+    let criu_path = cfg.criu.clone();
+    let migration = match tokio::task::spawn_blocking(move || {
+        crate::criu::detect(criu_path.as_deref())
+    })
+    .await?
+    {
+        Ok(c) => format!(
+            "migration unavailable: the migration engine is not built yet (CRIU {} found at {})",
+            c.version,
+            c.binary.display()
+        ),
+        Err(reason) => format!("migration unavailable: {reason}"),
+    };
+    tracing::info!(%migration, "checked CRIU");
     let identity = NodeIdentity {
         id: node_id,
         name,
         addr: advertise.to_string(),
+        migration: migration.clone(),
     };
     let sampler = if cfg.scope_netns {
         crate::sampler::Sampler::scoped_to_own_netns()?
@@ -187,6 +204,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         snapshot: snap_rx,
         cluster,
         authorized,
+        migration,
         resample: wake_tx,
     });
 

@@ -58,6 +58,10 @@ pub struct NodeStatus {
     /// Why the node is down, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Whether processes can migrate to and from this node, and if not, why
+    /// ("migration unavailable: <reason>").
+    #[serde(default)]
+    pub migration: String,
 }
 
 /// The openMosix admin state of one node (`/proc/hpc/admin/*`).

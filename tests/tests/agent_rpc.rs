@@ -1036,3 +1036,51 @@ async fn cantmove_names_why_a_process_cannot_move() {
     let _ = locked_mem.kill();
     let _ = locked_mem.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_availability_is_reported_with_its_reason() {
+    let keys = Keys::generate(base());
+    let mut agent = TestAgent::standalone(base(), &keys);
+    let c = agent.client(&keys.admin).await;
+    let st: NodeStatus = c.call(methods::NODE_STATUS, json!({})).await.unwrap();
+    assert!(
+        st.migration.starts_with("migration unavailable:") && st.migration.contains("CRIU 4."),
+        "{}",
+        st.migration
+    );
+    drop(c);
+    // A node without a usable CRIU still runs and says why, in its status and in every refusal.
+    agent.extra_args = vec!["--criu".into(), "/nonexistent/criu".into()];
+    agent.restart();
+    let c = agent.client(&keys.admin).await;
+    let st: NodeStatus = c.call(methods::NODE_STATUS, json!({})).await.unwrap();
+    assert_eq!(
+        st.migration,
+        "migration unavailable: CRIU not found at /nonexistent/criu"
+    );
+    let v = Victim::sleep(60);
+    wait_for(Duration::from_secs(5), || async {
+        c.call_value(methods::PROC_GET, json!({ "pid": v.pid() }))
+            .await
+            .ok()
+    })
+    .await
+    .unwrap();
+    for (method, params) in [
+        (
+            methods::PROC_WRITE,
+            json!({ "pid": v.pid(), "field": "goto", "value": 2 }),
+        ),
+        (
+            methods::HPC_WRITE,
+            json!({ "path": "admin/expel", "value": 1 }),
+        ),
+    ] {
+        let (k, m) = rpc_err(&c, method, params).await;
+        assert_eq!(k, codes::UNAVAILABLE);
+        assert!(
+            m.ends_with("migration unavailable: CRIU not found at /nonexistent/criu"),
+            "{m}"
+        );
+    }
+}

@@ -88,10 +88,10 @@ pub fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))
 }
 
-/// The error for actions that need the migration engine.
-pub fn needs_migration(what: &str) -> RpcError {
+/// The error for actions that need migration, with the node's reason.
+pub fn needs_migration(ctx: &AgentContext, what: &str) -> RpcError {
     RpcError::new(
         codes::UNAVAILABLE,
-        format!("{what} needs the migration engine, which this agent does not have yet"),
+        format!("{what} needs process migration; {}", ctx.migration),
     )
 }

@@ -126,7 +126,7 @@ pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<
     // so successive writes of its three fields never undo each other.
     let base = row.mask;
     let change: Box<dyn FnOnce(&mut ProcSettings)> = match p.field.as_str() {
-        "goto" | "where" | "migrate" => return Err(needs_migration("moving a process")),
+        "goto" | "where" | "migrate" => return Err(needs_migration(ctx, "moving a process")),
         "lock" => {
             let l = number("lock", &p.value, 1)? == 1;
             Box::new(move |s| s.lock = Some(l))

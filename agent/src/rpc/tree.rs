@@ -181,8 +181,13 @@ pub fn write(
         ["admin", f] => {
             let f = *f;
             match f {
-                "expel" => return Err(needs_migration("expel (sending guests home)")),
-                "bring" => return Err(needs_migration("bring (bringing migrated processes home)")),
+                "expel" => return Err(needs_migration(ctx, "expel (sending guests home)")),
+                "bring" => {
+                    return Err(needs_migration(
+                        ctx,
+                        "bring (bringing migrated processes home)",
+                    ));
+                }
                 "mospe" => {
                     return Err(no_path(
                         path,

@@ -1,0 +1,117 @@
+//! Finding and checking CRIU (>= 4.1: kernels >= 6.13 have the `[vvar_vclock]`
+//! mapping that older CRIU cannot handle). A node without a usable CRIU still
+//! runs; it reports why migration is unavailable.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Lowest CRIU version the agent accepts.
+pub const MIN_VERSION: (u32, u32) = (4, 1);
+
+/// A usable CRIU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Criu {
+    /// The binary.
+    pub binary: PathBuf,
+    /// Its version, e.g. "4.1.1".
+    pub version: String,
+}
+
+/// Parses `criu --version` output ("Version: 4.1.1").
+pub fn parse_version(text: &str) -> Option<(u32, u32, String)> {
+    let v = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))?
+        .trim()
+        .to_string();
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor, v))
+}
+
+fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.exists() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("CRIU not found at {}", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join("criu"))
+        .find(|c| c.exists())
+        .ok_or_else(|| "CRIU is not installed (scripts/install-deps.sh installs 4.1.1)".to_string())
+}
+
+/// Finds CRIU (`explicit`, else `$PATH` and the sbin directories), checks its
+/// version and runs `criu check`. The error is the reason, for a person.
+pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
+    let binary = locate(explicit)?;
+    let out = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (major, minor, version) = parse_version(&text)
+        .ok_or_else(|| format!("{} --version printed no version", binary.display()))?;
+    if (major, minor) < MIN_VERSION {
+        return Err(format!(
+            "CRIU {version} at {} is too old: this kernel needs CRIU >= {}.{}",
+            binary.display(),
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        ));
+    }
+    let check = Command::new(&binary)
+        .arg("check")
+        .output()
+        .map_err(|e| format!("cannot run {} check: {e}", binary.display()))?;
+    if !check.status.success() {
+        let err = String::from_utf8_lossy(&check.stderr);
+        let last = err
+            .lines()
+            .rfind(|l| !l.contains("RLIMIT_NOFILE"))
+            .unwrap_or("no output");
+        return Err(format!("`criu check` failed: {}", last.trim()));
+    }
+    Ok(Criu { binary, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("Version: 4.1.1\n"),
+            Some((4, 1, "4.1.1".into()))
+        );
+        assert_eq!(
+            parse_version("Version: 3.17.1\nGitID: v3.17"),
+            Some((3, 17, "3.17.1".into()))
+        );
+        assert_eq!(parse_version("Version: 5\n"), Some((5, 0, "5".into())));
+        assert_eq!(parse_version("criu"), None);
+    }
+
+    #[test]
+    fn a_missing_binary_is_a_reason_not_a_crash() {
+        let e = detect(Some(Path::new("/nonexistent/criu"))).unwrap_err();
+        assert_eq!(e, "CRIU not found at /nonexistent/criu");
+    }
+
+    #[test]
+    fn the_installed_criu_is_usable() {
+        // The test machines install CRIU 4.1.1 (scripts/install-deps.sh).
+        let c = detect(None).expect("CRIU >= 4.1 must be installed on test machines");
+        assert!(
+            c.version.starts_with('4') || c.version.starts_with('5'),
+            "{}",
+            c.version
+        );
+    }
+}
