@@ -47,13 +47,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENMOSIX_LOG")
-                .unwrap_or_else(|_| "info,russh=warn,chitchat=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hpc::logging::init("info,russh=warn,chitchat=warn");
     let cli = Cli::parse();
     run(AgentConfig {
         config_dir: cli.config_dir,

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod framing;
+pub mod logging;
 pub mod map;
 pub mod model;
 pub mod paths;

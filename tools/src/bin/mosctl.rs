@@ -95,13 +95,7 @@ fn normalise_args() -> Vec<String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENMOSIX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hpc::logging::init("warn");
     let cli = Cli::parse_from(normalise_args());
     let client = match cli.node.connect().await {
         Ok(c) => c,

@@ -63,13 +63,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENMOSIX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hpc::logging::init("warn");
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Up {
