@@ -282,22 +282,9 @@ impl Sampler {
     }
 
     fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Sampled {
-        match self.sample_tracked(pid, node, period) {
-            Some(Some(row)) => Sampled::Row(Box::new(row)),
-            Some(None) => Sampled::Foreign,
-            None => Sampled::Gone,
-        }
-    }
-
-    /// `None`: gone; `Some(None)`: alive but outside the scope.
-    fn sample_tracked(
-        &mut self,
-        pid: i32,
-        node: u32,
-        period: Option<f64>,
-    ) -> Option<Option<ProcessInfo>> {
         let mut fresh = false;
-        let mut exec = false;
+        // The new `comm` when the process called exec since the last pass.
+        let mut exec: Option<Vec<u8>> = None;
         let known = match self.tracked.get(&pid) {
             Some(t) => {
                 let read = match &t.stat {
@@ -308,7 +295,9 @@ impl Sampler {
                     .and_then(|_| parse_stat(&self.buf))
                     .filter(|(s, _)| s.start_ticks == t.start_ticks)
                     .map(|(s, comm)| {
-                        exec = comm != t.comm.as_slice();
+                        if comm != t.comm.as_slice() {
+                            exec = Some(comm.to_vec());
+                        }
                         s
                     })
             }
@@ -318,19 +307,25 @@ impl Sampler {
             Some(f) => f,
             None => {
                 self.tracked.remove(&pid);
-                let t = self.track(pid)?;
+                let Some(t) = self.track(pid) else {
+                    return Sampled::Gone;
+                };
+                let Some((f, _)) = parse_stat(&self.buf) else {
+                    return Sampled::Gone;
+                };
                 fresh = true;
-                let (f, _) = parse_stat(&self.buf)?;
                 self.tracked.insert(pid, t);
                 f
             }
         };
-        if exec {
-            self.refresh_after_exec(pid);
+        if let Some(comm) = exec {
+            self.refresh_after_exec(pid, comm);
         }
-        let t = self.tracked.get_mut(&pid)?;
+        let Some(t) = self.tracked.get_mut(&pid) else {
+            return Sampled::Gone;
+        };
         if t.foreign {
-            return Some(None);
+            return Sampled::Foreign;
         }
         let cpu = match period {
             Some(p) if !fresh => {
@@ -341,7 +336,7 @@ impl Sampler {
         t.last_ticks = fields.ticks;
         let cantmove = crate::classify::quick_reason(&fields, t.kernel_thread, pid == self.own_pid)
             .unwrap_or("");
-        Some(Some(ProcessInfo {
+        Sampled::Row(Box::new(ProcessInfo {
             pid,
             ppid: fields.ppid,
             user: t.user.clone(),
@@ -397,20 +392,17 @@ impl Sampler {
         })
     }
 
-    /// After exec (`comm` changed, still in `self.buf`), re-reads the command
-    /// line and the owner (a setuid program changes it).
-    fn refresh_after_exec(&mut self, pid: i32) {
-        let Some((_, comm)) = parse_stat(&self.buf) else {
-            return;
-        };
+    /// After exec (`comm` became `comm`), re-reads the command line and the
+    /// owner (a setuid program changes it).
+    fn refresh_after_exec(&mut self, pid: i32, comm: Vec<u8>) {
         let Some(t) = self.tracked.get_mut(&pid) else {
             return;
         };
-        if t.comm == comm || t.kernel_thread {
+        if t.kernel_thread {
             return;
         }
-        t.comm = comm.to_vec();
-        let name = String::from_utf8_lossy(comm).into_owned();
+        let name = String::from_utf8_lossy(&comm).into_owned();
+        t.comm = comm;
         t.cmdline = read_cmdline(pid)
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("[{name}]"));
@@ -552,7 +544,6 @@ mod tests {
         assert!(me.rss > 0 && me.threads >= 1);
         assert!(me.cmdline.contains("agent"), "{}", me.cmdline);
         // second pass reuses descriptors and computes CPU%
-
         std::thread::sleep(std::time::Duration::from_millis(20));
         let rows2 = s.processes(7).unwrap();
         assert!(rows2.iter().any(|r| r.pid == me.pid));
@@ -585,11 +576,10 @@ mod tests {
             .args(["--net", "sleep", "30"])
             .spawn()
             .unwrap();
-        let same = std::process::Command::new("sleep")
+        let mut same = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
             .unwrap();
-        let mut same = same;
         std::thread::sleep(std::time::Duration::from_millis(300));
         // unshare execs sleep in place, so the PID is the same process.
         let other_pid = other.id() as i32;
