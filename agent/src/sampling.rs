@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::context::Snapshot;
 use crate::load::{LoadTracker, raw_load};
 use crate::sampler::Sampler;
-use crate::store::{ProcSettings, Store, key_string};
+use crate::store::{PersistedState, ProcSettings, Store, key_string};
 
 /// Sampling period.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -60,8 +60,10 @@ impl SamplingLoop {
     pub fn pass(&mut self, store: &Store) -> std::io::Result<Snapshot> {
         let fig = self.sampler.node()?;
         let mut procs = self.sampler.processes(self.identity.id)?;
-        let admin = store.admin();
-        apply_settings(store, &mut procs);
+        // One read of the persisted state serves the admin figures and the settings.
+        let state = store.get();
+        let admin = &state.admin;
+        apply_settings(store, &state, &mut procs);
         self.classify_unlocked(&mut procs);
         let demand = fig.busy_cpus.max(f64::from(fig.runnable));
         self.load.update(raw_load(demand, admin.speed, fig.cpus));
@@ -91,9 +93,7 @@ impl SamplingLoop {
         self.seq += 1;
         Ok(snap)
     }
-}
 
-impl SamplingLoop {
     /// Fills the deep `cantmove` reason of unlocked processes (the ones that may
     /// be asked to move), re-checking each at most every [`DEEP_CLASSIFY_EVERY`].
     fn classify_unlocked(&mut self, procs: &mut [ProcessInfo]) {
@@ -137,8 +137,7 @@ pub fn apply_one(s: &ProcSettings, p: &mut ProcessInfo) {
 }
 
 /// Applies lock/decay/mask settings and forgets those of processes that exited.
-fn apply_settings(store: &Store, procs: &mut [ProcessInfo]) {
-    let state = store.get();
+fn apply_settings(store: &Store, state: &PersistedState, procs: &mut [ProcessInfo]) {
     if state.processes.is_empty() {
         return;
     }
