@@ -112,6 +112,12 @@ impl Store {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The settings of one process, if it has any (without copying the others).
+    pub fn settings_of(&self, key: ProcKey) -> Option<ProcSettings> {
+        let s = self.state.lock().ok()?;
+        s.processes.get(&key_string(key)).cloned()
+    }
+
     /// The admin state.
     pub fn admin(&self) -> AdminState {
         self.state

@@ -52,13 +52,8 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     {
         // Settings written since the last sampling pass show at once.
         let mut row = p.clone();
-        if let Some(s) = ctx
-            .store
-            .get()
-            .processes
-            .get(&key_string((pid, row.start_time)))
-        {
-            apply_one(s, &mut row);
+        if let Some(s) = ctx.store.settings_of((pid, row.start_time)) {
+            apply_one(&s, &mut row);
         }
         return Ok(row);
     }
