@@ -52,6 +52,7 @@ fn placeholder(id: NodeId, name: String, addr: String, reason: &str) -> NodeStat
         age_ms: 0,
         reason: Some(reason.into()),
         migration: String::new(),
+        host_key: String::new(),
     }
 }
 

@@ -39,6 +39,14 @@ pub struct AgentContext {
     pub migration: String,
     /// Wakes the sampler early (after a write that changes what it reports).
     pub resample: std::sync::mpsc::SyncSender<()>,
+    /// The CRIU binary, when migration is available.
+    pub criu: Option<std::path::PathBuf>,
+    /// The 0700 directory migration images pass through.
+    pub images: std::path::PathBuf,
+    /// Jobs started here or hosted here.
+    pub jobs: Arc<crate::jobs::Jobs>,
+    /// Connections to the other agents.
+    pub peers: crate::peers::Peers,
 }
 
 impl AgentContext {

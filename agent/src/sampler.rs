@@ -349,6 +349,7 @@ impl Sampler {
             start_time: self.boot_time + (fields.start_ticks as f64 / self.clk_tck) as u64,
             cmdline: t.cmdline.clone(),
             home: node,
+            home_pid: pid,
             where_: node,
             lock: true,
             cantmove: cantmove.to_string(),

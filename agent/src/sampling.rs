@@ -29,6 +29,8 @@ pub struct NodeIdentity {
     pub addr: String,
     /// Migration availability, as shown in the status.
     pub migration: String,
+    /// The agent's SSH host public key (OpenSSH format).
+    pub host_key: String,
 }
 
 /// How often unlocked processes are classified in depth.
@@ -42,6 +44,8 @@ pub struct SamplingLoop {
     seq: u64,
     /// Deep `cantmove` reasons of unlocked processes, by PID and start time.
     deep: HashMap<(i32, u64), (Instant, String)>,
+    /// The node's jobs, to mark their rows and list those running elsewhere.
+    jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl SamplingLoop {
@@ -53,7 +57,14 @@ impl SamplingLoop {
             identity,
             seq: 0,
             deep: HashMap::new(),
+            jobs: None,
         }
+    }
+
+    /// Marks job rows and lists this node's jobs running elsewhere.
+    pub fn with_jobs(mut self, jobs: Arc<crate::jobs::Jobs>) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// One pass.
@@ -64,6 +75,9 @@ impl SamplingLoop {
         let state = store.get();
         let admin = &state.admin;
         apply_settings(store, &state, &mut procs);
+        if let Some(jobs) = &self.jobs {
+            jobs.annotate(&state, &mut procs);
+        }
         self.classify_unlocked(&mut procs);
         let demand = fig.busy_cpus.max(f64::from(fig.runnable));
         self.load.update(raw_load(demand, admin.speed, fig.cpus));
@@ -83,6 +97,7 @@ impl SamplingLoop {
             age_ms: 0,
             reason: None,
             migration: self.identity.migration.clone(),
+            host_key: self.identity.host_key.clone(),
         };
         let snap = Snapshot {
             seq: self.seq,

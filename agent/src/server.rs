@@ -1,6 +1,7 @@
 //! The agent's SSH server: public-key authentication only (roles from
 //! `authorized_keys`, plus the cluster key), compression off, and one subsystem,
-//! `openmosix`, whose channel is handed to [`crate::connection::serve`].
+//! `openmosix`, whose channel is handed to [`crate::connection::serve`], plus
+//! `openmosix-migrate` for other agents (cluster key) sending migration images.
 //! Shells, exec requests and other subsystems are refused.
 
 use std::borrow::Cow;
@@ -220,7 +221,14 @@ impl russh::server::Handler for SessionHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let (Some(caller), true) = (self.caller.clone(), name == hpc::paths::SUBSYSTEM) else {
+        let migration = name == hpc::paths::MIGRATION_SUBSYSTEM;
+        let allowed = name == hpc::paths::SUBSYSTEM
+            || (migration
+                && self
+                    .caller
+                    .as_ref()
+                    .is_some_and(|c| c.role == Role::Cluster));
+        let (Some(caller), true) = (self.caller.clone(), allowed) else {
             session.channel_failure(id)?;
             return Ok(());
         };
@@ -236,7 +244,11 @@ impl russh::server::Handler for SessionHandler {
             // would race a close against them).
             let (mut read_half, write_half) = channel.split();
             let writer = write_half.make_writer();
-            crate::connection::serve(read_half.make_reader(), writer, ctx, caller).await;
+            if migration {
+                crate::migration::receive::receive(read_half.make_reader(), writer, ctx).await;
+            } else {
+                crate::connection::serve(read_half.make_reader(), writer, ctx, caller).await;
+            }
             let _ = write_half.exit_status(0).await;
             let _ = write_half.eof().await;
             let _ = write_half.close().await;

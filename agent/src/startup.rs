@@ -148,32 +148,56 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     store.update(|s| s.admin.mospe = node_id)?;
 
+    let images = cfg.run_dir.join("images");
+    private_dir(&images)?;
+    clear_stale_images(&images);
+    if let Err(e) = crate::jobs::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become the child subreaper; migrated jobs' exit status will be lost");
+    }
+    let jobinit = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("openmosix-jobinit")))
+        .unwrap_or_else(|| PathBuf::from("/usr/local/sbin/openmosix-jobinit"));
     let criu_path = cfg.criu.clone();
-    let migration = match tokio::task::spawn_blocking(move || {
-        crate::criu::detect(criu_path.as_deref())
-    })
-    .await?
-    {
-        Ok(c) => format!(
-            "migration unavailable: the migration engine is not built yet (CRIU {} found at {})",
-            c.version,
-            c.binary.display()
+    let detected =
+        tokio::task::spawn_blocking(move || crate::criu::detect(criu_path.as_deref())).await?;
+    let (criu, migration) = match detected {
+        Ok(_) if !jobinit.exists() => (
+            None,
+            format!(
+                "migration unavailable: {} is missing (install it next to openmosixd)",
+                jobinit.display()
+            ),
         ),
-        Err(reason) => format!("migration unavailable: {reason}"),
+        Ok(c) => {
+            let m = format!(
+                "migration available: CRIU {} at {}",
+                c.version,
+                c.binary.display()
+            );
+            (Some(c.binary), m)
+        }
+        Err(reason) => (None, format!("migration unavailable: {reason}")),
     };
     tracing::info!(%migration, "checked CRIU");
+    let host_key_line = host_key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode the host key")?;
     let identity = NodeIdentity {
         id: node_id,
         name,
         addr: advertise.to_string(),
         migration: migration.clone(),
+        host_key: host_key_line,
     };
+    let jobs = Arc::new(crate::jobs::Jobs::new(store.clone(), node_id, jobinit));
     let sampler = if cfg.scope_netns {
         crate::sampler::Sampler::scoped_to_own_netns()?
     } else {
         crate::sampler::Sampler::new()
     };
-    let mut lp = SamplingLoop::new(identity, sampler);
+    let mut lp = SamplingLoop::new(identity, sampler).with_jobs(jobs.clone());
     let first = lp.pass(&store).context("cannot read /proc")?;
     let (snap_tx, snap_rx) = tokio::sync::watch::channel(Arc::new(first));
     let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
@@ -206,7 +230,12 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         authorized,
         migration,
         resample: wake_tx,
+        criu,
+        images,
+        jobs,
+        peers: crate::peers::Peers::new(cfg.config_dir.join(paths::CLUSTER_KEY_FILE)),
     });
+    let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
 
     let publisher = tokio::spawn(publish_status(ctx.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -240,6 +269,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         },
     }
     publisher.abort();
+    jobs_task.abort();
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }
@@ -269,6 +299,19 @@ async fn publish_status(ctx: Arc<AgentContext>) {
         let status = rx.borrow_and_update().status.clone();
         if !ctx.store.admin().quiet {
             ctx.cluster.publish(&status).await;
+        }
+    }
+}
+
+/// Removes image directories left by a previous run (a crash mid-migration);
+/// their source copies resumed or their target copies never ran.
+fn clear_stale_images(images: &Path) {
+    let Ok(entries) = std::fs::read_dir(images) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Err(err) = std::fs::remove_dir_all(e.path()) {
+            tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove stale images");
         }
     }
 }

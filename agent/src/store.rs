@@ -44,6 +44,9 @@ pub struct PersistedState {
     /// Per-process settings, keyed `"PID@START"`.
     #[serde(default)]
     pub processes: BTreeMap<String, ProcSettings>,
+    /// Jobs this node is home of (wherever they run) or hosts, keyed `"HOME/HOME_PID"`.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, crate::jobs::JobRecord>,
 }
 
 /// Errors loading or saving the state.

@@ -234,17 +234,30 @@ pub struct RawConnection {
 
 /// Opens an SSH session to `addr`, authenticates and opens the subsystem.
 pub async fn connect_raw(addr: &str, config: &ClientConfig) -> Result<RawConnection, ClientError> {
-    tokio::time::timeout(config.connect_timeout, connect_raw_inner(addr, config))
-        .await
-        .map_err(|_| ClientError::Unreachable {
-            addr: addr.to_string(),
-            message: format!("no answer within {:?}", config.connect_timeout),
-        })?
+    connect_subsystem(addr, config, crate::paths::SUBSYSTEM).await
+}
+
+/// Opens an SSH session to `addr`, authenticates and opens the named subsystem.
+pub async fn connect_subsystem(
+    addr: &str,
+    config: &ClientConfig,
+    subsystem: &str,
+) -> Result<RawConnection, ClientError> {
+    tokio::time::timeout(
+        config.connect_timeout,
+        connect_raw_inner(addr, config, subsystem),
+    )
+    .await
+    .map_err(|_| ClientError::Unreachable {
+        addr: addr.to_string(),
+        message: format!("no answer within {:?}", config.connect_timeout),
+    })?
 }
 
 async fn connect_raw_inner(
     addr: &str,
     config: &ClientConfig,
+    subsystem: &str,
 ) -> Result<RawConnection, ClientError> {
     let sock: SocketAddr =
         crate::map::resolve(addr).map_err(|message| ClientError::Unreachable {
@@ -311,7 +324,7 @@ async fn connect_raw_inner(
         .await
         .map_err(|e| unreachable(format!("cannot open channel: {e}")))?;
     channel
-        .request_subsystem(true, crate::paths::SUBSYSTEM)
+        .request_subsystem(true, subsystem)
         .await
         .map_err(|e| unreachable(format!("subsystem refused: {e}")))?;
     Ok(RawConnection {
@@ -456,6 +469,18 @@ impl Client {
 
     /// Calls `method` with JSON params and returns the raw JSON result.
     pub async fn call_value(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.call_value_within(method, params, self.call_timeout)
+            .await
+    }
+
+    /// [`Client::call_value`] with its own answer timeout (for long actions such
+    /// as migrations and `expel`).
+    pub async fn call_value_within(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -475,12 +500,12 @@ impl Client {
                 return Err(ClientError::Closed);
             }
         }
-        let response = match tokio::time::timeout(self.call_timeout, rx).await {
+        let response = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => return Err(ClientError::Closed),
             Err(_) => {
                 self.forget(id);
-                return Err(ClientError::Timeout(self.call_timeout));
+                return Err(ClientError::Timeout(timeout));
             }
         };
         match (response.result, response.error) {

@@ -62,6 +62,10 @@ pub struct NodeStatus {
     /// ("migration unavailable: <reason>").
     #[serde(default)]
     pub migration: String,
+    /// The agent's SSH host public key (OpenSSH format), spread by the
+    /// authenticated gossip so that agents can verify each other.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_key: String,
 }
 
 /// The openMosix admin state of one node (`/proc/hpc/admin/*`).
@@ -172,6 +176,10 @@ pub struct ProcessInfo {
     pub cmdline: String,
     /// Home node: where the process was started.
     pub home: NodeId,
+    /// The process's identity: its PID on its home node. Equals `pid` unless the
+    /// process was migrated (a restored process gets new local PIDs).
+    #[serde(default)]
+    pub home_pid: i32,
     /// Node where the process runs now (`where`); equals `home` unless migrated.
     #[serde(rename = "where")]
     pub where_: NodeId,

@@ -8,6 +8,8 @@ pub const AGENT_PORT: u16 = 4660;
 pub const GOSSIP_PORT: u16 = 4660;
 /// Name of the SSH subsystem that speaks the openMosix JSON-RPC protocol.
 pub const SUBSYSTEM: &str = "openmosix";
+/// Name of the SSH subsystem agents send migration images on (cluster key only).
+pub const MIGRATION_SUBSYSTEM: &str = "openmosix-migrate";
 /// Directory of the agent's configuration (host key, authorized keys, map).
 pub const CONFIG_DIR: &str = "/etc/openmosix";
 /// Directory of the agent's persistent state (admin state, speed calibration).

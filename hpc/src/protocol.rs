@@ -43,6 +43,8 @@ pub mod codes {
     pub const MESSAGE_TOO_LARGE: i64 = -32007;
     /// The operating system refused the action (errno text in the message).
     pub const OS_ERROR: i64 = -32008;
+    /// A migration was refused or failed; the process continues where it was.
+    pub const MIGRATION_FAILED: i64 = -32009;
 }
 
 /// Method names.
@@ -75,6 +77,18 @@ pub mod methods {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// Who the caller is to the agent.
     pub const WHOAMI: &str = "agent.whoami";
+    /// Start a job in its own PID namespace (`mosrun`): [`super::SpawnParams`] → [`super::JobInfo`].
+    pub const PROC_SPAWN: &str = "proc.spawn";
+    /// Move a process: [`super::MigrateParams`] → [`super::MigrationReport`].
+    pub const PROC_MIGRATE: &str = "proc.migrate";
+    /// A job's record (where it runs, migrations, exit status): [`super::PidParams`] → [`super::JobInfo`].
+    pub const JOB_STATUS: &str = "job.status";
+    /// The jobs this node knows: its own (anywhere) and its guests → `[JobInfo]`.
+    pub const JOB_LIST: &str = "job.list";
+    /// Agent to home agent: a job moved ([`super::JobInfo`]); cluster key only.
+    pub const JOB_MOVED: &str = "job.moved";
+    /// Agent to home agent: a guest job ended ([`super::JobExited`]); cluster key only.
+    pub const JOB_EXITED: &str = "job.exited";
 }
 
 /// A JSON-RPC request (or a notification, when `id` is absent).
@@ -344,4 +358,129 @@ pub struct WhoAmI {
     pub node: NodeId,
     /// Agent version.
     pub version: String,
+}
+
+/// Params of `proc.spawn`: a command to start as a migratable job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnParams {
+    /// Program and arguments (the program is looked up on `PATH`).
+    pub argv: Vec<String>,
+    /// Working directory (absolute).
+    pub cwd: String,
+    /// Environment of the job.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// User and group the job runs as.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// File the job's standard output is appended to (default: `/dev/null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    /// File the job's standard error is appended to (default: the stdout file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// Start locked (`mosrun -L`, `nomig`): never moved unless unlocked.
+    #[serde(default)]
+    pub lock: bool,
+    /// Decay class (`mosrun -n/-s/-f`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<crate::model::DecayClass>,
+}
+
+/// Params of `proc.migrate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MigrateParams {
+    /// The process: a local PID, or the home PID of a job that runs elsewhere.
+    pub pid: i32,
+    /// A node id, `home` or `balance`.
+    pub to: String,
+    /// Move it even if it is locked (`expel` and `bring` do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+}
+
+/// What one migration did, phase by phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationReport {
+    /// The job's home node.
+    pub home: NodeId,
+    /// The job's identity: its PID at home.
+    pub home_pid: i32,
+    /// Node it left.
+    pub from: NodeId,
+    /// Node it runs on now.
+    pub to: NodeId,
+    /// Its command's PID on the new node.
+    pub pid: i32,
+    /// Image bytes moved.
+    pub bytes: u64,
+    /// Image files moved.
+    pub files: u32,
+    /// Checkpoint time (ms).
+    pub dump_ms: u64,
+    /// Transfer time (ms).
+    pub transfer_ms: u64,
+    /// Restore time on the target (ms).
+    pub restore_ms: u64,
+    /// Time the process was stopped, from freezing to running on the target (ms).
+    pub freeze_ms: u64,
+    /// Whole migration, from the request to the end (ms).
+    pub total_ms: u64,
+    /// Migrations of this job so far, this one included.
+    pub nmigs: u32,
+    /// When it ended (ms since the Unix epoch).
+    pub at_ms: u64,
+}
+
+/// A job (a process tree started through the agent) as its home or host knows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Home node.
+    pub home: NodeId,
+    /// Identity: the command's PID at home.
+    pub home_pid: i32,
+    /// Node it runs on now.
+    #[serde(rename = "where")]
+    pub where_: NodeId,
+    /// The command's PID on that node.
+    pub pid: i32,
+    /// The job's init (its PID namespace's PID 1) on that node.
+    pub root_pid: i32,
+    /// Command line.
+    pub cmdline: String,
+    /// Owner.
+    pub uid: u32,
+    /// Owner's name.
+    pub user: String,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time: u64,
+    /// Migrations so far.
+    pub nmigs: u32,
+    /// Locked to its node.
+    pub lock: bool,
+    /// Decay class, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<crate::model::DecayClass>,
+    /// Cluster mask.
+    #[serde(default)]
+    pub mask: crate::model::ClusterMask,
+    /// Exit code once it ended (128 + N when killed by signal N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// The last migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_migration: Option<MigrationReport>,
+}
+
+/// Params of `job.exited`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobExited {
+    /// The job's home PID.
+    pub home_pid: i32,
+    /// Node it ran on.
+    pub node: NodeId,
+    /// Exit code (128 + N when killed by signal N).
+    pub code: i32,
 }

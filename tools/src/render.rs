@@ -27,3 +27,22 @@ pub fn nodes_table(nodes: &[NodeStatus]) -> String {
     }
     out
 }
+
+/// One migration, as `migrate` prints it.
+pub fn migration_line(r: &hpc::protocol::MigrationReport) -> String {
+    format!(
+        "process {}:{} moved from node {} to node {} (pid {} there) in {} ms: {:.1} MiB in {} files; dump {} ms, transfer {} ms, restore {} ms; frozen {} ms",
+        r.home,
+        r.home_pid,
+        r.from,
+        r.to,
+        r.pid,
+        r.total_ms,
+        r.bytes as f64 / (1024.0 * 1024.0),
+        r.files,
+        r.dump_ms,
+        r.transfer_ms,
+        r.restore_ms,
+        r.freeze_ms
+    )
+}

@@ -5,7 +5,9 @@ mod procs;
 mod tree;
 
 use hpc::model::Role;
-use hpc::protocol::{PathParams, RpcError, WhoAmI, WriteParams, codes, methods};
+use hpc::protocol::{
+    MigrateParams, PathParams, PidParams, RpcError, WhoAmI, WriteParams, codes, methods,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -21,6 +23,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Fails unless the caller is another agent of the cluster.
+    pub fn require_cluster(&self, method: &str) -> Result<(), RpcError> {
+        if self.role == Role::Cluster {
+            Ok(())
+        } else {
+            Err(RpcError::new(
+                codes::FORBIDDEN,
+                format!("permission denied: {method} is for the cluster's agents only"),
+            ))
+        }
+    }
+
     /// Fails unless the caller may change state.
     pub fn require_write(&self, what: &str) -> Result<(), RpcError> {
         if self.role.can_write() {
@@ -57,7 +71,11 @@ pub async fn dispatch(
         methods::HPC_WRITE => {
             let p: WriteParams = params(method, p)?;
             caller.require_write(&format!("write {}", p.path))?;
-            tree::write(ctx, &p.path, &p.value, p.pid)
+            match p.path.trim_matches('/') {
+                "admin/expel" => crate::migration::expel(ctx).await,
+                "admin/bring" => crate::migration::bring(ctx).await,
+                _ => tree::write(ctx, &p.path, &p.value, p.pid),
+            }
         }
         methods::NODE_STATUS => to_value(&ctx.current().status),
         methods::CLUSTER_NODES => {
@@ -67,9 +85,39 @@ pub async fn dispatch(
         methods::PROC_LIST => procs::list(ctx, params(method, p)?),
         methods::PROC_GET => procs::get(ctx, params(method, p)?),
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
-        methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?),
-        methods::PROC_SIGNAL => procs::signal(ctx, caller, params(method, p)?),
-        methods::PROC_RENICE => procs::renice(ctx, caller, params(method, p)?),
+        methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?).await,
+        methods::PROC_SIGNAL => procs::signal(ctx, caller, params(method, p)?).await,
+        methods::PROC_RENICE => procs::renice(ctx, caller, params(method, p)?).await,
+        methods::PROC_SPAWN => {
+            caller.require_write("start jobs")?;
+            to_value(&ctx.jobs.spawn(params(method, p)?).await?)
+        }
+        methods::PROC_MIGRATE => {
+            let p: MigrateParams = params(method, p)?;
+            caller.require_write(&format!("move process {}", p.pid))?;
+            to_value(&crate::migration::migrate(ctx, p).await?)
+        }
+        methods::JOB_STATUS => {
+            let p: PidParams = params(method, p)?;
+            let rec = ctx
+                .jobs
+                .get(ctx.node_id, p.pid)
+                .or_else(|| ctx.jobs.running_here_with(p.pid))
+                .ok_or_else(|| RpcError::no_such_process(p.pid))?;
+            to_value(&rec.info)
+        }
+        methods::JOB_LIST => {
+            let all: Vec<_> = ctx.jobs.all().into_iter().map(|r| r.info).collect();
+            to_value(&all)
+        }
+        methods::JOB_MOVED => {
+            caller.require_cluster(method)?;
+            crate::migration::job_moved(ctx, params(method, p)?)
+        }
+        methods::JOB_EXITED => {
+            caller.require_cluster(method)?;
+            crate::migration::job_exited(ctx, params(method, p)?)
+        }
         methods::WHOAMI => to_value(&WhoAmI {
             role: caller.role,
             key: caller.key.clone(),

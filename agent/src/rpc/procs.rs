@@ -1,13 +1,13 @@
 //! Process methods: list, get, per-process openMosix fields, signals, renice.
 
-use hpc::model::{DecayClass, ProcessInfo};
+use hpc::model::{ClusterMask, DecayClass, ProcessInfo};
 use hpc::protocol::{
-    PidParams, ProcFieldParams, ProcFilter, ProcListParams, ProcWriteParams, ReniceParams,
-    RpcError, SignalParams, codes,
+    MigrateParams, PidParams, ProcFieldParams, ProcFilter, ProcListParams, ProcWriteParams,
+    ReniceParams, RpcError, SignalParams, codes, methods,
 };
 use serde_json::{Value, json};
 
-use super::{Caller, needs_migration, to_value};
+use super::{Caller, to_value};
 use crate::context::AgentContext;
 use crate::sampling::apply_one;
 use crate::store::{ProcSettings, key_string};
@@ -45,7 +45,16 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
             "pid must be a positive number, not {pid}"
         )));
     }
+    let pid = ctx.jobs.local_pid(pid);
     let snap = ctx.current();
+    if let Ok(i) = snap.processes.binary_search_by_key(&pid, |p| p.pid)
+        && let Some(p) = snap.processes.get(i)
+        && p.where_ != ctx.node_id
+        && ctx.jobs.away(pid).is_some()
+    {
+        // A job of this node that runs elsewhere: its row comes from its host.
+        return Ok(p.clone());
+    }
     if let Ok(i) = snap.processes.binary_search_by_key(&pid, |p| p.pid)
         && let Some(p) = snap.processes.get(i)
         && std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -64,7 +73,7 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
 /// for unlocked processes; one process asked for is worth the extra reads).
 fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     let mut row = find(ctx, pid)?;
-    if row.cantmove.is_empty() {
+    if row.cantmove.is_empty() && row.where_ == ctx.node_id {
         row.cantmove = crate::classify::deep_reason(pid).unwrap_or_default();
     }
     Ok(row)
@@ -113,15 +122,42 @@ fn number(field: &str, v: &Value, max: u64) -> Result<u64, RpcError> {
     })
 }
 
-/// `proc.write`.
-pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<Value, RpcError> {
+/// `proc.write`. Writing `goto` (or `where`, `migrate`) moves the process;
+/// the settings of a job (lock, decay, mask) live in its record and travel with it.
+pub async fn write(
+    ctx: &AgentContext,
+    caller: &Caller,
+    p: ProcWriteParams,
+) -> Result<Value, RpcError> {
     caller.require_write(&format!("change process {}'s {}", p.pid, p.field))?;
+    if matches!(p.field.as_str(), "goto" | "where" | "migrate") {
+        let to = match &p.value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let report = crate::migration::migrate(
+            ctx,
+            MigrateParams {
+                pid: p.pid,
+                to,
+                force: false,
+            },
+        )
+        .await?;
+        return to_value(&report);
+    }
     let row = find(ctx, p.pid)?;
+    let job = ctx
+        .jobs
+        .away(p.pid)
+        .or_else(|| ctx.jobs.running_here_with(ctx.jobs.local_pid(p.pid)));
+    if let Some(job) = job {
+        return write_job_setting(ctx, caller, &job, &p).await;
+    }
     // The mask is read-modify-written on the stored settings, not the snapshot,
     // so successive writes of its three fields never undo each other.
     let base = row.mask;
     let change: Box<dyn FnOnce(&mut ProcSettings)> = match p.field.as_str() {
-        "goto" | "where" | "migrate" => return Err(needs_migration(ctx, "moving a process")),
         "lock" => {
             let l = number("lock", &p.value, 1)? == 1;
             Box::new(move |s| s.lock = Some(l))
@@ -164,6 +200,118 @@ pub fn write(ctx: &AgentContext, caller: &Caller, p: ProcWriteParams) -> Result<
     Ok(json!({ "pid": p.pid, "field": p.field, "value": p.value }))
 }
 
+/// A setting of a job: kept in the job's record on the node that runs it and,
+/// for a job away from home, forwarded there.
+async fn write_job_setting(
+    ctx: &AgentContext,
+    caller: &Caller,
+    job: &crate::jobs::JobRecord,
+    p: &ProcWriteParams,
+) -> Result<Value, RpcError> {
+    let info = &job.info;
+    if info.where_ != ctx.node_id {
+        let host = host_of(ctx, info.where_).await?;
+        let params = json!({ "pid": info.pid, "field": p.field, "value": p.value });
+        return ctx
+            .peers
+            .call(&host, methods::PROC_WRITE, params, FORWARD_TIMEOUT)
+            .await;
+    }
+    let base = info.mask;
+    let change: Box<dyn FnOnce(&mut hpc::protocol::JobInfo) + Send> = match p.field.as_str() {
+        "lock" => {
+            let l = number("lock", &p.value, 1)? == 1;
+            Box::new(move |j| j.lock = l)
+        }
+        "migfilter" => {
+            let on = number("migfilter", &p.value, 1)? == 1;
+            Box::new(move |j| {
+                j.mask = ClusterMask {
+                    migfilter: on,
+                    ..j.mask
+                }
+            })
+        }
+        "mignodes" => {
+            let bits = number("mignodes", &p.value, u64::MAX)?;
+            Box::new(move |j| {
+                j.mask = ClusterMask {
+                    mignodes: bits,
+                    ..j.mask
+                }
+            })
+        }
+        "migpolicy" => {
+            let pol = number("migpolicy", &p.value, 1)? as u8;
+            Box::new(move |j| {
+                j.mask = ClusterMask {
+                    migpolicy: pol,
+                    ..j.mask
+                }
+            })
+        }
+        "decay" => {
+            let d: DecayClass = serde_json::from_value(p.value.clone()).map_err(|_| {
+                RpcError::invalid_params(format!(
+                    "decay takes \"slow\", \"fast\" or \"none\", not {}",
+                    p.value
+                ))
+            })?;
+            Box::new(move |j| j.decay = Some(d))
+        }
+        "home" | "cantmove" | "nmigs" => {
+            return Err(RpcError::new(
+                codes::NO_SUCH_PATH,
+                format!("{} is read-only", p.field),
+            ));
+        }
+        other => return Err(unknown_field(other)),
+    };
+    let _ = base;
+    ctx.jobs
+        .modify(info.home, info.home_pid, |r| change(&mut r.info))?;
+    // The home keeps a copy of the settings too, so they survive the job's return.
+    if info.home != ctx.node_id
+        && let Ok(home) = host_of(ctx, info.home).await
+        && let Some(mut copy) = ctx.jobs.get(info.home, info.home_pid).map(|r| r.info)
+    {
+        copy.last_migration = None;
+        let _ = ctx
+            .peers
+            .call(&home, methods::JOB_MOVED, json!(copy), FORWARD_TIMEOUT)
+            .await;
+    }
+    tracing::info!(pid = p.pid, field = %p.field, value = %p.value, key = %caller.key, "job setting changed");
+    ctx.request_resample();
+    Ok(json!({ "pid": p.pid, "field": p.field, "value": p.value }))
+}
+
+/// How long a call forwarded to another node may take.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn host_of(
+    ctx: &AgentContext,
+    node: hpc::model::NodeId,
+) -> Result<hpc::model::NodeStatus, RpcError> {
+    let local = ctx.current().status.clone();
+    ctx.peers.status_of(&ctx.cluster, &local, node).await
+}
+
+/// Forwards a call about a job of this node that runs elsewhere to its host,
+/// with the host's PID of the job.
+async fn forward(
+    ctx: &AgentContext,
+    job: &crate::jobs::JobRecord,
+    method: &str,
+    mut params: Value,
+) -> Result<Value, RpcError> {
+    let host = host_of(ctx, job.info.where_).await?;
+    if let Some(o) = params.as_object_mut() {
+        o.insert("pid".into(), json!(job.info.pid));
+    }
+    ctx.peers.call(&host, method, params, FORWARD_TIMEOUT).await
+}
+
 fn os_error(what: &str, pid: i32) -> RpcError {
     let err = std::io::Error::last_os_error();
     if err.raw_os_error() == Some(libc::ESRCH) {
@@ -183,9 +331,25 @@ fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     Ok(row)
 }
 
-/// `proc.signal`.
-pub fn signal(ctx: &AgentContext, caller: &Caller, p: SignalParams) -> Result<Value, RpcError> {
+/// `proc.signal`; for a job running elsewhere, sent by its host.
+pub async fn signal(
+    ctx: &AgentContext,
+    caller: &Caller,
+    p: SignalParams,
+) -> Result<Value, RpcError> {
     caller.require_write(&format!("signal process {}", p.pid))?;
+    if let Some(job) = ctx.jobs.away(p.pid) {
+        let v = forward(
+            ctx,
+            &job,
+            methods::PROC_SIGNAL,
+            json!({ "signal": p.signal }),
+        )
+        .await?;
+        return Ok(
+            json!({ "pid": p.pid, "signal": v.get("signal").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
+        );
+    }
     let name = p.signal.trim().to_ascii_uppercase();
     let sig = match name.trim_start_matches("SIG") {
         "STOP" => libc::SIGSTOP,
@@ -194,17 +358,19 @@ pub fn signal(ctx: &AgentContext, caller: &Caller, p: SignalParams) -> Result<Va
         "KILL" => libc::SIGKILL,
         "HUP" => libc::SIGHUP,
         "INT" => libc::SIGINT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
         _ => {
             return Err(RpcError::invalid_params(format!(
-                "unsupported signal `{}` (STOP, CONT, TERM, KILL, HUP, INT)",
+                "unsupported signal `{}` (STOP, CONT, TERM, KILL, HUP, INT, USR1, USR2)",
                 p.signal
             )));
         }
     };
-    guard_target(ctx, p.pid)?;
+    let pid = guard_target(ctx, p.pid)?.pid;
     // SAFETY: kill has no memory-safety preconditions; pid > 0 was checked, so it
     // never addresses a process group or every process.
-    if unsafe { libc::kill(p.pid, sig) } != 0 {
+    if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(os_error("signalling", p.pid));
     }
     tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
@@ -212,9 +378,20 @@ pub fn signal(ctx: &AgentContext, caller: &Caller, p: SignalParams) -> Result<Va
     Ok(json!({ "pid": p.pid, "signal": name }))
 }
 
-/// `proc.renice`: sets the nice value of every thread of the process.
-pub fn renice(ctx: &AgentContext, caller: &Caller, p: ReniceParams) -> Result<Value, RpcError> {
+/// `proc.renice`: sets the nice value of every thread of the process; for a
+/// job running elsewhere, done by its host.
+pub async fn renice(
+    ctx: &AgentContext,
+    caller: &Caller,
+    p: ReniceParams,
+) -> Result<Value, RpcError> {
     caller.require_write(&format!("renice process {}", p.pid))?;
+    if let Some(job) = ctx.jobs.away(p.pid) {
+        let v = forward(ctx, &job, methods::PROC_RENICE, json!({ "nice": p.nice })).await?;
+        return Ok(
+            json!({ "pid": p.pid, "nice": v.get("nice").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
+        );
+    }
     if !(-20..=20).contains(&p.nice) {
         return Err(RpcError::invalid_params(format!(
             "nice must be from -20 to 20, not {}",
@@ -222,8 +399,8 @@ pub fn renice(ctx: &AgentContext, caller: &Caller, p: ReniceParams) -> Result<Va
         )));
     }
     let nice = p.nice.min(19);
-    guard_target(ctx, p.pid)?;
-    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", p.pid))
+    let pid = guard_target(ctx, p.pid)?.pid;
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map_err(|_| RpcError::no_such_process(p.pid))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();

@@ -4,7 +4,7 @@ use hpc::model::{DecayClass, Liveness, NodeId, NodeStatus};
 use hpc::protocol::{PathValue, RpcError, codes};
 use serde_json::{Value, json};
 
-use super::{needs_migration, to_value};
+use super::to_value;
 use crate::context::AgentContext;
 use crate::store::{ProcSettings, key_string};
 
@@ -105,15 +105,73 @@ pub async fn read(ctx: &AgentContext, path: &str) -> Result<Value, RpcError> {
                 "/proc/hpc/decay/{f} is per process: read a process's decay with proc.read field=decay"
             )));
         }
-        ["remote", pid, ..] => {
-            return Err(RpcError::new(
-                codes::NO_SUCH_PROCESS,
-                format!("no guest process {pid} on this node"),
-            ));
+        ["remote", pid, rest @ ..] => {
+            let g = guest(ctx, pid)?;
+            let v = remote_entry(&g);
+            match rest {
+                [] => v,
+                [f] => v.get(*f).cloned().ok_or_else(|| {
+                    no_path(path, "no such guest file (from, identity, statm, stats)")
+                })?,
+                _ => return Err(no_path(path, "no such file")),
+            }
         }
         _ => return Err(no_path(path, "no such file")),
     };
     result(path, value)
+}
+
+/// The guests running here: jobs whose home is another node.
+fn guests(ctx: &AgentContext) -> Vec<crate::jobs::JobRecord> {
+    ctx.jobs
+        .all()
+        .into_iter()
+        .filter(|r| {
+            r.info.home != ctx.node_id && r.info.where_ == ctx.node_id && r.info.exit.is_none()
+        })
+        .collect()
+}
+
+fn guest(ctx: &AgentContext, pid: &str) -> Result<crate::jobs::JobRecord, RpcError> {
+    guests(ctx)
+        .into_iter()
+        .find(|g| g.info.pid.to_string() == pid)
+        .ok_or_else(|| {
+            RpcError::new(
+                codes::NO_SUCH_PROCESS,
+                format!("no guest process {pid} on this node"),
+            )
+        })
+}
+
+/// `/proc/hpc/remote/<pid>`: where the guest came from, who it is, its memory
+/// (`statm`, pages) and its CPU and migration figures.
+fn remote_entry(g: &crate::jobs::JobRecord) -> Value {
+    let statm = std::fs::read_to_string(format!("/proc/{}/statm", g.info.pid))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cpu_ticks = std::fs::read(format!("/proc/{}/stat", g.info.pid))
+        .ok()
+        .and_then(|b| Some(crate::sampler::parse_stat(&b)?.0.ticks))
+        .unwrap_or(0);
+    let from = g
+        .info
+        .last_migration
+        .as_ref()
+        .map(|m| m.from)
+        .unwrap_or(g.info.home);
+    json!({
+        "from": from,
+        "identity": format!("{}:{}", g.info.home, g.info.home_pid),
+        "statm": statm,
+        "stats": {
+            "cpu_ticks": cpu_ticks,
+            "last_migration": g.info.last_migration,
+            "nmigs": g.info.nmigs,
+            "cmdline": g.info.cmdline,
+            "user": g.info.user,
+        },
+    })
 }
 
 /// Lists a directory.
@@ -139,8 +197,14 @@ pub async fn list(ctx: &AgentContext, path: &str) -> Result<Value, RpcError> {
             node(ctx, id).await?;
             NODE_FILES.iter().map(|s| s.to_string()).collect()
         }
-        // Guests arrive with the migration engine; until then there are none.
-        ["remote"] => Vec::new(),
+        ["remote"] => guests(ctx).iter().map(|g| g.info.pid.to_string()).collect(),
+        ["remote", pid] => {
+            guest(ctx, pid)?;
+            ["from", "identity", "statm", "stats"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        }
         _ => return Err(no_path(path, "not a directory")),
     };
     result(path, json!(entries))
@@ -181,12 +245,10 @@ pub fn write(
         ["admin", f] => {
             let f = *f;
             match f {
-                "expel" => return Err(needs_migration(ctx, "expel (sending guests home)")),
-                "bring" => {
-                    return Err(needs_migration(
-                        ctx,
-                        "bring (bringing migrated processes home)",
-                    ));
+                "expel" | "bring" => {
+                    return Err(RpcError::invalid_params(format!(
+                        "{f} is an action: write 1 to admin/{f}"
+                    )));
                 }
                 "mospe" => {
                     return Err(no_path(

@@ -118,6 +118,47 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `expel`/`bring`: waits until every process moved; fails listing those that could not.
+async fn evacuate(c: &Client, path: &str, what: &str, j: bool) -> Result<String, ClientError> {
+    let v = c
+        .call_value_within(
+            methods::HPC_WRITE,
+            json!({ "path": path, "value": 1 }),
+            std::time::Duration::from_secs(3600),
+        )
+        .await?;
+    let moved = v.get("moved").and_then(Value::as_u64).unwrap_or(0);
+    let failed: Vec<String> = v
+        .get("failed")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    format!(
+                        "{}: {}",
+                        f.get("pid").unwrap_or(&Value::Null),
+                        f.get("error").and_then(Value::as_str).unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !failed.is_empty() {
+        return Err(ClientError::Rpc(hpc::protocol::RpcError::new(
+            hpc::protocol::codes::MIGRATION_FAILED,
+            format!(
+                "{moved} {what}; these could not move: {}",
+                failed.join("; ")
+            ),
+        )));
+    }
+    Ok(if j {
+        v.to_string()
+    } else {
+        format!("{moved} {what}")
+    })
+}
+
 async fn write(c: &Client, path: &str, value: Value) -> Result<Value, ClientError> {
     let r: PathValue = c
         .call(methods::HPC_WRITE, json!({ "path": path, "value": value }))
@@ -199,8 +240,8 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
         Cmd::Noblock => flag("admin/block", false).await,
         Cmd::Quiet => flag("admin/quiet", true).await,
         Cmd::Noquiet => flag("admin/quiet", false).await,
-        Cmd::Expel => flag("admin/expel", true).await,
-        Cmd::Bring => flag("admin/bring", true).await,
+        Cmd::Expel => evacuate(c, "admin/expel", "guests sent home", j).await,
+        Cmd::Bring => evacuate(c, "admin/bring", "processes brought home", j).await,
         Cmd::Getdecay => {
             let a = admin(c).await?;
             Ok(if j {

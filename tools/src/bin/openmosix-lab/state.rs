@@ -353,6 +353,17 @@ impl Lab {
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
         }
+        // Jobs the lab's agents started or received live in the nodes'
+        // namespaces; they belong to the lab and end with it.
+        for n in &self.state.nodes {
+            if net::netns_exists(&n.netns) {
+                for pid in net::pids_in_netns(&n.netns) {
+                    // SAFETY: kill has no memory-safety preconditions; the PID is a
+                    // process of this lab's own network namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
         for c in self.state.created.iter().rev() {
             let r = match c {
                 Created::Veth(v) if net::link_exists(v) => net::ip(&["link", "del", v]),

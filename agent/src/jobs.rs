@@ -1,0 +1,531 @@
+//! Jobs: process trees started through the agent (`mosrun`, the app's execution
+//! dialog), each in its own PID namespace so that CRIU can restore it on any
+//! node without PID collisions.
+//!
+//! A job's identity is its home node and its command's PID there (`home_pid`).
+//! The home agent keeps a record of every job it started, wherever the job runs;
+//! the agent of a node that hosts a guest keeps a record too. Records are
+//! persisted with the rest of the agent state, so a restarted agent still knows
+//! where its processes are. The agent is the child subreaper of its node, so it
+//! reaps every job that runs on it (restored jobs are adopted when CRIU exits)
+//! and learns their exit status.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hpc::model::{NodeId, ProcessInfo};
+use hpc::protocol::{JobInfo, RpcError, SpawnParams, codes};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{PersistedState, Store};
+
+/// A job as this agent persists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// What every node may know of the job.
+    #[serde(flatten)]
+    pub info: JobInfo,
+    /// The child of this agent whose exit ends the job here (0 = none): the
+    /// `unshare` that started it at home, or the restored init it adopted.
+    #[serde(default)]
+    pub reap_pid: i32,
+    /// For a guest that ended: whether its home has been told.
+    #[serde(default)]
+    pub exit_told: bool,
+    /// When the job ended (ms since the Unix epoch).
+    #[serde(default)]
+    pub ended_ms: u64,
+}
+
+/// The persisted key of a job.
+pub fn job_key(home: NodeId, home_pid: i32) -> String {
+    format!("{home}/{home_pid}")
+}
+
+/// How long ended jobs stay listed by `job.status` at home.
+pub const KEEP_ENDED: Duration = Duration::from_secs(3600);
+
+/// The agent's jobs: persisted records plus what lives only in memory.
+pub struct Jobs {
+    store: Arc<Store>,
+    node: NodeId,
+    jobinit: PathBuf,
+    /// Last rows of this node's jobs that run elsewhere, refreshed from their hosts.
+    remote_rows: Mutex<HashMap<i32, ProcessInfo>>,
+    /// Children to reap that no record waits for any more.
+    strays: Mutex<Vec<i32>>,
+    /// Jobs being migrated now (by key).
+    busy: Mutex<HashSet<String>>,
+}
+
+/// Reserves a job for one migration; released when dropped.
+pub struct BusyGuard<'a> {
+    jobs: &'a Jobs,
+    key: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.jobs.busy.lock() {
+            b.remove(&self.key);
+        }
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> RpcError {
+    RpcError::new(codes::OS_ERROR, e.to_string())
+}
+
+impl Jobs {
+    /// The jobs of node `node`; `jobinit` is the `openmosix-jobinit` binary.
+    pub fn new(store: Arc<Store>, node: NodeId, jobinit: PathBuf) -> Self {
+        Self {
+            store,
+            node,
+            jobinit,
+            remote_rows: Mutex::new(HashMap::new()),
+            strays: Mutex::new(Vec::new()),
+            busy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// All records.
+    pub fn all(&self) -> Vec<JobRecord> {
+        self.store.get().jobs.into_values().collect()
+    }
+
+    /// The record of the live job that runs here and has `pid` (its command or
+    /// its init) or has `pid` inside its PID namespace.
+    pub fn running_here_with(&self, pid: i32) -> Option<JobRecord> {
+        let here: Vec<JobRecord> = self
+            .all()
+            .into_iter()
+            .filter(|j| j.info.where_ == self.node && j.info.exit.is_none())
+            .collect();
+        if let Some(j) = here
+            .iter()
+            .find(|j| j.info.pid == pid || j.info.root_pid == pid)
+        {
+            return Some(j.clone());
+        }
+        let ns = pid_ns(pid)?;
+        here.into_iter()
+            .find(|j| pid_ns(j.info.root_pid).is_some_and(|n| n == ns))
+    }
+
+    /// The local PID a caller means: a job of this node that came back home
+    /// runs under a new PID, but is still addressed by its home PID.
+    pub fn local_pid(&self, pid: i32) -> i32 {
+        self.store
+            .get()
+            .jobs
+            .get(&job_key(self.node, pid))
+            .filter(|j| j.info.where_ == self.node && j.info.exit.is_none())
+            .map(|j| j.info.pid)
+            .unwrap_or(pid)
+    }
+
+    /// The record of this node's live job `home_pid` when it runs elsewhere.
+    pub fn away(&self, home_pid: i32) -> Option<JobRecord> {
+        self.store
+            .get()
+            .jobs
+            .get(&job_key(self.node, home_pid))
+            .filter(|j| j.info.where_ != self.node && j.info.exit.is_none())
+            .cloned()
+    }
+
+    /// The record of job `home/home_pid`, if this node has one.
+    pub fn get(&self, home: NodeId, home_pid: i32) -> Option<JobRecord> {
+        self.store.get().jobs.get(&job_key(home, home_pid)).cloned()
+    }
+
+    /// Replaces (or adds) a record.
+    pub fn put(&self, rec: JobRecord) -> Result<(), RpcError> {
+        let key = job_key(rec.info.home, rec.info.home_pid);
+        self.store
+            .update(|s| {
+                s.jobs.insert(key, rec);
+            })
+            .map_err(store_error)
+    }
+
+    /// Changes a record in place; false when there is none.
+    pub fn modify(
+        &self,
+        home: NodeId,
+        home_pid: i32,
+        change: impl FnOnce(&mut JobRecord),
+    ) -> Result<bool, RpcError> {
+        let key = job_key(home, home_pid);
+        self.store
+            .update(|s| match s.jobs.get_mut(&key) {
+                Some(r) => {
+                    change(r);
+                    true
+                }
+                None => false,
+            })
+            .map_err(store_error)
+    }
+
+    /// Removes a record; its child (if any) is still reaped.
+    pub fn remove(&self, home: NodeId, home_pid: i32) -> Result<(), RpcError> {
+        let key = job_key(home, home_pid);
+        let removed = self
+            .store
+            .update(|s| s.jobs.remove(&key))
+            .map_err(store_error)?;
+        if let Some(r) = removed
+            && r.reap_pid > 0
+        {
+            self.add_stray(r.reap_pid);
+        }
+        Ok(())
+    }
+
+    /// Reaps `pid` later (a child no record waits for).
+    pub fn add_stray(&self, pid: i32) {
+        if let Ok(mut s) = self.strays.lock() {
+            s.push(pid);
+        }
+    }
+
+    /// Marks a job as being migrated; `None` when a migration of it is under way.
+    pub fn reserve(&self, home: NodeId, home_pid: i32) -> Option<BusyGuard<'_>> {
+        let key = job_key(home, home_pid);
+        let mut b = self.busy.lock().ok()?;
+        if !b.insert(key.clone()) {
+            return None;
+        }
+        Some(BusyGuard { jobs: self, key })
+    }
+
+    /// Remembers the latest row of a job that runs elsewhere.
+    pub fn set_remote_row(&self, home_pid: i32, row: ProcessInfo) {
+        if let Ok(mut r) = self.remote_rows.lock() {
+            r.insert(home_pid, row);
+        }
+    }
+
+    /// Marks the rows of jobs running here with their identity and settings,
+    /// and adds a row for each of this node's jobs that runs elsewhere (with
+    /// `where` = that node), keeping the table sorted by PID.
+    pub fn annotate(&self, state: &PersistedState, procs: &mut Vec<ProcessInfo>) {
+        if state.jobs.is_empty() {
+            return;
+        }
+        let mut by_pid: HashMap<i32, &JobInfo> = HashMap::new();
+        for j in state.jobs.values().map(|r| &r.info) {
+            if j.where_ == self.node && j.exit.is_none() {
+                by_pid.insert(j.pid, j);
+                by_pid.insert(j.root_pid, j);
+            }
+        }
+        for row in procs.iter_mut() {
+            if let Some(j) = by_pid.get(&row.pid) {
+                mark(row, j);
+            }
+        }
+        let remote = self
+            .remote_rows
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let mut added = false;
+        for j in state.jobs.values().map(|r| &r.info) {
+            if j.home != self.node || j.where_ == self.node || j.exit.is_some() {
+                continue;
+            }
+            if procs.binary_search_by_key(&j.home_pid, |p| p.pid).is_ok() {
+                tracing::debug!(
+                    pid = j.home_pid,
+                    "home PID of a migrated job is reused locally; not listed"
+                );
+                continue;
+            }
+            let mut row = remote
+                .get(&j.home_pid)
+                .cloned()
+                .unwrap_or_else(|| placeholder_row(j));
+            mark(&mut row, j);
+            row.pid = j.home_pid;
+            row.ppid = 0;
+            procs.push(row);
+            added = true;
+        }
+        if added {
+            procs.sort_by_key(|p| p.pid);
+        }
+    }
+
+    /// Starts a job: `unshare --pid --fork openmosix-jobinit … -- CMD`, waits
+    /// until its command runs and records it.
+    pub async fn spawn(&self, p: SpawnParams) -> Result<JobInfo, RpcError> {
+        let program = p
+            .argv
+            .first()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| RpcError::invalid_params("argv must name a program"))?;
+        if !Path::new(&p.cwd).is_absolute() || !Path::new(&p.cwd).is_dir() {
+            return Err(RpcError::invalid_params(format!(
+                "working directory `{}` is not an existing absolute directory",
+                p.cwd
+            )));
+        }
+        let path_var = p
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        find_program(program, &p.cwd, &path_var).ok_or_else(|| {
+            RpcError::invalid_params(format!(
+                "no such program: `{program}` (not found or not executable; PATH={path_var})"
+            ))
+        })?;
+        let stdout = p.stdout.clone().unwrap_or_else(|| "/dev/null".into());
+        let stderr = p.stderr.clone().unwrap_or_else(|| stdout.clone());
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.arg("--pid")
+            .arg("--fork")
+            .arg(&self.jobinit)
+            .args(["--uid", &p.uid.to_string(), "--gid", &p.gid.to_string()])
+            .args(["--cwd", &p.cwd, "--stdout", &stdout, "--stderr", &stderr])
+            .arg("--")
+            .args(&p.argv)
+            .env_clear()
+            .envs(p.env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().map_err(|e| {
+            RpcError::new(
+                codes::OS_ERROR,
+                format!("cannot start the job (unshare): {e}"),
+            )
+        })?;
+        let unshare_pid = child.id() as i32;
+        // The Child handle is dropped without waiting: the reaper waits for it.
+        drop(child);
+        let root = first_child_within(unshare_pid, Duration::from_secs(3)).await;
+        let main = match root {
+            Some(r) => first_child_within(r, Duration::from_secs(3)).await,
+            None => None,
+        };
+        let (Some(root), Some(main)) = (root, main) else {
+            self.add_stray(unshare_pid);
+            return Err(RpcError::new(
+                codes::OS_ERROR,
+                format!("the job `{program}` ended before it could be recorded"),
+            ));
+        };
+        let uid = owner_of(main).unwrap_or(p.uid);
+        let info = JobInfo {
+            home: self.node,
+            home_pid: main,
+            where_: self.node,
+            pid: main,
+            root_pid: root,
+            cmdline: p.argv.join(" "),
+            uid,
+            user: crate::users::UserNames::default().name(uid),
+            start_time: now_ms() / 1000,
+            nmigs: 0,
+            lock: p.lock,
+            decay: p.decay,
+            mask: Default::default(),
+            exit: None,
+            last_migration: None,
+        };
+        self.put(JobRecord {
+            info: info.clone(),
+            reap_pid: unshare_pid,
+            ..Default::default()
+        })?;
+        tracing::info!(pid = main, cmd = %info.cmdline, "job started");
+        Ok(info)
+    }
+
+    /// One pass of the reaper: waits (without blocking) for every child this
+    /// agent is responsible for; records exit codes. Returns guests that ended
+    /// and whose home must be told.
+    pub fn reap(&self) -> Vec<JobRecord> {
+        if let Ok(mut strays) = self.strays.lock() {
+            strays.retain(|pid| try_wait(*pid).is_none());
+        }
+        let waiting: Vec<JobRecord> = self.all().into_iter().filter(|r| r.reap_pid > 0).collect();
+        for r in waiting {
+            let Some(code) = try_wait(r.reap_pid) else {
+                continue;
+            };
+            let runs_here = r.info.where_ == self.node && r.info.exit.is_none();
+            let result = self.modify(r.info.home, r.info.home_pid, |rec| {
+                rec.reap_pid = 0;
+                if runs_here {
+                    rec.info.exit = Some(code);
+                    rec.ended_ms = now_ms();
+                }
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot record a job's end");
+            }
+            if runs_here {
+                tracing::info!(home = r.info.home, pid = r.info.home_pid, code, "job ended");
+            }
+        }
+        let cutoff = now_ms().saturating_sub(KEEP_ENDED.as_millis() as u64);
+        let _ = self.store.update(|s| {
+            s.jobs.retain(|_, r| {
+                r.info.exit.is_none()
+                    || (r.info.home != self.node && !r.exit_told)
+                    || (r.info.home == self.node && r.ended_ms > cutoff)
+            })
+        });
+        self.all()
+            .into_iter()
+            .filter(|r| r.info.home != self.node && r.info.exit.is_some() && !r.exit_told)
+            .collect()
+    }
+}
+
+fn mark(row: &mut ProcessInfo, j: &JobInfo) {
+    row.home = j.home;
+    row.home_pid = j.home_pid;
+    row.where_ = j.where_;
+    row.nmigs = j.nmigs;
+    row.lock = j.lock;
+    if let Some(d) = j.decay {
+        row.decay = d;
+    }
+    row.mask = j.mask;
+}
+
+fn placeholder_row(j: &JobInfo) -> ProcessInfo {
+    ProcessInfo {
+        pid: j.home_pid,
+        ppid: 0,
+        user: j.user.clone(),
+        uid: j.uid,
+        state: 'R',
+        nice: 0,
+        cpu: 0.0,
+        rss: 0,
+        threads: 1,
+        start_time: j.start_time,
+        cmdline: j.cmdline.clone(),
+        home: j.home,
+        home_pid: j.home_pid,
+        where_: j.where_,
+        lock: j.lock,
+        cantmove: String::new(),
+        nmigs: j.nmigs,
+        decay: j.decay.unwrap_or_default(),
+        mask: j.mask,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The PID namespace of a process (the inode of `/proc/PID/ns/pid`).
+pub fn pid_ns(pid: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The children of a process (all its threads'), from `/proc/PID/task/*/children`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+async fn first_child_within(pid: i32, limit: Duration) -> Option<i32> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(c) = children(pid).first() {
+            return Some(*c);
+        }
+        if tokio::time::Instant::now() >= deadline || !Path::new(&format!("/proc/{pid}")).exists() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn owner_of(pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Some(std::fs::metadata(format!("/proc/{pid}")).ok()?.uid())
+}
+
+fn find_program(program: &str, cwd: &str, path_var: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = Path::new(cwd).join(program);
+        return executable(&p).then_some(p);
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| executable(p))
+}
+
+/// `waitpid(pid, WNOHANG)`: the exit code (128 + N for signal N) once the
+/// child ended, `None` while it runs. A PID that is not our child counts as
+/// ended with code -1 (someone else reaped it).
+fn try_wait(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into a valid local integer.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    match r {
+        0 => None,
+        r if r == pid => Some(if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        }),
+        _ => Some(-1),
+    }
+}
+
+/// Makes this process the child subreaper of its descendants, so jobs restored
+/// by CRIU (whose parent, CRIU, exits) become the agent's children.
+pub fn become_subreaper() -> std::io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

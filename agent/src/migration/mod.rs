@@ -1,0 +1,400 @@
+//! The migration engine: which process may go where ([`migrate`]), the
+//! transfer itself ([`send`], [`receive`]) with CRIU ([`criu_cmd`]), the home
+//! node's bookkeeping, and the admin actions built on it (`expel`, `bring`).
+
+pub mod criu_cmd;
+pub mod receive;
+pub mod send;
+pub mod wire;
+
+use std::time::{Duration, Instant};
+
+use hpc::model::{LOAD_UNIT, NodeId, NodeStatus, STANDARD_SPEED};
+use hpc::protocol::{JobInfo, MigrateParams, MigrationReport, RpcError, codes, methods};
+use serde_json::{Value, json};
+
+use crate::context::AgentContext;
+use crate::jobs::JobRecord;
+
+/// How long a forwarded migration may take.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(900);
+
+fn refused(pid: i32, why: impl std::fmt::Display) -> RpcError {
+    RpcError::new(
+        codes::MIGRATION_FAILED,
+        format!("process {pid} cannot move: {why}"),
+    )
+}
+
+/// Moves a process: `to` is a node id, `home` or `balance`. A job of this node
+/// that runs elsewhere is moved by the node that runs it.
+pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationReport, RpcError> {
+    let started = Instant::now();
+    if let Some(away) = ctx.jobs.away(p.pid) {
+        let to = if p.to.trim() == "home" {
+            ctx.node_id.to_string()
+        } else {
+            p.to.clone()
+        };
+        let host = peer_status(ctx, away.info.where_).await?;
+        let v = ctx
+            .peers
+            .call(
+                &host,
+                methods::PROC_MIGRATE,
+                json!({ "pid": away.info.pid, "to": to, "force": p.force }),
+                MIGRATION_TIMEOUT,
+            )
+            .await?;
+        return serde_json::from_value(v)
+            .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()));
+    }
+    let pid = ctx.jobs.local_pid(p.pid);
+    if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(RpcError::no_such_process(p.pid));
+    }
+    let Some(job) = ctx.jobs.running_here_with(pid) else {
+        return Err(refused(
+            p.pid,
+            "it was not started through the agent (mosrun or the app), so it has no PID \
+             namespace of its own and its PIDs could be taken on the target; start it with mosrun",
+        ));
+    };
+    let Some(criu) = ctx.criu.clone() else {
+        return Err(crate::rpc::needs_migration(ctx, "moving a process"));
+    };
+    if job.info.lock && !p.force {
+        return Err(refused(
+            p.pid,
+            format!(
+                "it is locked to node {} (lock=1; unlock it with `mosctl`/proc.write lock 0)",
+                ctx.node_id
+            ),
+        ));
+    }
+    let tree = criu_cmd::tree(job.info.root_pid);
+    for pid in &tree {
+        if let Some(reason) = crate::classify::deep_reason(*pid) {
+            return Err(refused(
+                p.pid,
+                format!("process {pid} of the job: {reason}"),
+            ));
+        }
+    }
+    let target = resolve_target(ctx, &p.to, &job, &tree).await?;
+    if target == ctx.node_id {
+        return Err(refused(
+            p.pid,
+            format!("it already runs on node {}", ctx.node_id),
+        ));
+    }
+    if !job.info.mask.allows(target) {
+        return Err(refused(
+            p.pid,
+            format!("its cluster mask (migfilter/mignodes/migpolicy) does not allow node {target}"),
+        ));
+    }
+    let st = peer_status(ctx, target).await?;
+    if !st.accepts {
+        return Err(refused(
+            p.pid,
+            format!("node {target} blocks arriving processes (block=1)"),
+        ));
+    }
+    if st.migration.starts_with("migration unavailable") {
+        return Err(refused(p.pid, format!("node {target}: {}", st.migration)));
+    }
+    let Some(_busy) = ctx.jobs.reserve(job.info.home, job.info.home_pid) else {
+        return Err(refused(p.pid, "a migration of it is already under way"));
+    };
+    send::send(ctx, &criu, &job, &st, started).await
+}
+
+async fn peer_status(ctx: &AgentContext, node: NodeId) -> Result<NodeStatus, RpcError> {
+    let local = ctx.current().status.clone();
+    ctx.peers.status_of(&ctx.cluster, &local, node).await
+}
+
+/// The node a `to` argument names.
+async fn resolve_target(
+    ctx: &AgentContext,
+    to: &str,
+    job: &JobRecord,
+    tree: &[i32],
+) -> Result<NodeId, RpcError> {
+    match to.trim() {
+        "home" => Ok(job.info.home),
+        "balance" => best_node(ctx, job, tree).await,
+        n => n.parse::<NodeId>().map_err(|_| {
+            RpcError::invalid_params(format!(
+                "`{to}` is not a node: give a node id, `home` or `balance`"
+            ))
+        }),
+    }
+}
+
+/// The load a node would have with one more busy process: its load plus one
+/// standard CPU's worth of work scaled by its speed and CPU count.
+pub fn load_with_one_more(n: &NodeStatus) -> f64 {
+    let capacity = f64::from(n.speed.max(1)) * f64::from(n.cpus.max(1));
+    f64::from(n.load) + f64::from(LOAD_UNIT) * f64::from(STANDARD_SPEED) / capacity
+}
+
+/// `balance`: the up node that accepts guests, has room for the job and would
+/// be least loaded with it; it must beat staying here.
+async fn best_node(ctx: &AgentContext, job: &JobRecord, tree: &[i32]) -> Result<NodeId, RpcError> {
+    let local = ctx.current().status.clone();
+    let need = send_estimate(tree);
+    let nodes = ctx.cluster.nodes(&local).await;
+    let best = nodes
+        .iter()
+        .filter(|n| {
+            n.id != ctx.node_id
+                && n.status == hpc::model::Liveness::Up
+                && n.accepts
+                && !n.migration.starts_with("migration unavailable")
+                && job.info.mask.allows(n.id)
+                && n.mem > need
+        })
+        .min_by(|a, b| load_with_one_more(a).total_cmp(&load_with_one_more(b)));
+    match best {
+        Some(b) if load_with_one_more(b) < f64::from(local.load) => Ok(b.id),
+        Some(b) => Err(refused(
+            job.info.pid,
+            format!(
+                "node {} is already the best place for it (load {}; the best other node, {}, would reach {:.0})",
+                ctx.node_id,
+                local.load,
+                b.id,
+                load_with_one_more(b)
+            ),
+        )),
+        None => Err(refused(
+            job.info.pid,
+            "no other node is up, accepts guests and has room for it",
+        )),
+    }
+}
+
+fn send_estimate(tree: &[i32]) -> u64 {
+    tree.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .sum()
+}
+
+/// Bookkeeping at the source after a committed migration: the home updates its
+/// record; a guest host forgets the job and tells the home where it went.
+pub async fn record_departure(ctx: &AgentContext, job: &JobRecord, moved: JobInfo) {
+    let home = job.info.home;
+    if home == ctx.node_id {
+        let result = ctx.jobs.modify(home, job.info.home_pid, |r| r.info = moved);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot record a departure");
+        }
+        ctx.request_resample();
+        return;
+    }
+    if let Err(e) = ctx.jobs.remove(home, job.info.home_pid) {
+        tracing::error!(error = %e, "cannot forget a departed guest");
+    }
+    ctx.request_resample();
+    tell_home(ctx, home, methods::JOB_MOVED, json!(moved)).await;
+}
+
+/// Sends a notice to a job's home agent, retrying for a while if it is away.
+async fn tell_home(ctx: &AgentContext, home: NodeId, method: &str, params: Value) {
+    for attempt in 0..30 {
+        let sent = match peer_status(ctx, home).await {
+            Ok(st) => ctx
+                .peers
+                .call(&st, method, params.clone(), Duration::from_secs(10))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => return,
+            Err(e) if attempt == 29 => {
+                tracing::error!(home, method, error = %e, "home node never took the notice");
+            }
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
+/// `job.moved` at the home node: where the job runs now.
+pub fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcError> {
+    if moved.home != ctx.node_id {
+        return Err(RpcError::invalid_params(format!(
+            "job {}/{} does not belong to node {}",
+            moved.home, moved.home_pid, ctx.node_id
+        )));
+    }
+    let me = ctx.node_id;
+    let known = ctx.jobs.modify(moved.home, moved.home_pid, |r| {
+        r.info.nmigs = r.info.nmigs.max(moved.nmigs);
+        r.info.last_migration = moved.last_migration.clone();
+        if moved.where_ != me {
+            r.info.where_ = moved.where_;
+            r.info.pid = moved.pid;
+            r.info.root_pid = moved.root_pid;
+        }
+    })?;
+    if !known {
+        return Err(RpcError::no_such_process(moved.home_pid));
+    }
+    ctx.request_resample();
+    Ok(json!(true))
+}
+
+/// `job.exited` at the home node: a job that ran elsewhere ended.
+pub fn job_exited(ctx: &AgentContext, e: hpc::protocol::JobExited) -> Result<Value, RpcError> {
+    let known = ctx.jobs.modify(ctx.node_id, e.home_pid, |r| {
+        if r.info.where_ == e.node && r.info.exit.is_none() {
+            r.info.exit = Some(e.code);
+            r.ended_ms = crate::jobs::now_ms();
+        }
+    })?;
+    if !known {
+        return Err(RpcError::no_such_process(e.home_pid));
+    }
+    tracing::info!(
+        pid = e.home_pid,
+        node = e.node,
+        code = e.code,
+        "migrated job ended"
+    );
+    ctx.request_resample();
+    Ok(json!(true))
+}
+
+/// `expel`: block arrivals, then send every guest home. Returns what moved and
+/// what could not.
+pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
+    ctx.store
+        .update(|s| s.admin.block = true)
+        .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
+    ctx.request_resample();
+    let guests: Vec<JobRecord> = ctx
+        .jobs
+        .all()
+        .into_iter()
+        .filter(|r| {
+            r.info.home != ctx.node_id && r.info.where_ == ctx.node_id && r.info.exit.is_none()
+        })
+        .collect();
+    let mut moved = 0;
+    let mut failed = Vec::new();
+    for g in guests {
+        let p = MigrateParams {
+            pid: g.info.pid,
+            to: "home".into(),
+            force: true,
+        };
+        match migrate(ctx, p).await {
+            Ok(_) => moved += 1,
+            Err(e) => failed.push(json!({ "pid": g.info.pid, "error": e.message })),
+        }
+    }
+    Ok(json!({ "moved": moved, "failed": failed }))
+}
+
+/// `bring`: keep local processes here (`lstay`), then bring every job of this
+/// node home.
+pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
+    ctx.store
+        .update(|s| s.admin.lstay = true)
+        .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
+    let away: Vec<JobRecord> = ctx
+        .jobs
+        .all()
+        .into_iter()
+        .filter(|r| {
+            r.info.home == ctx.node_id && r.info.where_ != ctx.node_id && r.info.exit.is_none()
+        })
+        .collect();
+    let mut moved = 0;
+    let mut failed = Vec::new();
+    for j in away {
+        let p = MigrateParams {
+            pid: j.info.home_pid,
+            to: "home".into(),
+            force: true,
+        };
+        match migrate(ctx, p).await {
+            Ok(_) => moved += 1,
+            Err(e) => failed.push(json!({ "pid": j.info.home_pid, "error": e.message })),
+        }
+    }
+    Ok(json!({ "moved": moved, "failed": failed }))
+}
+
+/// Background work: reap jobs (every 250 ms), tell homes about guests that
+/// ended and refresh the rows of this node's jobs running elsewhere (every 2 s).
+pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        let ended = ctx.jobs.reap();
+        if !ended.is_empty() {
+            ctx.request_resample();
+        }
+        n += 1;
+        if !n.is_multiple_of(8) {
+            continue;
+        }
+        for r in ended {
+            let Some(code) = r.info.exit else { continue };
+            let notice = hpc::protocol::JobExited {
+                home_pid: r.info.home_pid,
+                node: ctx.node_id,
+                code,
+            };
+            let told = match peer_status(&ctx, r.info.home).await {
+                Ok(st) => ctx
+                    .peers
+                    .call(
+                        &st,
+                        methods::JOB_EXITED,
+                        json!(notice),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if told && let Err(e) = ctx.jobs.remove(r.info.home, r.info.home_pid) {
+                tracing::warn!(error = %e, "cannot forget an ended guest");
+            }
+        }
+        refresh_remote_rows(&ctx).await;
+    }
+}
+
+async fn refresh_remote_rows(ctx: &AgentContext) {
+    for r in ctx.jobs.all() {
+        if r.info.home != ctx.node_id || r.info.where_ == ctx.node_id || r.info.exit.is_some() {
+            continue;
+        }
+        let Ok(st) = peer_status(ctx, r.info.where_).await else {
+            continue;
+        };
+        if let Ok(v) = ctx
+            .peers
+            .call(
+                &st,
+                methods::PROC_GET,
+                json!({ "pid": r.info.pid }),
+                Duration::from_secs(5),
+            )
+            .await
+            && let Ok(row) = serde_json::from_value(v)
+        {
+            ctx.jobs.set_remote_row(r.info.home_pid, row);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The source side of a migration: offer, checkpoint (the job stays frozen),
+//! stream the images, wait for the restore, commit, and only then end the
+//! source copy. Every failure after the checkpoint resumes the frozen copy, so
+//! the process continues where it was with its memory intact.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hpc::model::NodeStatus;
+use hpc::protocol::{MigrationReport, RpcError, codes};
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::criu_cmd;
+use super::wire::{self, ImageFile, Msg};
+use crate::context::AgentContext;
+use crate::jobs::{JobRecord, now_ms};
+
+/// How long the target may take to store and restore the images.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the target may take to answer an offer or a commit.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A directory of images, removed when dropped.
+pub struct ImageDir(pub PathBuf);
+
+impl ImageDir {
+    /// Creates `parent/name`, mode 0700.
+    pub fn create(parent: &Path, name: &str) -> Result<Self, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = parent.join(name);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create image directory {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ImageDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove image directory");
+        }
+    }
+}
+
+/// What the transfer and restore produced.
+struct Moved {
+    root_pid: i32,
+    pid: i32,
+    restore_ms: u64,
+    transfer_ms: u64,
+    bytes: u64,
+    files: u32,
+}
+
+async fn answer<R: AsyncBufRead + Unpin>(r: &mut R, limit: Duration) -> Result<Msg, String> {
+    match tokio::time::timeout(limit, wire::recv(r)).await {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(format!("the target agent went away ({e})")),
+        Err(_) => Err(format!("the target agent did not answer within {limit:?}")),
+    }
+}
+
+/// Resident memory of a set of processes, in bytes (the expected image size).
+fn resident_bytes(pids: &[i32]) -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page)
+        .sum()
+}
+
+/// Moves `job` (running here) to the node `target`. `started` is when the
+/// request arrived (for the report's total).
+pub async fn send(
+    ctx: &AgentContext,
+    criu: &Path,
+    job: &JobRecord,
+    target: &NodeStatus,
+    started: Instant,
+) -> Result<MigrationReport, RpcError> {
+    let info = &job.info;
+    let fail = |reason: String| {
+        RpcError::new(
+            codes::MIGRATION_FAILED,
+            format!(
+                "process {} did not move to node {}: {reason}; it continues on node {}",
+                info.pid, target.id, ctx.node_id
+            ),
+        )
+    };
+    let conn = ctx.peers.open_migration(target).await?;
+    let (read, mut write) = tokio::io::split(conn.stream);
+    let mut read = BufReader::with_capacity(64 * 1024, read);
+
+    let tree = criu_cmd::tree(info.root_pid);
+    let mut offered = info.clone();
+    offered.nmigs += 1;
+    let offer = Msg::Offer {
+        job: offered.clone(),
+        from: ctx.node_id,
+        estimate: resident_bytes(&tree),
+    };
+    wire::send(&mut write, &offer)
+        .await
+        .map_err(|e| fail(format!("cannot offer it to the target: {e}")))?;
+    match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
+        Msg::Accept => {}
+        Msg::Refuse { reason } => return Err(fail(reason)),
+        other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
+    }
+
+    let dir = ImageDir::create(
+        &ctx.images,
+        &format!("out-{}-{}-{}", info.home, info.home_pid, now_ms()),
+    )
+    .map_err(fail)?;
+    let frozen_at = Instant::now();
+    let dump_ms = match criu_cmd::dump(criu, info.root_pid, &dir.0).await {
+        Ok(ms) => ms,
+        Err(reason) => {
+            let _ = wire::send(
+                &mut write,
+                &Msg::Abort {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+            return Err(fail(reason));
+        }
+    };
+    // The tree is frozen from here on: every failure must resume it.
+    let moved = match transfer_and_restore(&dir.0, &mut read, &mut write).await {
+        Ok(m) => m,
+        Err(reason) => {
+            criu_cmd::resume(&tree);
+            tracing::warn!(pid = info.pid, to = target.id, %reason, "migration failed; resumed at the source");
+            return Err(fail(reason));
+        }
+    };
+    criu_cmd::kill_job(info.root_pid);
+    let freeze_ms = frozen_at.elapsed().as_millis() as u64;
+    drop(dir);
+    let report = MigrationReport {
+        home: info.home,
+        home_pid: info.home_pid,
+        from: ctx.node_id,
+        to: target.id,
+        pid: moved.pid,
+        bytes: moved.bytes,
+        files: moved.files,
+        dump_ms,
+        transfer_ms: moved.transfer_ms,
+        restore_ms: moved.restore_ms,
+        freeze_ms,
+        total_ms: started.elapsed().as_millis() as u64,
+        nmigs: offered.nmigs,
+        at_ms: now_ms(),
+    };
+    offered.where_ = target.id;
+    offered.pid = moved.pid;
+    offered.root_pid = moved.root_pid;
+    offered.last_migration = Some(report.clone());
+    super::record_departure(ctx, job, offered).await;
+    tracing::info!(
+        pid = info.home_pid,
+        home = info.home,
+        to = target.id,
+        bytes = report.bytes,
+        dump_ms,
+        transfer_ms = report.transfer_ms,
+        restore_ms = report.restore_ms,
+        freeze_ms,
+        "migrated"
+    );
+    Ok(report)
+}
+
+async fn transfer_and_restore<R, W>(
+    dir: &Path,
+    read: &mut R,
+    write: &mut W,
+) -> Result<Moved, String>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let t = Instant::now();
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the images: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = e
+            .metadata()
+            .map_err(|e| format!("cannot stat image {name}: {e}"))?;
+        if meta.is_file() && name != "dump.log" {
+            files.push(ImageFile {
+                name,
+                size: meta.len(),
+            });
+        }
+    }
+    let lost = |e: wire::WireError| format!("the target agent went away during the transfer ({e})");
+    wire::send(
+        write,
+        &Msg::Files {
+            files: files.clone(),
+        },
+    )
+    .await
+    .map_err(lost)?;
+    let mut bytes = 0;
+    for f in &files {
+        let mut file = tokio::fs::File::open(dir.join(&f.name))
+            .await
+            .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
+        let n = tokio::io::copy(&mut (&mut file).take(f.size), write)
+            .await
+            .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+        if n != f.size {
+            return Err(format!("image {} shrank while being sent", f.name));
+        }
+        bytes += n;
+    }
+    write
+        .flush()
+        .await
+        .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+    let transfer_ms = t.elapsed().as_millis() as u64;
+    let (root_pid, pid, restore_ms) = match answer(read, RESTORE_TIMEOUT).await? {
+        Msg::Restored {
+            root_pid,
+            pid,
+            restore_ms,
+        } => (root_pid, pid, restore_ms),
+        Msg::Failed { reason } => return Err(reason),
+        other => return Err(format!("unexpected answer to the images: {other:?}")),
+    };
+    wire::send(write, &Msg::Commit)
+        .await
+        .map_err(|e| format!("the target agent went away before the commit ({e})"))?;
+    match answer(read, ANSWER_TIMEOUT).await? {
+        Msg::Committed => Ok(Moved {
+            root_pid,
+            pid,
+            restore_ms,
+            transfer_ms,
+            bytes,
+            files: files.len() as u32,
+        }),
+        other => Err(format!("unexpected answer to the commit: {other:?}")),
+    }
+}

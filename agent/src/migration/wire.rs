@@ -1,0 +1,113 @@
+//! The migration subsystem's messages: one JSON object per line, with the
+//! image files' raw bytes between the `files` line and the target's answer.
+//!
+//! ```text
+//! source → target   offer      the job and the size to expect
+//! target → source   accept | refuse
+//! source → target   files      names and sizes, then the bytes of each file in order
+//!                   | abort    (the checkpoint failed)
+//! target → source   restored   (running, but stopped) | failed
+//! source → target   commit     (the source copy is still frozen)
+//! target → source   committed  (the target copy runs; the source kills its copy)
+//! ```
+//! Any break before `committed` leaves the source copy to resume.
+
+use hpc::model::NodeId;
+use hpc::protocol::JobInfo;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Longest message line.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// One image file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// File name (no directories).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A message of the migration subsystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// The source proposes a job.
+    Offer {
+        /// The job, with `nmigs` already counting this migration.
+        job: JobInfo,
+        /// The source node.
+        from: NodeId,
+        /// Expected image bytes (the tree's resident memory).
+        estimate: u64,
+    },
+    /// The target takes it.
+    Accept,
+    /// The target refuses it.
+    Refuse {
+        /// Why.
+        reason: String,
+    },
+    /// The images follow.
+    Files {
+        /// In sending order.
+        files: Vec<ImageFile>,
+    },
+    /// The source gives up (the checkpoint failed).
+    Abort {
+        /// Why.
+        reason: String,
+    },
+    /// The target restored the job, stopped.
+    Restored {
+        /// The job's init on the target.
+        root_pid: i32,
+        /// The job's command on the target.
+        pid: i32,
+        /// Restore time.
+        restore_ms: u64,
+    },
+    /// The target could not store or restore the images.
+    Failed {
+        /// Why (CRIU's own words when CRIU failed).
+        reason: String,
+    },
+    /// The source keeps its copy frozen and hands over.
+    Commit,
+    /// The target copy runs.
+    Committed,
+}
+
+/// Errors of the exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The connection broke or closed.
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer sent something else.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Writes one message.
+pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, m: &Msg) -> Result<(), WireError> {
+    let mut line = serde_json::to_vec(m).map_err(|e| WireError::Protocol(e.to_string()))?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one message.
+pub async fn recv<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Msg, WireError> {
+    let mut line = Vec::new();
+    let n = (&mut *r)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
+    serde_json::from_slice(&line).map_err(|e| WireError::Protocol(e.to_string()))
+}

@@ -1,0 +1,131 @@
+//! Agent-to-agent calls: SSH with the cluster key, the peer's host key pinned
+//! to the one it spreads through the authenticated gossip. Connections are
+//! cached per node and dropped when they fail.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hpc::client::{Client, ClientConfig, ClientError, Identity, RawConnection};
+use hpc::model::{Liveness, NodeId, NodeStatus};
+use hpc::protocol::{RpcError, codes};
+use serde_json::Value;
+
+use crate::cluster::ClusterView;
+
+/// Connections to the other agents of the cluster.
+pub struct Peers {
+    cluster_key: PathBuf,
+    clients: tokio::sync::Mutex<HashMap<NodeId, Arc<Client>>>,
+}
+
+/// The error for a peer that cannot be used.
+pub fn unreachable(node: NodeId, why: impl std::fmt::Display) -> RpcError {
+    RpcError::new(
+        codes::NODE_UNREACHABLE,
+        format!("node {node} is unreachable: {why}"),
+    )
+}
+
+fn client_error(node: NodeId, e: ClientError) -> RpcError {
+    match e {
+        ClientError::Rpc(e) => e,
+        other => unreachable(node, other),
+    }
+}
+
+impl Peers {
+    /// Peers reached with the private cluster key at `cluster_key`.
+    pub fn new(cluster_key: PathBuf) -> Self {
+        Self {
+            cluster_key,
+            clients: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The gossiped status of `node`, which must be up and have published its host key.
+    pub async fn status_of(
+        &self,
+        cluster: &ClusterView,
+        local: &NodeStatus,
+        node: NodeId,
+    ) -> Result<NodeStatus, RpcError> {
+        let st = cluster
+            .nodes(local)
+            .await
+            .into_iter()
+            .find(|n| n.id == node)
+            .ok_or_else(|| RpcError::no_such_node(node))?;
+        if st.status != Liveness::Up {
+            return Err(unreachable(
+                node,
+                st.reason.as_deref().unwrap_or("it is down"),
+            ));
+        }
+        Ok(st)
+    }
+
+    fn config(&self, st: &NodeStatus) -> Result<ClientConfig, RpcError> {
+        let key = russh::keys::PublicKey::from_openssh(&st.host_key).map_err(|_| {
+            unreachable(
+                st.id,
+                "it has not published a valid host key in the gossip yet",
+            )
+        })?;
+        Ok(ClientConfig {
+            identity: Identity::KeyFile(self.cluster_key.clone()),
+            known_hosts: PathBuf::from("/dev/null"),
+            trust_on_first_use: false,
+            user: "root".into(),
+            connect_timeout: Duration::from_secs(5),
+            pinned_host_key: Some(key),
+        })
+    }
+
+    async fn client(&self, st: &NodeStatus) -> Result<Arc<Client>, RpcError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&st.id) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(
+            Client::connect(&st.addr, &self.config(st)?)
+                .await
+                .map_err(|e| client_error(st.id, e))?,
+        );
+        clients.insert(st.id, c.clone());
+        Ok(c)
+    }
+
+    /// Calls `method` on the agent of `st`, reconnecting once if the cached
+    /// connection broke.
+    pub async fn call(
+        &self,
+        st: &NodeStatus,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        for attempt in 0..2 {
+            let c = self.client(st).await?;
+            match c.call_value_within(method, params.clone(), timeout).await {
+                Ok(v) => return Ok(v),
+                Err(ClientError::Rpc(e)) => return Err(e),
+                Err(e) => {
+                    self.clients.lock().await.remove(&st.id);
+                    if attempt == 1 || !matches!(e, ClientError::Closed) {
+                        return Err(client_error(st.id, e));
+                    }
+                }
+            }
+        }
+        Err(unreachable(st.id, "connection lost"))
+    }
+
+    /// Opens the migration subsystem on the agent of `st`.
+    pub async fn open_migration(&self, st: &NodeStatus) -> Result<RawConnection, RpcError> {
+        hpc::client::connect_subsystem(&st.addr, &self.config(st)?, hpc::paths::MIGRATION_SUBSYSTEM)
+            .await
+            .map_err(|e| client_error(st.id, e))
+    }
+}
