@@ -55,6 +55,15 @@ impl AgentContext {
         self.snapshot.borrow().clone()
     }
 
+    /// Asks for an early sampling pass and waits (at most `limit`) until it is
+    /// published, so that a change just made shows in the next answer.
+    pub async fn fresh_snapshot(&self, limit: std::time::Duration) {
+        let mut rx = self.snapshot.clone();
+        rx.borrow_and_update();
+        self.request_resample();
+        let _ = tokio::time::timeout(limit, rx.changed()).await;
+    }
+
     /// Asks the sampler for an early pass (coalesced; never blocks).
     pub fn request_resample(&self) {
         let _ = self.resample.try_send(());

@@ -11,6 +11,8 @@
 //! and learns their exit status.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -293,12 +295,18 @@ impl Jobs {
         })?;
         let stdout = p.stdout.clone().unwrap_or_else(|| "/dev/null".into());
         let stderr = p.stderr.clone().unwrap_or_else(|| stdout.clone());
+        // The command waits on this pipe until the job is recorded, so that even
+        // a program that ends at once is known by its PID first.
+        let (sync_read, sync_write) = sync_pipe().map_err(|e| {
+            RpcError::new(codes::OS_ERROR, format!("cannot start the job (pipe): {e}"))
+        })?;
         let mut cmd = std::process::Command::new("unshare");
         cmd.arg("--pid")
             .arg("--fork")
             .arg(&self.jobinit)
             .args(["--uid", &p.uid.to_string(), "--gid", &p.gid.to_string()])
             .args(["--cwd", &p.cwd, "--stdout", &stdout, "--stderr", &stderr])
+            .args(["--sync-fd", &SYNC_FD.to_string()])
             .arg("--")
             .args(&p.argv)
             .env_clear()
@@ -307,7 +315,20 @@ impl Jobs {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        let child = cmd.spawn().map_err(|e| {
+        let raw_read = sync_read.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; it gives the child the pipe's read
+        // end as SYNC_FD (dup2 clears close-on-exec on the copy).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(raw_read, SYNC_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        drop(sync_read);
+        let child = spawned.map_err(|e| {
             RpcError::new(
                 codes::OS_ERROR,
                 format!("cannot start the job (unshare): {e}"),
@@ -322,6 +343,7 @@ impl Jobs {
             None => None,
         };
         let (Some(root), Some(main)) = (root, main) else {
+            drop(sync_write);
             self.add_stray(unshare_pid);
             return Err(RpcError::new(
                 codes::OS_ERROR,
@@ -346,11 +368,19 @@ impl Jobs {
             exit: None,
             last_migration: None,
         };
-        self.put(JobRecord {
+        let recorded = self.put(JobRecord {
             info: info.clone(),
             reap_pid: unshare_pid,
             ..Default::default()
-        })?;
+        });
+        if let Err(e) = recorded {
+            criu_free_kill(root);
+            self.add_stray(unshare_pid);
+            return Err(e);
+        }
+        // Let the command start.
+        let mut w = std::fs::File::from(sync_write);
+        let _ = std::io::Write::write_all(&mut w, b"g");
         tracing::info!(pid = main, cmd = %info.cmdline, "job started");
         Ok(info)
     }
@@ -516,6 +546,29 @@ fn try_wait(pid: i32) -> Option<i32> {
             128 + libc::WTERMSIG(status)
         }),
         _ => Some(-1),
+    }
+}
+
+/// The descriptor number the job's command finds the start pipe at.
+const SYNC_FD: i32 = 3;
+
+/// A close-on-exec pipe.
+fn sync_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let [r, w] = fds;
+    Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
+}
+
+/// Ends a job that could not be recorded (SIGKILL to its namespace's init).
+fn criu_free_kill(root: i32) {
+    // SAFETY: kill has no memory-safety preconditions; root > 0.
+    if root > 0 {
+        unsafe { libc::kill(root, libc::SIGKILL) };
     }
 }
 

@@ -3,82 +3,19 @@
 //! a failed `up` leaves nothing behind. Lab names and subnets are unique per
 //! test process so runs can overlap.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use hpc::client::{Client, ClientConfig, Identity};
 use hpc::model::{Liveness, NodeStatus, ProcessInfo};
 use hpc::protocol::methods;
 use serde_json::json;
-use testkit::{bin, wait_for};
-
-fn lab(args: &[&str]) -> Output {
-    Command::new(bin("openmosix-lab"))
-        .args(args)
-        .env("OPENMOSIX_LOG", "off")
-        .output()
-        .expect("run openmosix-lab")
-}
-
-/// Brings a lab down when dropped, even if the test failed.
-struct Lab {
-    name: String,
-    dir: PathBuf,
-}
-
-impl Lab {
-    fn up(tag: &str, nodes: u32) -> (Self, String) {
-        let n = std::process::id() % 200;
-        let name = format!("{tag}{n}");
-        let subnet = format!("10.{}.{n}", if tag == "t" { 88 } else { 89 });
-        let agent = bin("openmosixd");
-        let out = lab(&[
-            "up",
-            "--name",
-            &name,
-            "--nodes",
-            &nodes.to_string(),
-            "--subnet",
-            &subnet,
-            "--agent",
-            agent.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "lab up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            Self {
-                dir: Path::new("/var/lib/openmosix/lab").join(&name),
-                name,
-            },
-            subnet,
-        )
-    }
-
-    async fn client(&self, addr: &str) -> Client {
-        let mut c = ClientConfig::from_env();
-        c.identity = Identity::KeyFile(self.dir.join("admin_key"));
-        c.known_hosts = self.dir.join("known_hosts");
-        Client::connect(addr, &c)
-            .await
-            .expect("connect to lab node")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.dir.exists() {
-            let _ = lab(&["down", "--name", &self.name]);
-        }
-    }
-}
+use testkit::{TestLab, run_lab as lab, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_up_status_scoping_and_down() {
-    let (l, subnet) = Lab::up("t", 3);
+    let l = TestLab::up("t", 88, 3);
+    let subnet = l.subnet.clone();
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(l.dir.join("lab.json")).unwrap()).unwrap();
     let pids: Vec<u32> = state["nodes"]
@@ -90,8 +27,8 @@ async fn lab_up_status_scoping_and_down() {
     assert_eq!(pids.len(), 3);
 
     // Every node sees the three nodes up, over the bridge, with real figures.
-    let c1 = l.client(&format!("{subnet}.1:4660")).await;
-    let c2 = l.client(&format!("{subnet}.2:4660")).await;
+    let c1 = l.client(1).await;
+    let c2 = l.client(2).await;
     let all_up = wait_for(Duration::from_secs(20), || async {
         let ns: Vec<NodeStatus> = c2.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
         (ns.len() == 3 && ns.iter().all(|n| n.status == Liveness::Up && n.speed > 0)).then_some(ns)

@@ -20,6 +20,9 @@ struct Options {
     cwd: Option<CString>,
     stdout: Option<CString>,
     stderr: Option<CString>,
+    /// A pipe the command waits on before it starts, until the agent has
+    /// recorded the job (the agent writes a byte or closes it).
+    sync_fd: Option<libc::c_int>,
     argv: Vec<CString>,
 }
 
@@ -34,6 +37,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
         cwd: None,
         stdout: None,
         stderr: None,
+        sync_fd: None,
         argv: Vec::new(),
     };
     while let Some(a) = args.next() {
@@ -54,6 +58,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
             "--cwd" => o.cwd = Some(cstring(value)?),
             "--stdout" => o.stdout = Some(cstring(value)?),
             "--stderr" => o.stderr = Some(cstring(value)?),
+            "--sync-fd" => o.sync_fd = Some(number()? as libc::c_int),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -61,7 +66,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
         o.argv.push(cstring(a)?);
     }
     if o.argv.is_empty() {
-        return Err("usage: openmosix-jobinit [--uid U] [--gid G] [--cwd DIR] [--stdout FILE] [--stderr FILE] -- CMD [ARGS]".into());
+        return Err("usage: openmosix-jobinit [--uid U] [--gid G] [--cwd DIR] [--stdout FILE] [--stderr FILE] [--sync-fd FD] -- CMD [ARGS]".into());
     }
     Ok(o)
 }
@@ -99,6 +104,11 @@ fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
     // SAFETY: plain system calls on valid, NUL-terminated buffers owned by `o`.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
+        if let Some(fd) = o.sync_fd {
+            let mut byte = 0u8;
+            libc::read(fd, (&mut byte as *mut u8).cast(), 1);
+            libc::close(fd);
+        }
         if let Some(g) = o.gid
             && (libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(g) != 0)
         {
@@ -160,6 +170,9 @@ fn main() {
         }
         if main_pid == 0 {
             exec_child(&o, &old);
+        }
+        if let Some(fd) = o.sync_fd {
+            libc::close(fd);
         }
         loop {
             let mut info: libc::siginfo_t = std::mem::zeroed();

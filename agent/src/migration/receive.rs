@@ -110,6 +110,7 @@ where
         return;
     }
     criu_cmd::resume(&criu_cmd::tree(root_pid));
+    let resumed = std::time::Instant::now();
     let mut info = job.clone();
     info.where_ = ctx.node_id;
     info.pid = pid;
@@ -128,9 +129,13 @@ where
     if let Err(e) = ctx.jobs.put(rec) {
         tracing::error!(error = %e, "cannot record an arrived job");
     }
-    let _ = wire::send(&mut write, &Msg::Committed).await;
+    // Answer once the process table lists the job, so the caller sees it at once.
+    ctx.fresh_snapshot(Duration::from_millis(1500)).await;
+    let done = Msg::Committed {
+        after_resume_ms: resumed.elapsed().as_millis() as u64,
+    };
+    let _ = wire::send(&mut write, &done).await;
     let _ = write.shutdown().await;
-    ctx.request_resample();
     tracing::info!(
         pid = job.home_pid,
         home = job.home,

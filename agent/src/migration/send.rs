@@ -52,6 +52,7 @@ struct Moved {
     transfer_ms: u64,
     bytes: u64,
     files: u32,
+    after_resume_ms: u64,
 }
 
 async fn answer<R: AsyncBufRead + Unpin>(r: &mut R, limit: Duration) -> Result<Msg, String> {
@@ -142,7 +143,7 @@ pub async fn send(
         }
     };
     criu_cmd::kill_job(info.root_pid);
-    let freeze_ms = frozen_at.elapsed().as_millis() as u64;
+    let freeze_ms = (frozen_at.elapsed().as_millis() as u64).saturating_sub(moved.after_resume_ms);
     drop(dir);
     let report = MigrationReport {
         home: info.home,
@@ -243,13 +244,14 @@ where
         .await
         .map_err(|e| format!("the target agent went away before the commit ({e})"))?;
     match answer(read, ANSWER_TIMEOUT).await? {
-        Msg::Committed => Ok(Moved {
+        Msg::Committed { after_resume_ms } => Ok(Moved {
             root_pid,
             pid,
             restore_ms,
             transfer_ms,
             bytes,
             files: files.len() as u32,
+            after_resume_ms,
         }),
         other => Err(format!("unexpected answer to the commit: {other:?}")),
     }

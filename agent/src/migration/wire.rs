@@ -76,7 +76,12 @@ pub enum Msg {
     /// The source keeps its copy frozen and hands over.
     Commit,
     /// The target copy runs.
-    Committed,
+    Committed {
+        /// Time the target spent after resuming the job before answering
+        /// (recording it and listing it), not part of the freeze.
+        #[serde(default)]
+        after_resume_ms: u64,
+    },
 }
 
 /// Errors of the exchange.

@@ -90,7 +90,10 @@ pub async fn dispatch(
         methods::PROC_RENICE => procs::renice(ctx, caller, params(method, p)?).await,
         methods::PROC_SPAWN => {
             caller.require_write("start jobs")?;
-            to_value(&ctx.jobs.spawn(params(method, p)?).await?)
+            let job = ctx.jobs.spawn(params(method, p)?).await?;
+            ctx.fresh_snapshot(std::time::Duration::from_millis(1500))
+                .await;
+            to_value(&job)
         }
         methods::PROC_MIGRATE => {
             let p: MigrateParams = params(method, p)?;

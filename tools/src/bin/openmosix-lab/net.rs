@@ -62,6 +62,10 @@ pub fn public_of(private: &Path) -> anyhow::Result<String> {
 /// The processes of a network namespace (`ip netns pids`).
 pub fn pids_in_netns(name: &str) -> Vec<i32> {
     run("ip", &["netns", "pids", name])
-        .map(|out| out.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|out| {
+            out.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }

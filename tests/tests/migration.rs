@@ -1,0 +1,717 @@
+//! Real process migration with real CRIU between the nodes of a lab cluster
+//! (network namespaces on one machine, run as root): hops with memory and
+//! output checked, a 30-hop stress run, failure injection (each ending with the
+//! process alive and intact where it was), signals/renice/kill and exit status
+//! through the home node, unmovable processes, expel and bring, and mosrun.
+//!
+//! Each test has its own lab (name and subnet unique per test and process).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hpc::client::Client;
+use hpc::model::ProcessInfo;
+use hpc::protocol::{JobInfo, MigrationReport, SpawnParams, methods};
+use serde_json::json;
+use testkit::{TestLab, bin, unique_dir, wait_for};
+
+/// Appends 1, 2, 3, ... to a file, one line every 20 ms.
+const COUNTER: &str = r#"
+import sys, time
+f = open(sys.argv[1], 'a', buffering=1)
+i = 0
+while True:
+    i += 1
+    f.write(f"{i}\n")
+    time.sleep(0.02)
+"#;
+
+/// Fills N MiB with a known pattern, writes its SHA-256 at start and on
+/// SIGUSR1 ("sum HEX"), and a counter line every 50 ms.
+const MEMORY: &str = r#"
+import sys, time, signal, hashlib
+n = int(sys.argv[2]) << 20
+buf = bytearray((bytes(range(251)) * (n // 251 + 1))[:n])
+f = open(sys.argv[1], 'a', buffering=1)
+def report(*_):
+    f.write("sum " + hashlib.sha256(buf).hexdigest() + "\n")
+signal.signal(signal.SIGUSR1, report)
+report()
+i = 0
+while True:
+    i += 1
+    f.write(f"{i}\n")
+    time.sleep(0.05)
+"#;
+
+/// A scratch directory for one test's scripts and output, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Self {
+        Self(unique_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), label))
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn script(&self, name: &str, text: &str) -> String {
+        let p = self.file(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn spawn(c: &Client, dir: &Scratch, argv: &[&str], out: &str, lock: bool) -> JobInfo {
+    let p = SpawnParams {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: dir.0.display().to_string(),
+        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        uid: 0,
+        gid: 0,
+        stdout: Some(dir.file(out).display().to_string()),
+        stderr: None,
+        lock,
+        decay: None,
+    };
+    c.call(methods::PROC_SPAWN, p).await.expect("spawn")
+}
+
+async fn migrate(c: &Client, pid: i32, to: &str) -> Result<MigrationReport, String> {
+    c.call_value_within(
+        methods::PROC_MIGRATE,
+        json!({ "pid": pid, "to": to }),
+        Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| e.to_string())
+    .map(|v| serde_json::from_value(v).expect("a migration report"))
+}
+
+async fn status(c: &Client, pid: i32) -> JobInfo {
+    c.call(methods::JOB_STATUS, json!({ "pid": pid }))
+        .await
+        .expect("job status")
+}
+
+/// The counter lines of an output file (checksum lines left out).
+fn counts(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The checksum lines of an output file.
+fn sums(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("sum ").map(str::to_string))
+        .collect()
+}
+
+/// Asserts the counter runs 1, 2, 3, ... with no gap and no repeat.
+fn assert_continuous(path: &Path) -> usize {
+    let c = counts(path);
+    for (i, w) in c.windows(2).enumerate() {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "gap or repeat after line {i} of {}",
+            path.display()
+        );
+    }
+    assert_eq!(c.first().copied(), Some(1), "counter does not start at 1");
+    c.len()
+}
+
+/// Waits until the counter grew by `more` lines past `from` (the process runs).
+async fn runs_on(path: &Path, from: usize, more: usize) {
+    let grew = wait_for(Duration::from_secs(20), || async {
+        (counts(path).len() >= from + more).then_some(())
+    })
+    .await;
+    assert!(
+        grew.is_some(),
+        "{} stopped growing at {from}",
+        path.display()
+    );
+}
+
+/// The process table of a node.
+async fn procs(c: &Client) -> Vec<ProcessInfo> {
+    c.call(methods::PROC_LIST, json!({}))
+        .await
+        .expect("proc.list")
+}
+
+/// The scheduler state letter of a local PID.
+fn state_of(pid: i32) -> char {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+        .unwrap_or('?')
+}
+
+async fn kill(c: &Client, pid: i32) {
+    let _ = c
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": pid, "signal": "KILL" }),
+        )
+        .await;
+}
+
+/// Waits until every node sees every node up, with its host key and migration available.
+async fn all_up(lab: &TestLab, n: u32) {
+    for id in 1..=n {
+        let c = lab.client(id).await;
+        let up = wait_for(Duration::from_secs(20), || async {
+            let ns: Vec<hpc::model::NodeStatus> =
+                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
+            (ns.len() == n as usize
+                && ns.iter().all(|s| {
+                    s.status == hpc::model::Liveness::Up
+                        && !s.host_key.is_empty()
+                        && s.migration.starts_with("migration available")
+                }))
+            .then_some(())
+        })
+        .await;
+        assert!(
+            up.is_some(),
+            "node {id} does not see all nodes up with migration available"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_and_256_mib_processes_hop_a_b_c_a_intact() {
+    let lab = TestLab::up("mh", 92, 3);
+    let dir = Scratch::new("hops");
+    let home = lab.client(1).await;
+    all_up(&lab, 3).await;
+    let counter = dir.script("counter.py", COUNTER);
+    let memory = dir.script("memory.py", MEMORY);
+    let cjob = spawn(&home, &dir, &["python3", &counter, "c.out"], "c.log", false).await;
+    let mjob = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, "m.out", "256"],
+        "m.log",
+        false,
+    )
+    .await;
+    let (c_out, m_out) = (dir.file("c.out"), dir.file("m.out"));
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&m_out).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&c_out, 0, 5).await;
+    runs_on(&m_out, 0, 3).await;
+
+    for to in [2u32, 3, 1] {
+        for (job, out) in [(&cjob, &c_out), (&mjob, &m_out)] {
+            let before = counts(out).len();
+            let r = migrate(&home, job.home_pid, &to.to_string())
+                .await
+                .unwrap_or_else(|e| panic!("hop to {to}: {e}"));
+            assert_eq!((r.to, r.home, r.home_pid), (to, 1, job.home_pid));
+            assert!(r.bytes > 0 && r.freeze_ms >= r.dump_ms, "{r:?}");
+            // The home knows where it is; the new node runs it.
+            let st = status(&home, job.home_pid).await;
+            assert_eq!(st.where_, to, "{st:?}");
+            let there = lab.client(to).await;
+            let rows = procs(&there).await;
+            let row = rows
+                .iter()
+                .find(|p| p.pid == r.pid)
+                .unwrap_or_else(|| panic!("node {to} does not list pid {}", r.pid));
+            assert_eq!((row.home, row.home_pid, row.where_), (1, job.home_pid, to));
+            runs_on(out, before, 4).await;
+            assert_continuous(out);
+        }
+        // The 256 MiB are unchanged: ask the process (through its home) for its checksum.
+        let n = sums(&m_out).len();
+        home.call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": mjob.home_pid, "signal": "USR1" }),
+        )
+        .await
+        .expect("USR1 through the home node");
+        let now = wait_for(Duration::from_secs(30), || async {
+            sums(&m_out).get(n).cloned()
+        })
+        .await
+        .expect("a checksum after the hop");
+        assert_eq!(now, baseline, "memory changed after the hop to node {to}");
+    }
+    let st = status(&home, mjob.home_pid).await;
+    assert_eq!((st.where_, st.nmigs), (1, 3));
+    let report = st.last_migration.expect("the last migration is kept");
+    assert!(report.bytes >= 256 << 20, "{report:?}");
+    // The home lists it again under its identity, not as a migrated process.
+    let rows = procs(&home).await;
+    assert!(
+        rows.iter()
+            .any(|p| p.home_pid == mjob.home_pid && p.where_ == 1)
+    );
+    kill(&home, cjob.home_pid).await;
+    kill(&home, mjob.home_pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_migrates_30_times_around_the_cluster() {
+    let lab = TestLab::up("ms", 93, 3);
+    let dir = Scratch::new("stress");
+    let home = lab.client(1).await;
+    all_up(&lab, 3).await;
+    let counter = dir.script("counter.py", COUNTER);
+    let job = spawn(&home, &dir, &["python3", &counter, "c.out"], "c.log", false).await;
+    let out = dir.file("c.out");
+    runs_on(&out, 0, 3).await;
+    let mut freeze = Vec::new();
+    for hop in 0..30u32 {
+        let to = hop % 3 + 2; // 2, 3, 4→... mapped below
+        let to = if to == 4 { 1 } else { to };
+        let before = counts(&out).len();
+        let r = migrate(&home, job.home_pid, &to.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("hop {hop} to {to}: {e}"));
+        freeze.push(r.freeze_ms);
+        runs_on(&out, before, 2).await;
+    }
+    let n = assert_continuous(&out);
+    let st = status(&home, job.home_pid).await;
+    assert_eq!(st.nmigs, 30);
+    assert_eq!(st.where_, 1);
+    freeze.sort_unstable();
+    eprintln!(
+        "30 hops: {n} lines, no gap; freeze median {} ms, max {} ms",
+        freeze[15], freeze[29]
+    );
+    kill(&home, job.home_pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
+    let lab = TestLab::up("mf", 94, 3);
+    let dir = Scratch::new("fail");
+    let home = lab.client(1).await;
+    all_up(&lab, 3).await;
+    let memory = dir.script("memory.py", MEMORY);
+    let job = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, "m.out", "256"],
+        "m.log",
+        false,
+    )
+    .await;
+    let out = dir.file("m.out");
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&out).first().cloned()
+    })
+    .await
+    .expect("checksum");
+    // It starts on node 2, so every failure below has a guest host as source.
+    migrate(&home, job.home_pid, "2").await.expect("first hop");
+    let intact = |label: &'static str| {
+        let out = out.clone();
+        let baseline = baseline.clone();
+        let home = &home;
+        async move {
+            let st = status(home, job.home_pid).await;
+            assert_eq!(st.where_, 2, "{label}: the job left node 2");
+            let pid = st.pid;
+            assert_ne!(state_of(pid), 'T', "{label}: the job is still frozen");
+            let before = counts(&out).len();
+            runs_on(&out, before, 3).await;
+            let n = sums(&out).len();
+            home.call_value(
+                methods::PROC_SIGNAL,
+                json!({ "pid": job.home_pid, "signal": "USR1" }),
+            )
+            .await
+            .unwrap();
+            let now = wait_for(Duration::from_secs(30), || async {
+                sums(&out).get(n).cloned()
+            })
+            .await
+            .expect("checksum");
+            assert_eq!(now, baseline, "{label}: memory changed");
+            assert_continuous(&out);
+        }
+    };
+
+    // 1. The target blocks arrivals.
+    let c3 = lab.client(3).await;
+    c3.call_value(
+        methods::HPC_WRITE,
+        json!({ "path": "admin/block", "value": 1 }),
+    )
+    .await
+    .unwrap();
+    let e = migrate(&home, job.home_pid, "3").await.unwrap_err();
+    assert!(e.contains("blocks arriving processes"), "{e}");
+    intact("blocked").await;
+    c3.call_value(
+        methods::HPC_WRITE,
+        json!({ "path": "admin/block", "value": 0 }),
+    )
+    .await
+    .unwrap();
+
+    // 2. The target's image directory is full (a 4 MiB tmpfs over it).
+    let images = lab.run_dir(3).join("images");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+        .arg(&images)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let e = migrate(&home, job.home_pid, "3").await.unwrap_err();
+    let _ = std::process::Command::new("umount").arg(&images).status();
+    assert!(e.contains("MiB free for images"), "{e}");
+    intact("image directory full").await;
+
+    // 3. CRIU refuses: a job holding an established TCP connection.
+    let tcp = dir.script(
+        "tcp.py",
+        "import socket, time\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+         c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n\
+         while True: time.sleep(0.05)\n",
+    );
+    let tjob = spawn(&home, &dir, &["python3", &tcp], "t.log", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = migrate(&home, tjob.home_pid, "2").await.unwrap_err();
+    assert!(e.contains("CRIU could not checkpoint it"), "{e}");
+    assert!(
+        e.contains("Dumping FAILED"),
+        "CRIU's own words reach the caller: {e}"
+    );
+    let st = status(&home, tjob.home_pid).await;
+    assert_eq!((st.where_, st.exit), (1, None));
+    assert_ne!(state_of(st.pid), 'T');
+    kill(&home, tjob.home_pid).await;
+
+    // 4. The target agent is killed during the transfer.
+    let target_pid = lab.agent_pid(3);
+    let images = lab.run_dir(3).join("images");
+    let killer = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let receiving = std::fs::read_dir(&images)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|d| {
+                    std::fs::read_dir(d.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|f| f.metadata().map(|m| m.len() > (4 << 20)).unwrap_or(false))
+                });
+            if receiving {
+                // SAFETY: the lab agent of node 3, started by this test's lab.
+                unsafe { libc::kill(target_pid, libc::SIGKILL) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    });
+    let e = migrate(&home, job.home_pid, "3").await.unwrap_err();
+    assert!(
+        killer.await.unwrap(),
+        "the transfer was never seen in progress"
+    );
+    assert!(e.contains("went away"), "{e}");
+    intact("target killed mid-transfer").await;
+    kill(&home, job.home_pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_renice_kill_and_exit_status_go_through_the_home_node() {
+    let lab = TestLab::up("mk", 95, 2);
+    let dir = Scratch::new("signals");
+    let home = lab.client(1).await;
+    all_up(&lab, 2).await;
+    let script = dir.script(
+        "sig.py",
+        "import signal, sys, time\nf = open(sys.argv[1], 'a', buffering=1)\n\
+         signal.signal(signal.SIGUSR1, lambda *a: f.write('usr1\\n'))\n\
+         signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n\
+         while True: time.sleep(0.05)\n",
+    );
+    let job = spawn(&home, &dir, &["python3", &script, "s.out"], "s.log", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = migrate(&home, job.home_pid, "2").await.expect("migrate");
+    let remote = r.pid;
+    let sig = |s: &'static str| {
+        let home = &home;
+        async move {
+            home.call_value(
+                methods::PROC_SIGNAL,
+                json!({ "pid": job.home_pid, "signal": s }),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+        }
+    };
+    // The home lists it as migrated, with its identity.
+    let rows = procs(&home).await;
+    let row = rows
+        .iter()
+        .find(|p| p.pid == job.home_pid)
+        .expect("home lists it");
+    assert_eq!((row.where_, row.home), (2, 1));
+    // renice
+    home.call_value(
+        methods::PROC_RENICE,
+        json!({ "pid": job.home_pid, "nice": 7 }),
+    )
+    .await
+    .unwrap();
+    let nice: i32 = std::fs::read_to_string(format!("/proc/{remote}/stat"))
+        .unwrap()
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(nice, 7);
+    // STOP / CONT
+    sig("STOP").await;
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            (state_of(remote) == 'T').then_some(())
+        })
+        .await
+        .is_some()
+    );
+    sig("CONT").await;
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            (state_of(remote) != 'T').then_some(())
+        })
+        .await
+        .is_some()
+    );
+    // A handled signal
+    sig("USR1").await;
+    let got = wait_for(Duration::from_secs(5), || async {
+        std::fs::read_to_string(dir.file("s.out"))
+            .ok()
+            .filter(|t| t.contains("usr1"))
+    })
+    .await;
+    assert!(got.is_some(), "USR1 did not reach the migrated process");
+    // TERM: the process exits with 7, and the home learns it.
+    sig("TERM").await;
+    let code = wait_for(Duration::from_secs(20), || async {
+        status(&home, job.home_pid).await.exit
+    })
+    .await;
+    assert_eq!(code, Some(7));
+    // KILL: 128 + 9.
+    let job2 = spawn(&home, &dir, &["sleep", "600"], "k.log", false).await;
+    migrate(&home, job2.home_pid, "2").await.expect("migrate");
+    kill(&home, job2.home_pid).await;
+    let code = wait_for(Duration::from_secs(20), || async {
+        status(&home, job2.home_pid).await.exit
+    })
+    .await;
+    assert_eq!(code, Some(137));
+    // Unknown PIDs are a clear error.
+    let e = home
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": 4_000_000, "signal": "TERM" }),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no such process"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmovable_and_locked_processes_are_refused_at_once() {
+    let lab = TestLab::up("mu", 96, 2);
+    let dir = Scratch::new("unmovable");
+    let home = lab.client(1).await;
+    all_up(&lab, 2).await;
+    let script = dir.script(
+        "mlock.py",
+        "import ctypes, time\nctypes.CDLL(None).mlockall(3)\nwhile True: time.sleep(0.05)\n",
+    );
+    let job = spawn(&home, &dir, &["python3", &script], "l.log", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let row: ProcessInfo = home
+        .call(methods::PROC_GET, json!({ "pid": job.home_pid }))
+        .await
+        .unwrap();
+    assert!(row.cantmove.contains("locked memory"), "{row:?}");
+    let t = Instant::now();
+    let e = migrate(&home, job.home_pid, "2").await.unwrap_err();
+    assert!(
+        e.contains("cannot move") && e.contains("locked memory"),
+        "{e}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_ne!(
+        state_of(job.pid),
+        'T',
+        "an unmovable process is never frozen"
+    );
+    // A locked job (nomig) and a process not started through the agent.
+    let locked = spawn(&home, &dir, &["sleep", "600"], "n.log", true).await;
+    let e = migrate(&home, locked.home_pid, "2").await.unwrap_err();
+    assert!(e.contains("locked to node 1"), "{e}");
+    let agent = lab.agent_pid(1);
+    let e = migrate(&home, agent, "2").await.unwrap_err();
+    assert!(e.contains("not started through the agent"), "{e}");
+    let e = migrate(&home, locked.home_pid, "9").await.unwrap_err();
+    assert!(e.contains("locked") || e.contains("no such node"), "{e}");
+    kill(&home, job.home_pid).await;
+    kill(&home, locked.home_pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expel_sends_guests_home_and_bring_brings_everything_home() {
+    let lab = TestLab::up("me", 97, 3);
+    let dir = Scratch::new("expel");
+    let c1 = lab.client(1).await;
+    let c2 = lab.client(2).await;
+    let c3 = lab.client(3).await;
+    all_up(&lab, 3).await;
+    let a = spawn(&c1, &dir, &["sleep", "600"], "a.log", false).await;
+    let b = spawn(&c1, &dir, &["sleep", "600"], "b.log", false).await;
+    let g = spawn(&c3, &dir, &["sleep", "600"], "g.log", false).await;
+    migrate(&c1, a.home_pid, "2").await.unwrap();
+    migrate(&c1, b.home_pid, "2").await.unwrap();
+    migrate(&c3, g.home_pid, "2").await.unwrap();
+    let remote: Vec<String> = c2
+        .call_value(methods::HPC_LIST, json!({ "path": "remote" }))
+        .await
+        .map(|v| serde_json::from_value(v["value"].clone()).unwrap())
+        .unwrap();
+    assert_eq!(remote.len(), 3, "{remote:?}");
+    let entry = c2
+        .call_value(
+            methods::HPC_READ,
+            json!({ "path": format!("remote/{}", remote[0]) }),
+        )
+        .await
+        .unwrap();
+    assert!(
+        entry["value"]["identity"].as_str().unwrap().contains(':'),
+        "{entry}"
+    );
+    // expel (mosctl, as an admin would)
+    let out = std::process::Command::new(bin("mosctl"))
+        .args(["--node", &lab.addr(2), "--key"])
+        .arg(lab.admin_key())
+        .arg("--known-hosts")
+        .arg(lab.dir.join("known_hosts"))
+        .arg("expel")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status(&c1, a.home_pid).await.where_, 1);
+    assert_eq!(status(&c1, b.home_pid).await.where_, 1);
+    assert_eq!(status(&c3, g.home_pid).await.where_, 3);
+    let block = c2
+        .call_value(methods::HPC_READ, json!({ "path": "admin/block" }))
+        .await
+        .unwrap();
+    assert_eq!(block["value"], 1, "expel implies block");
+    let e = migrate(&c1, a.home_pid, "2").await.unwrap_err();
+    assert!(e.contains("blocks"), "{e}");
+    // bring
+    migrate(&c1, a.home_pid, "3").await.unwrap();
+    c2.call_value(
+        methods::HPC_WRITE,
+        json!({ "path": "admin/block", "value": 0 }),
+    )
+    .await
+    .unwrap();
+    let ready = wait_for(Duration::from_secs(10), || async {
+        migrate(&c1, b.home_pid, "2").await.ok()
+    })
+    .await;
+    assert!(ready.is_some());
+    let v = c1
+        .call_value_within(
+            methods::HPC_WRITE,
+            json!({ "path": "admin/bring", "value": 1 }),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["moved"], 2, "{v}");
+    assert_eq!(status(&c1, a.home_pid).await.where_, 1);
+    assert_eq!(status(&c1, b.home_pid).await.where_, 1);
+    for (c, j) in [(&c1, &a), (&c1, &b), (&c3, &g)] {
+        kill(c, j.home_pid).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosrun_and_its_wrappers_place_jobs_and_return_their_status() {
+    let lab = TestLab::up("mr", 98, 2);
+    let dir = Scratch::new("mosrun");
+    let home = lab.client(1).await;
+    all_up(&lab, 2).await;
+    let runon = dir.file("runon");
+    std::os::unix::fs::symlink(bin("mosrun"), &runon).unwrap();
+    let env = |cmd: &mut std::process::Command| {
+        cmd.current_dir(&dir.0)
+            .env("OPENMOSIX_NODE", lab.addr(1))
+            .env("OPENMOSIX_KEY", lab.admin_key())
+            .env("OPENMOSIX_KNOWN_HOSTS", lab.dir.join("known_hosts"))
+            .env("OPENMOSIX_LOG", "off");
+    };
+    // mosrun waits and returns the job's exit status.
+    let mut cmd = std::process::Command::new(bin("mosrun"));
+    env(&mut cmd);
+    let st = cmd
+        .args(["-o", "x.out", "sh", "-c", "echo hi; exit 3"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(3));
+    assert_eq!(std::fs::read_to_string(dir.file("x.out")).unwrap(), "hi\n");
+    // runon 2: the job runs on node 2, locked there.
+    let mut cmd = std::process::Command::new(&runon);
+    env(&mut cmd);
+    let out = cmd.args(["2", "-d", "sleep", "600"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let st = status(&home, pid).await;
+    assert_eq!((st.where_, st.lock), (2, true));
+    // A program that does not exist is refused with a clear error.
+    let mut cmd = std::process::Command::new(bin("mosrun"));
+    env(&mut cmd);
+    let out = cmd.args(["no-such-program-xyz"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such program"));
+    kill(&home, pid).await;
+}
