@@ -44,6 +44,13 @@ impl Drop for ImageDir {
     }
 }
 
+/// Empties a directory (the images of a failed checkpoint).
+fn clear_dir(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+}
+
 /// What the transfer and restore produced.
 struct Moved {
     root_pid: i32,
@@ -119,8 +126,19 @@ pub async fn send(
         &format!("out-{}-{}-{}", info.home, info.home_pid, now_ms()),
     )
     .map_err(fail)?;
-    let frozen_at = Instant::now();
-    let dump_ms = match criu_cmd::dump(criu, info.root_pid, &dir.0).await {
+    let mut frozen_at = Instant::now();
+    let mut dumped = criu_cmd::dump(criu, info.root_pid, &dir.0).await;
+    if let Err(first) = &dumped {
+        // CRIU resumed the tree. A second attempt gets past transient failures
+        // (seen under load: "Parasite failed to dump /proc/self/cgroup"); a
+        // real refusal fails again with the same words.
+        tracing::warn!(pid = info.pid, error = %first, "checkpoint failed; trying once more");
+        clear_dir(&dir.0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        frozen_at = Instant::now();
+        dumped = criu_cmd::dump(criu, info.root_pid, &dir.0).await;
+    }
+    let dump_ms = match dumped {
         Ok(ms) => ms,
         Err(reason) => {
             let _ = wire::send(
