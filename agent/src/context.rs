@@ -41,6 +41,9 @@ pub struct AgentContext {
     pub resample: std::sync::mpsc::SyncSender<()>,
     /// The CRIU binary, when migration is available.
     pub criu: Option<std::path::PathBuf>,
+    /// Whether migrations pre-copy memory while the process runs (the kernel
+    /// tracks dirty memory).
+    pub precopy: bool,
     /// The 0700 directory migration images pass through.
     pub images: std::path::PathBuf,
     /// Jobs started here or hosted here.

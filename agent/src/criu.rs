@@ -15,6 +15,9 @@ pub struct Criu {
     pub binary: PathBuf,
     /// Its version, e.g. "4.1.1".
     pub version: String,
+    /// Whether the kernel tracks dirty memory (`criu check --feature
+    /// mem_dirty_track`), which pre-copy migration needs.
+    pub mem_tracking: bool,
 }
 
 /// Parses `criu --version` output ("Version: 4.1.1").
@@ -77,7 +80,16 @@ pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
             .unwrap_or("no output");
         return Err(format!("`criu check` failed: {}", last.trim()));
     }
-    Ok(Criu { binary, version })
+    let mem_tracking = Command::new(&binary)
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    Ok(Criu {
+        binary,
+        version,
+        mem_tracking,
+    })
 }
 
 #[cfg(test)]

@@ -33,10 +33,10 @@ pub fn ssh_config(host_key: PrivateKey) -> russh::server::Config {
         auth_rejection_time: Duration::from_millis(500),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
         keys: vec![host_key],
-        preferred: russh::Preferred {
-            compression: Cow::Borrowed(&[russh::compression::NONE]),
-            ..Default::default()
-        },
+        preferred: hpc::client::preferred_algorithms(),
+        // Large windows and packets: migration images stream through channels.
+        window_size: hpc::client::WINDOW_SIZE,
+        maximum_packet_size: hpc::client::MAX_PACKET,
         max_auth_attempts: 6,
         // Subscriptions may be quiet for long; dead peers are found by keepalives.
         inactivity_timeout: None,

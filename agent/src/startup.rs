@@ -161,6 +161,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let criu_path = cfg.criu.clone();
     let detected =
         tokio::task::spawn_blocking(move || crate::criu::detect(criu_path.as_deref())).await?;
+    let mut precopy = false;
     let (criu, migration) = match detected {
         Ok(_) if !jobinit.exists() => (
             None,
@@ -171,10 +172,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         ),
         Ok(c) => {
             let m = format!(
-                "migration available: CRIU {} at {}",
+                "migration available: CRIU {} at {}{}",
                 c.version,
-                c.binary.display()
+                c.binary.display(),
+                if c.mem_tracking {
+                    ", with pre-copy"
+                } else {
+                    " (no pre-copy: the kernel does not track dirty memory)"
+                }
             );
+            precopy = c.mem_tracking;
             (Some(c.binary), m)
         }
         Err(reason) => (None, format!("migration unavailable: {reason}")),
@@ -231,6 +238,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         migration,
         resample: wake_tx,
         criu,
+        precopy,
         images,
         jobs,
         peers: crate::peers::Peers::new(cfg.config_dir.join(paths::CLUSTER_KEY_FILE)),

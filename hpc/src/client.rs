@@ -283,7 +283,9 @@ async fn connect_raw_inner(
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
         nodelay: true,
-        preferred: no_compression(),
+        preferred: preferred_algorithms(),
+        window_size: WINDOW_SIZE,
+        maximum_packet_size: MAX_PACKET,
         ..Default::default()
     });
     let unreachable = |message: String| ClientError::Unreachable {
@@ -333,9 +335,22 @@ async fn connect_raw_inner(
     })
 }
 
-fn no_compression() -> russh::Preferred {
+/// SSH channel window (flow control): large enough that migration images
+/// stream without waiting for window adjustments on a LAN.
+pub const WINDOW_SIZE: u32 = 32 << 20;
+/// Largest SSH packet accepted on a channel.
+pub const MAX_PACKET: u32 = 256 << 10;
+
+/// Algorithms agents and clients prefer: no compression, and AES-GCM first
+/// (hardware-accelerated on current CPUs, faster than ChaCha20 for bulk data).
+pub fn preferred_algorithms() -> russh::Preferred {
     russh::Preferred {
         compression: std::borrow::Cow::Borrowed(&[russh::compression::NONE]),
+        cipher: std::borrow::Cow::Borrowed(&[
+            russh::cipher::AES_256_GCM,
+            russh::cipher::CHACHA20_POLY1305,
+            russh::cipher::AES_256_CTR,
+        ]),
         ..Default::default()
     }
 }

@@ -426,6 +426,12 @@ pub struct MigrationReport {
     pub restore_ms: u64,
     /// Time the process was stopped, from freezing to running on the target (ms).
     pub freeze_ms: u64,
+    /// Pre-copy time, while the process kept running (ms; 0 without pre-copy).
+    #[serde(default)]
+    pub precopy_ms: u64,
+    /// Bytes moved by the pre-copy (the final `bytes` are only what changed since).
+    #[serde(default)]
+    pub precopy_bytes: u64,
     /// Whole migration, from the request to the end (ms).
     pub total_ms: u64,
     /// Migrations of this job so far, this one included.

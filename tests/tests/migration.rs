@@ -27,10 +27,13 @@ while True:
 "#;
 
 /// Fills N MiB with a known pattern, writes its SHA-256 at start and on
-/// SIGUSR1 ("sum HEX"), and a counter line every 50 ms.
+/// SIGUSR1 ("sum HEX"), and a counter line every 50 ms. With a third argument
+/// `dirty` it rewrites every page with its own bytes between lines, so every
+/// checkpoint must carry all of its memory (pre-copy saves nothing).
 const MEMORY: &str = r#"
 import sys, time, signal, hashlib
 n = int(sys.argv[2]) << 20
+dirty = len(sys.argv) > 3 and sys.argv[3] == "dirty"
 buf = bytearray((bytes(range(251)) * (n // 251 + 1))[:n])
 f = open(sys.argv[1], 'a', buffering=1)
 def report(*_):
@@ -41,6 +44,9 @@ i = 0
 while True:
     i += 1
     f.write(f"{i}\n")
+    if dirty:
+        for p in range(0, n, 4096):
+            buf[p] = buf[p]
     time.sleep(0.05)
 "#;
 
@@ -409,12 +415,13 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
     let killer = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            // The final images (taken while the job is frozen) are arriving.
             let receiving = std::fs::read_dir(&images)
                 .into_iter()
                 .flatten()
                 .flatten()
                 .any(|d| {
-                    std::fs::read_dir(d.path())
+                    std::fs::read_dir(d.path().join("final"))
                         .into_iter()
                         .flatten()
                         .flatten()

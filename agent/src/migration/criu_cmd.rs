@@ -7,19 +7,43 @@ use std::time::Instant;
 
 use tokio::process::Command;
 
-/// Checkpoints the tree rooted at `root` into `dir`, leaving it stopped.
-/// Returns the time taken (ms). On failure CRIU resumes the tree itself.
-pub async fn dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String> {
+/// Pre-copy: writes the memory of the tree rooted at `root` into `dir` while
+/// it keeps running, and starts tracking which pages it changes afterwards.
+pub async fn pre_dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String> {
     let t = Instant::now();
     let status = Command::new(criu)
-        .args([
-            "dump",
-            "--leave-stopped",
-            "--file-locks",
-            "-o",
-            "dump.log",
-            "-t",
-        ])
+        .args(["pre-dump", "--track-mem", "-o", "pre-dump.log", "-t"])
+        .arg(root.to_string())
+        .arg("-D")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "CRIU could not pre-copy it: {}",
+            log_errors(&dir.join("pre-dump.log"))
+        ));
+    }
+    Ok(t.elapsed().as_millis() as u64)
+}
+
+/// Checkpoints the tree rooted at `root` into `dir`, leaving it stopped. With
+/// `parent`, only the pages changed since the pre-dump in `dir/../pre` are
+/// written. Returns the time taken (ms). On failure CRIU resumes the tree itself.
+pub async fn dump(criu: &Path, root: i32, dir: &Path, parent: bool) -> Result<u64, String> {
+    let t = Instant::now();
+    let mut cmd = Command::new(criu);
+    if parent {
+        cmd.args(["dump", "--track-mem", "--prev-images-dir", "../pre"]);
+    } else {
+        cmd.arg("dump");
+    }
+    let status = cmd
+        .args(["--leave-stopped", "--file-locks", "-o", "dump.log", "-t"])
         .arg(root.to_string())
         .arg("-D")
         .arg(dir)

@@ -44,14 +44,6 @@ where
     if wire::send(&mut write, &Msg::Accept).await.is_err() {
         return;
     }
-    let files = match tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await {
-        Ok(Ok(Msg::Files { files })) => files,
-        Ok(Ok(Msg::Abort { reason })) => {
-            tracing::info!(pid = job.home_pid, from, %reason, "source aborted the migration");
-            return;
-        }
-        _ => return,
-    };
     let dir = match ImageDir::create(
         &ctx.images,
         &format!("in-{}-{}-{}", job.home, job.home_pid, now_ms()),
@@ -62,22 +54,45 @@ where
             return;
         }
     };
-    match store_images(&dir.0, &files, &mut read).await {
-        Ok(None) => {}
-        Ok(Some(reason)) => {
-            let reason = format!("node {} cannot store the images: {reason}", ctx.node_id);
+    let (pre, fin) = (dir.0.join("pre"), dir.0.join("final"));
+    for d in [&pre, &fin] {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(d) {
+            let reason = format!("node {} cannot create {}: {e}", ctx.node_id, d.display());
             let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
             return;
         }
-        Err(e) => {
-            tracing::warn!(pid = job.home_pid, from, error = %e, "source went away during the transfer");
+    }
+    let mut next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await;
+    if let Ok(Ok(Msg::PreFiles { files })) = &next {
+        if !receive_files(&ctx, &pre, files, &mut read, &mut write, &job).await {
             return;
         }
+        if wire::send(&mut write, &Msg::Stored).await.is_err() {
+            return;
+        }
+        next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await;
+    }
+    let (files, parent) = match next {
+        Ok(Ok(Msg::Files { files, parent })) => (files, parent),
+        Ok(Ok(Msg::Abort { reason })) => {
+            tracing::info!(pid = job.home_pid, from, %reason, "source aborted the migration");
+            return;
+        }
+        _ => return,
+    };
+    if !receive_files(&ctx, &fin, &files, &mut read, &mut write, &job).await {
+        return;
+    }
+    if parent && let Err(e) = std::os::unix::fs::symlink("../pre", fin.join("parent")) {
+        let reason = format!("node {} cannot link the pre-copy images: {e}", ctx.node_id);
+        let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+        return;
     }
     let Some(criu) = ctx.criu.clone() else {
         return;
     };
-    let (root_pid, restore_ms) = match criu_cmd::restore(&criu, &dir.0).await {
+    let (root_pid, restore_ms) = match criu_cmd::restore(&criu, &fin).await {
         Ok(r) => r,
         Err(reason) => {
             let reason = format!("on node {}: {reason}", ctx.node_id);
@@ -123,7 +138,7 @@ where
     if rec.info.last_migration.is_some() && info.last_migration.is_none() {
         info.last_migration = rec.info.last_migration.clone();
     }
-    rec.info = info;
+    rec.info = *info;
     rec.reap_pid = root_pid;
     rec.exit_told = false;
     if let Err(e) = ctx.jobs.put(rec) {
@@ -143,6 +158,34 @@ where
         local = pid,
         "job arrived"
     );
+}
+
+/// Stores one set of image files in `dir`; on a local error (a full disk)
+/// answers `failed` with the reason. False when the migration is over.
+async fn receive_files<R, W>(
+    ctx: &AgentContext,
+    dir: &Path,
+    files: &[ImageFile],
+    read: &mut R,
+    write: &mut W,
+    job: &hpc::protocol::JobInfo,
+) -> bool
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match store_images(dir, files, read).await {
+        Ok(None) => true,
+        Ok(Some(reason)) => {
+            let reason = format!("node {} cannot store the images: {reason}", ctx.node_id);
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+            false
+        }
+        Err(e) => {
+            tracing::warn!(pid = job.home_pid, error = %e, "source went away during the transfer");
+            false
+        }
+    }
 }
 
 /// Refuses before anything is frozen: no CRIU, blocked, mask, no room.

@@ -44,6 +44,74 @@ impl Drop for ImageDir {
     }
 }
 
+/// The image files of a directory (CRIU's logs and the `parent` link left out).
+fn image_files(dir: &Path) -> Result<Vec<ImageFile>, String> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the images: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // DirEntry::metadata does not follow symbolic links.
+        let meta = e
+            .metadata()
+            .map_err(|e| format!("cannot stat image {name}: {e}"))?;
+        if meta.is_file() && !name.ends_with(".log") {
+            files.push(ImageFile {
+                name,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Streams the bytes of `files` (from `dir`) in order; returns the total.
+async fn send_files<W: AsyncWrite + Unpin>(
+    dir: &Path,
+    files: &[ImageFile],
+    write: &mut W,
+) -> Result<u64, String> {
+    let mut bytes = 0;
+    // Large reads and writes: the channel sends each write as few big packets.
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file = tokio::fs::File::open(dir.join(&f.name))
+            .await
+            .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
+        let mut left = f.size;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let chunk = buf.get_mut(..want).unwrap_or_default();
+            let n = file
+                .read(chunk)
+                .await
+                .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
+            if n == 0 {
+                return Err(format!("image {} shrank while being sent", f.name));
+            }
+            write
+                .write_all(chunk.get(..n).unwrap_or_default())
+                .await
+                .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+            left -= n as u64;
+        }
+        bytes += f.size;
+    }
+    write
+        .flush()
+        .await
+        .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+    Ok(bytes)
+}
+
+/// Creates a 0700 directory.
+fn make_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create image directory {}: {e}", dir.display()))
+}
+
 /// Empties a directory (the images of a failed checkpoint).
 fn clear_dir(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -108,7 +176,7 @@ pub async fn send(
     let mut offered = info.clone();
     offered.nmigs += 1;
     let offer = Msg::Offer {
-        job: offered.clone(),
+        job: Box::new(offered.clone()),
         from: ctx.node_id,
         estimate: resident_bytes(&tree),
     };
@@ -126,17 +194,57 @@ pub async fn send(
         &format!("out-{}-{}-{}", info.home, info.home_pid, now_ms()),
     )
     .map_err(fail)?;
+    let (pre, fin) = (dir.0.join("pre"), dir.0.join("final"));
+    for d in [&pre, &fin] {
+        make_private_dir(d).map_err(fail)?;
+    }
+    // Pre-copy while the job runs, so that the freeze only moves what changed.
+    let t_pre = Instant::now();
+    let pre_dumped = if ctx.precopy {
+        criu_cmd::pre_dump(criu, info.root_pid, &pre).await
+    } else {
+        Err("the kernel does not track dirty memory".to_string())
+    };
+    let (precopy_bytes, parent) = match pre_dumped {
+        Ok(_) => {
+            let files = image_files(&pre).map_err(fail)?;
+            let lost = |e: String| fail(format!("pre-copy: {e}"));
+            wire::send(
+                &mut write,
+                &Msg::PreFiles {
+                    files: files.clone(),
+                },
+            )
+            .await
+            .map_err(|e| lost(e.to_string()))?;
+            let bytes = send_files(&pre, &files, &mut write).await.map_err(lost)?;
+            match answer(&mut read, RESTORE_TIMEOUT).await.map_err(fail)? {
+                Msg::Stored => (bytes, true),
+                Msg::Failed { reason } => return Err(fail(reason)),
+                other => {
+                    return Err(fail(format!(
+                        "unexpected answer to the pre-copy: {other:?}"
+                    )));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(pid = info.pid, error = %e, "no pre-copy; moving everything during the freeze");
+            (0, false)
+        }
+    };
+    let precopy_ms = t_pre.elapsed().as_millis() as u64;
     let mut frozen_at = Instant::now();
-    let mut dumped = criu_cmd::dump(criu, info.root_pid, &dir.0).await;
+    let mut dumped = criu_cmd::dump(criu, info.root_pid, &fin, parent).await;
     if let Err(first) = &dumped {
         // CRIU resumed the tree. A second attempt gets past transient failures
         // (seen under load: "Parasite failed to dump /proc/self/cgroup"); a
         // real refusal fails again with the same words.
         tracing::warn!(pid = info.pid, error = %first, "checkpoint failed; trying once more");
-        clear_dir(&dir.0);
+        clear_dir(&fin);
         tokio::time::sleep(Duration::from_millis(100)).await;
         frozen_at = Instant::now();
-        dumped = criu_cmd::dump(criu, info.root_pid, &dir.0).await;
+        dumped = criu_cmd::dump(criu, info.root_pid, &fin, parent).await;
     }
     let dump_ms = match dumped {
         Ok(ms) => ms,
@@ -152,7 +260,7 @@ pub async fn send(
         }
     };
     // The tree is frozen from here on: every failure must resume it.
-    let moved = match transfer_and_restore(&dir.0, &mut read, &mut write).await {
+    let moved = match transfer_and_restore(&fin, parent, &mut read, &mut write).await {
         Ok(m) => m,
         Err(reason) => {
             criu_cmd::resume(&tree);
@@ -175,6 +283,8 @@ pub async fn send(
         transfer_ms: moved.transfer_ms,
         restore_ms: moved.restore_ms,
         freeze_ms,
+        precopy_ms,
+        precopy_bytes,
         total_ms: started.elapsed().as_millis() as u64,
         nmigs: offered.nmigs,
         at_ms: now_ms(),
@@ -200,6 +310,7 @@ pub async fn send(
 
 async fn transfer_and_restore<R, W>(
     dir: &Path,
+    parent: bool,
     read: &mut R,
     write: &mut W,
 ) -> Result<Moved, String>
@@ -208,46 +319,14 @@ where
     W: AsyncWrite + Unpin,
 {
     let t = Instant::now();
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the images: {e}"))?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let meta = e
-            .metadata()
-            .map_err(|e| format!("cannot stat image {name}: {e}"))?;
-        if meta.is_file() && name != "dump.log" {
-            files.push(ImageFile {
-                name,
-                size: meta.len(),
-            });
-        }
-    }
+    let files = image_files(dir)?;
     let lost = |e: wire::WireError| format!("the target agent went away during the transfer ({e})");
-    wire::send(
-        write,
-        &Msg::Files {
-            files: files.clone(),
-        },
-    )
-    .await
-    .map_err(lost)?;
-    let mut bytes = 0;
-    for f in &files {
-        let mut file = tokio::fs::File::open(dir.join(&f.name))
-            .await
-            .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
-        let n = tokio::io::copy(&mut (&mut file).take(f.size), write)
-            .await
-            .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
-        if n != f.size {
-            return Err(format!("image {} shrank while being sent", f.name));
-        }
-        bytes += n;
-    }
-    write
-        .flush()
-        .await
-        .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+    let header = Msg::Files {
+        files: files.clone(),
+        parent,
+    };
+    wire::send(write, &header).await.map_err(lost)?;
+    let bytes = send_files(dir, &files, write).await?;
     let transfer_ms = t.elapsed().as_millis() as u64;
     let (root_pid, pid, restore_ms) = match answer(read, RESTORE_TIMEOUT).await? {
         Msg::Restored {

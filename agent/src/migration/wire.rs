@@ -4,7 +4,10 @@
 //! ```text
 //! source → target   offer      the job and the size to expect
 //! target → source   accept | refuse
-//! source → target   files      names and sizes, then the bytes of each file in order
+//! source → target   pre_files  pre-copy: a pre-dump taken while the job runs, then its bytes
+//! target → source   stored | failed
+//! source → target   files      the final checkpoint (only what changed since the
+//!                              pre-copy): names and sizes, then the bytes of each file
 //!                   | abort    (the checkpoint failed)
 //! target → source   restored   (running, but stopped) | failed
 //! source → target   commit     (the source copy is still frozen)
@@ -36,7 +39,7 @@ pub enum Msg {
     /// The source proposes a job.
     Offer {
         /// The job, with `nmigs` already counting this migration.
-        job: JobInfo,
+        job: Box<JobInfo>,
         /// The source node.
         from: NodeId,
         /// Expected image bytes (the tree's resident memory).
@@ -49,10 +52,22 @@ pub enum Msg {
         /// Why.
         reason: String,
     },
-    /// The images follow.
+    /// Pre-copy: the images of a pre-dump (taken while the process runs)
+    /// follow; the target stores them and answers `stored` or `failed`.
+    PreFiles {
+        /// In sending order.
+        files: Vec<ImageFile>,
+    },
+    /// The pre-copy images are stored.
+    Stored,
+    /// The images of the final checkpoint follow.
     Files {
         /// In sending order.
         files: Vec<ImageFile>,
+        /// Whether they only hold what changed since the pre-copy images
+        /// (their `parent`).
+        #[serde(default)]
+        parent: bool,
     },
     /// The source gives up (the checkpoint failed).
     Abort {
