@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds openMosixview, installs the
-# binaries under /usr/local, sets up /etc/openmosix for the local admin (root's
-# SSH key gets the admin role), starts the local agent (openmosixd) unless it
-# already runs, and shows the cluster status.
+# binaries under /usr/local, brings up a 4-node lab cluster on this machine
+# (one network namespace and agent per node), shows it, and migrates a job
+# around it. (The desktop app attaches here once it exists.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,39 +14,49 @@ fi
 echo "== building (release)"
 cargo build --release --workspace --bins --quiet
 install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
-install -m 0755 target/release/mosctl /usr/local/bin/mosctl
-install -m 0755 target/release/openmosix-lab /usr/local/bin/openmosix-lab
-
+# CRIU restores a job's init from the same path on every node: keep it beside the agent.
+install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobinit
+for b in mosctl migrate mosrun openmosix-lab; do
+  install -m 0755 "target/release/$b" "/usr/local/bin/$b"
+done
+for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
+  ln -sfn mosrun "/usr/local/bin/$w"
+done
 install -d -m 0700 /etc/openmosix /var/lib/openmosix /run/openmosix
-install -d -m 0750 /var/log/openmosix
-# root's key administers the local agent (ssh-keygen's default location).
-if [ ! -f /root/.ssh/id_ed25519 ]; then
-  install -d -m 0700 /root/.ssh
-  ssh-keygen -q -t ed25519 -N '' -C "root@$(hostname) openmosix admin" -f /root/.ssh/id_ed25519
-fi
-pub=$(cut -d' ' -f1,2 /root/.ssh/id_ed25519.pub)
-touch /etc/openmosix/authorized_keys
-chmod 0600 /etc/openmosix/authorized_keys
-grep -qF "$pub" /etc/openmosix/authorized_keys || echo "admin $pub root@$(hostname)" >> /etc/openmosix/authorized_keys
+install -m 0644 assets/systemd/openmosixd.service /etc/openmosix/openmosixd.service.example
 
-pidfile=/run/openmosix/openmosixd.pid
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  echo "== openmosixd already runs (PID $(cat "$pidfile"))"
-elif [ -d /run/systemd/system ]; then
-  install -m 0644 assets/systemd/openmosixd.service /etc/systemd/system/openmosixd.service
-  systemctl daemon-reload
-  systemctl enable --now openmosixd
+# The lab: a 4-node cluster on this machine, one network namespace per node.
+lab=lab
+labdir=/var/lib/openmosix/lab/$lab
+if [ -d "$labdir" ] && openmosix-lab status --name "$lab" >/dev/null 2>&1; then
+  echo "== lab \`$lab\` already runs"
 else
-  echo "== starting openmosixd (log: /var/log/openmosix/openmosixd.log)"
-  setsid /usr/local/sbin/openmosixd >>/var/log/openmosix/openmosixd.log 2>&1 </dev/null &
+  [ -d "$labdir" ] && openmosix-lab down --name "$lab" || true
+  echo "== starting the lab cluster (4 nodes)"
+  openmosix-lab up --nodes 4 --name "$lab"
 fi
+export OPENMOSIX_NODE=10.77.0.1:4660 OPENMOSIX_KEY=$labdir/admin_key OPENMOSIX_KNOWN_HOSTS=$labdir/known_hosts
 for _ in $(seq 1 100); do
-  mosctl isup >/dev/null 2>&1 && break
+  [ "$(mosctl isup 2>/dev/null)" = yes ] && break
   sleep 0.1
 done
-echo "== mosctl status"
-mosctl status
-echo "== mosctl nodes"
+sleep 2 # let gossip settle so every node sees the others
+echo "== the cluster"
 mosctl nodes
+echo "== a job migrating around the cluster"
+demo=$labdir/demo
+install -d -m 0700 "$demo"
+pid=$(cd "$demo" && mosrun -d -o counter.out sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done')
+echo "started job $pid on node 1 (output: $demo/counter.out)"
+for to in 2 3 4 home; do
+  sleep 0.5
+  migrate "$pid" "$to"
+done
+sleep 1
+echo "last lines of its output, continuous across the moves:"
+tail -n 3 "$demo/counter.out"
 echo
-echo "openmosixd runs as PID $(cat "$pidfile"); stop it with: kill \$(cat $pidfile)"
+echo "The lab runs. Talk to it with:"
+echo "  export OPENMOSIX_NODE=$OPENMOSIX_NODE OPENMOSIX_KEY=$OPENMOSIX_KEY OPENMOSIX_KNOWN_HOSTS=$OPENMOSIX_KNOWN_HOSTS"
+echo "  mosctl nodes; migrate $pid balance; mosrun -2 -o out.txt ./program; mosctl --node 10.77.0.2:4660 expel"
+echo "Stop it (agents and jobs) with: openmosix-lab down --name $lab"

@@ -298,3 +298,83 @@ async fn store_images<R: AsyncBufRead + Unpin>(
     }
     Ok(problem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use tokio::io::AsyncReadExt;
+
+    /// A directory with a tiny tmpfs mounted on it (root only), unmounted and
+    /// removed on drop.
+    struct TinyDisk(PathBuf);
+
+    impl TinyDisk {
+        fn new(label: &str) -> Self {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/unit-tmp")
+                .join(format!("{label}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mounting a tmpfs needs root");
+            Self(dir)
+        }
+    }
+
+    impl Drop for TinyDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_image_directory_is_reported_after_reading_the_whole_stream() {
+        let disk = TinyDisk::new("enospc");
+        let files = [
+            ImageFile {
+                name: "pages-1.img".into(),
+                size: 1 << 20,
+            },
+            ImageFile {
+                name: "core.img".into(),
+                size: 10,
+            },
+        ];
+        let mut stream = vec![7u8; 1 << 20];
+        stream.extend_from_slice(b"0123456789NEXT");
+        let mut read = tokio::io::BufReader::new(&stream[..]);
+        let problem = store_images(&disk.0, &files, &mut read).await.unwrap();
+        let reason = problem.expect("a full disk is a problem");
+        assert!(reason.contains("No space left on device"), "{reason}");
+        // The stream was read to the end of the images: the source gets the answer.
+        let mut rest = String::new();
+        read.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "NEXT");
+    }
+
+    #[tokio::test]
+    async fn image_names_cannot_leave_the_directory() {
+        let disk = TinyDisk::new("names");
+        let files = [ImageFile {
+            name: "../escape.img".into(),
+            size: 4,
+        }];
+        let mut read = tokio::io::BufReader::new(&b"abcd"[..]);
+        let problem = store_images(&disk.0, &files, &mut read).await.unwrap();
+        assert!(problem.unwrap().contains("refusing image file name"));
+        assert!(!disk.0.join("../escape.img").exists());
+        // A stream cut short is a broken connection, not a local problem.
+        let files = [ImageFile {
+            name: "pages-1.img".into(),
+            size: 100,
+        }];
+        let mut short = tokio::io::BufReader::new(&b"abcd"[..]);
+        assert!(store_images(&disk.0, &files, &mut short).await.is_err());
+    }
+}
