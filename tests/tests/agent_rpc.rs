@@ -139,21 +139,28 @@ async fn hpc_tree_reads_writes_and_lists() {
     );
     assert_eq!(list("remote").await, json!([]));
 
+    // expel and bring on a node without guests or migrated jobs: nothing to
+    // move, and they imply block and lstay.
+    for (path, flag) in [
+        ("admin/expel", "admin/block"),
+        ("admin/bring", "admin/lstay"),
+    ] {
+        let v = c
+            .call_value(methods::HPC_WRITE, json!({ "path": path, "value": 1 }))
+            .await
+            .unwrap();
+        assert_eq!(v, json!({ "moved": 0, "failed": [] }));
+        let f = c
+            .call_value(methods::HPC_READ, json!({ "path": flag }))
+            .await
+            .unwrap();
+        assert_eq!(f["value"], 1, "{path} sets {flag}");
+        c.call_value(methods::HPC_WRITE, json!({ "path": flag, "value": 0 }))
+            .await
+            .unwrap();
+    }
     // Refusals with reasons.
-    let (k, m) = rpc_err(
-        &c,
-        methods::HPC_WRITE,
-        json!({ "path": "admin/expel", "value": 1 }),
-    )
-    .await;
-    assert_eq!(k, codes::UNAVAILABLE);
-    assert!(m.contains("migration unavailable:"), "{m}");
     let refusals = [
-        (
-            methods::HPC_WRITE,
-            json!({ "path": "admin/bring", "value": 1 }),
-            codes::UNAVAILABLE,
-        ),
         (
             methods::HPC_WRITE,
             json!({ "path": "admin/mospe", "value": 3 }),
@@ -354,8 +361,8 @@ async fn process_methods_act_on_real_processes() {
         json!({ "pid": pid, "field": "goto", "value": 2 }),
     )
     .await;
-    assert_eq!(k, codes::UNAVAILABLE);
-    assert!(m.contains("migration unavailable:"), "{m}");
+    assert_eq!(k, codes::MIGRATION_FAILED);
+    assert!(m.contains("not started through the agent"), "{m}");
     for (method, params, want) in [
         (
             methods::PROC_WRITE,
@@ -1037,7 +1044,7 @@ async fn migration_availability_is_reported_with_its_reason() {
     let c = agent.client(&keys.admin).await;
     let st: NodeStatus = c.call(methods::NODE_STATUS, json!({})).await.unwrap();
     assert!(
-        st.migration.starts_with("migration unavailable:") && st.migration.contains("CRIU 4."),
+        st.migration.starts_with("migration available: CRIU 4."),
         "{}",
         st.migration
     );

@@ -100,14 +100,12 @@ fn every_mosctl_command() {
     assert_eq!(m.json(&["block"])["admin/block"], 1);
     m.ok(&["noblock"]);
 
-    // expel/bring need the migration engine: a clear refusal, exit 1.
-    for cmd in ["expel", "bring"] {
-        let err = m.fails(&[cmd], 1);
-        assert!(
-            err.contains("needs process migration; migration unavailable:"),
-            "{err}"
-        );
-    }
+    // expel/bring wait until everything moved (nothing here) and imply block/lstay.
+    assert_eq!(m.ok(&["expel"]), "0 guests sent home");
+    assert_eq!(m.ok(&["bring"]), "0 processes brought home");
+    assert_eq!(m.json(&["block"])["admin/block"], 1);
+    m.ok(&["noblock"]);
+    m.ok(&["nolstay"]);
 
     // Decay.
     assert_eq!(

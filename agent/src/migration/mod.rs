@@ -49,6 +49,9 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
         return serde_json::from_value(v)
             .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()));
     }
+    if ctx.criu.is_none() {
+        return Err(crate::rpc::needs_migration(ctx, "moving a process"));
+    }
     let pid = ctx.jobs.local_pid(p.pid);
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(RpcError::no_such_process(p.pid));
@@ -269,6 +272,12 @@ pub fn job_exited(ctx: &AgentContext, e: hpc::protocol::JobExited) -> Result<Val
 /// `expel`: block arrivals, then send every guest home. Returns what moved and
 /// what could not.
 pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
+    if ctx.criu.is_none() {
+        return Err(crate::rpc::needs_migration(
+            ctx,
+            "expel (sending guests home)",
+        ));
+    }
     ctx.store
         .update(|s| s.admin.block = true)
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
@@ -300,6 +309,12 @@ pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
 /// `bring`: keep local processes here (`lstay`), then bring every job of this
 /// node home.
 pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
+    if ctx.criu.is_none() {
+        return Err(crate::rpc::needs_migration(
+            ctx,
+            "bring (bringing migrated processes home)",
+        ));
+    }
     ctx.store
         .update(|s| s.admin.lstay = true)
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
