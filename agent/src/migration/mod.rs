@@ -143,7 +143,7 @@ pub fn load_with_one_more(n: &NodeStatus) -> f64 {
 /// be least loaded with it; it must beat staying here.
 async fn best_node(ctx: &AgentContext, job: &JobRecord, tree: &[i32]) -> Result<NodeId, RpcError> {
     let local = ctx.current().status.clone();
-    let need = send_estimate(tree);
+    let need = send::resident_bytes(tree);
     let nodes = ctx.cluster.nodes(&local).await;
     let best = nodes
         .iter()
@@ -173,14 +173,6 @@ async fn best_node(ctx: &AgentContext, job: &JobRecord, tree: &[i32]) -> Result<
             "no other node is up, accepts guests and has room for it",
         )),
     }
-}
-
-fn send_estimate(tree: &[i32]) -> u64 {
-    tree.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
-        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map(|pages| pages * 4096)
-        .sum()
 }
 
 /// Bookkeeping at the source after a committed migration: the home updates its

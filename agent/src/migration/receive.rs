@@ -54,15 +54,7 @@ where
             return;
         }
     };
-    let (pre, fin) = (dir.0.join("pre"), dir.0.join("final"));
-    for d in [&pre, &fin] {
-        use std::os::unix::fs::DirBuilderExt;
-        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(d) {
-            let reason = format!("node {} cannot create {}: {e}", ctx.node_id, d.display());
-            let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
-            return;
-        }
-    }
+    let (pre, fin) = (dir.pre(), dir.fin());
     let mut next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await;
     if let Ok(Ok(Msg::PreFiles { files })) = &next {
         if !receive_files(&ctx, &pre, files, &mut read, &mut write, &job).await {

@@ -24,15 +24,25 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ImageDir(pub PathBuf);
 
 impl ImageDir {
-    /// Creates `parent/name`, mode 0700.
+    /// Creates `parent/name` with its `pre` and `final` subdirectories, all 0700.
     pub fn create(parent: &Path, name: &str) -> Result<Self, String> {
-        use std::os::unix::fs::DirBuilderExt;
         let dir = parent.join(name);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("cannot create image directory {}: {e}", dir.display()))?;
-        Ok(Self(dir))
+        make_private_dir(&dir)?;
+        let made = Self(dir);
+        for sub in [made.pre(), made.fin()] {
+            make_private_dir(&sub)?;
+        }
+        Ok(made)
+    }
+
+    /// Where the pre-copy images go.
+    pub fn pre(&self) -> PathBuf {
+        self.0.join("pre")
+    }
+
+    /// Where the final checkpoint's images go (its `parent` is `../pre`).
+    pub fn fin(&self) -> PathBuf {
+        self.0.join("final")
     }
 }
 
@@ -104,7 +114,7 @@ async fn send_files<W: AsyncWrite + Unpin>(
 }
 
 /// Creates a 0700 directory.
-fn make_private_dir(dir: &Path) -> Result<(), String> {
+pub fn make_private_dir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -139,7 +149,7 @@ async fn answer<R: AsyncBufRead + Unpin>(r: &mut R, limit: Duration) -> Result<M
 }
 
 /// Resident memory of a set of processes, in bytes (the expected image size).
-fn resident_bytes(pids: &[i32]) -> u64 {
+pub fn resident_bytes(pids: &[i32]) -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
     pids.iter()
@@ -194,10 +204,7 @@ pub async fn send(
         &format!("out-{}-{}-{}", info.home, info.home_pid, now_ms()),
     )
     .map_err(fail)?;
-    let (pre, fin) = (dir.0.join("pre"), dir.0.join("final"));
-    for d in [&pre, &fin] {
-        make_private_dir(d).map_err(fail)?;
-    }
+    let (pre, fin) = (dir.pre(), dir.fin());
     // Pre-copy while the job runs, so that the freeze only moves what changed.
     let t_pre = Instant::now();
     let pre_dumped = if ctx.precopy {
