@@ -46,7 +46,7 @@ mosctl nodes
 echo "== a job migrating around the cluster"
 demo=$labdir/demo
 install -d -m 0700 "$demo"
-pid=$(cd "$demo" && mosrun -d -o counter.out sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done')
+pid=$(cd "$demo" && mosrun --detach -o counter.out sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.2; done')
 echo "started job $pid on node 1 (output: $demo/counter.out)"
 for to in 2 3 4 home; do
   sleep 0.5

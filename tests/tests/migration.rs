@@ -705,7 +705,10 @@ async fn mosrun_and_its_wrappers_place_jobs_and_return_their_status() {
     // runon 2: the job runs on node 2, locked there.
     let mut cmd = std::process::Command::new(&runon);
     env(&mut cmd);
-    let out = cmd.args(["2", "-d", "sleep", "600"]).output().unwrap();
+    let out = cmd
+        .args(["2", "--detach", "sleep", "600"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -3,7 +3,7 @@
 //! names are numbers.
 //!
 //! `mosrun [-h|-ID|-jLIST] [-F] [-l|-L|-k] [-c|-i|-n|-s|-f] [-o FILE] [-e FILE]
-//! [-d] CMD [ARGS]`:
+//! [--detach] CMD [ARGS]`:
 //! - `-h` runs at home, `-ID` on node ID, `-jLIST` on a random node of LIST;
 //!   `-F` runs at home when the chosen node cannot take the job.
 //! - `-L` locks the job to where it starts, `-l` unlocks it, `-k` keeps the
@@ -12,7 +12,8 @@
 //! - `-c` CPU-bound and `-i` I/O-bound (slow and fast decay), `-n` no decay,
 //!   `-s` slow decay, `-f` fast decay.
 //! - `-o`/`-e` name the files the job's output and errors are appended to;
-//!   `-d` prints the job's PID and returns instead of waiting for it.
+//!   `--detach` prints the job's PID and returns instead of waiting for it
+//!   (openMosix's `-t`/`-d` decay parameters and `-e/-E/-r/-R/-z` are not offered).
 //!
 //! Wrappers: `nomig CMD` (= `-h -L`), `runhome CMD` (= `-h`), `runon ID CMD`
 //! (= `-ID`), and `cpujob`, `iojob`, `nodecay`, `slowdecay`, `fastdecay`
@@ -50,7 +51,7 @@ pub struct RunOptions {
     pub stdout: Option<String>,
     /// `-e FILE`.
     pub stderr: Option<String>,
-    /// `-d`: do not wait.
+    /// `--detach`: do not wait.
     pub detach: bool,
     /// The program and its arguments.
     pub argv: Vec<String>,
@@ -146,7 +147,7 @@ pub fn parse(name: &str, args: &[String]) -> Result<RunOptions, String> {
             "-n" => o.decay = Some(DecayClass::None),
             "-s" => o.decay = Some(DecayClass::Slow),
             "-f" => o.decay = Some(DecayClass::Fast),
-            "-d" => o.detach = true,
+            "--detach" => o.detach = true,
             "-o" => o.stdout = Some(value("-o")?),
             "-e" => o.stderr = Some(value("-e")?),
             "--node" => o.node.node = Some(value("--node")?),
@@ -169,7 +170,7 @@ pub fn parse(name: &str, args: &[String]) -> Result<RunOptions, String> {
     o.argv = rest.cloned().collect();
     if o.argv.is_empty() {
         return Err(format!(
-            "usage: {name} [-h|-ID|-jLIST] [-F] [-l|-L|-k] [-c|-i|-n|-s|-f] [-o FILE] [-e FILE] [-d] CMD [ARGS]"
+            "usage: {name} [-h|-ID|-jLIST] [-F] [-l|-L|-k] [-c|-i|-n|-s|-f] [-o FILE] [-e FILE] [--detach] CMD [ARGS]"
         ));
     }
     let placed = o.placement != Placement::Anywhere;
