@@ -5,9 +5,12 @@
 //! - [`quick_reason`] uses only the `stat` fields every pass reads: kernel
 //!   threads, zombies, the agent itself, real-time scheduling;
 //! - [`deep_reason`] reads `status`, the fd table and `maps`: being traced,
-//!   locked memory, io_uring, device mappings, System V shared memory. It runs on
+//!   locked memory, io_uring, MPTCP sockets (each socket's protocol is read
+//!   through `pidfd_getfd`), device mappings, System V shared memory. It runs on
 //!   demand (`proc.get`, `proc.read`, before any move) and every few seconds for
 //!   unlocked processes, never over the whole process table.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::sampler::StatFields;
 
@@ -30,6 +33,43 @@ pub fn quick_reason(f: &StatFields, kernel_thread: bool, is_agent: bool) -> Opti
     }
 }
 
+/// The MPTCP protocol number (`IPPROTO_MPTCP`).
+const IPPROTO_MPTCP: i32 = 262;
+
+/// A pidfd for `pid` (kernel >= 5.3), to look at its sockets.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative result is a descriptor nobody else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The protocol of another process's socket descriptor: the socket is
+/// duplicated into the agent with `pidfd_getfd` (kernel >= 5.6; the process is
+/// not disturbed), asked for `SO_PROTOCOL`, and closed again.
+fn socket_protocol(pidfd: &OwnedFd, fd: i32) -> Option<i32> {
+    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags.
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if dup < 0 {
+        return None;
+    }
+    // SAFETY: a non-negative result is a new descriptor owned by us.
+    let dup = unsafe { OwnedFd::from_raw_fd(dup as i32) };
+    let mut proto: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `proto`.
+    let r = unsafe {
+        libc::getsockopt(
+            dup.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PROTOCOL,
+            (&mut proto as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(proto)
+}
+
 /// Reasons that need `status`, `fd/` and `maps` (several reads; use sparingly).
 /// `None` when the process may move, or is gone.
 pub fn deep_reason(pid: i32) -> Option<String> {
@@ -50,11 +90,23 @@ pub fn deep_reason(pid: i32) -> Option<String> {
         }
     }
     if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        let mut pidfd: Option<Option<OwnedFd>> = None;
         for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && target.to_string_lossy() == "anon_inode:[io_uring]"
-            {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if target == "anon_inode:[io_uring]" {
                 return Some("io_uring: CRIU cannot checkpoint io_uring instances".into());
+            }
+            if target.starts_with("socket:[") {
+                let number = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+                let pidfd = pidfd.get_or_insert_with(|| pidfd_open(pid));
+                if let (Some(pidfd), Some(number)) = (pidfd.as_ref(), number)
+                    && socket_protocol(pidfd, number) == Some(IPPROTO_MPTCP)
+                {
+                    return Some("mptcp: has an MPTCP socket, which CRIU cannot checkpoint".into());
+                }
             }
         }
     }
@@ -134,6 +186,18 @@ mod tests {
         ));
         let r = deep_reason(pid as i32).unwrap();
         assert!(r.starts_with("traced"), "{r}");
+    }
+
+    #[test]
+    fn mptcp_sockets_are_named() {
+        let c = python(
+            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262)\ntime.sleep(30)",
+        );
+        let r = deep_reason(c.0.id() as i32).unwrap();
+        assert!(r.starts_with("mptcp"), "{r}");
+        // An ordinary TCP socket is not a reason.
+        let t = python("import socket,time\ns=socket.socket()\ntime.sleep(30)");
+        assert_eq!(deep_reason(t.0.id() as i32), None);
     }
 
     #[test]

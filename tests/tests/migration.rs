@@ -590,8 +590,21 @@ async fn unmovable_and_locked_processes_are_refused_at_once() {
     assert!(e.contains("not started through the agent"), "{e}");
     let e = migrate(&home, locked.home_pid, "9").await.unwrap_err();
     assert!(e.contains("locked") || e.contains("no such node"), "{e}");
+    // The cluster mask: node 2 denied (bit 2^(2-1), policy 0 = deny the set).
+    let masked = spawn(&home, &dir, &["sleep", "600"], "m.log", false).await;
+    for (field, value) in [("mignodes", 2), ("migpolicy", 0), ("migfilter", 1)] {
+        home.call_value(
+            methods::PROC_WRITE,
+            json!({ "pid": masked.home_pid, "field": field, "value": value }),
+        )
+        .await
+        .unwrap();
+    }
+    let e = migrate(&home, masked.home_pid, "2").await.unwrap_err();
+    assert!(e.contains("cluster mask"), "{e}");
     kill(&home, job.home_pid).await;
     kill(&home, locked.home_pid).await;
+    kill(&home, masked.home_pid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
