@@ -60,6 +60,8 @@ pub struct Jobs {
     strays: Mutex<Vec<i32>>,
     /// Jobs being migrated now (by key).
     busy: Mutex<HashSet<String>>,
+    /// `job.moved` notices their home has not taken yet (it was unreachable).
+    pending_moves: Mutex<Vec<JobInfo>>,
 }
 
 /// Reserves a job for one migration; released when dropped.
@@ -90,7 +92,23 @@ impl Jobs {
             remote_rows: Mutex::new(HashMap::new()),
             strays: Mutex::new(Vec::new()),
             busy: Mutex::new(HashSet::new()),
+            pending_moves: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps a `job.moved` notice to send again later.
+    pub fn defer_move_notice(&self, moved: JobInfo) {
+        if let Ok(mut p) = self.pending_moves.lock() {
+            p.push(moved);
+        }
+    }
+
+    /// Takes the deferred `job.moved` notices.
+    pub fn take_move_notices(&self) -> Vec<JobInfo> {
+        self.pending_moves
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default()
     }
 
     /// This node's id.

@@ -184,39 +184,39 @@ pub async fn record_departure(ctx: &AgentContext, job: &JobRecord, moved: JobInf
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot record a departure");
         }
-        ctx.request_resample();
+        // The caller's next read shows where the job went.
+        ctx.fresh_snapshot(SNAPSHOT_WAIT).await;
         return;
     }
     if let Err(e) = ctx.jobs.remove(home, job.info.home_pid) {
         tracing::error!(error = %e, "cannot forget a departed guest");
     }
     ctx.request_resample();
-    tell_home(ctx, home, methods::JOB_MOVED, json!(moved)).await;
-}
-
-/// Sends a notice to a job's home agent, retrying for a while if it is away.
-async fn tell_home(ctx: &AgentContext, home: NodeId, method: &str, params: Value) {
-    for attempt in 0..30 {
-        let sent = match peer_status(ctx, home).await {
-            Ok(st) => ctx
-                .peers
-                .call(&st, method, params.clone(), Duration::from_secs(10))
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(()) => return,
-            Err(e) if attempt == 29 => {
-                tracing::error!(home, method, error = %e, "home node never took the notice");
-            }
-            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
-        }
+    if let Err(e) = tell_home(ctx, &moved).await {
+        tracing::warn!(home, pid = moved.home_pid, error = %e, "home not told where its job went; will retry");
+        ctx.jobs.defer_move_notice(moved);
     }
 }
 
+/// Tells a job's home agent where the job runs now.
+async fn tell_home(ctx: &AgentContext, moved: &JobInfo) -> Result<(), RpcError> {
+    let st = peer_status(ctx, moved.home).await?;
+    ctx.peers
+        .call(
+            &st,
+            methods::JOB_MOVED,
+            json!(moved),
+            Duration::from_secs(10),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// How long an answer may wait for the process table to show a change.
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(1500);
+
 /// `job.moved` at the home node: where the job runs now.
-pub fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcError> {
+pub async fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcError> {
     if moved.home != ctx.node_id {
         return Err(RpcError::invalid_params(format!(
             "job {}/{} does not belong to node {}",
@@ -236,7 +236,7 @@ pub fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcError> 
     if !known {
         return Err(RpcError::no_such_process(moved.home_pid));
     }
-    ctx.request_resample();
+    ctx.fresh_snapshot(SNAPSHOT_WAIT).await;
     Ok(json!(true))
 }
 
@@ -334,8 +334,9 @@ pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
     Ok(json!({ "moved": moved, "failed": failed }))
 }
 
-/// Background work: reap jobs (every 250 ms), tell homes about guests that
-/// ended and refresh the rows of this node's jobs running elsewhere (every 2 s).
+/// Background work: reap jobs (every 250 ms); every 2 s tell homes about guests
+/// that ended and moves they missed, and refresh the rows of this node's jobs
+/// running elsewhere.
 pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -372,6 +373,11 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
             };
             if told && let Err(e) = ctx.jobs.remove(r.info.home, r.info.home_pid) {
                 tracing::warn!(error = %e, "cannot forget an ended guest");
+            }
+        }
+        for moved in ctx.jobs.take_move_notices() {
+            if tell_home(&ctx, &moved).await.is_err() {
+                ctx.jobs.defer_move_notice(moved);
             }
         }
         refresh_remote_rows(&ctx).await;

@@ -115,7 +115,7 @@ pub async fn dispatch(
         }
         methods::JOB_MOVED => {
             caller.require_cluster(method)?;
-            crate::migration::job_moved(ctx, params(method, p)?)
+            crate::migration::job_moved(ctx, params(method, p)?).await
         }
         methods::JOB_EXITED => {
             caller.require_cluster(method)?;
