@@ -7,14 +7,18 @@ use std::time::Instant;
 
 use tokio::process::Command;
 
-/// Pre-copy: writes the memory of the tree rooted at `root` into `dir` while
-/// it keeps running, and starts tracking which pages it changes afterwards.
-pub async fn pre_dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String> {
+/// Runs `criu ACTION ARGS -o LOG -D DIR` with no terminal and returns the
+/// time taken (ms); on failure the error is `CRIU could not WHAT: <its log's
+/// error lines>`.
+async fn run<I>(criu: &Path, args: I, log: &str, dir: &Path, what: &str) -> Result<u64, String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<std::ffi::OsStr>,
+{
     let t = Instant::now();
     let status = Command::new(criu)
-        .args(["pre-dump", "--track-mem", "-o", "pre-dump.log", "-t"])
-        .arg(root.to_string())
-        .arg("-D")
+        .args(args)
+        .args(["-o", log, "-D"])
         .arg(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -24,80 +28,55 @@ pub async fn pre_dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String>
         .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
     if !status.success() {
         return Err(format!(
-            "CRIU could not pre-copy it: {}",
-            log_errors(&dir.join("pre-dump.log"))
+            "CRIU could not {what}: {}",
+            log_errors(&dir.join(log))
         ));
     }
     Ok(t.elapsed().as_millis() as u64)
+}
+
+/// Pre-copy: writes the memory of the tree rooted at `root` into `dir` while
+/// it keeps running, and starts tracking which pages it changes afterwards.
+pub async fn pre_dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String> {
+    let root = root.to_string();
+    let args = ["pre-dump", "--track-mem", "-t", &root];
+    run(criu, args, "pre-dump.log", dir, "pre-copy it").await
 }
 
 /// Checkpoints the tree rooted at `root` into `dir`, leaving it stopped. With
 /// `parent`, only the pages changed since the pre-dump in `dir/../pre` are
 /// written. Returns the time taken (ms). On failure CRIU resumes the tree itself.
 pub async fn dump(criu: &Path, root: i32, dir: &Path, parent: bool) -> Result<u64, String> {
-    let t = Instant::now();
-    let mut cmd = Command::new(criu);
+    let root = root.to_string();
+    let mut args = vec!["dump", "--leave-stopped", "--file-locks", "-t", &root];
     if parent {
-        cmd.args(["dump", "--track-mem", "--prev-images-dir", "../pre"]);
-    } else {
-        cmd.arg("dump");
+        args.extend(["--track-mem", "--prev-images-dir", "../pre"]);
     }
-    let status = cmd
-        .args(["--leave-stopped", "--file-locks", "-o", "dump.log", "-t"])
-        .arg(root.to_string())
-        .arg("-D")
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
-    if !status.success() {
-        return Err(format!(
-            "CRIU could not checkpoint it: {}",
-            log_errors(&dir.join("dump.log"))
-        ));
-    }
-    Ok(t.elapsed().as_millis() as u64)
+    run(criu, args, "dump.log", dir, "checkpoint it").await
 }
 
 /// Restores the images in `dir`, leaving the tree stopped and detached (it is
 /// adopted by the agent, the subreaper). Returns the tree's root PID and the
 /// time taken (ms).
 pub async fn restore(criu: &Path, dir: &Path) -> Result<(i32, u64), String> {
-    let t = Instant::now();
     let pidfile = dir.join("restored.pid");
-    let status = Command::new(criu)
-        .args([
-            "restore",
-            "--restore-detached",
-            "--leave-stopped",
-            "--file-locks",
-            "-o",
-            "restore.log",
-            "--pidfile",
-        ])
-        .arg(&pidfile)
-        .arg("-D")
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
-    if !status.success() {
-        return Err(format!(
-            "CRIU could not restore it: {}",
-            log_errors(&dir.join("restore.log"))
-        ));
-    }
+    let mut args: Vec<&std::ffi::OsStr> = [
+        "restore",
+        "--restore-detached",
+        "--leave-stopped",
+        "--file-locks",
+        "--pidfile",
+    ]
+    .iter()
+    .map(|a| a.as_ref())
+    .collect();
+    args.push(pidfile.as_os_str());
+    let ms = run(criu, args, "restore.log", dir, "restore it").await?;
     let pid = std::fs::read_to_string(&pidfile)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .ok_or_else(|| "CRIU restored the job but wrote no PID file".to_string())?;
-    Ok((pid, t.elapsed().as_millis() as u64))
+    Ok((pid, ms))
 }
 
 /// The error lines of a CRIU log, without source locations and without the
