@@ -154,42 +154,14 @@ pub async fn write(
     if let Some(job) = job {
         return write_job_setting(ctx, caller, &job, &p).await;
     }
+    let setting = Setting::parse(&p)?;
     // The mask is read-modify-written on the stored settings, not the snapshot,
     // so successive writes of its three fields never undo each other.
     let base = row.mask;
-    let change: Box<dyn FnOnce(&mut ProcSettings)> = match p.field.as_str() {
-        "lock" => {
-            let l = number("lock", &p.value, 1)? == 1;
-            Box::new(move |s| s.lock = Some(l))
-        }
-        "migfilter" => {
-            let on = number("migfilter", &p.value, 1)? == 1;
-            Box::new(move |s| s.mask.get_or_insert(base).migfilter = on)
-        }
-        "mignodes" => {
-            let bits = number("mignodes", &p.value, u64::MAX)?;
-            Box::new(move |s| s.mask.get_or_insert(base).mignodes = bits)
-        }
-        "migpolicy" => {
-            let pol = number("migpolicy", &p.value, 1)? as u8;
-            Box::new(move |s| s.mask.get_or_insert(base).migpolicy = pol)
-        }
-        "decay" => {
-            let d: DecayClass = serde_json::from_value(p.value.clone()).map_err(|_| {
-                RpcError::invalid_params(format!(
-                    "decay takes \"slow\", \"fast\" or \"none\", not {}",
-                    p.value
-                ))
-            })?;
-            Box::new(move |s| s.decay = Some(d))
-        }
-        "home" | "cantmove" | "nmigs" => {
-            return Err(RpcError::new(
-                codes::NO_SUCH_PATH,
-                format!("{} is read-only", p.field),
-            ));
-        }
-        other => return Err(unknown_field(other)),
+    let change = move |s: &mut ProcSettings| match setting {
+        Setting::Lock(l) => s.lock = Some(l),
+        Setting::Decay(d) => s.decay = Some(d),
+        mask => mask.set_mask(s.mask.get_or_insert(base)),
     };
     let key = key_string((row.pid, row.start_time));
     ctx.store
@@ -198,6 +170,51 @@ pub async fn write(
     tracing::info!(pid = p.pid, field = %p.field, value = %p.value, key = %caller.key, "process setting changed");
     ctx.request_resample();
     Ok(json!({ "pid": p.pid, "field": p.field, "value": p.value }))
+}
+
+/// A parsed write of a per-process openMosix setting.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    Lock(bool),
+    MigFilter(bool),
+    MigNodes(u64),
+    MigPolicy(u8),
+    Decay(DecayClass),
+}
+
+impl Setting {
+    /// Parses `field` = `value`; read-only and unknown fields are refused.
+    fn parse(p: &ProcWriteParams) -> Result<Self, RpcError> {
+        Ok(match p.field.as_str() {
+            "lock" => Self::Lock(number("lock", &p.value, 1)? == 1),
+            "migfilter" => Self::MigFilter(number("migfilter", &p.value, 1)? == 1),
+            "mignodes" => Self::MigNodes(number("mignodes", &p.value, u64::MAX)?),
+            "migpolicy" => Self::MigPolicy(number("migpolicy", &p.value, 1)? as u8),
+            "decay" => Self::Decay(serde_json::from_value(p.value.clone()).map_err(|_| {
+                RpcError::invalid_params(format!(
+                    "decay takes \"slow\", \"fast\" or \"none\", not {}",
+                    p.value
+                ))
+            })?),
+            "home" | "cantmove" | "nmigs" => {
+                return Err(RpcError::new(
+                    codes::NO_SUCH_PATH,
+                    format!("{} is read-only", p.field),
+                ));
+            }
+            other => return Err(unknown_field(other)),
+        })
+    }
+
+    /// Applies a cluster-mask setting to `mask` (other settings leave it alone).
+    fn set_mask(self, mask: &mut ClusterMask) {
+        match self {
+            Self::MigFilter(on) => mask.migfilter = on,
+            Self::MigNodes(bits) => mask.mignodes = bits,
+            Self::MigPolicy(pol) => mask.migpolicy = pol,
+            Self::Lock(_) | Self::Decay(_) => {}
+        }
+    }
 }
 
 /// A setting of a job: kept in the job's record on the node that runs it and,
@@ -217,65 +234,19 @@ async fn write_job_setting(
             .call(&host, methods::PROC_WRITE, params, FORWARD_TIMEOUT)
             .await;
     }
-    let base = info.mask;
-    let change: Box<dyn FnOnce(&mut hpc::protocol::JobInfo) + Send> = match p.field.as_str() {
-        "lock" => {
-            let l = number("lock", &p.value, 1)? == 1;
-            Box::new(move |j| j.lock = l)
-        }
-        "migfilter" => {
-            let on = number("migfilter", &p.value, 1)? == 1;
-            Box::new(move |j| {
-                j.mask = ClusterMask {
-                    migfilter: on,
-                    ..j.mask
-                }
-            })
-        }
-        "mignodes" => {
-            let bits = number("mignodes", &p.value, u64::MAX)?;
-            Box::new(move |j| {
-                j.mask = ClusterMask {
-                    mignodes: bits,
-                    ..j.mask
-                }
-            })
-        }
-        "migpolicy" => {
-            let pol = number("migpolicy", &p.value, 1)? as u8;
-            Box::new(move |j| {
-                j.mask = ClusterMask {
-                    migpolicy: pol,
-                    ..j.mask
-                }
-            })
-        }
-        "decay" => {
-            let d: DecayClass = serde_json::from_value(p.value.clone()).map_err(|_| {
-                RpcError::invalid_params(format!(
-                    "decay takes \"slow\", \"fast\" or \"none\", not {}",
-                    p.value
-                ))
-            })?;
-            Box::new(move |j| j.decay = Some(d))
-        }
-        "home" | "cantmove" | "nmigs" => {
-            return Err(RpcError::new(
-                codes::NO_SUCH_PATH,
-                format!("{} is read-only", p.field),
-            ));
-        }
-        other => return Err(unknown_field(other)),
+    let setting = Setting::parse(p)?;
+    let change = move |j: &mut hpc::protocol::JobInfo| match setting {
+        Setting::Lock(l) => j.lock = l,
+        Setting::Decay(d) => j.decay = Some(d),
+        mask => mask.set_mask(&mut j.mask),
     };
-    let _ = base;
     ctx.jobs
         .modify(info.home, info.home_pid, |r| change(&mut r.info))?;
     // The home keeps a copy of the settings too, so they survive the job's return.
     if info.home != ctx.node_id
         && let Ok(home) = host_of(ctx, info.home).await
-        && let Some(mut copy) = ctx.jobs.get(info.home, info.home_pid).map(|r| r.info)
+        && let Some(copy) = ctx.jobs.get(info.home, info.home_pid).map(|r| r.info)
     {
-        copy.last_migration = None;
         let _ = ctx
             .peers
             .call(&home, methods::JOB_MOVED, json!(copy), FORWARD_TIMEOUT)
