@@ -215,7 +215,7 @@ async fn tell_home(ctx: &AgentContext, moved: &JobInfo) -> Result<(), RpcError> 
 /// How long an answer may wait for the process table to show a change.
 const SNAPSHOT_WAIT: Duration = Duration::from_millis(1500);
 
-/// `job.moved` at the home node: where the job runs now.
+/// `job.moved` at the home node: where the job runs now, with its settings.
 pub async fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcError> {
     if moved.home != ctx.node_id {
         return Err(RpcError::invalid_params(format!(
@@ -226,7 +226,13 @@ pub async fn job_moved(ctx: &AgentContext, moved: JobInfo) -> Result<Value, RpcE
     let me = ctx.node_id;
     let known = ctx.jobs.modify(moved.home, moved.home_pid, |r| {
         r.info.nmigs = r.info.nmigs.max(moved.nmigs);
-        r.info.last_migration = moved.last_migration.clone();
+        if moved.last_migration.is_some() {
+            r.info.last_migration = moved.last_migration.clone();
+        }
+        // Settings changed on the host travel home with the notice.
+        r.info.lock = moved.lock;
+        r.info.decay = moved.decay;
+        r.info.mask = moved.mask;
         if moved.where_ != me {
             r.info.where_ = moved.where_;
             r.info.pid = moved.pid;
