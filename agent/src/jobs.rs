@@ -33,9 +33,6 @@ pub struct JobRecord {
     /// `unshare` that started it at home, or the restored init it adopted.
     #[serde(default)]
     pub reap_pid: i32,
-    /// For a guest that ended: whether its home has been told.
-    #[serde(default)]
-    pub exit_told: bool,
     /// When the job ended (ms since the Unix epoch).
     #[serde(default)]
     pub ended_ms: u64,
@@ -118,7 +115,27 @@ impl Jobs {
 
     /// All records.
     pub fn all(&self) -> Vec<JobRecord> {
-        self.store.get().jobs.into_values().collect()
+        self.store.jobs()
+    }
+
+    /// Live guests: jobs of other nodes that run here.
+    pub fn guests(&self) -> Vec<JobRecord> {
+        self.all()
+            .into_iter()
+            .filter(|r| {
+                r.info.home != self.node && r.info.where_ == self.node && r.info.exit.is_none()
+            })
+            .collect()
+    }
+
+    /// Live jobs of this node that run elsewhere.
+    pub fn away_jobs(&self) -> Vec<JobRecord> {
+        self.all()
+            .into_iter()
+            .filter(|r| {
+                r.info.home == self.node && r.info.where_ != self.node && r.info.exit.is_none()
+            })
+            .collect()
     }
 
     /// The record of the live job that runs here and has `pid` (its command or
@@ -143,10 +160,7 @@ impl Jobs {
     /// The local PID a caller means: a job of this node that came back home
     /// runs under a new PID, but is still addressed by its home PID.
     pub fn local_pid(&self, pid: i32) -> i32 {
-        self.store
-            .get()
-            .jobs
-            .get(&job_key(self.node, pid))
+        self.get(self.node, pid)
             .filter(|j| j.info.where_ == self.node && j.info.exit.is_none())
             .map(|j| j.info.pid)
             .unwrap_or(pid)
@@ -154,17 +168,13 @@ impl Jobs {
 
     /// The record of this node's live job `home_pid` when it runs elsewhere.
     pub fn away(&self, home_pid: i32) -> Option<JobRecord> {
-        self.store
-            .get()
-            .jobs
-            .get(&job_key(self.node, home_pid))
+        self.get(self.node, home_pid)
             .filter(|j| j.info.where_ != self.node && j.info.exit.is_none())
-            .cloned()
     }
 
     /// The record of job `home/home_pid`, if this node has one.
     pub fn get(&self, home: NodeId, home_pid: i32) -> Option<JobRecord> {
-        self.store.get().jobs.get(&job_key(home, home_pid)).cloned()
+        self.store.job(&job_key(home, home_pid))
     }
 
     /// Replaces (or adds) a record.
@@ -410,11 +420,13 @@ impl Jobs {
         if let Ok(mut strays) = self.strays.lock() {
             strays.retain(|pid| try_wait(*pid).is_none());
         }
-        let waiting: Vec<JobRecord> = self.all().into_iter().filter(|r| r.reap_pid > 0).collect();
-        for r in waiting {
+        let all = self.all();
+        let mut changed = false;
+        for r in all.iter().filter(|r| r.reap_pid > 0) {
             let Some(code) = try_wait(r.reap_pid) else {
                 continue;
             };
+            changed = true;
             let runs_here = r.info.where_ == self.node && r.info.exit.is_none();
             let result = self.modify(r.info.home, r.info.home_pid, |rec| {
                 rec.reap_pid = 0;
@@ -430,17 +442,19 @@ impl Jobs {
                 tracing::info!(home = r.info.home, pid = r.info.home_pid, code, "job ended");
             }
         }
+        // This node's ended jobs stay listed for a while; an ended guest stays
+        // until its home was told (the caller removes it then).
         let cutoff = now_ms().saturating_sub(KEEP_ENDED.as_millis() as u64);
-        let _ = self.store.update(|s| {
-            s.jobs.retain(|_, r| {
-                r.info.exit.is_none()
-                    || (r.info.home != self.node && !r.exit_told)
-                    || (r.info.home == self.node && r.ended_ms > cutoff)
-            })
-        });
-        self.all()
-            .into_iter()
-            .filter(|r| r.info.home != self.node && r.info.exit.is_some() && !r.exit_told)
+        let keep = |r: &JobRecord| {
+            r.info.exit.is_none() || r.info.home != self.node || r.ended_ms > cutoff
+        };
+        if !all.iter().all(keep) {
+            changed = true;
+            let _ = self.store.update(|s| s.jobs.retain(|_, r| keep(r)));
+        }
+        let now = if changed { self.all() } else { all };
+        now.into_iter()
+            .filter(|r| r.info.home != self.node && r.info.exit.is_some())
             .collect()
     }
 }

@@ -121,6 +121,19 @@ impl Store {
         s.processes.get(&key_string(key)).cloned()
     }
 
+    /// One job record (without copying the rest of the state).
+    pub fn job(&self, key: &str) -> Option<crate::jobs::JobRecord> {
+        self.state.lock().ok()?.jobs.get(key).cloned()
+    }
+
+    /// Every job record (without copying the rest of the state).
+    pub fn jobs(&self) -> Vec<crate::jobs::JobRecord> {
+        self.state
+            .lock()
+            .map(|s| s.jobs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The admin state.
     pub fn admin(&self) -> AdminState {
         self.state

@@ -280,28 +280,27 @@ pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
         .update(|s| s.admin.block = true)
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
     ctx.request_resample();
-    let guests: Vec<JobRecord> = ctx
-        .jobs
-        .all()
-        .into_iter()
-        .filter(|r| {
-            r.info.home != ctx.node_id && r.info.where_ == ctx.node_id && r.info.exit.is_none()
-        })
-        .collect();
+    // A guest is addressed here by its local PID.
+    let guests = ctx.jobs.guests().into_iter().map(|g| g.info.pid);
+    Ok(send_home(ctx, guests).await)
+}
+
+/// Moves each process home (even if locked); what moved and what could not.
+async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Value {
     let mut moved = 0;
     let mut failed = Vec::new();
-    for g in guests {
+    for pid in pids {
         let p = MigrateParams {
-            pid: g.info.pid,
+            pid,
             to: "home".into(),
             force: true,
         };
         match migrate(ctx, p).await {
             Ok(_) => moved += 1,
-            Err(e) => failed.push(json!({ "pid": g.info.pid, "error": e.message })),
+            Err(e) => failed.push(json!({ "pid": pid, "error": e.message })),
         }
     }
-    Ok(json!({ "moved": moved, "failed": failed }))
+    json!({ "moved": moved, "failed": failed })
 }
 
 /// `bring`: keep local processes here (`lstay`), then bring every job of this
@@ -316,28 +315,9 @@ pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
     ctx.store
         .update(|s| s.admin.lstay = true)
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
-    let away: Vec<JobRecord> = ctx
-        .jobs
-        .all()
-        .into_iter()
-        .filter(|r| {
-            r.info.home == ctx.node_id && r.info.where_ != ctx.node_id && r.info.exit.is_none()
-        })
-        .collect();
-    let mut moved = 0;
-    let mut failed = Vec::new();
-    for j in away {
-        let p = MigrateParams {
-            pid: j.info.home_pid,
-            to: "home".into(),
-            force: true,
-        };
-        match migrate(ctx, p).await {
-            Ok(_) => moved += 1,
-            Err(e) => failed.push(json!({ "pid": j.info.home_pid, "error": e.message })),
-        }
-    }
-    Ok(json!({ "moved": moved, "failed": failed }))
+    // This node's jobs are addressed here by their home PID.
+    let away = ctx.jobs.away_jobs().into_iter().map(|j| j.info.home_pid);
+    Ok(send_home(ctx, away).await)
 }
 
 /// Background work: reap jobs (every 250 ms); every 2 s tell homes about guests
@@ -391,10 +371,7 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
 }
 
 async fn refresh_remote_rows(ctx: &AgentContext) {
-    for r in ctx.jobs.all() {
-        if r.info.home != ctx.node_id || r.info.where_ == ctx.node_id || r.info.exit.is_some() {
-            continue;
-        }
+    for r in ctx.jobs.away_jobs() {
         let Ok(st) = peer_status(ctx, r.info.where_).await else {
             continue;
         };

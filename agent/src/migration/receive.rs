@@ -132,7 +132,6 @@ where
     }
     rec.info = *info;
     rec.reap_pid = root_pid;
-    rec.exit_told = false;
     if let Err(e) = ctx.jobs.put(rec) {
         tracing::error!(error = %e, "cannot record an arrived job");
     }

@@ -121,19 +121,9 @@ pub async fn read(ctx: &AgentContext, path: &str) -> Result<Value, RpcError> {
     result(path, value)
 }
 
-/// The guests running here: jobs whose home is another node.
-fn guests(ctx: &AgentContext) -> Vec<crate::jobs::JobRecord> {
-    ctx.jobs
-        .all()
-        .into_iter()
-        .filter(|r| {
-            r.info.home != ctx.node_id && r.info.where_ == ctx.node_id && r.info.exit.is_none()
-        })
-        .collect()
-}
-
 fn guest(ctx: &AgentContext, pid: &str) -> Result<crate::jobs::JobRecord, RpcError> {
-    guests(ctx)
+    ctx.jobs
+        .guests()
         .into_iter()
         .find(|g| g.info.pid.to_string() == pid)
         .ok_or_else(|| {
@@ -197,7 +187,12 @@ pub async fn list(ctx: &AgentContext, path: &str) -> Result<Value, RpcError> {
             node(ctx, id).await?;
             NODE_FILES.iter().map(|s| s.to_string()).collect()
         }
-        ["remote"] => guests(ctx).iter().map(|g| g.info.pid.to_string()).collect(),
+        ["remote"] => ctx
+            .jobs
+            .guests()
+            .iter()
+            .map(|g| g.info.pid.to_string())
+            .collect(),
         ["remote", pid] => {
             guest(ctx, pid)?;
             ["from", "identity", "statm", "stats"]
