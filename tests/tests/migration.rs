@@ -123,6 +123,33 @@ fn sums(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A lab of `nodes` nodes with every node seeing the others, a scratch
+/// directory, and an admin client of node 1 (the home in these tests).
+async fn setup(tag: &str, octet: u8, nodes: u32, label: &str) -> (TestLab, Scratch, Client) {
+    let lab = TestLab::up(tag, octet, nodes);
+    let dir = Scratch::new(label);
+    let home = lab.client(1).await;
+    all_up(&lab, nodes).await;
+    (lab, dir, home)
+}
+
+/// Sends USR1 through the home node and waits for the checksum line it makes
+/// the memory process write.
+async fn checksum_now(home: &Client, home_pid: i32, out: &Path) -> String {
+    let n = sums(out).len();
+    home.call_value(
+        methods::PROC_SIGNAL,
+        json!({ "pid": home_pid, "signal": "USR1" }),
+    )
+    .await
+    .expect("USR1 through the home node");
+    wait_for(Duration::from_secs(30), || async {
+        sums(out).get(n).cloned()
+    })
+    .await
+    .expect("a checksum line after USR1")
+}
+
 /// Asserts the counter runs 1, 2, 3, ... with no gap and no repeat.
 fn assert_continuous(path: &Path) -> usize {
     let c = counts(path);
@@ -200,10 +227,7 @@ async fn all_up(lab: &TestLab, n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_and_256_mib_processes_hop_a_b_c_a_intact() {
-    let lab = TestLab::up("mh", 92, 3);
-    let dir = Scratch::new("hops");
-    let home = lab.client(1).await;
-    all_up(&lab, 3).await;
+    let (lab, dir, home) = setup("mh", 92, 3, "hops").await;
     let counter = dir.script("counter.py", COUNTER);
     let memory = dir.script("memory.py", MEMORY);
     let cjob = spawn(&home, &dir, &["python3", &counter, "c.out"], "c.log", false).await;
@@ -246,18 +270,7 @@ async fn counter_and_256_mib_processes_hop_a_b_c_a_intact() {
             assert_continuous(out);
         }
         // The 256 MiB are unchanged: ask the process (through its home) for its checksum.
-        let n = sums(&m_out).len();
-        home.call_value(
-            methods::PROC_SIGNAL,
-            json!({ "pid": mjob.home_pid, "signal": "USR1" }),
-        )
-        .await
-        .expect("USR1 through the home node");
-        let now = wait_for(Duration::from_secs(30), || async {
-            sums(&m_out).get(n).cloned()
-        })
-        .await
-        .expect("a checksum after the hop");
+        let now = checksum_now(&home, mjob.home_pid, &m_out).await;
         assert_eq!(now, baseline, "memory changed after the hop to node {to}");
     }
     let st = status(&home, mjob.home_pid).await;
@@ -276,18 +289,14 @@ async fn counter_and_256_mib_processes_hop_a_b_c_a_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_migrates_30_times_around_the_cluster() {
-    let lab = TestLab::up("ms", 93, 3);
-    let dir = Scratch::new("stress");
-    let home = lab.client(1).await;
-    all_up(&lab, 3).await;
+    let (_lab, dir, home) = setup("ms", 93, 3, "stress").await;
     let counter = dir.script("counter.py", COUNTER);
     let job = spawn(&home, &dir, &["python3", &counter, "c.out"], "c.log", false).await;
     let out = dir.file("c.out");
     runs_on(&out, 0, 3).await;
     let mut freeze = Vec::new();
     for hop in 0..30u32 {
-        let to = hop % 3 + 2; // 2, 3, 4→... mapped below
-        let to = if to == 4 { 1 } else { to };
+        let to = [2u32, 3, 1][hop as usize % 3];
         let before = counts(&out).len();
         let r = migrate(&home, job.home_pid, &to.to_string())
             .await
@@ -309,10 +318,7 @@ async fn one_process_migrates_30_times_around_the_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
-    let lab = TestLab::up("mf", 94, 3);
-    let dir = Scratch::new("fail");
-    let home = lab.client(1).await;
-    all_up(&lab, 3).await;
+    let (lab, dir, home) = setup("mf", 94, 3, "fail").await;
     let memory = dir.script("memory.py", MEMORY);
     let job = spawn(
         &home,
@@ -341,18 +347,7 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
             assert_ne!(state_of(pid), 'T', "{label}: the job is still frozen");
             let before = counts(&out).len();
             runs_on(&out, before, 3).await;
-            let n = sums(&out).len();
-            home.call_value(
-                methods::PROC_SIGNAL,
-                json!({ "pid": job.home_pid, "signal": "USR1" }),
-            )
-            .await
-            .unwrap();
-            let now = wait_for(Duration::from_secs(30), || async {
-                sums(&out).get(n).cloned()
-            })
-            .await
-            .expect("checksum");
+            let now = checksum_now(home, job.home_pid, &out).await;
             assert_eq!(now, baseline, "{label}: memory changed");
             assert_continuous(&out);
         }
@@ -448,10 +443,7 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_renice_kill_and_exit_status_go_through_the_home_node() {
-    let lab = TestLab::up("mk", 95, 2);
-    let dir = Scratch::new("signals");
-    let home = lab.client(1).await;
-    all_up(&lab, 2).await;
+    let (_lab, dir, home) = setup("mk", 95, 2, "signals").await;
     let script = dir.script(
         "sig.py",
         "import signal, sys, time\nf = open(sys.argv[1], 'a', buffering=1)\n\
@@ -554,10 +546,7 @@ async fn signals_renice_kill_and_exit_status_go_through_the_home_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmovable_and_locked_processes_are_refused_at_once() {
-    let lab = TestLab::up("mu", 96, 2);
-    let dir = Scratch::new("unmovable");
-    let home = lab.client(1).await;
-    all_up(&lab, 2).await;
+    let (lab, dir, home) = setup("mu", 96, 2, "unmovable").await;
     let script = dir.script(
         "mlock.py",
         "import ctypes, time\nctypes.CDLL(None).mlockall(3)\nwhile True: time.sleep(0.05)\n",
@@ -693,10 +682,7 @@ async fn expel_sends_guests_home_and_bring_brings_everything_home() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosrun_and_its_wrappers_place_jobs_and_return_their_status() {
-    let lab = TestLab::up("mr", 98, 2);
-    let dir = Scratch::new("mosrun");
-    let home = lab.client(1).await;
-    all_up(&lab, 2).await;
+    let (lab, dir, home) = setup("mr", 98, 2, "mosrun").await;
     let runon = dir.file("runon");
     std::os::unix::fs::symlink(bin("mosrun"), &runon).unwrap();
     let env = |cmd: &mut std::process::Command| {
