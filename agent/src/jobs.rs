@@ -221,6 +221,18 @@ impl Jobs {
         Ok(())
     }
 
+    /// Stops treating the job's child as the job: the frozen source copy of a
+    /// job that just moved is killed next, and its end is not the job's end.
+    /// The child is still reaped.
+    pub fn release_child(&self, home: NodeId, home_pid: i32) -> Result<(), RpcError> {
+        let mut child = 0;
+        self.modify(home, home_pid, |r| child = std::mem::take(&mut r.reap_pid))?;
+        if child > 0 {
+            self.add_stray(child);
+        }
+        Ok(())
+    }
+
     /// Reaps `pid` later (a child no record waits for).
     pub fn add_stray(&self, pid: i32) {
         if let Ok(mut s) = self.strays.lock() {
@@ -402,7 +414,7 @@ impl Jobs {
             ..Default::default()
         });
         if let Err(e) = recorded {
-            criu_free_kill(root);
+            crate::migration::criu_cmd::kill_job(root);
             self.add_stray(unshare_pid);
             return Err(e);
         }
@@ -427,18 +439,24 @@ impl Jobs {
                 continue;
             };
             changed = true;
-            let runs_here = r.info.where_ == self.node && r.info.exit.is_none();
+            // Decided on the record as it is now, not on the copy above: a
+            // migration may have moved the job meanwhile.
+            let mut ended = false;
             let result = self.modify(r.info.home, r.info.home_pid, |rec| {
+                if rec.reap_pid != r.reap_pid {
+                    return;
+                }
                 rec.reap_pid = 0;
-                if runs_here {
+                if rec.info.where_ == self.node && rec.info.exit.is_none() {
                     rec.info.exit = Some(code);
                     rec.ended_ms = now_ms();
+                    ended = true;
                 }
             });
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot record a job's end");
             }
-            if runs_here {
+            if ended {
                 tracing::info!(home = r.info.home, pid = r.info.home_pid, code, "job ended");
             }
         }
@@ -594,14 +612,6 @@ fn sync_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     // SAFETY: both descriptors were just created and are owned by nobody else.
     let [r, w] = fds;
     Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
-}
-
-/// Ends a job that could not be recorded (SIGKILL to its namespace's init).
-fn criu_free_kill(root: i32) {
-    // SAFETY: kill has no memory-safety preconditions; root > 0.
-    if root > 0 {
-        unsafe { libc::kill(root, libc::SIGKILL) };
-    }
 }
 
 /// Makes this process the child subreaper of its descendants, so jobs restored

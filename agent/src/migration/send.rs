@@ -275,6 +275,9 @@ pub async fn send(
             return Err(fail(reason));
         }
     };
+    if let Err(e) = ctx.jobs.release_child(info.home, info.home_pid) {
+        tracing::warn!(error = %e, "cannot release the source copy's child");
+    }
     criu_cmd::kill_job(info.root_pid);
     let freeze_ms = (frozen_at.elapsed().as_millis() as u64).saturating_sub(moved.after_resume_ms);
     drop(dir);
