@@ -3,4 +3,16 @@
 //! history of every node, kept in SQLite by default or PostgreSQL for large
 //! sites, and the query library the analyzer and history views read.
 //!
-//! Not built yet: this crate is a placeholder until the collector issue lands.
+//! Data flow: [`poller`] asks every agent for its status and process list each
+//! tick → [`tracker`] turns process lists into start/move/end events →
+//! [`daemon`] assembles a [`events::TickBatch`] → [`store::Store`] writes it in
+//! one transaction ([`codec`] keeps it small) → [`query::History`] reads it back.
+
+pub mod codec;
+
+pub mod events;
+
+pub mod query;
+pub mod sample;
+pub mod store;
+pub mod tracker;

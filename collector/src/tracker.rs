@@ -1,0 +1,370 @@
+//! Turns each tick's process lists of every node into process-history events:
+//! a process started, moved (it appears on another node under the same home
+//! identity), or ended.
+//!
+//! A process is known by its identity (home node, PID at home), which a
+//! migrated job keeps. A node that did not answer tells nothing: its processes
+//! are neither ended nor moved. A process is taken as ended only after it is
+//! missing from every answer for [`GRACE_TICKS`] ticks in a row (a migration's
+//! hand-over can hide it for one), and its end time is the first tick it was
+//! missing.
+
+use std::collections::{HashMap, HashSet};
+
+use hpc::model::{NodeId, ProcessInfo};
+
+use crate::events::{ProcEnd, ProcEvent, ProcMove, ProcStart};
+use crate::store::OpenProcess;
+
+/// Ticks a process must be missing before it is taken as ended.
+pub const GRACE_TICKS: u32 = 2;
+
+/// Our own job-namespace init: listed with its job's identity, but the job's
+/// command is the process that history is about.
+const JOBINIT: &str = "openmosix-jobinit";
+
+/// A process's identity: (home node, PID at home).
+pub type Identity = (NodeId, i32);
+
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: i64,
+    /// As first recorded (command, owner, start).
+    start: ProcStart,
+    node: NodeId,
+    pid: i32,
+    missing_since: Option<i64>,
+    missing_ticks: u32,
+}
+
+/// One node's answer for a tick.
+#[derive(Debug, Clone)]
+pub enum NodeProcs {
+    /// The node answered with this process list.
+    Listed(Vec<ProcessInfo>),
+    /// The node did not answer: nothing is known about its processes.
+    Unknown,
+}
+
+/// The process tracker.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    alive: HashMap<Identity, Tracked>,
+    next_id: i64,
+}
+
+/// Whether a row is a kernel thread (no user-space command line).
+fn is_kernel_thread(p: &ProcessInfo) -> bool {
+    p.cmdline.starts_with('[') || p.ppid == 2 || p.pid == 2
+}
+
+impl Tracker {
+    /// A tracker resuming from the history's running processes; new processes
+    /// are numbered from `next_id`.
+    pub fn resume(open: Vec<OpenProcess>, next_id: i64) -> Self {
+        let alive = open
+            .into_iter()
+            .map(|p| {
+                (
+                    (p.start.home, p.start.home_pid),
+                    Tracked {
+                        id: p.start.id,
+                        node: p.node,
+                        pid: p.pid,
+                        start: p.start,
+                        missing_since: None,
+                        missing_ticks: 0,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            alive,
+            next_id: next_id.max(1),
+        }
+    }
+
+    /// How many processes are running.
+    pub fn running(&self) -> usize {
+        self.alive.len()
+    }
+
+    /// The running processes, as `Start` events of a new history (after `-r`),
+    /// keeping their numbers and start times, placed where they run now.
+    pub fn carry_over(&self) -> Vec<ProcEvent> {
+        self.alive
+            .values()
+            .map(|t| {
+                ProcEvent::Start(ProcStart {
+                    node: t.node,
+                    pid: t.pid,
+                    ..t.start.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Compares this tick's answers with what was running and returns the events.
+    pub fn update(&mut self, t_ms: i64, answers: &[(NodeId, NodeProcs)]) -> Vec<ProcEvent> {
+        let answered: HashSet<NodeId> = answers
+            .iter()
+            .filter(|(_, p)| matches!(p, NodeProcs::Listed(_)))
+            .map(|(n, _)| *n)
+            .collect();
+        // Where each identity runs now, and identities a home lists as away.
+        let mut here: HashMap<Identity, (NodeId, &ProcessInfo)> = HashMap::new();
+        let mut away: HashSet<Identity> = HashSet::new();
+        for (node, procs) in answers {
+            let NodeProcs::Listed(list) = procs else {
+                continue;
+            };
+            for p in list.iter().filter(|p| !is_kernel_thread(p)) {
+                let home = if p.home == 0 { *node } else { p.home };
+                let home_pid = if p.home_pid == 0 { p.pid } else { p.home_pid };
+                let key = (home, home_pid);
+                if p.where_ != 0 && p.where_ != *node {
+                    away.insert(key);
+                    continue;
+                }
+                match here.get(&key) {
+                    None => {
+                        here.insert(key, (*node, p));
+                    }
+                    Some((n, prev)) => {
+                        let prefer = if *n == *node {
+                            // Same node: the job's command, not its init.
+                            prev.cmdline.contains(JOBINIT) && !p.cmdline.contains(JOBINIT)
+                        } else {
+                            // Two nodes during a hand-over: the new one.
+                            self.alive.get(&key).is_some_and(|t| t.node == *n)
+                        };
+                        if prefer {
+                            here.insert(key, (*node, p));
+                        }
+                    }
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for (key, (node, p)) in &here {
+            match self.alive.get_mut(key) {
+                Some(t) => {
+                    t.missing_since = None;
+                    t.missing_ticks = 0;
+                    if t.node != *node {
+                        events.push(ProcEvent::Move(ProcMove {
+                            id: t.id,
+                            t_ms,
+                            from: t.node,
+                            to: *node,
+                            pid: p.pid,
+                            duration_ms: None,
+                            freeze_ms: None,
+                        }));
+                        t.node = *node;
+                    }
+                    t.pid = p.pid;
+                }
+                None => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let start = ProcStart {
+                        id,
+                        home: key.0,
+                        home_pid: key.1,
+                        node: *node,
+                        pid: p.pid,
+                        cmd: p.cmdline.clone(),
+                        owner: p.user.clone(),
+                        started_ms: (p.start_time as i64).saturating_mul(1000).min(t_ms),
+                    };
+                    events.push(ProcEvent::Start(start.clone()));
+                    self.alive.insert(
+                        *key,
+                        Tracked {
+                            id,
+                            start,
+                            node: *node,
+                            pid: p.pid,
+                            missing_since: None,
+                            missing_ticks: 0,
+                        },
+                    );
+                }
+            }
+        }
+        let mut ended = Vec::new();
+        for (key, t) in self.alive.iter_mut() {
+            if here.contains_key(key) {
+                continue;
+            }
+            if away.contains(key) || !answered.contains(&t.node) {
+                // Its home vouches for it, or its node said nothing.
+                t.missing_since = None;
+                t.missing_ticks = 0;
+                continue;
+            }
+            let since = *t.missing_since.get_or_insert(t_ms);
+            t.missing_ticks += 1;
+            if t.missing_ticks >= GRACE_TICKS {
+                ended.push(*key);
+                events.push(ProcEvent::End(ProcEnd {
+                    id: t.id,
+                    t_ms: since,
+                    reason: "exited".into(),
+                    exit_code: None,
+                }));
+            }
+        }
+        for key in ended {
+            self.alive.remove(&key);
+        }
+        events
+    }
+
+    /// The identity of a running process number.
+    pub fn identity_of(&self, id: i64) -> Option<Identity> {
+        self.alive.iter().find(|(_, t)| t.id == id).map(|(k, _)| *k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hpc::model::{ClusterMask, DecayClass};
+
+    fn row(pid: i32, home: NodeId, home_pid: i32, where_: NodeId, cmd: &str) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            ppid: 1,
+            user: "root".into(),
+            uid: 0,
+            state: 'S',
+            nice: 0,
+            cpu: 0.0,
+            rss: 0,
+            threads: 1,
+            start_time: 1_000,
+            cmdline: cmd.into(),
+            home,
+            home_pid,
+            where_,
+            lock: false,
+            cantmove: String::new(),
+            nmigs: 0,
+            decay: DecayClass::Slow,
+            mask: ClusterMask::default(),
+        }
+    }
+
+    fn kinds(ev: &[ProcEvent]) -> Vec<&'static str> {
+        let mut k: Vec<_> = ev
+            .iter()
+            .map(|e| match e {
+                ProcEvent::Start(_) => "start",
+                ProcEvent::Move(_) => "move",
+                ProcEvent::End(_) => "end",
+            })
+            .collect();
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn start_move_and_end_across_nodes() {
+        let mut t = Tracker::resume(Vec::new(), 1);
+        let job = |pid, where_| row(pid, 1, 100, where_, "counter");
+        let ev = t.update(
+            10_000,
+            &[
+                (
+                    1,
+                    NodeProcs::Listed(vec![job(100, 1), row(7, 1, 7, 1, "[kthread]")]),
+                ),
+                (2, NodeProcs::Listed(vec![])),
+            ],
+        );
+        assert_eq!(kinds(&ev), ["start"], "kernel threads are not history");
+        // Hand-over: neither node lists it, but the home lists it as away.
+        let ev = t.update(
+            11_000,
+            &[
+                (1, NodeProcs::Listed(vec![job(100, 2)])),
+                (2, NodeProcs::Listed(vec![])),
+            ],
+        );
+        assert!(ev.is_empty());
+        let ev = t.update(
+            12_000,
+            &[
+                (1, NodeProcs::Listed(vec![job(100, 2)])),
+                (
+                    2,
+                    NodeProcs::Listed(vec![
+                        job(55, 2),
+                        row(54, 1, 100, 2, "openmosix-jobinit -- counter"),
+                    ]),
+                ),
+            ],
+        );
+        match &ev[..] {
+            [ProcEvent::Move(m)] => assert_eq!((m.from, m.to, m.pid), (1, 2, 55)),
+            other => panic!("{other:?}"),
+        }
+        // Node 2 silent: nothing is concluded.
+        let none = [(1, NodeProcs::Listed(vec![])), (2, NodeProcs::Unknown)];
+        assert!(t.update(13_000, &none).is_empty());
+        assert!(t.update(14_000, &none).is_empty());
+        // Gone from node 2 for two ticks: ended at the first.
+        let gone = [
+            (1, NodeProcs::Listed(vec![])),
+            (2, NodeProcs::Listed(vec![])),
+        ];
+        assert!(t.update(15_000, &gone).is_empty());
+        match &t.update(16_000, &gone)[..] {
+            [ProcEvent::End(e)] => assert_eq!(e.t_ms, 15_000),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.running(), 0);
+    }
+
+    #[test]
+    fn a_missed_tick_is_not_an_end() {
+        let mut t = Tracker::resume(Vec::new(), 1);
+        let list = || NodeProcs::Listed(vec![row(5, 1, 5, 1, "sleep 100")]);
+        t.update(1, &[(1, list())]);
+        assert!(t.update(2, &[(1, NodeProcs::Listed(vec![]))]).is_empty());
+        assert!(t.update(3, &[(1, list())]).is_empty());
+        assert_eq!(t.running(), 1);
+    }
+
+    #[test]
+    fn resumed_processes_keep_their_numbers() {
+        let open = vec![OpenProcess {
+            start: ProcStart {
+                id: 7,
+                home: 1,
+                home_pid: 5,
+                node: 1,
+                pid: 5,
+                cmd: "x".into(),
+                owner: "root".into(),
+                started_ms: 0,
+            },
+            node: 1,
+            pid: 5,
+        }];
+        let mut t = Tracker::resume(open, 8);
+        let ev = t.update(
+            1,
+            &[(
+                1,
+                NodeProcs::Listed(vec![row(5, 1, 5, 1, "x"), row(6, 1, 6, 1, "y")]),
+            )],
+        );
+        match &ev[..] {
+            [ProcEvent::Start(s)] => assert_eq!((s.id, s.home_pid), (8, 6)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

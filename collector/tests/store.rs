@@ -1,0 +1,292 @@
+//! The store and query library on a known history, run the same on SQLite and
+//! on a real PostgreSQL server.
+
+mod common;
+
+use collector::events::{
+    Checkpoint, NodeChange, NodeMeta, ProcEnd, ProcEvent, ProcMove, ProcStart, TickBatch,
+};
+use collector::query::History;
+use collector::sample::{Metric, NodeSample, Sample};
+use collector::store::{self, BLOCK_TICKS, Store};
+use common::{Backend, TestDb};
+
+const T0: i64 = 1_800_000_000_000;
+const TICKS: i64 = 150;
+const NODES: u32 = 3;
+
+fn t(i: i64) -> i64 {
+    T0 + i * 1000
+}
+
+/// Node `n`'s sample at tick `i`: node 3 is down for ticks 40..50, loads vary,
+/// node 1 has a spike at tick 77.
+fn sample(n: u32, i: i64) -> Sample {
+    if n == 3 && (40..50).contains(&i) {
+        return Sample::down(t(i));
+    }
+    Sample {
+        t_ms: t(i),
+        up: true,
+        cpus: n,
+        speed: 10_000 * n,
+        load: if n == 1 && i == 77 {
+            5000
+        } else {
+            ((i * 13 + i64::from(n) * 7) % 300) as u32
+        },
+        util: 100,
+        mem_kib: 1_000_000 - (i as u64) * 10,
+        rmem_kib: 900_000,
+        tmem_kib: 2_000_000,
+    }
+}
+
+fn start(id: i64, node: u32, pid: i32, at: i64) -> ProcEvent {
+    ProcEvent::Start(ProcStart {
+        id,
+        home: node,
+        home_pid: pid,
+        node,
+        pid,
+        cmd: format!("job {id}"),
+        owner: "alice".into(),
+        started_ms: at,
+    })
+}
+
+/// The known history: 150 ticks of 3 nodes; process 1 starts on node 1 at tick
+/// 5, moves to node 2 at tick 70 (PID 900, 250 ms, 80 ms frozen), ends at tick
+/// 120; process 2 runs on node 3 from tick 0 on; checkpoints at ticks 10 and 100.
+fn batch(i: i64) -> TickBatch {
+    let mut b = TickBatch {
+        t_ms: t(i),
+        samples: (1..=NODES)
+            .map(|n| NodeSample {
+                node: n,
+                sample: sample(n, i),
+            })
+            .collect(),
+        ..TickBatch::default()
+    };
+    match i {
+        0 => {
+            b.nodes = (1..=NODES)
+                .map(|n| NodeMeta {
+                    id: n,
+                    name: format!("node{n}"),
+                    addr: format!("10.0.0.{n}:4660"),
+                })
+                .collect();
+            b.procs.push(start(2, 3, 300, t(0) - 5000));
+        }
+        5 => b.procs.push(start(1, 1, 100, t(5))),
+        10 | 100 => b.checkpoints.push(Checkpoint {
+            t_ms: t(i),
+            label: format!("cp{i}"),
+        }),
+        40 => b.node_changes.push(NodeChange {
+            node: 3,
+            t_ms: t(40),
+            up: false,
+            reason: "connection refused".into(),
+        }),
+        70 => b.procs.push(ProcEvent::Move(ProcMove {
+            id: 1,
+            t_ms: t(70),
+            from: 1,
+            to: 2,
+            pid: 900,
+            duration_ms: Some(250),
+            freeze_ms: Some(80),
+        })),
+        120 => b.procs.push(ProcEvent::End(ProcEnd {
+            id: 1,
+            t_ms: t(120),
+            reason: "exited".into(),
+            exit_code: Some(3),
+        })),
+        _ => {}
+    }
+    b
+}
+
+async fn write_known(db: &TestDb) -> Store {
+    let mut s = Store::open(db.location.clone(), T0)
+        .await
+        .expect("open store");
+    for i in 0..TICKS {
+        s.write(&[batch(i)]).await.expect("write tick");
+    }
+    s
+}
+
+async fn known_history_answers_every_query(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = write_known(&db).await;
+    let h = History::open(&store.history()).await.expect("open history");
+
+    assert_eq!(h.span().await.unwrap(), Some((t(0), t(TICKS - 1))));
+    let nodes = h.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(nodes[1].name, "node2");
+
+    // Samples come back exactly, across folded blocks and staged ticks.
+    let expect: Vec<Sample> = (0..TICKS).map(|i| sample(1, i)).collect();
+    assert_eq!(h.samples(1, t(0), t(TICKS)).await.unwrap(), expect);
+    assert!(
+        TICKS as usize > 2 * BLOCK_TICKS,
+        "the history spans folded blocks"
+    );
+    let mid = h.samples(3, t(45), t(65)).await.unwrap();
+    assert_eq!(mid, (45..=65).map(|i| sample(3, i)).collect::<Vec<_>>());
+
+    // Downsampled: 15 buckets of 10 s; min/max/avg match a direct computation,
+    // the spike survives, the down samples carry no figures.
+    let series = h
+        .series(1, &[Metric::Load, Metric::Mem], t(0), t(TICKS), 15)
+        .await
+        .unwrap();
+    assert_eq!(series[0].buckets.len(), 15);
+    for (k, b) in series[0].buckets.iter().enumerate() {
+        let vals: Vec<f64> = (k as i64 * 10..k as i64 * 10 + 10)
+            .map(|i| f64::from(sample(1, i).load))
+            .collect();
+        assert_eq!(b.t_ms, t(k as i64 * 10));
+        assert_eq!(b.samples, 10);
+        assert_eq!(b.stat.min, vals.iter().cloned().fold(f64::MAX, f64::min));
+        assert_eq!(b.stat.max, vals.iter().cloned().fold(f64::MIN, f64::max));
+        assert!((b.stat.avg - vals.iter().sum::<f64>() / 10.0).abs() < 1e-9);
+    }
+    assert_eq!(series[0].buckets[7].stat.max, 5000.0);
+    let s3 = h
+        .series(3, &[Metric::Load], t(0), t(TICKS), 15)
+        .await
+        .unwrap();
+    assert_eq!(s3[0].buckets.len(), 14, "bucket 40..50 was all down");
+
+    // Checkpoints.
+    let cps = h.checkpoints(t(0), t(TICKS)).await.unwrap();
+    assert_eq!(
+        cps.iter()
+            .map(|c| (c.t_ms, c.label.as_str()))
+            .collect::<Vec<_>>(),
+        [(t(10), "cp10"), (t(100), "cp100")]
+    );
+
+    // Processes alive at T, across the migration.
+    let on = |node, at| {
+        let h = &h;
+        async move {
+            h.processes_at(Some(node), at)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| (p.process.id, p.pid))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(on(1, t(3)).await, []);
+    assert_eq!(on(1, t(50)).await, [(1, 100)]);
+    assert_eq!(on(2, t(50)).await, []);
+    assert_eq!(on(1, t(80)).await, []);
+    assert_eq!(on(2, t(80)).await, [(1, 900)]);
+    assert_eq!(on(2, t(130)).await, []);
+    assert_eq!(on(3, t(130)).await, [(2, 300)]);
+    let all = h.processes_at(None, t(90)).await.unwrap();
+    assert_eq!(all.len(), 2);
+
+    // The moves of a process, found by its identity.
+    let found = h.find_process(1, 100).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].ended_ms, Some(t(120)));
+    assert_eq!(found[0].exit_code, Some(3));
+    let moves = h.moves(found[0].id).await.unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(
+        (
+            moves[0].from,
+            moves[0].to,
+            moves[0].pid,
+            moves[0].duration_ms,
+            moves[0].freeze_ms
+        ),
+        (1, 2, 900, Some(250), Some(80))
+    );
+
+    // Statistics.
+    let st = h.node_stats(3, t(0), t(TICKS)).await.unwrap();
+    assert_eq!((st.samples, st.up_samples), (150, 140));
+    assert_eq!(st.up_ms, 140 * 1000);
+    let loads: Vec<f64> = (0..TICKS)
+        .filter(|i| !(40..50).contains(i))
+        .map(|i| f64::from(sample(3, i).load))
+        .collect();
+    let load = st.load.unwrap();
+    assert!((load.avg - loads.iter().sum::<f64>() / loads.len() as f64).abs() < 1e-9);
+    assert_eq!(st.used_mem_kib.unwrap().min, 1_000_000.0);
+    let cl = h.cluster_stats(t(0), t(TICKS)).await.unwrap();
+    assert_eq!((cl.samples, cl.up_samples), (450, 440));
+    assert_eq!(cl.load.unwrap().max, 5000.0);
+    assert_eq!(cl.nodes.len(), 3);
+    h.close().await;
+
+    // After a restart the writer resumes: process 2 still runs on node 3.
+    store.close().await;
+    let store = Store::open(db.location.clone(), t(TICKS)).await.unwrap();
+    let open = store.open_processes().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].start.id, open[0].node, open[0].pid), (2, 3, 300));
+    assert_eq!(store.next_process_id().await.unwrap(), 3);
+    store.close().await;
+}
+
+async fn rotation_archives_the_history(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut store = Store::open(db.location.clone(), T0).await.unwrap();
+    for i in 0..20 {
+        store.write(&[batch(i)]).await.unwrap();
+    }
+    let (mut store, archived) = store.rotate(t(20)).await.expect("rotate");
+    for i in 20..30 {
+        store.write(&[batch(i)]).await.unwrap();
+    }
+    let list = store::list_histories(&db.location).await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].history, archived);
+    assert_eq!((list[0].started_ms, list[0].ended_ms), (T0, Some(t(20))));
+    assert_eq!(list[1].ended_ms, None);
+
+    let old = History::open(&archived).await.unwrap();
+    assert_eq!(old.span().await.unwrap(), Some((t(0), t(19))));
+    assert_eq!(old.checkpoints(0, i64::MAX).await.unwrap()[0].label, "cp10");
+    assert_eq!(old.processes_at(None, t(15)).await.unwrap().len(), 2);
+    old.close().await;
+    let new = History::open(&store.history()).await.unwrap();
+    assert_eq!(new.span().await.unwrap(), Some((t(20), t(29))));
+    assert!(new.checkpoints(0, i64::MAX).await.unwrap().is_empty());
+    new.close().await;
+    store.close().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    known_history_answers_every_query,
+    rotation_archives_the_history
+);
