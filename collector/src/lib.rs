@@ -7,11 +7,14 @@
 //! tick → [`tracker`] turns process lists into start/move/end events →
 //! [`daemon`] assembles a [`events::TickBatch`] → [`store::Store`] writes it in
 //! one transaction ([`codec`] keeps it small) → [`query::History`] reads it back.
+//! [`control`] and [`pidfile`] serve the `-k`/`-n`/`-r` command line.
 
 pub mod codec;
-
+pub mod control;
+pub mod daemon;
 pub mod events;
-
+pub mod pidfile;
+pub mod poller;
 pub mod query;
 pub mod sample;
 pub mod store;

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::codec;
-use crate::events::Checkpoint;
+use crate::events::{Checkpoint, NodeChange};
 use crate::sample::{Metric, Sample};
 use crate::store::location;
 use crate::store::sql::{int, query};
@@ -348,6 +348,38 @@ impl History {
     ) -> Result<Vec<Series>, StoreError> {
         let samples = self.samples(node, from, to).await?;
         Ok(downsample(&samples, metrics, from, to, buckets))
+    }
+
+    /// When nodes went up or down in `[from, to]` (all nodes, or `node`), in time order.
+    pub async fn node_events(
+        &self,
+        node: Option<NodeId>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<NodeChange>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT node, t, up, reason FROM node_events WHERE history = $1 \
+                 AND t >= $2 AND t <= $3 ORDER BY t, node",
+                &[self.history.id, from, to],
+            )
+            .await?;
+        let all = rows
+            .iter()
+            .map(|r| {
+                Ok(NodeChange {
+                    node: int(r, 0)? as NodeId,
+                    t_ms: int(r, 1)?,
+                    up: int(r, 2)? != 0,
+                    reason: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| self.err(e))?;
+        Ok(all
+            .into_iter()
+            .filter(|c| node.is_none_or(|n| n == c.node))
+            .collect())
     }
 
     /// Checkpoints in `[from, to]`.

@@ -165,6 +165,13 @@ async fn known_history_answers_every_query(backend: Backend) {
         .unwrap();
     assert_eq!(s3[0].buckets.len(), 14, "bucket 40..50 was all down");
 
+    let events = h.node_events(Some(3), t(0), t(TICKS)).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].t_ms, events[0].up, events[0].reason.as_str()),
+        (t(40), false, "connection refused")
+    );
+
     // Checkpoints.
     let cps = h.checkpoints(t(0), t(TICKS)).await.unwrap();
     assert_eq!(

@@ -464,11 +464,21 @@ impl TestLab {
         self.dir.join("admin_key")
     }
 
+    /// The lab's monitor key (read-only role).
+    pub fn monitor_key(&self) -> PathBuf {
+        self.dir.join("monitor_key")
+    }
+
+    /// The lab's known_hosts (every node's host key).
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
     /// Client settings for the lab (admin key, the lab's known_hosts).
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::from_env();
         c.identity = Identity::KeyFile(self.admin_key());
-        c.known_hosts = self.dir.join("known_hosts");
+        c.known_hosts = self.known_hosts();
         c
     }
 
@@ -501,5 +511,161 @@ impl Drop for TestLab {
         if self.dir.exists() {
             let _ = run_lab(&["down", "--name", &self.name]);
         }
+    }
+}
+
+/// A running `openmosixcollector --foreground` for one test, with its own
+/// directory (history, PID file, control socket, log), stopped by PID when
+/// dropped. Started with a lab's monitor key and known_hosts.
+pub struct TestCollector {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Flags of every (re)start.
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestCollector {
+    /// Starts a collector seeded with node 1 of `lab`, sampling every `interval`.
+    pub fn start(base: &Path, lab: &TestLab, interval: &str, extra: &[&str]) -> Self {
+        let dir = unique_dir(base, "collector");
+        let mut args: Vec<String> = vec![
+            "--seed".into(),
+            lab.addr(1),
+            "--key".into(),
+            lab.monitor_key().display().to_string(),
+            "--known-hosts".into(),
+            lab.known_hosts().display().to_string(),
+            "--interval".into(),
+            interval.into(),
+            "--db".into(),
+            dir.join("current.db").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut c = Self {
+            dir,
+            args,
+            child: None,
+        };
+        c.restart();
+        c
+    }
+
+    /// The current history file.
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("current.db")
+    }
+
+    /// Its log (stderr of every run, appended).
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("collector.log")
+    }
+
+    fn own_flags(&self) -> Vec<String> {
+        vec![
+            "--pid-file".into(),
+            self.dir.join("collector.pid").display().to_string(),
+            "--control".into(),
+            self.dir.join("collector.sock").display().to_string(),
+        ]
+    }
+
+    /// Runs `openmosixcollector ARGS` against this collector (its PID file and socket).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("openmosixcollector"))
+            .args(args)
+            .args(self.own_flags())
+            .output()
+            .expect("run openmosixcollector")
+    }
+
+    /// (Re)starts it and waits until it answers on its control socket.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("collector log");
+        let child = Command::new(bin("openmosixcollector"))
+            .arg("--foreground")
+            .args(&self.args)
+            .args(self.own_flags())
+            .env("OPENMOSIX_LOG", "info,collector=debug,russh=warn,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn openmosixcollector");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.cli(&["--status"]).status.success() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "collector exited at start ({st}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "collector did not answer within 30 s; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log()).unwrap_or_default()
+    }
+
+    /// The times of every tick the collector logged as committed, over all runs.
+    pub fn committed_ticks(&self) -> Vec<i64> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("committed tick"))
+            .filter_map(|l| {
+                let rest = &l[l.find(" t=")? + 3..];
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect()
+    }
+
+    /// Its PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops it with SIGKILL (by PID).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits for it to exit on its own (after `-k`), up to `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestCollector {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

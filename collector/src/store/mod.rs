@@ -349,6 +349,20 @@ pub async fn list_histories(location: &Location) -> Result<Vec<HistoryInfo>, Sto
     Ok(out)
 }
 
+/// SQLite's `PRAGMA integrity_check` of a history file: "ok" when intact,
+/// otherwise the problems it found.
+pub async fn integrity_check(path: &Path) -> Result<String, StoreError> {
+    let location = Location::Sqlite(path.to_path_buf());
+    let pool = location::connect(&location, false).await?;
+    let rows = sqlx::query("PRAGMA integrity_check")
+        .fetch_all(&pool)
+        .await
+        .map_err(|e| StoreError::db(&location, e))?;
+    pool.close().await;
+    let lines: Result<Vec<String>, _> = rows.iter().map(|r| r.try_get::<String, _>(0)).collect();
+    Ok(lines.map_err(|e| StoreError::db(&location, e))?.join("; "))
+}
+
 async fn write_batch(
     conn: &mut AnyConnection,
     history: i64,

@@ -116,19 +116,3 @@ impl Drop for TestDb {
         }
     }
 }
-
-/// `PRAGMA integrity_check` of a SQLite file ("ok" when intact).
-pub async fn integrity_check(path: &std::path::Path) -> String {
-    use sqlx::{Connection, Row};
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", path.display()))
-        .await
-        .expect("open for integrity_check");
-    let rows = sqlx::query("PRAGMA integrity_check")
-        .fetch_all(&mut c)
-        .await
-        .expect("integrity_check");
-    rows.iter()
-        .map(|r| r.get::<String, _>(0))
-        .collect::<Vec<_>>()
-        .join("; ")
-}

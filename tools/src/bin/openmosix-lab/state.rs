@@ -153,6 +153,11 @@ impl Lab {
         self.dir.join("admin_key")
     }
 
+    /// The lab's monitor key (private; read-only role, for openmosixcollector).
+    pub fn monitor_key(&self) -> PathBuf {
+        self.dir.join("monitor_key")
+    }
+
     /// known_hosts listing every node's host key.
     pub fn known_hosts(&self) -> PathBuf {
         self.dir.join("known_hosts")
@@ -173,10 +178,18 @@ impl Lab {
         }
         net::keygen(&self.admin_key(), &format!("openmosix-lab {name} admin"))?;
         net::keygen(
+            &self.monitor_key(),
+            &format!("openmosix-lab {name} monitor"),
+        )?;
+        net::keygen(
             &self.dir.join("cluster_key"),
             &format!("openmosix-lab {name} cluster"),
         )?;
-        let mut authorized = format!("admin {}\n", net::public_of(&self.admin_key())?);
+        let mut authorized = format!(
+            "admin {}\nmonitor {}\n",
+            net::public_of(&self.admin_key())?,
+            net::public_of(&self.monitor_key())?
+        );
         if let Ok(root) = std::fs::read_to_string("/root/.ssh/id_ed25519.pub") {
             authorized.push_str(&format!("admin {}\n", root.trim()));
         }

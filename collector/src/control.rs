@@ -1,0 +1,161 @@
+//! The running collector's control socket (`/run/openmosix/collector.sock`,
+//! 0600): `-n` (checkpoint), `-r` (archive and begin anew) and status reach the
+//! daemon through it, one JSON line each way. Framing lives here; what a
+//! request does is [`crate::daemon`]'s job.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/openmosix/collector.sock";
+
+/// Longest request line accepted.
+const MAX_LINE: usize = 4096;
+
+/// A request to the running collector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// Write a checkpoint with this label.
+    Checkpoint {
+        /// The label (may be empty).
+        label: String,
+    },
+    /// Archive the current history and begin a new one.
+    Rotate,
+    /// Report what it is doing.
+    Status,
+}
+
+/// The answer: a message, or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether it worked.
+    pub ok: bool,
+    /// What happened, or what went wrong.
+    pub message: String,
+}
+
+/// A request with the channel its answer goes back on.
+pub type Incoming = (Request, oneshot::Sender<Reply>);
+
+/// Control-socket failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Socket file trouble.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// Nothing listens.
+    #[error("openmosixcollector is not running (nothing listens on {0})")]
+    NotRunning(String),
+    /// The daemon did not answer in time.
+    #[error("openmosixcollector did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer was not understood.
+    #[error("bad answer from openmosixcollector: {0}")]
+    BadAnswer(String),
+}
+
+/// Binds the socket at `path` (replacing a stale one), owner-only.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |e| ControlError::Io(path.display().to_string(), e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
+        Ok(_) => {
+            return Err(err(std::io::Error::other(
+                "exists and is not a socket; refusing to replace it",
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+/// Accepts connections and hands each request to `to_daemon`, until that closes.
+pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let to_daemon = to_daemon.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, to_daemon).await {
+                tracing::debug!(error = %e, "control connection failed");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, to_daemon: mpsc::Sender<Incoming>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take(MAX_LINE as u64);
+    reader.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<Request>(line.trim()) {
+        Err(e) => Reply {
+            ok: false,
+            message: format!("bad request: {e}"),
+        },
+        Ok(req) => {
+            let (tx, rx) = oneshot::channel();
+            if to_daemon.send((req, tx)).await.is_err() {
+                Reply {
+                    ok: false,
+                    message: "the collector is stopping".into(),
+                }
+            } else {
+                rx.await.unwrap_or(Reply {
+                    ok: false,
+                    message: "the collector is stopping".into(),
+                })
+            }
+        }
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+/// Sends `request` to the collector listening on `path` and returns its reply.
+pub async fn send(path: &Path, request: &Request, within: Duration) -> Result<Reply, ControlError> {
+    let shown = path.display().to_string();
+    let work = async {
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|_| ControlError::NotRunning(shown.clone()))?;
+        let (read, mut write) = stream.into_split();
+        let mut line =
+            serde_json::to_vec(request).map_err(|e| ControlError::BadAnswer(e.to_string()))?;
+        line.push(b'\n');
+        write
+            .write_all(&line)
+            .await
+            .map_err(|e| ControlError::Io(shown.clone(), e))?;
+        let mut answer = String::new();
+        BufReader::new(read)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| ControlError::Io(shown.clone(), e))?;
+        serde_json::from_str::<Reply>(answer.trim())
+            .map_err(|e| ControlError::BadAnswer(format!("{e}: {answer:?}")))
+    };
+    tokio::time::timeout(within, work)
+        .await
+        .map_err(|_| ControlError::Timeout(within))?
+}
+
+/// The socket path used when none is given.
+pub fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}

@@ -1,0 +1,253 @@
+//! openmosixcollector against a real lab cluster (root): every node sampled, a
+//! node stopped mid-run recorded down then up, the process history of every node
+//! across a real CRIU migration, `-n`/`-r`/`-k` through the command line, and
+//! SIGKILL at random moments (20 times) leaving an intact history that holds
+//! every tick the collector reported committed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use collector::daemon::now_ms;
+use collector::query::History;
+use collector::store::{self, HistoryRef, Location};
+use hpc::client::Client;
+use hpc::protocol::{JobInfo, SpawnParams, methods};
+use serde_json::json;
+use testkit::{TestCollector, TestLab, wait_for};
+
+fn base() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+async fn spawn_sleep(c: &Client, secs: u32) -> JobInfo {
+    let p = SpawnParams {
+        argv: vec!["sleep".into(), secs.to_string()],
+        cwd: "/".into(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        uid: 0,
+        gid: 0,
+        ..SpawnParams::default()
+    };
+    c.call(methods::PROC_SPAWN, p).await.expect("spawn")
+}
+
+fn current(c: &TestCollector) -> HistoryRef {
+    HistoryRef {
+        location: Location::Sqlite(c.db()),
+        id: 1,
+    }
+}
+
+fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions; the PID is the lab's agent.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "signal {sig} to {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
+    let lab = TestLab::up("co", 91, 3);
+    let admin = lab.client(1).await;
+    let job = spawn_sleep(&admin, 600).await;
+    let mut col = TestCollector::start(base(), &lab, "500ms", &[]);
+
+    // Every node is sampled and up.
+    let h = current(&col);
+    let all_up = wait_for(Duration::from_secs(20), || async {
+        let hist = History::open(&h).await.ok()?;
+        let now = now_ms();
+        let per_node = hist.samples_by_node(None, now - 1500, now).await.ok()?;
+        hist.close().await;
+        (per_node.len() == 3 && per_node.values().all(|s| s.iter().any(|x| x.up))).then_some(())
+    })
+    .await;
+    assert!(all_up.is_some(), "three nodes up; log:\n{}", col.log_text());
+
+    // A checkpoint through the command line.
+    let out = col.cli(&["-n", "before the move"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before_move = now_ms();
+
+    // A real migration 1 → 2.
+    let report: serde_json::Value = admin
+        .call_value_within(
+            methods::PROC_MIGRATE,
+            json!({ "pid": job.home_pid, "to": "2" }),
+            Duration::from_secs(120),
+        )
+        .await
+        .expect("migrate");
+    let new_pid = report["pid"].as_i64().expect("new PID") as i32;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_move = now_ms();
+
+    // Node 3's agent stops answering (SIGSTOP), then comes back (SIGCONT).
+    let agent3 = lab.agent_pid(3);
+    send_signal(agent3, libc::SIGSTOP);
+    let stopped_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    send_signal(agent3, libc::SIGCONT);
+    let back = wait_for(Duration::from_secs(40), || async {
+        let hist = History::open(&h).await.ok()?;
+        let ev = hist.node_events(Some(3), stopped_at, i64::MAX).await.ok()?;
+        hist.close().await;
+        (ev.len() >= 2 && ev.last().is_some_and(|e| e.up)).then_some(ev)
+    })
+    .await
+    .unwrap_or_else(|| panic!("node 3 down then up; log:\n{}", col.log_text()));
+    assert!(!back[0].up && !back[0].reason.is_empty(), "{back:?}");
+
+    // The job ends: killed through its home.
+    admin
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": job.home_pid, "signal": "KILL" }),
+        )
+        .await
+        .expect("kill job");
+    let killed_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // -r archives; -k stops cleanly.
+    let out = col.cli(&["-r"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = col.cli(&["-k"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        col.wait_exit(Duration::from_secs(10)).is_some(),
+        "stopped by -k"
+    );
+    assert!(col.log_text().contains("collector stopped"));
+
+    let list = store::list_histories(&Location::Sqlite(col.db()))
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let archive = History::open(&list[0].history).await.unwrap();
+    let (t0, t1) = archive.span().await.unwrap().expect("samples");
+
+    // Every node has samples; node 3 was down while stopped and up after.
+    let per_node = archive.samples_by_node(None, t0, t1).await.unwrap();
+    assert_eq!(per_node.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    let n3 = &per_node[&3];
+    assert!(n3.iter().any(|s| !s.up && s.t_ms > stopped_at));
+    assert!(n3.last().unwrap().up);
+    let st = archive.node_stats(1, t0, t1).await.unwrap();
+    assert_eq!(st.samples, st.up_samples);
+    assert!(st.load.is_some() && st.used_mem_kib.is_some());
+
+    // The job: on node 1 before the move, on node 2 after, gone after the kill.
+    let is_job =
+        |p: &collector::query::ProcessAt| p.process.home == 1 && p.process.home_pid == job.home_pid;
+    let at = |node, t| {
+        let a = &archive;
+        async move { a.processes_at(Some(node), t).await.unwrap() }
+    };
+    let p1 = at(1, before_move).await;
+    let rec = p1
+        .iter()
+        .find(|p| is_job(p))
+        .expect("job on node 1 before the move");
+    assert!(
+        rec.process.cmd.contains("sleep 600"),
+        "{:?}",
+        rec.process.cmd
+    );
+    assert!(!at(2, before_move).await.iter().any(is_job));
+    let p2 = at(2, after_move).await;
+    let moved = p2
+        .iter()
+        .find(|p| is_job(p))
+        .expect("job on node 2 after the move");
+    assert_eq!(moved.pid, new_pid);
+    assert!(!at(1, after_move).await.iter().any(is_job));
+    let moves = archive.moves(rec.process.id).await.unwrap();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!((moves[0].from, moves[0].to), (1, 2));
+    assert!(
+        moves[0].freeze_ms.is_some() && moves[0].duration_ms.is_some(),
+        "{moves:?}"
+    );
+    let ended = archive.find_process(1, job.home_pid).await.unwrap();
+    let ended_ms = ended[0].ended_ms.expect("job ended");
+    assert!(
+        ended_ms >= killed_at - 1000 && ended_ms <= killed_at + 3000,
+        "{ended_ms} vs {killed_at}"
+    );
+    // Other nodes' processes are history too (each node's agent at least).
+    assert!(!at(3, after_move).await.is_empty());
+
+    let cps = archive.checkpoints(t0, t1).await.unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].label, "before the move");
+    archive.close().await;
+
+    // The new history carries the processes still running.
+    let newest = History::open(&list[1].history).await.unwrap();
+    assert!(
+        !newest
+            .processes_at(None, now_ms())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    newest.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_loses_nothing_committed() {
+    let lab = TestLab::up("ck", 90, 2);
+    let mut col = TestCollector::start(base(), &lab, "100ms", &[]);
+    let mut rng_state = u64::from(std::process::id()) | 1;
+    for round in 0..20 {
+        // Let it commit a few ticks, then kill it at an arbitrary moment.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let before = col.committed_ticks().len();
+        while col.committed_ticks().len() < before + 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        std::thread::sleep(Duration::from_millis(rng_state % 250));
+        col.kill();
+
+        let check = store::integrity_check(&col.db())
+            .await
+            .expect("integrity_check");
+        assert_eq!(check, "ok", "round {round}");
+        let committed = col.committed_ticks();
+        let hist = History::open(&current(&col))
+            .await
+            .expect("open after kill");
+        let stored: std::collections::HashSet<i64> = hist
+            .samples(1, 0, i64::MAX)
+            .await
+            .expect("read after kill")
+            .iter()
+            .map(|s| s.t_ms)
+            .collect();
+        hist.close().await;
+        let missing: Vec<&i64> = committed.iter().filter(|t| !stored.contains(t)).collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: committed ticks missing: {missing:?}"
+        );
+        if round < 19 {
+            col.restart();
+        }
+    }
+    assert!(col.committed_ticks().len() >= 60);
+}
