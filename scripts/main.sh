@@ -2,7 +2,8 @@
 # The main job: installs what is missing, builds openMosixview, installs the
 # binaries under /usr/local, brings up a 4-node lab cluster on this machine
 # (one network namespace and agent per node), shows it, and migrates a job
-# around it. (The desktop app attaches here once it exists.)
+# around it while openmosixcollector records the cluster's history.
+# (The desktop app attaches here once it exists.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ cargo build --release --workspace --bins --quiet
 install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
 # CRIU restores a job's init from the same path on every node: keep it beside the agent.
 install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobinit
+install -m 0755 target/release/openmosixcollector /usr/local/sbin/openmosixcollector
 for b in mosctl migrate mosrun openmosix-lab; do
   install -m 0755 "target/release/$b" "/usr/local/bin/$b"
 done
@@ -24,6 +26,7 @@ for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
 done
 install -d -m 0700 /etc/openmosix /var/lib/openmosix /run/openmosix
 install -m 0644 assets/systemd/openmosixd.service /etc/openmosix/openmosixd.service.example
+install -m 0644 assets/systemd/openmosixcollector.service /etc/openmosix/openmosixcollector.service.example
 
 # The lab: a 4-node cluster on this machine, one network namespace per node.
 lab=lab
@@ -43,6 +46,13 @@ done
 sleep 2 # let gossip settle so every node sees the others
 echo "== the cluster"
 mosctl nodes
+echo "== the history collector (SQLite under /var/lib/openmosix/history)"
+collector_args=(--seed 10.77.0.1:4660 --key "$labdir/monitor_key" --known-hosts "$labdir/known_hosts")
+if openmosixcollector --status >/dev/null 2>&1; then
+  echo "openmosixcollector already runs"
+else
+  openmosixcollector -d "${collector_args[@]}"
+fi
 echo "== a job migrating around the cluster"
 demo=$labdir/demo
 install -d -m 0700 "$demo"
@@ -55,8 +65,12 @@ done
 sleep 1
 echo "last lines of its output, continuous across the moves:"
 tail -n 3 "$demo/counter.out"
+sleep 1
+openmosixcollector -n "demo job moved around the lab" >/dev/null
+echo "collector: $(openmosixcollector --status)"
 echo
 echo "The lab runs. Talk to it with:"
 echo "  export OPENMOSIX_NODE=$OPENMOSIX_NODE OPENMOSIX_KEY=$OPENMOSIX_KEY OPENMOSIX_KNOWN_HOSTS=$OPENMOSIX_KNOWN_HOSTS"
 echo "  mosctl nodes; migrate $pid balance; mosrun -2 -o out.txt ./program; mosctl --node 10.77.0.2:4660 expel"
-echo "Stop it (agents and jobs) with: openmosix-lab down --name $lab"
+echo "The collector records the lab's history: openmosixcollector -n LABEL | -r | -k"
+echo "Stop it (agents and jobs) with: openmosixcollector -k; openmosix-lab down --name $lab"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of openMosixview on this machine: installs what is
 # missing (scripts/install-deps.sh), then format, lints, build, and the whole
-# test suite (unit tests and system tests with real agents, as root).
+# test suite (unit tests, system tests with real agents as root, and the
+# collector's store tests on SQLite and on a private PostgreSQL server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,5 +18,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build (binaries used by the system tests)"
 cargo build --workspace --bins --quiet
+echo "== PostgreSQL for the collector's store tests (private instance on loopback)"
+OPENMOSIX_TEST_PG=$(bash scripts/test-postgres.sh start)
+export OPENMOSIX_TEST_PG
+trap 'bash scripts/test-postgres.sh stop' EXIT
 echo "== cargo test"
 cargo test --workspace --no-fail-fast

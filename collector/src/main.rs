@@ -9,7 +9,7 @@
 //! openmosixcollector             print a short help
 //! ```
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -242,8 +242,14 @@ fn daemonize(cli: &Cli, settings: Settings) -> anyhow::Result<()> {
     }
     if pid > 0 {
         drop(write_end);
+        // The child writes "ok PID\n" once it collects (and keeps running), or
+        // its error and exits.
         let mut answer = String::new();
-        let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
+        let mut reader = std::io::BufReader::new(std::fs::File::from(read_end));
+        let _ = reader.read_line(&mut answer);
+        if !answer.starts_with("ok ") {
+            let _ = reader.read_to_string(&mut answer);
+        }
         return match answer.strip_prefix("ok ") {
             Some(pid) => {
                 println!("openmosixcollector started (PID {})", pid.trim());
@@ -281,7 +287,7 @@ fn daemon_child(cli: &Cli, settings: Settings, report: &mut std::fs::File) -> an
     hpc::logging::init_file("info,russh=warn,sqlx=warn", log);
     let pid = PidFile::acquire(&cli.pid_file)?;
     let result = serve(settings, &cli.control, || {
-        let _ = write!(report, "ok {}", std::process::id());
+        let _ = writeln!(report, "ok {}", std::process::id());
         let _ = report.flush();
     });
     if let Err(e) = &result {
@@ -324,13 +330,24 @@ fn stop(pid_file: &Path) -> anyhow::Result<()> {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        if pidfile::running(pid_file).is_none() {
+        if pidfile::running(pid_file).is_none() && !alive(pid) {
             println!("openmosixcollector stopped (PID {pid})");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("PID {pid} did not stop within 30 s")
+}
+
+/// Whether `pid` still runs (a zombie no longer does).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 /// `-n`, `-r`, `--status`: one request to the running collector.

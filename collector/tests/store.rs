@@ -297,3 +297,97 @@ on_both_backends!(
     known_history_answers_every_query,
     rotation_archives_the_history
 );
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory; unmounted and removed on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(kib: u32) -> Self {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("fulldisk_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .status()
+            .expect("mount (the test needs root)");
+        assert!(st.success(), "mount tmpfs (the test needs root)");
+        Self(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A full disk: the write fails with SQLite's "full" error, nothing is
+/// corrupted, everything written before is still there, and the same ticks
+/// are written once space is freed (what the daemon's retry queue relies on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_is_a_clear_error_and_no_corruption() {
+    let disk = SmallDisk::new(768);
+    let db = disk.0.join("current.db");
+    let ballast = disk.0.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 200 << 10]).unwrap();
+    let mut s = Store::open(store::Location::Sqlite(db.clone()), T0)
+        .await
+        .unwrap();
+    let mut written = 0;
+    let err = loop {
+        // Big, incompressible ticks fill the disk quickly.
+        let mut b = batch(written);
+        for k in 0..300u32 {
+            b.samples.push(NodeSample {
+                node: 100 + k,
+                sample: Sample {
+                    load: (written as u32)
+                        .wrapping_mul(2_654_435_761)
+                        .wrapping_add(k * 7919)
+                        % 100_000,
+                    mem_kib: u64::from(k) * 1_000_003 + written as u64,
+                    ..sample(1, written)
+                },
+            });
+        }
+        match s.write(std::slice::from_ref(&b)).await {
+            Ok(()) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "the disk never filled");
+    };
+    let msg = err.to_string();
+    eprintln!("full disk after {written} ticks: {msg}");
+    assert!(msg.contains("full"), "clear error: {msg}");
+    assert!(written > 0);
+    s.close().await;
+    assert_eq!(store::integrity_check(&db).await.unwrap(), "ok");
+    let h = History::open(&store::HistoryRef {
+        location: store::Location::Sqlite(db.clone()),
+        id: 1,
+    })
+    .await
+    .unwrap();
+    let got = h.samples(1, 0, i64::MAX).await.unwrap();
+    assert_eq!(got.len() as i64, written, "every committed tick is there");
+    h.close().await;
+
+    // Space comes back: the failed tick is written, and more after it.
+    std::fs::remove_file(&ballast).unwrap();
+    let mut s = Store::open(store::Location::Sqlite(db.clone()), T0)
+        .await
+        .unwrap();
+    s.write(&[batch(written), batch(written + 1)])
+        .await
+        .expect("write after space freed");
+    s.close().await;
+    assert_eq!(store::integrity_check(&db).await.unwrap(), "ok");
+}

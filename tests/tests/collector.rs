@@ -251,3 +251,83 @@ async fn sigkill_during_writes_loses_nothing_committed() {
     }
     assert!(col.committed_ticks().len() >= 60);
 }
+
+/// `-d` forks a daemon that holds the PID file, a second `-d` is refused,
+/// `-n` without a daemon says so, `-k` stops it, and no argument prints help.
+#[test]
+fn daemon_mode_pid_file_and_kill() {
+    let dir = testkit::unique_dir(base(), "collector-d");
+    let key = dir.join("key");
+    testkit::new_key(&key);
+    let flag = |name: &str| dir.join(name).display().to_string();
+    let common = [
+        "--seed".to_string(),
+        "127.0.0.1:1".into(),
+        "--key".into(),
+        flag("key"),
+        "--db".into(),
+        flag("history/current.db"),
+        "--pid-file".into(),
+        flag("collector.pid"),
+        "--control".into(),
+        flag("collector.sock"),
+        "--log-file".into(),
+        flag("log/collector.log"),
+    ];
+    let run = |args: &[&str]| {
+        std::process::Command::new(testkit::bin("openmosixcollector"))
+            .args(args)
+            .args(&common)
+            .output()
+            .expect("run openmosixcollector")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let help = std::process::Command::new(testkit::bin("openmosixcollector"))
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(text(&help).contains("-n [LABEL]"), "{}", text(&help));
+
+    let out = run(&["-n", "x"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not running"), "{}", text(&out));
+
+    let out = run(&["-d"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("started (PID"), "{}", text(&out));
+    let pid: i32 = std::fs::read_to_string(dir.join("collector.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let again = run(&["-d"]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains(&format!("already running (PID {pid})")),
+        "{}",
+        text(&again)
+    );
+
+    let out = run(&["-n", "checkpoint from -n"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["-k"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!dir.join("collector.pid").exists());
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z"),
+        "daemon gone: {state}"
+    );
+    let log = std::fs::read_to_string(dir.join("log/collector.log")).unwrap();
+    assert!(log.contains("collector stopped"), "{log}");
+    let out = run(&["-k"]);
+    assert!(!out.status.success() && text(&out).contains("not running"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
