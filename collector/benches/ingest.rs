@@ -45,7 +45,7 @@ impl SimNode {
                 rmem_kib: 6_000_000,
                 tmem_kib: 16_384_000,
             },
-            rng: u64::from(id) * 0x9E37_79B9_7F4A_7C15 | 1,
+            rng: (u64::from(id) * 0x9E37_79B9_7F4A_7C15) | 1,
         }
     }
 
@@ -60,7 +60,7 @@ impl SimNode {
         let r = self.next_rand();
         let delta = (r % 41) as i64 - 20;
         self.s.load = (i64::from(self.s.load) + delta).clamp(0, 1600) as u32;
-        self.s.util = if r % 50 == 0 {
+        self.s.util = if r.is_multiple_of(50) {
             90 + (r % 10) as u32
         } else {
             100
@@ -205,7 +205,7 @@ async fn ingest_naive(path: &std::path::Path, nodes: u32, ticks: i64) -> Ingest 
             }
         }
         let mut tx = pool.begin().await.expect("begin");
-        insert_rows(&mut *tx, "samples (node, metric, t, value)", rows)
+        insert_rows(&mut tx, "samples (node, metric, t, value)", rows)
             .await
             .expect("insert naive");
         tx.commit().await.expect("commit");

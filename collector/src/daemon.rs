@@ -215,13 +215,11 @@ impl Daemon {
         self.queued.push(batch);
         self.flush().await;
         self.ticks += 1;
-        if let Some(store) = &self.store
-            && Duration::from_millis((t - store.started_ms()).max(0) as u64)
-                >= self.settings.archive_every
-        {
-            if let Err(e) = self.rotate().await {
-                tracing::error!(error = %e, "archiving the history failed");
-            }
+        let due = self.store.as_ref().is_some_and(|s| {
+            Duration::from_millis((t - s.started_ms()).max(0) as u64) >= self.settings.archive_every
+        });
+        if due && let Err(e) = self.rotate().await {
+            tracing::error!(error = %e, "archiving the history failed");
         }
     }
 
