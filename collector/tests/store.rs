@@ -391,3 +391,19 @@ async fn full_disk_is_a_clear_error_and_no_corruption() {
     s.close().await;
     assert_eq!(store::integrity_check(&db).await.unwrap(), "ok");
 }
+
+/// A history directory others can write to is refused (the original
+/// collector's /tmp symlink hole, CVE-2005-0894).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_writable_history_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = db.dir().unwrap().clone();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = match Store::open(db.location.clone(), T0).await {
+        Ok(_) => panic!("opened a history in a world-writable directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("refusing"), "{err}");
+    assert!(!dir.join("current.db").exists());
+}

@@ -273,6 +273,10 @@ fn daemon_mode_pid_file_and_kill() {
         flag("collector.sock"),
         "--log-file".into(),
         flag("log/collector.log"),
+        "--interval".into(),
+        "200ms".into(),
+        "--archive-every".into(),
+        "1s".into(),
     ];
     let run = |args: &[&str]| {
         std::process::Command::new(testkit::bin("openmosixcollector"))
@@ -317,6 +321,14 @@ fn daemon_mode_pid_file_and_kill() {
 
     let out = run(&["-n", "checkpoint from -n"]);
     assert!(out.status.success(), "{}", text(&out));
+    // --archive-every 1s: the history is archived on its own.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let archives = std::fs::read_dir(dir.join("history"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("current-"))
+        .count();
+    assert!(archives >= 1, "automatic archives: {archives}");
     let out = run(&["-k"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!dir.join("collector.pid").exists());
