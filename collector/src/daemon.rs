@@ -24,6 +24,9 @@ use crate::tracker::{NodeProcs, Tracker};
 /// Ticks kept in memory while the database refuses writes (an hour at 1 Hz).
 pub const MAX_QUEUED_TICKS: usize = 3600;
 
+/// Ticks to keep asking a job's home for the exit code of an ended job.
+const EXIT_WAIT_TICKS: u32 = 30;
+
 /// How the collector runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -66,6 +69,9 @@ pub struct Daemon {
     last_t: i64,
     failing: bool,
     ticks: u64,
+    /// Ended jobs whose exit code the home has not reported yet: (process,
+    /// identity, ticks left to ask).
+    awaiting_exit: Vec<(i64, (NodeId, i32), u32)>,
 }
 
 impl Daemon {
@@ -100,6 +106,7 @@ impl Daemon {
             last_t: 0,
             failing: false,
             ticks: 0,
+            awaiting_exit: Vec::new(),
         })
     }
 
@@ -201,8 +208,10 @@ impl Daemon {
             });
             lists.push((a.node, procs));
         }
+        let mut ended = Vec::new();
         for node in left {
             self.known.remove(&node);
+            ended.extend(self.tracker.node_left(node, t));
             batch.node_changes.push(NodeChange {
                 node,
                 t_ms: t,
@@ -211,7 +220,11 @@ impl Daemon {
             });
         }
         batch.procs = self.tracker.update(t, &lists);
-        self.add_move_figures(&mut batch.procs, t).await;
+        batch.procs.extend(ended);
+        self.add_job_figures(&mut batch.procs, t).await;
+        for e in &batch.procs {
+            tracing::debug!(event = ?e, "process history");
+        }
         self.queued.push(batch);
         self.flush().await;
         self.ticks += 1;
@@ -223,30 +236,59 @@ impl Daemon {
         }
     }
 
-    /// Fills in a move's duration and freeze time from the job's home.
-    async fn add_move_figures(&self, events: &mut [ProcEvent], t: i64) {
-        for e in events.iter_mut() {
-            let ProcEvent::Move(m) = e else { continue };
-            let Some((home, home_pid)) = self.tracker.identity_of(m.id) else {
-                continue;
-            };
-            let Some(report) = self
-                .poller
-                .job(home, home_pid)
-                .await
-                .and_then(|j| j.last_migration)
-            else {
-                continue;
-            };
-            if report.to != m.to {
-                continue;
+    /// Fills in what a job's home knows: a move's duration, freeze time and
+    /// instant, and an ended job's exit code (processes that are not jobs have
+    /// no record there and keep None).
+    async fn add_job_figures(&mut self, events: &mut Vec<ProcEvent>, t: i64) {
+        // Exit codes the homes learnt since (a guest's end reaches its home late).
+        let mut waiting = std::mem::take(&mut self.awaiting_exit);
+        for (id, (home, home_pid), left) in waiting.iter_mut() {
+            match self.poller.job(*home, *home_pid).await {
+                Some(job) if job.exit.is_some() => {
+                    events.extend(job.exit.map(|code| ProcEvent::Exit { id: *id, code }));
+                    *left = 0;
+                }
+                Some(_) => *left = left.saturating_sub(1),
+                None => *left = 0,
             }
-            m.duration_ms = Some(report.total_ms as i64);
-            m.freeze_ms = Some(report.freeze_ms as i64);
-            let at = report.at_ms as i64;
-            let window = 10 * self.settings.interval.as_millis() as i64;
-            if at <= t && at >= t - window {
-                m.t_ms = at;
+        }
+        waiting.retain(|w| w.2 > 0);
+        self.awaiting_exit = waiting;
+        for e in events.iter_mut() {
+            let id = match e {
+                ProcEvent::Move(m) => m.id,
+                ProcEvent::End(end) if end.reason == "exited" => end.id,
+                _ => continue,
+            };
+            let Some((home, home_pid)) = self.tracker.identity_of(id) else {
+                continue;
+            };
+            let Some(job) = self.poller.job(home, home_pid).await else {
+                tracing::debug!(id, home, home_pid, "no job record at its home");
+                continue;
+            };
+            match e {
+                ProcEvent::Move(m) => {
+                    let Some(report) = job.last_migration.filter(|r| r.to == m.to) else {
+                        continue;
+                    };
+                    m.duration_ms = Some(report.total_ms as i64);
+                    m.freeze_ms = Some(report.freeze_ms as i64);
+                    let at = report.at_ms as i64;
+                    let window = 10 * self.settings.interval.as_millis() as i64;
+                    if at <= t && at >= t - window {
+                        m.t_ms = at;
+                    }
+                }
+                ProcEvent::End(end) => {
+                    tracing::debug!(id, home, home_pid, exit = ?job.exit, "job ended");
+                    end.exit_code = job.exit;
+                    if job.exit.is_none() {
+                        self.awaiting_exit
+                            .push((end.id, (home, home_pid), EXIT_WAIT_TICKS));
+                    }
+                }
+                _ => {}
             }
         }
     }

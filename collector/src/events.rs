@@ -91,6 +91,13 @@ pub enum ProcEvent {
     Move(ProcMove),
     /// Ended.
     End(ProcEnd),
+    /// An ended job's exit code, learnt after its end was recorded.
+    Exit {
+        /// The process.
+        id: i64,
+        /// Its exit code (128 + N when killed by signal N).
+        code: i32,
+    },
 }
 
 /// A checkpoint (`openmosixcollector -n LABEL`); the analyzer draws it as a blue line.

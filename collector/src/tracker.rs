@@ -51,6 +51,8 @@ pub enum NodeProcs {
 pub struct Tracker {
     alive: HashMap<Identity, Tracked>,
     next_id: i64,
+    /// Identities of the processes the last update ended.
+    ended: HashMap<i64, Identity>,
 }
 
 /// Whether a row is a kernel thread (no user-space command line).
@@ -81,6 +83,7 @@ impl Tracker {
         Self {
             alive,
             next_id: next_id.max(1),
+            ended: HashMap::new(),
         }
     }
 
@@ -106,6 +109,7 @@ impl Tracker {
 
     /// Compares this tick's answers with what was running and returns the events.
     pub fn update(&mut self, t_ms: i64, answers: &[(NodeId, NodeProcs)]) -> Vec<ProcEvent> {
+        self.ended.clear();
         let answered: HashSet<NodeId> = answers
             .iter()
             .filter(|(_, p)| matches!(p, NodeProcs::Listed(_)))
@@ -217,14 +221,41 @@ impl Tracker {
             }
         }
         for key in ended {
-            self.alive.remove(&key);
+            if let Some(t) = self.alive.remove(&key) {
+                self.ended.insert(t.id, key);
+            }
         }
         events
     }
 
-    /// The identity of a running process number.
+    /// Ends every process last seen on `node`, which left the cluster at `t_ms`.
+    pub fn node_left(&mut self, node: NodeId, t_ms: i64) -> Vec<ProcEvent> {
+        let gone: Vec<Identity> = self
+            .alive
+            .iter()
+            .filter(|(_, t)| t.node == node)
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter()
+            .filter_map(|k| self.alive.remove(&k))
+            .map(|t| {
+                ProcEvent::End(ProcEnd {
+                    id: t.id,
+                    t_ms,
+                    reason: "its node left the cluster".into(),
+                    exit_code: None,
+                })
+            })
+            .collect()
+    }
+
+    /// The identity of a running process number, or of one the last update ended.
     pub fn identity_of(&self, id: i64) -> Option<Identity> {
-        self.alive.iter().find(|(_, t)| t.id == id).map(|(k, _)| *k)
+        self.alive
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(k, _)| *k)
+            .or_else(|| self.ended.get(&id).copied())
     }
 }
 
@@ -264,6 +295,7 @@ mod tests {
                 ProcEvent::Start(_) => "start",
                 ProcEvent::Move(_) => "move",
                 ProcEvent::End(_) => "end",
+                ProcEvent::Exit { .. } => "exit",
             })
             .collect();
         k.sort();
@@ -322,10 +354,37 @@ mod tests {
         ];
         assert!(t.update(15_000, &gone).is_empty());
         match &t.update(16_000, &gone)[..] {
-            [ProcEvent::End(e)] => assert_eq!(e.t_ms, 15_000),
+            [ProcEvent::End(e)] => {
+                assert_eq!(e.t_ms, 15_000);
+                assert_eq!(
+                    t.identity_of(e.id),
+                    Some((1, 100)),
+                    "known right after its end"
+                );
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(t.running(), 0);
+    }
+
+    #[test]
+    fn a_node_leaving_ends_its_processes() {
+        let mut t = Tracker::resume(Vec::new(), 1);
+        t.update(
+            1,
+            &[
+                (1, NodeProcs::Listed(vec![row(5, 1, 5, 1, "a")])),
+                (2, NodeProcs::Listed(vec![row(6, 2, 6, 2, "b")])),
+            ],
+        );
+        match &t.node_left(2, 9)[..] {
+            [ProcEvent::End(e)] => assert_eq!(
+                (e.t_ms, e.reason.as_str()),
+                (9, "its node left the cluster")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.running(), 1);
     }
 
     #[test]

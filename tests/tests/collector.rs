@@ -71,7 +71,17 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
     );
     let before_move = now_ms();
 
-    // A real migration 1 → 2.
+    // A real migration 1 → 2, once node 1's gossip sees node 2.
+    let gossip_up = wait_for(Duration::from_secs(30), || async {
+        let nodes: Vec<hpc::model::NodeStatus> =
+            admin.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
+        nodes
+            .iter()
+            .all(|n| n.status == hpc::model::Liveness::Up)
+            .then_some(())
+    })
+    .await;
+    assert!(gossip_up.is_some(), "node 1 sees every node up");
     let report: serde_json::Value = admin
         .call_value_within(
             methods::PROC_MIGRATE,
@@ -109,7 +119,24 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
         .await
         .expect("kill job");
     let killed_at = now_ms();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its end is recorded, then its exit code once the host told the home.
+    let exit = wait_for(Duration::from_secs(30), || async {
+        let hist = History::open(&h).await.ok()?;
+        let rec = hist.find_process(1, job.home_pid).await.ok()?;
+        hist.close().await;
+        rec.first().and_then(|p| p.exit_code)
+    })
+    .await;
+    assert_eq!(
+        exit,
+        Some(137),
+        "KILL; log:\n{}",
+        col.log_text()
+            .lines()
+            .filter(|l| !l.contains("committed tick"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // -r archives; -k stops cleanly.
     let out = col.cli(&["-r"]);
@@ -182,6 +209,7 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
     );
     let ended = archive.find_process(1, job.home_pid).await.unwrap();
     let ended_ms = ended[0].ended_ms.expect("job ended");
+    assert_eq!(ended[0].exit_code, Some(137));
     assert!(
         ended_ms >= killed_at - 1000 && ended_ms <= killed_at + 3000,
         "{ended_ms} vs {killed_at}"

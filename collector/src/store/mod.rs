@@ -448,7 +448,7 @@ async fn write_process_events(
                 Val::OptInt(m.duration_ms),
                 Val::OptInt(m.freeze_ms),
             ]),
-            ProcEvent::End(_) => {}
+            ProcEvent::End(_) | ProcEvent::Exit { .. } => {}
         }
     }
     insert_rows(
@@ -464,19 +464,30 @@ async fn write_process_events(
     )
     .await?;
     for e in events {
-        if let ProcEvent::End(end) = e {
-            query(
-                "UPDATE processes SET ended_ms = $1, end_reason = $2, exit_code = $3 \
-                 WHERE history = $4 AND id = $5"
-                    .into(),
-            )
-            .bind(end.t_ms)
-            .bind(end.reason.clone())
-            .bind(end.exit_code.map(i64::from))
-            .bind(history)
-            .bind(end.id)
-            .execute(&mut *conn)
-            .await?;
+        match e {
+            ProcEvent::End(end) => {
+                query(
+                    "UPDATE processes SET ended_ms = $1, end_reason = $2, exit_code = $3 \
+                     WHERE history = $4 AND id = $5"
+                        .into(),
+                )
+                .bind(end.t_ms)
+                .bind(end.reason.clone())
+                .bind(end.exit_code.map(i64::from))
+                .bind(history)
+                .bind(end.id)
+                .execute(&mut *conn)
+                .await?;
+            }
+            ProcEvent::Exit { id, code } => {
+                query("UPDATE processes SET exit_code = $1 WHERE history = $2 AND id = $3".into())
+                    .bind(i64::from(*code))
+                    .bind(history)
+                    .bind(*id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            _ => {}
         }
     }
     Ok(())
