@@ -141,13 +141,24 @@ mod tests {
         }
     }
 
+    /// Runs a script that ends in `time.sleep(30)` and returns once it got
+    /// there (it says so on stdout), however slowly python starts.
     fn python(code: &str) -> Child {
-        let c = Command::new("python3")
-            .args(["-c", code])
+        use std::io::BufRead;
+        let code = code.replace(
+            "time.sleep(30)",
+            "print('ready', flush=True)\ntime.sleep(30)",
+        );
+        let mut c = Command::new("python3")
+            .args(["-c", &code])
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("python3");
-        std::thread::sleep(Duration::from_millis(400));
+        let out = c.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        assert_eq!(line.trim(), "ready", "the script failed before its sleep");
         Child(c)
     }
 
