@@ -91,7 +91,7 @@ impl Daemon {
         );
         poller.add_seeds(store.known_addrs().await?);
         tracing::info!(
-            history = ?store.history(),
+            history = %describe(&store.history()),
             running = tracker.running(),
             interval_ms = settings.interval.as_millis() as u64,
             "collector started"
@@ -369,7 +369,7 @@ impl Daemon {
                 let history = self
                     .store
                     .as_ref()
-                    .map(|s| format!("{:?}", s.history()))
+                    .map(|s| describe(&s.history()))
                     .unwrap_or_default();
                 Reply {
                     ok: true,
