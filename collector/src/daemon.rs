@@ -374,7 +374,7 @@ impl Daemon {
                 Reply {
                     ok: true,
                     message: format!(
-                        "history {history}; {} nodes ({up} up); {} processes running; {} ticks; {} unwritten",
+                        "writing {history}; {} nodes ({up} up); {} processes running; {} ticks; {} unwritten",
                         self.known.len(),
                         self.tracker.running(),
                         self.ticks,
