@@ -552,23 +552,38 @@ mod tests {
 
     #[test]
     fn command_line_follows_exec() {
+        use std::io::Write;
+        // The shell waits for a line on stdin before it execs, so the test
+        // sees both command lines however loaded the machine is.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 0.5; exec sleep 30"])
+            .args(["-c", "read x; exec sleep 30"])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
         let mut s = Sampler::new();
-        let find =
-            |rows: Vec<ProcessInfo>| rows.into_iter().find(|r| r.pid == pid).unwrap().cmdline;
-        assert_eq!(
-            find(s.processes(1).unwrap()),
-            "sh -c sleep 0.5; exec sleep 30"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1200));
-        let after = find(s.processes(1).unwrap());
+        let mut wait_for = |want: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let seen = s
+                    .processes(1)
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.pid == pid)
+                    .map(|r| r.cmdline);
+                if seen.as_deref() == Some(want) || std::time::Instant::now() > deadline {
+                    return seen;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        let before = wait_for("sh -c read x; exec sleep 30");
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let after = wait_for("sleep 30");
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(after, "sleep 30");
+        assert_eq!(before.as_deref(), Some("sh -c read x; exec sleep 30"));
+        assert_eq!(after.as_deref(), Some("sleep 30"));
     }
 
     #[test]
