@@ -219,12 +219,17 @@ mod tests {
                 .spawn()
                 .unwrap(),
         );
-        std::thread::sleep(Duration::from_millis(200));
-        let text = std::fs::read(format!("/proc/{}/stat", c.0.id())).unwrap();
-        let (f, _) = crate::sampler::parse_stat(&text).unwrap();
-        assert_eq!(
-            quick_reason(&f, false, false),
-            Some("rt_sched: real-time scheduling policy")
-        );
+        // chrt sets the policy, then execs sleep: poll until it did (slow under load).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let reason = loop {
+            let text = std::fs::read(format!("/proc/{}/stat", c.0.id())).unwrap();
+            let (f, _) = crate::sampler::parse_stat(&text).unwrap();
+            let r = quick_reason(&f, false, false);
+            if r.is_some() || std::time::Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(reason, Some("rt_sched: real-time scheduling policy"));
     }
 }

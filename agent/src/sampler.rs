@@ -596,9 +596,15 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        // unshare execs sleep in place, so the PID is the same process.
+        // unshare execs sleep in place, so the PID is the same process; wait
+        // until it is in its new namespace (slow under load).
         let other_pid = other.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while netns_of(&other_pid.to_string()) == netns_of("self")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let same_pid = same.id() as i32;
         let mut scoped = Sampler::scoped_to_own_netns().unwrap();
         let rows = scoped.processes(1).unwrap();
