@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use hpc::clock::now_ms;
 use hpc::map::ClusterMap;
 use hpc::model::{Liveness, NodeId, NodeStatus};
 use serde::{Deserialize, Serialize};
@@ -75,13 +76,6 @@ pub struct ClusterConfig {
     pub map: ClusterMap,
     /// Gossip authentication secret.
     pub secret: [u8; 32],
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl ClusterView {

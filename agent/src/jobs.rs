@@ -513,13 +513,7 @@ fn placeholder_row(j: &JobInfo) -> ProcessInfo {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use hpc::clock::now_ms;
 
 /// The PID namespace of a process (the inode of `/proc/PID/ns/pid`).
 pub fn pid_ns(pid: i32) -> Option<u64> {

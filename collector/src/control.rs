@@ -3,7 +3,7 @@
 //! daemon through it, one JSON line each way. Framing lives here; what a
 //! request does is [`crate::daemon`]'s job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -153,9 +153,4 @@ pub async fn send(path: &Path, request: &Request, within: Duration) -> Result<Re
     tokio::time::timeout(within, work)
         .await
         .map_err(|_| ControlError::Timeout(within))?
-}
-
-/// The socket path used when none is given.
-pub fn default_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_SOCKET)
 }

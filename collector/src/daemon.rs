@@ -7,7 +7,7 @@
 //! [`MAX_QUEUED_TICKS`]; the error is logged once per outage.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hpc::client::ClientConfig;
 use hpc::model::NodeId;
@@ -44,10 +44,7 @@ pub struct Settings {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    hpc::clock::now_ms() as i64
 }
 
 /// What the loop knows about each node between ticks.

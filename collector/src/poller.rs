@@ -52,10 +52,6 @@ pub struct Poller {
     workers: HashMap<NodeId, Worker>,
 }
 
-fn describe(e: &ClientError) -> String {
-    e.to_string()
-}
-
 impl Poller {
     /// A poller that learns the cluster from `seeds` (tried in order), with
     /// `config` (the monitor key, known_hosts for the seeds), waiting at most
@@ -247,7 +243,7 @@ async fn worker(
                     client = Some(Arc::new(c));
                     backoff = Duration::from_secs(1);
                 }
-                Ok(Err(e)) => last_error = describe(&e),
+                Ok(Err(e)) => last_error = e.to_string(),
                 Err(_) => {
                     last_error =
                         format!("connect timed out after {} ms", connect_within.as_millis())
@@ -287,7 +283,7 @@ async fn worker(
                         client = None;
                         next_attempt = Instant::now();
                     }
-                    last_error = describe(&e);
+                    last_error = e.to_string();
                     last_error.clone()
                 });
                 let _ = reply.send(answer);

@@ -7,6 +7,7 @@
 //! The crate is named after openMosix's `/proc/hpc`, the tree our agent serves.
 
 pub mod client;
+pub mod clock;
 pub mod framing;
 pub mod logging;
 pub mod map;
