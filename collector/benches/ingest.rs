@@ -166,17 +166,6 @@ async fn naive_pool(path: &std::path::Path) -> AnyPool {
     pool
 }
 
-const NAIVE_METRICS: [Metric; 8] = [
-    Metric::Load,
-    Metric::Util,
-    Metric::Cpus,
-    Metric::Speed,
-    Metric::Mem,
-    Metric::Rmem,
-    Metric::Tmem,
-    Metric::UsedMem,
-];
-
 /// The naive layout: one row per metric sample, one transaction per tick.
 async fn ingest_naive(path: &std::path::Path, nodes: u32, ticks: i64) -> Ingest {
     let pool = naive_pool(path).await;
@@ -194,7 +183,7 @@ async fn ingest_naive(path: &std::path::Path, nodes: u32, ticks: i64) -> Ingest 
         let mut rows = Vec::with_capacity(nodes as usize * 8);
         for n in sim.iter_mut() {
             let s = n.step(t);
-            for (m, metric) in NAIVE_METRICS.iter().enumerate() {
+            for (m, metric) in Metric::ALL.iter().enumerate() {
                 let v = s.value(*metric).unwrap_or(0.0) as i64;
                 rows.push(vec![
                     Val::Int(n.id.into()),

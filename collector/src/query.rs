@@ -10,11 +10,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::codec;
-use crate::events::{Checkpoint, NodeChange};
+use crate::events::{Checkpoint, NodeChange, ProcMove, ProcStart};
 use crate::sample::{Metric, Sample};
 use crate::store::location;
 use crate::store::sql::{int, query};
-use crate::store::{HistoryRef, StoreError};
+use crate::store::{HistoryRef, START_COLUMNS, START_WIDTH, StoreError, latest_move, read_start};
 
 /// A node the history has seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,25 @@ impl Acc {
     }
 }
 
+/// Load, used and free memory of the up samples seen so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct UpFigures {
+    load: Acc,
+    used: Acc,
+    mem: Acc,
+}
+
+impl UpFigures {
+    /// Adds a sample (a down sample has no figures and adds nothing).
+    fn add(&mut self, s: &Sample) {
+        if s.up {
+            self.load.add(f64::from(s.load));
+            self.used.add(s.used_kib() as f64);
+            self.mem.add(s.mem_kib as f64);
+        }
+    }
+}
+
 /// One bucket of a downsampled series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -97,22 +116,8 @@ pub struct Series {
 /// A process as the history knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessRecord {
-    /// Its number in the history.
-    pub id: i64,
-    /// Home node.
-    pub home: NodeId,
-    /// PID at home.
-    pub home_pid: i32,
-    /// Node it started on (or was first seen on).
-    pub first_node: NodeId,
-    /// Its PID there.
-    pub first_pid: i32,
-    /// Command line.
-    pub cmd: String,
-    /// Owner.
-    pub owner: String,
-    /// Start (ms).
-    pub started_ms: i64,
+    /// How it was first recorded: number, identity, first node and PID, command, owner, start.
+    pub start: ProcStart,
     /// End (ms), None while running (or running when the history closed).
     pub ended_ms: Option<i64>,
     /// Why it ended ("exited", ...).
@@ -130,23 +135,6 @@ pub struct ProcessAt {
     pub node: NodeId,
     /// Its PID there.
     pub pid: i32,
-}
-
-/// One migration of a process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
-    /// When it arrived (ms).
-    pub t_ms: i64,
-    /// Node it left.
-    pub from: NodeId,
-    /// Node it went to.
-    pub to: NodeId,
-    /// Its PID there.
-    pub pid: i32,
-    /// The whole migration (ms), when known.
-    pub duration_ms: Option<i64>,
-    /// Time frozen (ms), when known.
-    pub freeze_ms: Option<i64>,
 }
 
 /// Statistics of one node over a range.
@@ -412,11 +400,11 @@ impl History {
         let rows = self
             .rows(
                 &format!(
-                    "SELECT {PROCESS_COLUMNS}, \
-                       (SELECT m.to_node FROM moves m WHERE m.history = p.history AND m.process = p.id AND m.t <= $2 ORDER BY m.t DESC LIMIT 1), \
-                       (SELECT m.pid FROM moves m WHERE m.history = p.history AND m.process = p.id AND m.t <= $3 ORDER BY m.t DESC LIMIT 1) \
+                    "SELECT {START_COLUMNS}, {END_COLUMNS}, {}, {} \
                      FROM processes p WHERE p.history = $1 AND p.started_ms <= $4 \
-                     AND (p.ended_ms IS NULL OR p.ended_ms > $5) ORDER BY p.id"
+                     AND (p.ended_ms IS NULL OR p.ended_ms > $5) ORDER BY p.id",
+                    latest_move("to_node", Some("$2")),
+                    latest_move("pid", Some("$3"))
                 ),
                 &[h, t_ms, t_ms, t_ms, t_ms],
             )
@@ -424,11 +412,15 @@ impl History {
         let mut out = Vec::new();
         for r in &rows {
             let process = process_record(r).map_err(|e| self.err(e))?;
-            let moved_to = r.try_get::<Option<i64>, _>(11).map_err(|e| self.err(e))?;
-            let moved_pid = r.try_get::<Option<i64>, _>(12).map_err(|e| self.err(e))?;
+            let moved_to = r
+                .try_get::<Option<i64>, _>(PROCESS_WIDTH)
+                .map_err(|e| self.err(e))?;
+            let moved_pid = r
+                .try_get::<Option<i64>, _>(PROCESS_WIDTH + 1)
+                .map_err(|e| self.err(e))?;
             let at = ProcessAt {
-                node: moved_to.map_or(process.first_node, |n| n as NodeId),
-                pid: moved_pid.map_or(process.first_pid, |p| p as i32),
+                node: moved_to.map_or(process.start.node, |n| n as NodeId),
+                pid: moved_pid.map_or(process.start.pid, |p| p as i32),
                 process,
             };
             if node.is_none_or(|n| n == at.node) {
@@ -448,7 +440,7 @@ impl History {
         let rows = self
             .rows(
                 &format!(
-                    "SELECT {PROCESS_COLUMNS} FROM processes p WHERE p.history = $1 \
+                    "SELECT {START_COLUMNS}, {END_COLUMNS} FROM processes p WHERE p.history = $1 \
                      AND p.home = $2 AND p.home_pid = $3 ORDER BY p.started_ms"
                 ),
                 &[self.history.id, home.into(), home_pid.into()],
@@ -461,7 +453,7 @@ impl History {
     }
 
     /// The moves of process `id`, in time order.
-    pub async fn moves(&self, id: i64) -> Result<Vec<Move>, StoreError> {
+    pub async fn moves(&self, id: i64) -> Result<Vec<ProcMove>, StoreError> {
         let rows = self
             .rows(
                 "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms FROM moves \
@@ -471,7 +463,8 @@ impl History {
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(Move {
+                Ok(ProcMove {
+                    id,
                     t_ms: int(r, 0)?,
                     from: int(r, 1)? as NodeId,
                     to: int(r, 2)? as NodeId,
@@ -498,23 +491,19 @@ impl History {
     /// Statistics of the whole cluster over `[from, to]`.
     pub async fn cluster_stats(&self, from: i64, to: i64) -> Result<ClusterStats, StoreError> {
         let per_node = self.samples_by_node(None, from, to).await?;
-        let (mut load, mut used, mut mem) = (Acc::default(), Acc::default(), Acc::default());
+        let mut all = UpFigures::default();
         let mut nodes = Vec::new();
         for (node, samples) in &per_node {
-            for s in samples.iter().filter(|s| s.up) {
-                load.add(f64::from(s.load));
-                used.add(s.used_kib() as f64);
-                mem.add(s.mem_kib as f64);
-            }
+            samples.iter().for_each(|s| all.add(s));
             nodes.push(node_stats(*node, samples));
         }
         Ok(ClusterStats {
             samples: nodes.iter().map(|n| n.samples).sum(),
             up_samples: nodes.iter().map(|n| n.up_samples).sum(),
             up_ms: nodes.iter().map(|n| n.up_ms).sum(),
-            load: load.stat(),
-            used_mem_kib: used.stat(),
-            mem_kib: mem.stat(),
+            load: all.load.stat(),
+            used_mem_kib: all.used.stat(),
+            mem_kib: all.mem.stat(),
             nodes,
         })
     }
@@ -525,22 +514,19 @@ impl History {
     }
 }
 
-const PROCESS_COLUMNS: &str = "p.id, p.home, p.home_pid, p.node, p.pid, p.cmd, p.owner, \
-     p.started_ms, p.ended_ms, p.end_reason, p.exit_code";
+/// The `processes p` columns [`process_record`] reads after [`START_COLUMNS`].
+const END_COLUMNS: &str = "p.ended_ms, p.end_reason, p.exit_code";
+/// How many columns [`START_COLUMNS`] and [`END_COLUMNS`] are.
+const PROCESS_WIDTH: usize = START_WIDTH + 3;
 
 fn process_record(r: &AnyRow) -> Result<ProcessRecord, sqlx::Error> {
     Ok(ProcessRecord {
-        id: int(r, 0)?,
-        home: int(r, 1)? as NodeId,
-        home_pid: int(r, 2)? as i32,
-        first_node: int(r, 3)? as NodeId,
-        first_pid: int(r, 4)? as i32,
-        cmd: r.try_get(5)?,
-        owner: r.try_get(6)?,
-        started_ms: int(r, 7)?,
-        ended_ms: r.try_get(8)?,
-        end_reason: r.try_get(9)?,
-        exit_code: r.try_get::<Option<i64>, _>(10)?.map(|c| c as i32),
+        start: read_start(r)?,
+        ended_ms: r.try_get(START_WIDTH)?,
+        end_reason: r.try_get(START_WIDTH + 1)?,
+        exit_code: r
+            .try_get::<Option<i64>, _>(START_WIDTH + 2)?
+            .map(|c| c as i32),
     })
 }
 
@@ -589,15 +575,13 @@ pub fn node_stats(node: NodeId, samples: &[Sample]) -> NodeStats {
     let mut steps: Vec<i64> = samples.windows(2).map(|w| w[1].t_ms - w[0].t_ms).collect();
     steps.sort_unstable();
     let step = steps.get(steps.len() / 2).copied().unwrap_or(1000).max(1);
-    let (mut load, mut used, mut mem) = (Acc::default(), Acc::default(), Acc::default());
+    let mut figures = UpFigures::default();
     let mut up_ms = 0;
     for (i, s) in samples.iter().enumerate() {
         if !s.up {
             continue;
         }
-        load.add(f64::from(s.load));
-        used.add(s.used_kib() as f64);
-        mem.add(s.mem_kib as f64);
+        figures.add(s);
         up_ms += samples
             .get(i + 1)
             .map_or(step, |next| (next.t_ms - s.t_ms).min(2 * step));
@@ -605,11 +589,11 @@ pub fn node_stats(node: NodeId, samples: &[Sample]) -> NodeStats {
     NodeStats {
         node,
         samples: samples.len() as u64,
-        up_samples: load.n,
+        up_samples: figures.load.n,
         up_ms,
-        load: load.stat(),
-        used_mem_kib: used.stat(),
-        mem_kib: mem.stat(),
+        load: figures.load.stat(),
+        used_mem_kib: figures.used.stat(),
+        mem_kib: figures.mem.stat(),
     }
 }
 

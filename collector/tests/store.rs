@@ -189,7 +189,7 @@ async fn known_history_answers_every_query(backend: Backend) {
                 .await
                 .unwrap()
                 .iter()
-                .map(|p| (p.process.id, p.pid))
+                .map(|p| (p.process.start.id, p.pid))
                 .collect::<Vec<_>>()
         }
     };
@@ -208,7 +208,7 @@ async fn known_history_answers_every_query(backend: Backend) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].ended_ms, Some(t(120)));
     assert_eq!(found[0].exit_code, Some(3));
-    let moves = h.moves(found[0].id).await.unwrap();
+    let moves = h.moves(found[0].start.id).await.unwrap();
     assert_eq!(moves.len(), 1);
     assert_eq!(
         (

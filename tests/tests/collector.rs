@@ -176,8 +176,9 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
     assert!(st.load.is_some() && st.used_mem_kib.is_some());
 
     // The job: on node 1 before the move, on node 2 after, gone after the kill.
-    let is_job =
-        |p: &collector::query::ProcessAt| p.process.home == 1 && p.process.home_pid == job.home_pid;
+    let is_job = |p: &collector::query::ProcessAt| {
+        p.process.start.home == 1 && p.process.start.home_pid == job.home_pid
+    };
     let at = |node, t| {
         let a = &archive;
         async move { a.processes_at(Some(node), t).await.unwrap() }
@@ -188,9 +189,9 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
         .find(|p| is_job(p))
         .expect("job on node 1 before the move");
     assert!(
-        rec.process.cmd.contains("sleep 600"),
+        rec.process.start.cmd.contains("sleep 600"),
         "{:?}",
-        rec.process.cmd
+        rec.process.start.cmd
     );
     assert!(!at(2, before_move).await.iter().any(is_job));
     let p2 = at(2, after_move).await;
@@ -200,7 +201,7 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
         .expect("job on node 2 after the move");
     assert_eq!(moved.pid, new_pid);
     assert!(!at(1, after_move).await.iter().any(is_job));
-    let moves = archive.moves(rec.process.id).await.unwrap();
+    let moves = archive.moves(rec.process.start.id).await.unwrap();
     assert_eq!(moves.len(), 1, "{moves:?}");
     assert_eq!((moves[0].from, moves[0].to), (1, 2));
     assert!(

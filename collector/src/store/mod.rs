@@ -212,13 +212,12 @@ impl Store {
 
     /// Processes the history lists as running (to resume tracking after a restart).
     pub async fn open_processes(&self) -> Result<Vec<OpenProcess>, StoreError> {
-        let rows = query(
-            "SELECT p.id, p.home, p.home_pid, p.node, p.pid, p.cmd, p.owner, p.started_ms, \
-               COALESCE((SELECT m.to_node FROM moves m WHERE m.history = p.history AND m.process = p.id ORDER BY m.t DESC LIMIT 1), p.node), \
-               COALESCE((SELECT m.pid FROM moves m WHERE m.history = p.history AND m.process = p.id ORDER BY m.t DESC LIMIT 1), p.pid) \
-             FROM processes p WHERE p.history = $1 AND p.ended_ms IS NULL"
-                .into(),
-        )
+        let rows = query(format!(
+            "SELECT {START_COLUMNS}, COALESCE({}, p.node), COALESCE({}, p.pid) \
+             FROM processes p WHERE p.history = $1 AND p.ended_ms IS NULL",
+            latest_move("to_node", None),
+            latest_move("pid", None)
+        ))
         .bind(self.history)
         .fetch_all(&self.pool)
         .await
@@ -226,18 +225,9 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(OpenProcess {
-                    start: ProcStart {
-                        id: int(r, 0)?,
-                        home: int(r, 1)? as u32,
-                        home_pid: int(r, 2)? as i32,
-                        node: int(r, 3)? as u32,
-                        pid: int(r, 4)? as i32,
-                        cmd: r.try_get(5)?,
-                        owner: r.try_get(6)?,
-                        started_ms: int(r, 7)?,
-                    },
-                    node: int(r, 8)? as u32,
-                    pid: int(r, 9)? as i32,
+                    start: read_start(r)?,
+                    node: int(r, START_WIDTH)? as u32,
+                    pid: int(r, START_WIDTH + 1)? as i32,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -347,6 +337,38 @@ pub async fn list_histories(location: &Location) -> Result<Vec<HistoryInfo>, Sto
     }
     out.sort_by_key(|h| h.started_ms);
     Ok(out)
+}
+
+/// The `processes p` columns [`read_start`] reads, in its order.
+pub(crate) const START_COLUMNS: &str =
+    "p.id, p.home, p.home_pid, p.node, p.pid, p.cmd, p.owner, p.started_ms";
+/// How many columns [`START_COLUMNS`] is.
+pub(crate) const START_WIDTH: usize = 8;
+
+/// Reads a process's start from the first [`START_COLUMNS`] of a row.
+pub(crate) fn read_start(r: &sqlx::any::AnyRow) -> Result<ProcStart, sqlx::Error> {
+    Ok(ProcStart {
+        id: int(r, 0)?,
+        home: int(r, 1)? as u32,
+        home_pid: int(r, 2)? as i32,
+        node: int(r, 3)? as u32,
+        pid: int(r, 4)? as i32,
+        cmd: r.try_get(5)?,
+        owner: r.try_get(6)?,
+        started_ms: int(r, 7)?,
+    })
+}
+
+/// A subquery giving `column` of the latest move of process `p` (at or before
+/// the placeholder `until`, when given), NULL when it never moved.
+pub(crate) fn latest_move(column: &str, until: Option<&str>) -> String {
+    let until = until
+        .map(|u| format!(" AND m.t <= {u}"))
+        .unwrap_or_default();
+    format!(
+        "(SELECT m.{column} FROM moves m WHERE m.history = p.history AND m.process = p.id{until} \
+         ORDER BY m.t DESC LIMIT 1)"
+    )
 }
 
 /// SQLite's `PRAGMA integrity_check` of a history file: "ok" when intact,
