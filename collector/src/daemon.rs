@@ -257,11 +257,11 @@ impl Daemon {
                 ProcEvent::End(end) if end.reason == "exited" => end.id,
                 _ => continue,
             };
-            let Some((home, home_pid)) = self.tracker.identity_of(id) else {
+            let Some((home, home_pid)) = self.tracker.job_identity(id) else {
                 continue;
             };
             let Some(job) = self.poller.job(home, home_pid).await else {
-                tracing::debug!(id, home, home_pid, "no job record at its home");
+                tracing::debug!(id, home, home_pid, "no answer about the job from its home");
                 continue;
             };
             match e {

@@ -33,6 +33,8 @@ struct Tracked {
     start: ProcStart,
     node: NodeId,
     pid: i32,
+    /// Started through an agent (it has a job record at its home).
+    job: bool,
     missing_since: Option<i64>,
     missing_ticks: u32,
 }
@@ -51,8 +53,8 @@ pub enum NodeProcs {
 pub struct Tracker {
     alive: HashMap<Identity, Tracked>,
     next_id: i64,
-    /// Identities of the processes the last update ended.
-    ended: HashMap<i64, Identity>,
+    /// Identities of the jobs the last update ended.
+    ended_jobs: HashMap<i64, Identity>,
 }
 
 /// Whether a row is a kernel thread (no user-space command line).
@@ -74,6 +76,8 @@ impl Tracker {
                         node: p.node,
                         pid: p.pid,
                         start: p.start,
+                        // Learnt again at its next sighting.
+                        job: false,
                         missing_since: None,
                         missing_ticks: 0,
                     },
@@ -83,7 +87,7 @@ impl Tracker {
         Self {
             alive,
             next_id: next_id.max(1),
-            ended: HashMap::new(),
+            ended_jobs: HashMap::new(),
         }
     }
 
@@ -109,15 +113,17 @@ impl Tracker {
 
     /// Compares this tick's answers with what was running and returns the events.
     pub fn update(&mut self, t_ms: i64, answers: &[(NodeId, NodeProcs)]) -> Vec<ProcEvent> {
-        self.ended.clear();
+        self.ended_jobs.clear();
         let answered: HashSet<NodeId> = answers
             .iter()
             .filter(|(_, p)| matches!(p, NodeProcs::Listed(_)))
             .map(|(n, _)| *n)
             .collect();
-        // Where each identity runs now, and identities a home lists as away.
+        // Where each identity runs now, identities a home lists as away, and
+        // identities seen to be jobs (away from home, or beside their job init).
         let mut here: HashMap<Identity, (NodeId, &ProcessInfo)> = HashMap::new();
         let mut away: HashSet<Identity> = HashSet::new();
+        let mut jobs: HashSet<Identity> = HashSet::new();
         for (node, procs) in answers {
             let NodeProcs::Listed(list) = procs else {
                 continue;
@@ -128,7 +134,11 @@ impl Tracker {
                 let key = (home, home_pid);
                 if p.where_ != 0 && p.where_ != *node {
                     away.insert(key);
+                    jobs.insert(key);
                     continue;
+                }
+                if p.cmdline.contains(JOBINIT) {
+                    jobs.insert(key);
                 }
                 match here.get(&key) {
                     None => {
@@ -155,6 +165,7 @@ impl Tracker {
                 Some(t) => {
                     t.missing_since = None;
                     t.missing_ticks = 0;
+                    t.job |= jobs.contains(key);
                     if t.node != *node {
                         events.push(ProcEvent::Move(ProcMove {
                             id: t.id,
@@ -190,6 +201,7 @@ impl Tracker {
                             start,
                             node: *node,
                             pid: p.pid,
+                            job: jobs.contains(key),
                             missing_since: None,
                             missing_ticks: 0,
                         },
@@ -221,8 +233,8 @@ impl Tracker {
             }
         }
         for key in ended {
-            if let Some(t) = self.alive.remove(&key) {
-                self.ended.insert(t.id, key);
+            if let Some(t) = self.alive.remove(&key).filter(|t| t.job) {
+                self.ended_jobs.insert(t.id, key);
             }
         }
         events
@@ -249,13 +261,15 @@ impl Tracker {
             .collect()
     }
 
-    /// The identity of a running process number, or of one the last update ended.
-    pub fn identity_of(&self, id: i64) -> Option<Identity> {
+    /// The identity of a job (a running one, or one the last update ended) by
+    /// its number; None for processes that were not started through an agent,
+    /// which have no record at their home to ask about.
+    pub fn job_identity(&self, id: i64) -> Option<Identity> {
         self.alive
             .iter()
-            .find(|(_, t)| t.id == id)
+            .find(|(_, t)| t.id == id && t.job)
             .map(|(k, _)| *k)
-            .or_else(|| self.ended.get(&id).copied())
+            .or_else(|| self.ended_jobs.get(&id).copied())
     }
 }
 
@@ -357,7 +371,7 @@ mod tests {
             [ProcEvent::End(e)] => {
                 assert_eq!(e.t_ms, 15_000);
                 assert_eq!(
-                    t.identity_of(e.id),
+                    t.job_identity(e.id),
                     Some((1, 100)),
                     "known right after its end"
                 );
@@ -385,6 +399,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(t.running(), 1);
+    }
+
+    #[test]
+    fn only_jobs_are_asked_about_at_their_home() {
+        let mut t = Tracker::resume(Vec::new(), 1);
+        let plain = || NodeProcs::Listed(vec![row(5, 1, 5, 1, "sleep 100")]);
+        t.update(1, &[(1, plain())]);
+        assert_eq!(
+            t.job_identity(1),
+            None,
+            "a process not started through an agent"
+        );
+        let job = NodeProcs::Listed(vec![
+            row(8, 1, 8, 1, "openmosix-jobinit -- sim"),
+            row(9, 1, 8, 1, "sim"),
+        ]);
+        let ev = t.update(2, &[(1, job)]);
+        let id = match &ev[..] {
+            [ProcEvent::Start(s)] => s.id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(t.job_identity(id), Some((1, 8)));
     }
 
     #[test]
