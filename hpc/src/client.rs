@@ -220,6 +220,7 @@ pub struct Client {
     next_id: AtomicU64,
     updates: Mutex<Option<mpsc::UnboundedReceiver<Update>>>,
     call_timeout: Duration,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     _session: Handle<HostKeyChecker>,
 }
 
@@ -453,7 +454,8 @@ impl Client {
         let (read, write) = tokio::io::split(raw.stream);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        tokio::spawn(read_loop(read, pending.clone(), updates_tx));
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(read_loop(read, pending.clone(), updates_tx, closed.clone()));
         Ok(Self {
             addr: addr.to_string(),
             writer: tokio::sync::Mutex::new(write),
@@ -461,6 +463,7 @@ impl Client {
             next_id: AtomicU64::new(1),
             updates: Mutex::new(Some(updates_rx)),
             call_timeout: Duration::from_secs(30),
+            closed,
             _session: raw.session,
         })
     }
@@ -530,6 +533,11 @@ impl Client {
         }
     }
 
+    /// Whether the connection has closed (the agent went away or the session broke).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     /// Takes the stream of subscription updates (once; later calls get `None`).
     pub fn take_updates(&self) -> Option<mpsc::UnboundedReceiver<Update>> {
         self.updates.lock().ok().and_then(|mut u| u.take())
@@ -550,6 +558,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
     read: ReadHalf<S>,
     pending: Pending,
     updates: mpsc::UnboundedSender<Update>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut reader = LineReader::new(BufReader::new(read), MAX_MESSAGE_BYTES * 64);
     loop {
@@ -584,6 +593,7 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
             let _ = w.send(response);
         }
     }
+    closed.store(true, Ordering::Relaxed);
     // Dropping the senders wakes every waiting call with `Closed`.
     if let Ok(mut p) = pending.lock() {
         p.clear();

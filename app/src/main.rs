@@ -1,0 +1,157 @@
+//! `openmosixview [--node HOST[:PORT]]... [--key FILE] [--known-hosts FILE]
+//! [--screenshot FILE]`: the openMosix cluster view.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use openmosixview::context::AppContext;
+use openmosixview::net::{Backend, LinkSettings};
+use openmosixview::settings::{self, Settings};
+use openmosixview::{OpenMosixView, screenshot};
+
+/// openmosixview: watch and steer an openMosix cluster.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Agent to find the cluster through, HOST[:PORT] (repeat for fallbacks;
+    /// default: the saved configuration, else the local agent).
+    #[arg(long)]
+    node: Vec<String>,
+    /// Private key (default: ssh-agent, then ~/.ssh/id_*).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// known_hosts file for the agents' host keys (default: ~/.ssh/known_hosts).
+    #[arg(long)]
+    known_hosts: Option<PathBuf>,
+    /// Configuration file (default: $XDG_CONFIG_HOME/openmosixview/config.json).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Arguments the Collector → start menu adds to `openmosixcollector -d` (repeatable).
+    #[arg(long = "collector-arg", allow_hyphen_values = true)]
+    collector_args: Vec<String>,
+    /// Write the first complete frame to this PNG file, then quit.
+    #[arg(long)]
+    screenshot: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    hpc::logging::init("openmosixview=info,warn");
+    let args = Args::parse();
+    let config_path = args.config.clone().or_else(settings::default_path);
+    let mut s = match &config_path {
+        Some(p) => Settings::load(p)?,
+        None => Settings::default(),
+    };
+    let given = !args.node.is_empty() || args.key.is_some() || args.known_hosts.is_some();
+    if !args.node.is_empty() {
+        s.nodes = args.node.clone();
+    }
+    if args.key.is_some() {
+        s.key = args.key.clone();
+    }
+    if args.known_hosts.is_some() {
+        s.known_hosts = args.known_hosts.clone();
+    }
+    if !args.collector_args.is_empty() {
+        s.collector_start_args = args.collector_args.clone();
+    }
+    if given && let Some(p) = &config_path {
+        // Remember what was given, so that the next start needs no options.
+        if let Err(e) = s.save(p) {
+            tracing::warn!(error = %e, "cannot save the configuration");
+        }
+    }
+    if s.nodes.is_empty() {
+        s.nodes
+            .push(format!("127.0.0.1:{}", hpc::paths::AGENT_PORT));
+    }
+    let known_hosts = s
+        .known_hosts
+        .clone()
+        .or_else(hpc::paths::default_known_hosts)
+        .context("no known_hosts file: give --known-hosts")?;
+    let config = openmosixview::net::BackendConfig {
+        seeds: s.nodes.clone(),
+        links: LinkSettings {
+            key: s.key.clone(),
+            known_hosts,
+            connect_timeout: Duration::from_secs(5),
+        },
+        poll: Duration::from_millis(s.refresh_ms.max(250)),
+        collector_program: s.collector_program.clone(),
+        collector_start_args: s.collector_start_args.clone(),
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("openMosixview")
+            .with_inner_size([1000.0, 560.0]),
+        ..Default::default()
+    };
+    let shot = args.screenshot.clone();
+    eframe::run_native(
+        "openmosixview",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let backend = Backend::start(config, Arc::new(move || ctx.request_repaint()))?;
+            Ok(Box::new(Window {
+                view: OpenMosixView::new(AppContext::new(backend)),
+                shot: shot.map(|path| Shot {
+                    path,
+                    asked: false,
+                    started: Instant::now(),
+                }),
+            }))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// A pending `--screenshot`.
+struct Shot {
+    path: PathBuf,
+    asked: bool,
+    started: Instant,
+}
+
+/// The eframe side: events in `logic`, the frame in `ui`.
+struct Window {
+    view: OpenMosixView,
+    shot: Option<Shot>,
+}
+
+/// How long `--screenshot` waits for a complete frame before taking what is there.
+const SHOT_PATIENCE: Duration = Duration::from_secs(30);
+
+impl eframe::App for Window {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.view.logic();
+        if let Some(shot) = &mut self.shot
+            && !shot.asked
+        {
+            let complete = screenshot::frame_complete(&self.view.cx.state);
+            if complete || shot.started.elapsed() > SHOT_PATIENCE {
+                shot.asked = true;
+                let (path, ctx2) = (shot.path.clone(), ctx.clone());
+                ctx.request_screenshot(move |image| {
+                    match screenshot::write_png(&path, &image) {
+                        Ok(()) => tracing::info!(path = %path.display(), "screenshot written"),
+                        Err(e) => tracing::error!(error = %e, "cannot write the screenshot"),
+                    }
+                    ctx2.send_viewport_cmd(egui::ViewportCommand::Close);
+                    ctx2.request_repaint();
+                });
+                ctx.request_repaint();
+            } else {
+                ctx.request_repaint_after(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.view.ui(ui);
+    }
+}

@@ -1,0 +1,546 @@
+//! The runtime thread: watches the cluster through one node, keeps the
+//! process lists of the watched nodes, reads admin state and carries out the
+//! UI's commands, each in its own task so that a slow node holds up nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hpc::client::Client;
+use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
+use hpc::protocol::{JobInfo, MigrationReport, PathValue, methods};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::collector_ctl;
+use super::links::{LinkPool, LinkSettings, link_state};
+use super::spawn::ExecRequest;
+use super::{Command, Event};
+
+/// Wakes the UI when an event is queued (eframe: `ctx.request_repaint()`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// How long an expel, bring or migration may take before the app stops waiting.
+const LONG_ACTION: Duration = Duration::from_secs(900);
+/// How often every connected node's admin state is read again.
+const ADMIN_REFRESH_EVERY: u32 = 5;
+/// Most admin reads in flight at once.
+const ADMIN_READS_IN_FLIGHT: usize = 8;
+
+/// Queues events for the UI and wakes it.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: std::sync::mpsc::Sender<Event>,
+    wake: Waker,
+}
+
+impl EventSink {
+    /// Queues `event` and wakes the UI.
+    pub fn send(&self, event: Event) {
+        if self.tx.send(event).is_ok() {
+            (self.wake)();
+        }
+    }
+}
+
+/// What the backend needs to know.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Nodes to find the cluster through, in order.
+    pub seeds: Vec<String>,
+    /// Keys and host checking.
+    pub links: LinkSettings,
+    /// How often the cluster's figures are fetched.
+    pub poll: Duration,
+    /// The collector's program.
+    pub collector_program: String,
+    /// Arguments added to `openmosixcollector -d`.
+    pub collector_start_args: Vec<String>,
+}
+
+/// The handle the UI holds: send commands, drain events.
+pub struct Backend {
+    commands: mpsc::UnboundedSender<Command>,
+    events: std::sync::mpsc::Receiver<Event>,
+}
+
+impl Backend {
+    /// Starts the runtime thread.
+    pub fn start(config: BackendConfig, wake: Waker) -> std::io::Result<Self> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+        let sink = EventSink { tx: ev_tx, wake };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("openmosixview-net".into())
+            .spawn(move || runtime.block_on(run(config, cmd_rx, sink)))?;
+        Ok(Self {
+            commands: cmd_tx,
+            events: ev_rx,
+        })
+    }
+
+    /// Sends a command (never blocks).
+    pub fn send(&self, command: Command) {
+        if self.commands.send(command).is_err() {
+            tracing::error!("the network thread has stopped");
+        }
+    }
+
+    /// The next queued event, if any (never blocks).
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+}
+
+async fn run(
+    config: BackendConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    sink: EventSink,
+) {
+    let config = Arc::new(config);
+    let pool = Arc::new(LinkPool::new(config.links.clone(), sink.clone()));
+    let cluster = tokio::spawn(watch_cluster(pool.clone(), config.clone(), sink.clone()));
+    let mut watches: HashMap<NodeId, JoinHandle<()>> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::WatchProcesses(nodes) => {
+                watches.retain(|node, task| {
+                    let keep = nodes.contains(node);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                for node in nodes {
+                    watches.entry(node).or_insert_with(|| {
+                        tokio::spawn(watch_processes(pool.clone(), node, sink.clone()))
+                    });
+                }
+            }
+            Command::TrustHostKey { addr } => pool.trust(&addr),
+            other => {
+                tokio::spawn(perform(pool.clone(), config.clone(), other, sink.clone()));
+            }
+        }
+    }
+    cluster.abort();
+    for task in watches.values() {
+        task.abort();
+    }
+}
+
+/// Fetches `cluster.nodes` every poll period through the first node that
+/// answers (the seeds, then every node learned so far), and reads the admin
+/// state of every up node every few periods.
+async fn watch_cluster(pool: Arc<LinkPool>, config: Arc<BackendConfig>, sink: EventSink) {
+    let mut current: Option<(String, Client)> = None;
+    let mut backoff = Duration::from_secs(1);
+    let mut polls: u32 = 0;
+    let mut admin_reads: Option<JoinHandle<()>> = None;
+    loop {
+        let Some((via, client)) = &current else {
+            let mut candidates = config.seeds.clone();
+            for a in pool.known_addrs() {
+                if !candidates.contains(&a) {
+                    candidates.push(a);
+                }
+            }
+            let mut last = "no node to connect to (give --node HOST)".to_string();
+            for addr in candidates {
+                match pool.connect_addr(&addr, None).await {
+                    Ok(c) => {
+                        current = Some((addr, c));
+                        break;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if current.is_none() {
+                sink.send(Event::ClusterUnreachable(last));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            continue;
+        };
+        match client
+            .call::<_, Vec<NodeStatus>>(methods::CLUSTER_NODES, json!({}))
+            .await
+        {
+            Ok(nodes) => {
+                backoff = Duration::from_secs(1);
+                pool.learn(&nodes);
+                let up: Vec<NodeId> = nodes
+                    .iter()
+                    .filter(|n| n.status == Liveness::Up)
+                    .map(|n| n.id)
+                    .collect();
+                sink.send(Event::Nodes {
+                    via: via.clone(),
+                    nodes,
+                });
+                let idle = admin_reads.as_ref().is_none_or(|t| t.is_finished());
+                if polls % ADMIN_REFRESH_EVERY == 0 && idle {
+                    admin_reads =
+                        Some(tokio::spawn(read_all_admin(pool.clone(), up, sink.clone())));
+                }
+                polls = polls.wrapping_add(1);
+            }
+            Err(e) => {
+                sink.send(Event::ClusterUnreachable(format!("{via}: {e}")));
+                current = None;
+                continue;
+            }
+        }
+        tokio::time::sleep(config.poll).await;
+    }
+}
+
+async fn read_all_admin(pool: Arc<LinkPool>, nodes: Vec<NodeId>, sink: EventSink) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(ADMIN_READS_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let (pool, sink, limit) = (pool.clone(), sink.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            refresh_admin(&pool, node, &sink).await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Reads one node's admin state and reports it (link failures are reported by the pool).
+async fn refresh_admin(pool: &LinkPool, node: NodeId, sink: &EventSink) {
+    let Ok(client) = pool.get(node).await else {
+        return;
+    };
+    match read_admin(&client).await {
+        Ok(admin) => sink.send(Event::Admin { node, admin }),
+        Err(e) => tracing::debug!(node, error = %e, "cannot read admin state"),
+    }
+}
+
+async fn read_admin(client: &Client) -> Result<AdminState, hpc::client::ClientError> {
+    let read = |f: &'static str| async move {
+        let v: PathValue = client
+            .call(methods::HPC_READ, json!({ "path": format!("admin/{f}") }))
+            .await?;
+        Ok::<u64, hpc::client::ClientError>(v.value.as_u64().unwrap_or(0))
+    };
+    let flag = |n: u64| n == 1;
+    Ok(AdminState {
+        stay: flag(read("stay").await?),
+        lstay: flag(read("lstay").await?),
+        block: flag(read("block").await?),
+        quiet: flag(read("quiet").await?),
+        decay_interval: read("decay-interval").await? as u32,
+        slow_decay: read("slow-decay").await? as u32,
+        fast_decay: read("fast-decay").await? as u32,
+        speed: read("speed").await? as u32,
+        speed_set_by_admin: false,
+        mospe: read("mospe").await? as u32,
+        yardstick: read("yardstick").await? as u32,
+    })
+}
+
+/// Keeps one node's process list current over its own connection, reconnecting
+/// with backoff until the UI stops watching (the task is aborted).
+async fn watch_processes(pool: Arc<LinkPool>, node: NodeId, sink: EventSink) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match pool.open(node).await {
+            Ok(client) => {
+                backoff = Duration::from_secs(1);
+                let subscribed = client
+                    .call_value(
+                        methods::SUBSCRIBE,
+                        json!({ "interval_ms": 1000, "status": false, "processes": true }),
+                    )
+                    .await;
+                match (subscribed, client.take_updates()) {
+                    (Ok(_), Some(mut updates)) => {
+                        while let Some(u) = updates.recv().await {
+                            if let Some(delta) = u.processes {
+                                sink.send(Event::Processes {
+                                    node,
+                                    delta,
+                                    reset: u.seq == 0,
+                                });
+                            }
+                        }
+                        sink.send(Event::Done {
+                            what: format!("process list of node {node}"),
+                            result: Err("the connection closed; reconnecting".into()),
+                        });
+                    }
+                    (Err(e), _) => sink.send(Event::Done {
+                        what: format!("process list of node {node}"),
+                        result: Err(e.to_string()),
+                    }),
+                    (Ok(_), None) => {}
+                }
+            }
+            Err(e) => sink.send(Event::Link {
+                node,
+                state: link_state(&e),
+            }),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn perform(
+    pool: Arc<LinkPool>,
+    config: Arc<BackendConfig>,
+    command: Command,
+    sink: EventSink,
+) {
+    match command {
+        Command::WriteAdmin { nodes, path, value } => {
+            for node in nodes {
+                let (pool, sink, path, value) =
+                    (pool.clone(), sink.clone(), path.clone(), value.clone());
+                tokio::spawn(async move {
+                    let what = format!("node {node}: {path} = {value}");
+                    let result = write_admin(&pool, node, &path, &value).await;
+                    sink.send(Event::Done { what, result });
+                    refresh_admin(&pool, node, &sink).await;
+                });
+            }
+        }
+        Command::Switch { nodes, on } => {
+            for node in nodes {
+                let (pool, sink) = (pool.clone(), sink.clone());
+                tokio::spawn(async move {
+                    let what = format!(
+                        "node {node}: openMosix {}",
+                        if on { "start" } else { "stop" }
+                    );
+                    let result = switch(&pool, node, on).await;
+                    sink.send(Event::Done { what, result });
+                    refresh_admin(&pool, node, &sink).await;
+                });
+            }
+        }
+        Command::RefreshAdmin(node) => refresh_admin(&pool, node, &sink).await,
+        Command::Migrate { node, pid, to } => {
+            let what = format!("migrate process {pid} (node {node}) to {to}");
+            let result = async {
+                let client = pool.get(node).await.map_err(|e| e.to_string())?;
+                let v = client
+                    .call_value_within(
+                        methods::PROC_MIGRATE,
+                        json!({ "pid": pid, "to": to }),
+                        LONG_ACTION,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r: MigrationReport = serde_json::from_value(v).map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "now on node {} as PID {} ({} ms, frozen {} ms, {} KiB)",
+                    r.to,
+                    r.pid,
+                    r.total_ms,
+                    r.freeze_ms,
+                    r.bytes / 1024
+                ))
+            }
+            .await;
+            sink.send(Event::Done { what, result });
+        }
+        Command::Signal { node, pid, signal } => {
+            let what = format!("SIG{signal} to process {pid} on node {node}");
+            let result = call(
+                &pool,
+                node,
+                methods::PROC_SIGNAL,
+                json!({ "pid": pid, "signal": signal }),
+            )
+            .await
+            .map(|_| "sent".to_string());
+            sink.send(Event::Done { what, result });
+        }
+        Command::Renice { node, pid, nice } => {
+            let what = format!("renice process {pid} on node {node} to {nice}");
+            let result = call(
+                &pool,
+                node,
+                methods::PROC_RENICE,
+                json!({ "pid": pid, "nice": nice }),
+            )
+            .await
+            .map(|_| "done".to_string());
+            sink.send(Event::Done { what, result });
+        }
+        Command::Execute(request) => execute(&pool, request, &sink).await,
+        Command::Collector(action) => {
+            let args = action.args(&config.collector_start_args);
+            let what = format!(
+                "{} ({} {})",
+                action.describe(),
+                config.collector_program,
+                args.join(" ")
+            );
+            let result = collector_ctl::run(&config.collector_program, &args).await;
+            sink.send(Event::Done { what, result });
+        }
+        Command::WatchProcesses(_) | Command::TrustHostKey { .. } => {}
+    }
+}
+
+async fn call(pool: &LinkPool, node: NodeId, method: &str, params: Value) -> Result<Value, String> {
+    let client = pool.get(node).await.map_err(|e| e.to_string())?;
+    client
+        .call_value(method, params)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn write_admin(
+    pool: &LinkPool,
+    node: NodeId,
+    path: &str,
+    value: &Value,
+) -> Result<String, String> {
+    let client = pool.get(node).await.map_err(|e| e.to_string())?;
+    let v = client
+        .call_value_within(
+            methods::HPC_WRITE,
+            json!({ "path": path, "value": value }),
+            LONG_ACTION,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(describe_write(&v))
+}
+
+/// The answer of an admin write, for a person (`expel`/`bring` report moves).
+fn describe_write(v: &Value) -> String {
+    let result = v.get("value").unwrap_or(v);
+    match (
+        result.get("moved"),
+        result.get("failed").and_then(Value::as_array),
+    ) {
+        (Some(moved), Some(failed)) if !failed.is_empty() => {
+            let reasons: Vec<String> = failed
+                .iter()
+                .map(|f| format!("{}: {}", f["pid"], f["error"].as_str().unwrap_or("?")))
+                .collect();
+            format!("moved {moved}; could not move {}", reasons.join("; "))
+        }
+        (Some(moved), _) => format!("moved {moved}"),
+        _ => format!("now {result}"),
+    }
+}
+
+/// openMosix stop: the node takes no guests, moves nothing on its own, stops
+/// announcing its load, sends its guests home and brings its own jobs back.
+/// Start clears those flags.
+async fn switch(pool: &LinkPool, node: NodeId, on: bool) -> Result<String, String> {
+    let flag = u8::from(!on);
+    for f in ["block", "stay", "lstay", "quiet"] {
+        write_admin(pool, node, &format!("admin/{f}"), &json!(flag)).await?;
+    }
+    if on {
+        return Ok("balancing on: guests accepted, automigration on".into());
+    }
+    let expelled = write_admin(pool, node, "admin/expel", &json!(1)).await?;
+    let brought = write_admin(pool, node, "admin/bring", &json!(1)).await?;
+    Ok(format!("stopped; expel: {expelled}; bring: {brought}"))
+}
+
+async fn execute(pool: &LinkPool, request: ExecRequest, sink: &EventSink) {
+    let what = format!(
+        "run {} ({} from node {})",
+        request.program,
+        request.mode.mosrun_words(),
+        request.home
+    );
+    let nodes = pool.known_nodes();
+    let launches = match request.mode.launches(request.home, &nodes) {
+        Ok(l) => l,
+        Err(e) => {
+            sink.send(Event::Done {
+                what,
+                result: Err(e),
+            });
+            return;
+        }
+    };
+    let client = match pool.get(request.home).await {
+        Ok(c) => c,
+        Err(e) => {
+            sink.send(Event::Done {
+                what,
+                result: Err(e.to_string()),
+            });
+            return;
+        }
+    };
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut argv = vec![request.program.clone()];
+    argv.extend(request.args.iter().cloned());
+    let env: Vec<(String, String)> = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let mut started = Vec::new();
+    for launch in launches {
+        let spawn = json!({
+            "argv": argv, "cwd": request.cwd, "env": env, "uid": uid, "gid": gid,
+            "stdout": request.output, "lock": launch.lock, "decay": launch.decay,
+        });
+        let job: JobInfo = match client.call(methods::PROC_SPAWN, spawn).await {
+            Ok(j) => j,
+            Err(e) => {
+                sink.send(Event::Done {
+                    what: what.clone(),
+                    result: Err(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let mut node = request.home;
+        if let Some(target) = launch.target {
+            let moved = client
+                .call_value_within(
+                    methods::PROC_MIGRATE,
+                    json!({ "pid": job.home_pid, "to": target.to_string(), "force": true }),
+                    LONG_ACTION,
+                )
+                .await;
+            if let Err(e) = moved {
+                // As `mosrun` without -F: a job that cannot go where it was sent is stopped.
+                let _ = client
+                    .call_value(
+                        methods::PROC_SIGNAL,
+                        json!({ "pid": job.home_pid, "signal": "KILL" }),
+                    )
+                    .await;
+                sink.send(Event::Done {
+                    what: what.clone(),
+                    result: Err(format!("node {target} cannot take the job: {e}")),
+                });
+                continue;
+            }
+            node = target;
+        }
+        started.push(format!("PID {} on node {node}", job.home_pid));
+        sink.send(Event::JobStarted {
+            home: request.home,
+            home_pid: job.home_pid,
+            node,
+        });
+    }
+    if !started.is_empty() {
+        sink.send(Event::Done {
+            what,
+            result: Ok(format!("started {}", started.join(", "))),
+        });
+    }
+}

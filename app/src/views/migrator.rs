@@ -1,0 +1,168 @@
+//! The migrator window: one process's live status and location, every node
+//! (double-click migrates there), home, best, kill, SIGSTOP, SIGCONT and renice.
+
+use egui::{Color32, Sense, Ui};
+use hpc::model::NodeId;
+
+use super::widgets::status_color;
+use crate::context::AppContext;
+use crate::net::Command;
+
+/// The migrator of one process, followed by identity wherever it moves.
+pub struct Migrator {
+    /// Home node.
+    pub home: NodeId,
+    /// PID at home.
+    pub home_pid: i32,
+    /// Whether the window is open.
+    pub open: bool,
+    nice: i32,
+    nice_dirty: bool,
+}
+
+impl Migrator {
+    /// A migrator for the process (home, home PID).
+    pub fn new(home: NodeId, home_pid: i32) -> Self {
+        Self {
+            home,
+            home_pid,
+            open: true,
+            nice: 0,
+            nice_dirty: false,
+        }
+    }
+
+    /// The window title.
+    pub fn title(&self) -> String {
+        format!("migrator: process {} of node {}", self.home_pid, self.home)
+    }
+
+    /// Shows the window.
+    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) {
+        let mut is_open = self.open;
+        egui::Window::new(self.title())
+            .id(egui::Id::unique(("migrator", self.home, self.home_pid)))
+            .open(&mut is_open)
+            .default_width(420.0)
+            .show(ctx, |ui| self.ui(ui, cx));
+        self.open = is_open;
+    }
+
+    fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) {
+        let Some((node, p)) = cx
+            .state
+            .find_job(self.home, self.home_pid)
+            .map(|(n, p)| (n, p.clone()))
+        else {
+            ui.colored_label(
+                Color32::from_rgb(210, 120, 0),
+                "not listed on any watched node: it ended, or is moving right now",
+            );
+            return;
+        };
+        if !self.nice_dirty {
+            self.nice = p.nice;
+        }
+        let place = if node == self.home {
+            format!("runs at home (node {node})")
+        } else {
+            format!("runs on node {node}, home node {}", self.home)
+        };
+        ui.label(format!("{} — PID {} there", place, p.pid));
+        ui.label(format!(
+            "{}: state {}, CPU {:.1} %, nice {}, {} migrations",
+            p.cmdline, p.state, p.cpu, p.nice, p.nmigs
+        ));
+        let unavailable = cx
+            .state
+            .nodes
+            .get(&node)
+            .map(|n| n.status.migration.clone())
+            .filter(|m| m.starts_with("migration unavailable"));
+        let movable = p.cantmove.is_empty() && !p.lock;
+        if let Some(why) = &unavailable {
+            ui.colored_label(Color32::from_rgb(210, 40, 40), why);
+        } else if !movable {
+            let why = if p.cantmove.is_empty() {
+                "locked (lock = 1)".to_string()
+            } else {
+                p.cantmove.clone()
+            };
+            ui.colored_label(Color32::from_rgb(180, 140, 20), format!("🔒 {why}"));
+        }
+        let can_move = unavailable.is_none();
+        ui.separator();
+        ui.label("double-click a node to migrate there:");
+        let ids: Vec<NodeId> = cx.state.nodes.keys().copied().collect();
+        for id in ids {
+            let Some(entry) = cx.state.nodes.get(&id) else {
+                continue;
+            };
+            let here = id == node;
+            let text = format!(
+                "node {id} — {} — load {:.0} %{}",
+                entry.status.addr,
+                entry.load_percent(),
+                if here { " (here)" } else { "" }
+            );
+            let color = status_color(entry.is_up());
+            let response = ui
+                .add(egui::Label::new(egui::RichText::new(text).color(color)).sense(Sense::click()))
+                .on_hover_text(format!("double-click: migrate to node {id}"));
+            if response.double_clicked() && !here && can_move {
+                cx.send(Command::Migrate {
+                    node,
+                    pid: p.pid,
+                    to: id.to_string(),
+                });
+            }
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(can_move, egui::Button::new("home"))
+                .clicked()
+            {
+                cx.send(Command::Migrate {
+                    node,
+                    pid: p.pid,
+                    to: "home".into(),
+                });
+            }
+            if ui
+                .add_enabled(can_move, egui::Button::new("best"))
+                .on_hover_text("the least loaded node that has room")
+                .clicked()
+            {
+                cx.send(Command::Migrate {
+                    node,
+                    pid: p.pid,
+                    to: "balance".into(),
+                });
+            }
+            for (label, signal) in [("kill", "KILL"), ("SIGSTOP", "STOP"), ("SIGCONT", "CONT")] {
+                if ui.button(label).clicked() {
+                    cx.send(Command::Signal {
+                        node,
+                        pid: p.pid,
+                        signal: signal.into(),
+                    });
+                }
+            }
+        });
+        let response = ui.add(egui::Slider::new(&mut self.nice, -20..=20).text("nice"));
+        if response.changed() {
+            self.nice_dirty = true;
+        }
+        if self.nice_dirty
+            && (response.drag_stopped() || (response.changed() && !response.dragged()))
+        {
+            cx.send(Command::Renice {
+                node,
+                pid: p.pid,
+                nice: self.nice,
+            });
+            self.nice_dirty = false;
+        }
+    }
+}
