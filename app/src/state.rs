@@ -223,15 +223,35 @@ impl ClusterState {
         }
     }
 
-    /// Finds a process by identity (home node, PID at home), wherever it runs now.
+    /// Finds a process by identity (home node, PID at home), wherever it runs
+    /// now: the process itself, not the home's record of a process that runs
+    /// elsewhere nor the job's init.
     pub fn find_job(&self, home: NodeId, home_pid: i32) -> Option<(NodeId, &ProcessInfo)> {
-        self.processes.iter().find_map(|(node, table)| {
-            table
-                .values()
-                .find(|p| identity(*node, p) == (home, home_pid))
-                .map(|p| (*node, p))
-        })
+        let candidates: Vec<(NodeId, &ProcessInfo)> = self
+            .processes
+            .iter()
+            .flat_map(|(node, table)| table.values().map(move |p| (*node, p)))
+            .filter(|(node, p)| identity(*node, p) == (home, home_pid))
+            .collect();
+        let runs_here = |(node, p): &(NodeId, &ProcessInfo)| runs_on(*node, p) == *node;
+        let is_parent = |(node, p): &(NodeId, &ProcessInfo)| {
+            candidates
+                .iter()
+                .any(|(n, c)| n == node && c.ppid == p.pid && c.pid != p.pid)
+        };
+        candidates
+            .iter()
+            .find(|c| runs_here(c) && !is_parent(c))
+            .or_else(|| candidates.iter().find(|c| runs_here(c)))
+            .or_else(|| candidates.first())
+            .copied()
     }
+}
+
+/// The node a process runs on (a home lists its migrated processes with
+/// `where` = the node that runs them).
+pub fn runs_on(listed_on: NodeId, p: &ProcessInfo) -> NodeId {
+    if p.where_ == 0 { listed_on } else { p.where_ }
 }
 
 /// A process's identity: its home node and its PID there.

@@ -376,6 +376,23 @@ async fn perform(
             .map(|_| "done".to_string());
             sink.send(Event::Done { what, result });
         }
+        Command::ProcWrite {
+            node,
+            pid,
+            field,
+            value,
+        } => {
+            let what = format!("process {pid} on node {node}: {field} = {value}");
+            let result = call(
+                &pool,
+                node,
+                methods::PROC_WRITE,
+                json!({ "pid": pid, "field": field, "value": value }),
+            )
+            .await
+            .map(|_| "done".to_string());
+            sink.send(Event::Done { what, result });
+        }
         Command::Execute(request) => execute(&pool, request, &sink).await,
         Command::Collector(action) => {
             let args = action.args(&config.collector_start_args);

@@ -101,6 +101,17 @@ pub enum Command {
         /// New nice value (-20..=20; 20 is taken as 19).
         nice: i32,
     },
+    /// Change a per-process openMosix field (`lock`, `decay`, ...).
+    ProcWrite {
+        /// Node that lists the process.
+        node: NodeId,
+        /// Its PID there.
+        pid: i32,
+        /// The field.
+        field: String,
+        /// The value.
+        value: Value,
+    },
     /// Start a program (advanced execution).
     Execute(ExecRequest),
     /// Keep the process lists of exactly these nodes up to date.

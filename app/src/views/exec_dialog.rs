@@ -180,9 +180,10 @@ impl ExecDialog {
         egui::Grid::new("exec-fields")
             .num_columns(2)
             .show(ui, |ui| {
-                ui.label("program");
+                let l = ui.label("program");
                 ui.horizontal(|ui| {
-                    ui.add(egui::TextEdit::singleline(&mut self.program).desired_width(260.0));
+                    ui.add(egui::TextEdit::singleline(&mut self.program).desired_width(260.0))
+                        .labelled_by(l.id);
                     if ui
                         .button("📂 run-prog")
                         .on_hover_text("choose the program")
@@ -193,18 +194,21 @@ impl ExecDialog {
                     }
                 });
                 ui.end_row();
-                ui.label("arguments");
-                ui.add(egui::TextEdit::singleline(&mut self.args).desired_width(300.0));
+                let l = ui.label("arguments");
+                ui.add(egui::TextEdit::singleline(&mut self.args).desired_width(300.0))
+                    .labelled_by(l.id);
                 ui.end_row();
-                ui.label("working directory");
-                ui.add(egui::TextEdit::singleline(&mut self.cwd).desired_width(300.0));
+                let l = ui.label("working directory");
+                ui.add(egui::TextEdit::singleline(&mut self.cwd).desired_width(300.0))
+                    .labelled_by(l.id);
                 ui.end_row();
-                ui.label("output file");
+                let l = ui.label("output file");
                 ui.add(
                     egui::TextEdit::singleline(&mut self.output)
                         .hint_text("<working directory>/mosrun.out")
                         .desired_width(300.0),
-                );
+                )
+                .labelled_by(l.id);
                 ui.end_row();
                 ui.label("home node");
                 let current = if self.home == 0 {

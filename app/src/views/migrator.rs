@@ -18,6 +18,7 @@ pub struct Migrator {
     pub open: bool,
     nice: i32,
     nice_dirty: bool,
+    target: Option<NodeId>,
 }
 
 impl Migrator {
@@ -29,6 +30,7 @@ impl Migrator {
             open: true,
             nice: 0,
             nice_dirty: false,
+            target: None,
         }
     }
 
@@ -91,8 +93,21 @@ impl Migrator {
             ui.colored_label(Color32::from_rgb(180, 140, 20), format!("🔒 {why}"));
         }
         let can_move = unavailable.is_none();
+        let mut locked = p.lock;
+        if ui
+            .checkbox(&mut locked, "locked (no migration)")
+            .on_hover_text("/proc/PID/lock: a locked process is moved only by expel and bring")
+            .changed()
+        {
+            cx.send(Command::ProcWrite {
+                node,
+                pid: p.pid,
+                field: "lock".into(),
+                value: serde_json::json!(u8::from(locked)),
+            });
+        }
         ui.separator();
-        ui.label("double-click a node to migrate there:");
+        ui.label("click a node and \"migrate\", or double-click it:");
         let ids: Vec<NodeId> = cx.state.nodes.keys().copied().collect();
         for id in ids {
             let Some(entry) = cx.state.nodes.get(&id) else {
@@ -107,8 +122,14 @@ impl Migrator {
             );
             let color = status_color(entry.is_up());
             let response = ui
-                .add(egui::Label::new(egui::RichText::new(text).color(color)).sense(Sense::click()))
+                .selectable_label(
+                    self.target == Some(id),
+                    egui::RichText::new(text).color(color),
+                )
                 .on_hover_text(format!("double-click: migrate to node {id}"));
+            if response.clicked() {
+                self.target = Some(id);
+            }
             if response.double_clicked() && !here && can_move {
                 cx.send(Command::Migrate {
                     node,
@@ -116,6 +137,19 @@ impl Migrator {
                     to: id.to_string(),
                 });
             }
+        }
+        let target = self.target.filter(|t| *t != node);
+        if ui
+            .add_enabled(can_move && target.is_some(), egui::Button::new("migrate"))
+            .on_hover_text("move the process to the selected node")
+            .clicked()
+            && let Some(t) = target
+        {
+            cx.send(Command::Migrate {
+                node,
+                pid: p.pid,
+                to: t.to_string(),
+            });
         }
         ui.separator();
         ui.horizontal(|ui| {

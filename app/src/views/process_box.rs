@@ -11,7 +11,7 @@ use hpc::model::{NodeId, ProcessInfo};
 use super::widgets::bytes;
 use super::{Open, Scope};
 use crate::context::AppContext;
-use crate::state::{ClusterState, identity};
+use crate::state::{ClusterState, identity, runs_on};
 
 /// Row height.
 const ROW_HEIGHT: f32 = 20.0;
@@ -191,9 +191,22 @@ impl ProcessBox {
     pub fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) -> Vec<Open> {
         let mut open = Vec::new();
         ui.horizontal(|ui| {
-            ui.label("filter");
-            ui.add(egui::TextEdit::singleline(&mut self.filter).hint_text("PID, user or command"));
+            let l = ui.label("filter");
+            ui.add(egui::TextEdit::singleline(&mut self.filter).hint_text("PID, user or command"))
+                .labelled_by(l.id);
             ui.checkbox(&mut self.tree, "tree view");
+            let selected = self.selected.and_then(|(node, pid)| {
+                let p = cx.state.processes.get(&node)?.get(&pid)?;
+                Some(identity(node, p))
+            });
+            if ui
+                .add_enabled(selected.is_some(), egui::Button::new("migrator"))
+                .on_hover_text("manage the selected process (or double-click it)")
+                .clicked()
+                && let Some((home, home_pid)) = selected
+            {
+                open.push(Open::Migrator { home, home_pid });
+            }
             if let Scope::Node(n) = self.scope
                 && ui.button("manage procs from remote").clicked()
             {
@@ -234,8 +247,8 @@ impl ProcessBox {
             ui.add_space(22.0);
             for c in Column::ALL {
                 let arrow = match (self.sort == c, self.descending) {
-                    (true, true) => " ▼",
-                    (true, false) => " ▲",
+                    (true, true) => " ⬇",
+                    (true, false) => " ⬆",
                     _ => "",
                 };
                 let text = RichText::new(format!("{}{arrow}", c.title())).strong();
@@ -261,7 +274,8 @@ impl ProcessBox {
 
     fn row_ui(&mut self, ui: &mut Ui, row: Row, p: &ProcessInfo, open: &mut Vec<Open>) {
         let (home, home_pid) = identity(row.node, p);
-        let migrated = home != row.node;
+        let node_now = runs_on(row.node, p);
+        let migrated = home != node_now;
         let selected = self.selected == Some((row.node, row.pid));
         let inner = ui.horizontal(|ui| {
             ui.set_min_height(ROW_HEIGHT);
@@ -274,12 +288,12 @@ impl ProcessBox {
                 ("🔒", Color32::from_rgb(180, 140, 20), why)
             } else if migrated {
                 (
-                    "●",
+                    "⚫",
                     Color32::from_rgb(40, 180, 60),
                     format!("migrated from node {home}"),
                 )
             } else {
-                ("●", Color32::GRAY, "at home, movable".to_string())
+                ("⚫", Color32::GRAY, "at home, movable".to_string())
             };
             ui.add_sized(
                 [18.0, ROW_HEIGHT],
@@ -287,7 +301,7 @@ impl ProcessBox {
             )
             .on_hover_text(tip);
             let node = if migrated {
-                row.node.to_string()
+                node_now.to_string()
             } else {
                 "local".to_string()
             };
@@ -303,16 +317,25 @@ impl ProcessBox {
                 (Column::Migrations, p.nmigs.to_string()),
                 (Column::Command, format!("{indent}{}", p.cmdline)),
             ];
+            let mut clicks: Option<egui::Response> = None;
             for (c, text) in cells {
                 let mut t = RichText::new(text);
                 if migrated {
                     t = t.color(Color32::from_rgb(40, 160, 60));
                 }
-                ui.add_sized(
+                let cell = ui.add_sized(
                     [c.width(), ROW_HEIGHT],
-                    egui::Label::new(t).truncate().selectable(false),
+                    egui::Label::new(t)
+                        .truncate()
+                        .selectable(false)
+                        .sense(Sense::click()),
                 );
+                clicks = Some(match clicks {
+                    Some(r) => r.union(cell),
+                    None => cell,
+                });
             }
+            clicks
         });
         let rect = inner.response.rect;
         if selected {
@@ -322,18 +345,15 @@ impl ProcessBox {
                 ui.visuals().selection.bg_fill.gamma_multiply(0.3),
             );
         }
-        let response = ui.interact(
-            rect,
-            ui.scope_id().with(("proc-row", row.node, row.pid)),
-            Sense::click(),
-        );
+        let Some(response) = inner.inner else {
+            return;
+        };
         if response.clicked() {
             self.selected = Some((row.node, row.pid));
         }
         if response.double_clicked() {
             open.push(Open::Migrator { home, home_pid });
         }
-        response.on_hover_text("double-click: migrator");
     }
 }
 
@@ -365,6 +385,12 @@ fn build_rows(state: &ClusterState, scope: Scope, key: &CacheKey) -> Vec<Row> {
             })
         })
         .filter(|(_, p)| matches(p, &needle))
+        // Cluster-wide, a process that runs elsewhere is shown where it runs,
+        // not also as its home's record of it.
+        .filter(|(r, p)| {
+            let on = runs_on(r.node, p);
+            scope != Scope::All || on == r.node || !state.processes.contains_key(&on)
+        })
         .collect();
     let order = |a: &(Row, &ProcessInfo), b: &(Row, &ProcessInfo)| {
         let o = key
