@@ -121,7 +121,12 @@ impl MainView {
             ui.allocate_ui(egui::vec2(70.0, ROW_HEIGHT), |ui| {
                 lamp(ui, &id.to_string(), up)
             });
-            let name = if node.status.name == node.status.addr || node.status.name.is_empty() {
+            let same_host = node.status.addr == node.status.name
+                || node
+                    .status
+                    .addr
+                    .starts_with(&format!("{}:", node.status.name));
+            let name = if same_host || node.status.name.is_empty() {
                 node.status.addr.clone()
             } else {
                 format!("{} ({})", node.status.name, node.status.addr)

@@ -1,7 +1,7 @@
 //! The migrator window: one process's live status and location, every node
 //! (double-click migrates there), home, best, kill, SIGSTOP, SIGCONT and renice.
 
-use egui::{Color32, Sense, Ui};
+use egui::{Color32, Ui};
 use hpc::model::NodeId;
 
 use super::widgets::status_color;
