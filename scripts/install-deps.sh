@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what openMosixview's main job and tests need on a fresh Debian 12 machine,
 # skipping whatever is already present: build tools, iproute2, OpenSSH client,
-# PostgreSQL (server for the collector's tests and large sites), and CRIU >= 4.1 (built from Debian trixie's source tarball, because bookworm's
+# PostgreSQL (server for the collector's tests and large sites), X11/OpenGL
+# libraries and Xvfb (the desktop app and its window test), and CRIU >= 4.1 (built from Debian trixie's source tarball, because bookworm's
 # CRIU 3.17 cannot handle kernels >= 6.13; see docs/INSTALL.md).
 # Idempotent; needs root for apt-get and for installing CRIU into /usr/local/sbin.
 set -euo pipefail
@@ -88,6 +89,10 @@ main() {
   # Debian's postinst may start its own cluster on port 5432; our tests use a
   # private instance (scripts/test-postgres.sh) and leave that one alone.
   apt_install postgresql
+  # openmosixview: X11 and OpenGL (Mesa's software renderer works without a GPU),
+  # and Xvfb for its window test and for headless machines.
+  apt_install xvfb libgl1 libegl1 libgl1-mesa-dri libx11-xcb1 libxkbcommon-x11-0 \
+    libxcursor1 libxrandr2 libxi6 fonts-dejavu-core
   install_criu
   if ! command -v cargo >/dev/null 2>&1; then
     log "cargo not found: install the Rust toolchain (rustup) first"; exit 1

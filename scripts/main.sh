@@ -3,7 +3,8 @@
 # binaries under /usr/local, brings up a 4-node lab cluster on this machine
 # (one network namespace and agent per node), shows it, and migrates a job
 # around it while openmosixcollector records the cluster's history.
-# (The desktop app attaches here once it exists.)
+# Finally it opens openmosixview attached to the lab (on Xvfb, with a
+# screenshot, when there is no desktop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +19,7 @@ install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
 # CRIU restores a job's init from the same path on every node: keep it beside the agent.
 install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobinit
 install -m 0755 target/release/openmosixcollector /usr/local/sbin/openmosixcollector
-for b in mosctl migrate mosrun openmosix-lab; do
+for b in mosctl migrate mosrun openmosix-lab openmosixview; do
   install -m 0755 "target/release/$b" "/usr/local/bin/$b"
 done
 for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
@@ -68,6 +69,27 @@ tail -n 3 "$demo/counter.out"
 sleep 1
 openmosixcollector -n "demo job moved around the lab" >/dev/null
 echo "collector: $(openmosixcollector --status)"
+echo "== openmosixview attached to the lab"
+view_args=(--node 10.77.0.1:4660 --key "$labdir/admin_key" --known-hosts "$labdir/known_hosts"
+  --collector-arg=--seed --collector-arg=10.77.0.1:4660 --collector-arg=--key --collector-arg="$labdir/monitor_key"
+  --collector-arg=--known-hosts --collector-arg="$labdir/known_hosts")
+if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  nohup openmosixview "${view_args[@]}" >"$labdir/openmosixview.log" 2>&1 &
+  echo "openmosixview runs (PID $!; log $labdir/openmosixview.log)"
+else
+  # No desktop here: open the window on a private Xvfb display and keep a
+  # picture of it; run `openmosixview ${view_args[*]:0:6}` from a desktop session.
+  : >"$labdir/xvfb.display"
+  Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$labdir/xvfb.display" 2>/dev/null &
+  xvfb_pid=$!
+  for _ in $(seq 1 100); do [ -s "$labdir/xvfb.display" ] && break; sleep 0.1; done
+  display=$(head -n1 "$labdir/xvfb.display")
+  DISPLAY=":$display" openmosixview "${view_args[@]}" --screenshot "$labdir/openmosixview.png" \
+    >"$labdir/openmosixview.log" 2>&1 || echo "openmosixview failed: see $labdir/openmosixview.log"
+  kill "$xvfb_pid" 2>/dev/null || true
+  rm -f "$labdir/xvfb.display"
+  echo "no display: openmosixview ran on Xvfb; its window is in $labdir/openmosixview.png"
+fi
 echo
 echo "The lab runs. Talk to it with:"
 echo "  export OPENMOSIX_NODE=$OPENMOSIX_NODE OPENMOSIX_KEY=$OPENMOSIX_KEY OPENMOSIX_KNOWN_HOSTS=$OPENMOSIX_KNOWN_HOSTS"
