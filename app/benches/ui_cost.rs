@@ -62,14 +62,14 @@ fn process(i: usize) -> ProcessInfo {
     let node = (i % NODES as usize) as u32 + 1;
     ProcessInfo {
         pid: 1000 + i as i32,
-        ppid: if i % 10 == 0 {
+        ppid: if i.is_multiple_of(10) {
             1
         } else {
             1000 + (i - i % 10) as i32
         },
         user: format!("user{}", i % 17),
         uid: 1000 + (i % 17) as u32,
-        state: if i % 7 == 0 { 'R' } else { 'S' },
+        state: if i.is_multiple_of(7) { 'R' } else { 'S' },
         nice: (i % 5) as i32,
         cpu: (i % 100) as f32 * 0.9,
         rss: (i as u64 % 500) << 20,
@@ -79,7 +79,7 @@ fn process(i: usize) -> ProcessInfo {
         home: node,
         home_pid: 1000 + i as i32,
         where_: node,
-        lock: i % 13 == 0,
+        lock: i.is_multiple_of(13),
         cantmove: String::new(),
         nmigs: (i % 3) as u32,
         decay: DecayClass::Slow,
@@ -167,7 +167,10 @@ fn measure(
         .collect();
     times.sort_by(f64::total_cmp);
     let mean_ms = times.iter().sum::<f64>() / times.len() as f64;
-    let p95_ms = times[(times.len() * 95 / 100).min(times.len() - 1)];
+    let p95_ms = times
+        .get(times.len() * 95 / 100)
+        .copied()
+        .unwrap_or(mean_ms);
     Stats { mean_ms, p95_ms }
 }
 

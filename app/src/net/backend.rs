@@ -183,7 +183,7 @@ async fn watch_cluster(pool: Arc<LinkPool>, config: Arc<BackendConfig>, sink: Ev
                     nodes,
                 });
                 let idle = admin_reads.as_ref().is_none_or(|t| t.is_finished());
-                if polls % ADMIN_REFRESH_EVERY == 0 && idle {
+                if polls.is_multiple_of(ADMIN_REFRESH_EVERY) && idle {
                     admin_reads =
                         Some(tokio::spawn(read_all_admin(pool.clone(), up, sink.clone())));
                 }

@@ -170,6 +170,8 @@ impl ExecDialog {
         let mut is_open = self.open;
         egui::Window::new("advanced execution")
             .open(&mut is_open)
+            .default_pos([40.0, 40.0])
+            .vscroll(true)
             .resizable(false)
             .show(ctx, |ui| self.ui(ui, cx));
         self.open = is_open;
@@ -227,13 +229,26 @@ impl ExecDialog {
                 ui.end_row();
             });
         ui.separator();
-        ui.columns(2, |cols| {
-            for (choice, label) in ModeChoice::ALL {
-                cols[0].radio_value(&mut self.mode, choice, label);
-            }
-            let ui = &mut cols[1];
+        ui.horizontal_top(|ui| {
+            egui::Grid::new("exec-modes").num_columns(3).show(ui, |ui| {
+                for (i, (choice, label)) in ModeChoice::ALL.into_iter().enumerate() {
+                    ui.radio_value(&mut self.mode, choice, label);
+                    if i % 3 == 2 {
+                        ui.end_row();
+                    }
+                }
+            });
+            ui.separator();
+            ui.vertical(|ui| self.chooser_ui(ui, &nodes));
+        });
+        ui.separator();
+        self.execute_ui(ui, cx);
+    }
+
+    fn chooser_ui(&mut self, ui: &mut Ui, nodes: &[NodeId]) {
+        {
             if self.mode.uses_chooser() {
-                host_chooser_ui(ui, &mut self.target, &nodes);
+                host_chooser_ui(ui, &mut self.target, nodes);
             } else if self.mode == ModeChoice::Parallel {
                 ui.label("parallel host-chooser");
                 ui.horizontal(|ui| {
@@ -248,8 +263,10 @@ impl ExecDialog {
             } else {
                 ui.label("starts at its home node");
             }
-        });
-        ui.separator();
+        }
+    }
+
+    fn execute_ui(&mut self, ui: &mut Ui, cx: &mut AppContext) {
         let request = self.request(cx);
         match &request {
             Ok(r) => {
