@@ -240,6 +240,7 @@ async fn read_admin(client: &Client) -> Result<AdminState, hpc::client::ClientEr
         slow_decay: read("slow-decay").await? as u32,
         fast_decay: read("fast-decay").await? as u32,
         speed: read("speed").await? as u32,
+        // Not exposed under /proc/hpc: unknown to a client.
         speed_set_by_admin: false,
         mospe: read("mospe").await? as u32,
         yardstick: read("yardstick").await? as u32,
@@ -354,27 +355,31 @@ async fn perform(
         }
         Command::Signal { node, pid, signal } => {
             let what = format!("SIG{signal} to process {pid} on node {node}");
-            let result = call(
+            let params = json!({ "pid": pid, "signal": signal });
+            act(
                 &pool,
                 node,
                 methods::PROC_SIGNAL,
-                json!({ "pid": pid, "signal": signal }),
+                params,
+                what,
+                "sent",
+                &sink,
             )
-            .await
-            .map(|_| "sent".to_string());
-            sink.send(Event::Done { what, result });
+            .await;
         }
         Command::Renice { node, pid, nice } => {
             let what = format!("renice process {pid} on node {node} to {nice}");
-            let result = call(
+            let params = json!({ "pid": pid, "nice": nice });
+            act(
                 &pool,
                 node,
                 methods::PROC_RENICE,
-                json!({ "pid": pid, "nice": nice }),
+                params,
+                what,
+                "done",
+                &sink,
             )
-            .await
-            .map(|_| "done".to_string());
-            sink.send(Event::Done { what, result });
+            .await;
         }
         Command::ProcWrite {
             node,
@@ -383,15 +388,17 @@ async fn perform(
             value,
         } => {
             let what = format!("process {pid} on node {node}: {field} = {value}");
-            let result = call(
+            let params = json!({ "pid": pid, "field": field, "value": value });
+            act(
                 &pool,
                 node,
                 methods::PROC_WRITE,
-                json!({ "pid": pid, "field": field, "value": value }),
+                params,
+                what,
+                "done",
+                &sink,
             )
-            .await
-            .map(|_| "done".to_string());
-            sink.send(Event::Done { what, result });
+            .await;
         }
         Command::Execute(request) => execute(&pool, request, &sink).await,
         Command::Collector(action) => {
@@ -407,6 +414,22 @@ async fn perform(
         }
         Command::WatchProcesses(_) | Command::TrustHostKey { .. } => {}
     }
+}
+
+/// Calls `method` on `node` and reports the outcome as `what`.
+async fn act(
+    pool: &LinkPool,
+    node: NodeId,
+    method: &str,
+    params: Value,
+    what: String,
+    ok: &str,
+    sink: &EventSink,
+) {
+    let result = call(pool, node, method, params)
+        .await
+        .map(|_| ok.to_string());
+    sink.send(Event::Done { what, result });
 }
 
 async fn call(pool: &LinkPool, node: NodeId, method: &str, params: Value) -> Result<Value, String> {

@@ -179,39 +179,36 @@ impl NodeConfigDialog {
             }
         });
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!nodes.is_empty(), egui::Button::new("expel guests"))
-                .on_hover_text("send every guest process home (mosctl expel)")
-                .clicked()
-            {
-                cx.send(Command::WriteAdmin {
-                    nodes: nodes.clone(),
-                    path: "admin/expel".into(),
-                    value: json!(1),
-                });
-            }
-            if ui
-                .add_enabled(!nodes.is_empty(), egui::Button::new("bring processes home"))
-                .on_hover_text("bring this node's migrated processes back (mosctl bring)")
-                .clicked()
-            {
-                cx.send(Command::WriteAdmin {
-                    nodes: nodes.clone(),
-                    path: "admin/bring".into(),
-                    value: json!(1),
-                });
+            for (label, path, help) in [
+                (
+                    "expel guests",
+                    "admin/expel",
+                    "send every guest process home (mosctl expel)",
+                ),
+                (
+                    "bring processes home",
+                    "admin/bring",
+                    "bring this node's migrated processes back (mosctl bring)",
+                ),
+            ] {
+                if ui
+                    .add_enabled(!nodes.is_empty(), egui::Button::new(label))
+                    .on_hover_text(help)
+                    .clicked()
+                {
+                    cx.send(Command::WriteAdmin {
+                        nodes: nodes.clone(),
+                        path: path.into(),
+                        value: json!(1),
+                    });
+                }
             }
         });
         if let [(_, Some(a))] = states.as_slice() {
             ui.separator();
             ui.label(format!(
-                "speed {}{}, yardstick {}, decay every {} s (slow {} ‰, fast {} ‰)",
-                a.speed,
-                if a.speed_set_by_admin { " (set)" } else { "" },
-                a.yardstick,
-                a.decay_interval,
-                a.slow_decay,
-                a.fast_decay
+                "speed {}, yardstick {}, decay every {} s (slow {} ‰, fast {} ‰)",
+                a.speed, a.yardstick, a.decay_interval, a.slow_decay, a.fast_decay
             ));
         }
         ui.separator();
