@@ -8,7 +8,8 @@ use crate::net::LinkState;
 use crate::state::{ClusterLink, ClusterState};
 
 /// Whether the state is complete enough to be worth a picture: the cluster
-/// answered and every up node's admin state was read or its link failed; or
+/// answered and every up node's link is settled (connected, or failed with
+/// the reason shown in its row) or its admin state was read; or
 /// the cluster is unreachable (the picture then shows why).
 pub fn frame_complete(state: &ClusterState) -> bool {
     match state.link {
@@ -16,9 +17,11 @@ pub fn frame_complete(state: &ClusterState) -> bool {
         ClusterLink::Unreachable(_) => true,
         ClusterLink::Via(_) => {
             !state.nodes.is_empty()
-                && state.nodes.values().filter(|n| n.is_up()).all(|n| {
-                    n.admin.is_some() || n.link.reason().is_some() || n.link != LinkState::Idle
-                })
+                && state
+                    .nodes
+                    .values()
+                    .filter(|n| n.is_up())
+                    .all(|n| n.admin.is_some() || n.link != LinkState::Idle)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What the UI knows about the cluster, built only from the network side's
-//! [`Event`]s; every view reads it, none writes it.
+//! [`Event`]s; views read it (the host-key dialog also drops the prompts the
+//! user has answered).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;

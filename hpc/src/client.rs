@@ -439,6 +439,9 @@ async fn try_ssh_agent(
     false
 }
 
+/// How long [`Client::call_value`] waits for an answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Loads an unencrypted OpenSSH private key.
 pub fn load_key(path: &Path) -> Result<keys::PrivateKey, ClientError> {
     keys::load_secret_key(path, None).map_err(|e| ClientError::Key {
@@ -462,7 +465,7 @@ impl Client {
             pending,
             next_id: AtomicU64::new(1),
             updates: Mutex::new(Some(updates_rx)),
-            call_timeout: Duration::from_secs(30),
+            call_timeout: CALL_TIMEOUT,
             closed,
             _session: raw.session,
         })

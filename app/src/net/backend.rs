@@ -331,15 +331,14 @@ async fn perform(
         Command::Migrate { node, pid, to } => {
             let what = format!("migrate process {pid} (node {node}) to {to}");
             let result = async {
-                let client = pool.get(node).await.map_err(|e| e.to_string())?;
-                let v = client
-                    .call_value_within(
-                        methods::PROC_MIGRATE,
-                        json!({ "pid": pid, "to": to }),
-                        LONG_ACTION,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let v = call_within(
+                    &pool,
+                    node,
+                    methods::PROC_MIGRATE,
+                    json!({ "pid": pid, "to": to }),
+                    LONG_ACTION,
+                )
+                .await?;
                 let r: MigrationReport = serde_json::from_value(v).map_err(|e| e.to_string())?;
                 Ok(format!(
                     "now on node {} as PID {} ({} ms, frozen {} ms, {} KiB)",
@@ -432,10 +431,22 @@ async fn act(
     sink.send(Event::Done { what, result });
 }
 
+/// Calls `method` on `node` with the client's usual answer timeout.
 async fn call(pool: &LinkPool, node: NodeId, method: &str, params: Value) -> Result<Value, String> {
+    call_within(pool, node, method, params, hpc::client::CALL_TIMEOUT).await
+}
+
+/// Calls `method` on `node`, waiting at most `timeout` for the answer.
+async fn call_within(
+    pool: &LinkPool,
+    node: NodeId,
+    method: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, String> {
     let client = pool.get(node).await.map_err(|e| e.to_string())?;
     client
-        .call_value(method, params)
+        .call_value_within(method, params, timeout)
         .await
         .map_err(|e| e.to_string())
 }
@@ -446,15 +457,14 @@ async fn write_admin(
     path: &str,
     value: &Value,
 ) -> Result<String, String> {
-    let client = pool.get(node).await.map_err(|e| e.to_string())?;
-    let v = client
-        .call_value_within(
-            methods::HPC_WRITE,
-            json!({ "path": path, "value": value }),
-            LONG_ACTION,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let v = call_within(
+        pool,
+        node,
+        methods::HPC_WRITE,
+        json!({ "path": path, "value": value }),
+        LONG_ACTION,
+    )
+    .await?;
     Ok(describe_write(&v))
 }
 

@@ -246,23 +246,21 @@ impl ExecDialog {
     }
 
     fn chooser_ui(&mut self, ui: &mut Ui, nodes: &[NodeId]) {
-        {
-            if self.mode.uses_chooser() {
-                host_chooser_ui(ui, &mut self.target, nodes);
-            } else if self.mode == ModeChoice::Parallel {
-                ui.label("parallel host-chooser");
-                ui.horizontal(|ui| {
-                    ui.label("first node");
-                    ui.add(egui::DragValue::new(&mut self.first).range(1..=65535));
-                });
-                ui.horizontal(|ui| {
-                    ui.label("last node");
-                    ui.add(egui::DragValue::new(&mut self.last).range(1..=65535));
-                });
-                ui.checkbox(&mut self.invert, "invert (every node outside the range)");
-            } else {
-                ui.label("starts at its home node");
-            }
+        if self.mode.uses_chooser() {
+            host_chooser_ui(ui, &mut self.target, nodes);
+        } else if self.mode == ModeChoice::Parallel {
+            ui.label("parallel host-chooser");
+            ui.horizontal(|ui| {
+                ui.label("first node");
+                ui.add(egui::DragValue::new(&mut self.first).range(1..=65535));
+            });
+            ui.horizontal(|ui| {
+                ui.label("last node");
+                ui.add(egui::DragValue::new(&mut self.last).range(1..=65535));
+            });
+            ui.checkbox(&mut self.invert, "invert (every node outside the range)");
+        } else {
+            ui.label("starts at its home node");
         }
     }
 

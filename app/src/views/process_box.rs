@@ -224,11 +224,11 @@ impl ProcessBox {
             "loading the process list…".to_string()
         });
         self.header_ui(ui);
-        let rows = self.rows.clone();
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
-            .show_rows(ui, ROW_HEIGHT, rows.len(), |ui, range| {
-                for row in rows.get(range).unwrap_or_default() {
+            .show_rows(ui, ROW_HEIGHT, count, |ui, range| {
+                let visible = self.rows.get(range).unwrap_or_default().to_vec();
+                for row in &visible {
                     if let Some(p) = cx
                         .state
                         .processes
