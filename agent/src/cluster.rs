@@ -1,6 +1,13 @@
 //! Cluster membership and the load exchange, on chitchat (scuttlebutt gossip with
 //! phi-accrual failure detection) over [`AuthenticatedUdp`].
 //!
+//! Each node's SSH host key is pinned the first time gossip shows it (kept in
+//! the agent state). Gossip that later announces another key for that node
+//! does not replace it: the node is shown down with the reason, and agents
+//! keep verifying it against the pinned key. An admin who rotated a node's key
+//! runs `mosctl forget-host-key ID` on every other node (`cluster.forget_host_key`);
+//! the next gossip pins the new one.
+//!
 //! Each agent publishes one key, `status`, holding its [`NodeStatus`] as JSON
 //! (with the sample time); chitchat spreads it. A node whose heartbeats stop is
 //! declared down by the failure detector after about six gossip intervals (3 s).
@@ -8,8 +15,9 @@
 //! on the map: any node that gossips with the cluster secret joins, so automatic
 //! discovery only has to hand chitchat more seed addresses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
@@ -18,7 +26,8 @@ use hpc::map::ClusterMap;
 use hpc::model::{Liveness, NodeId, NodeStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::gossip_transport::AuthenticatedUdp;
+use crate::gossip_transport::{AuthenticatedUdp, GossipCounters, ReplayWindow};
+use crate::store::{Store, StoreError};
 
 /// Gossip period.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
@@ -62,6 +71,10 @@ pub struct ClusterView {
     handle: ChitchatHandle,
     map: ClusterMap,
     self_id: NodeId,
+    store: Arc<Store>,
+    counters: Arc<GossipCounters>,
+    /// (node, fingerprint) of announced keys that differ from the pinned one, already reported.
+    mismatches: Mutex<HashSet<(NodeId, String)>>,
 }
 
 /// How to join.
@@ -76,6 +89,10 @@ pub struct ClusterConfig {
     pub map: ClusterMap,
     /// Gossip authentication secret.
     pub secret: [u8; 32],
+    /// How far a gossip datagram's send time may be from this node's clock.
+    pub replay_window: ReplayWindow,
+    /// Where pinned host keys are kept.
+    pub store: Arc<Store>,
 }
 
 impl ClusterView {
@@ -108,13 +125,73 @@ impl ClusterView {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let transport = AuthenticatedUdp::new(&cfg.secret);
+        let counters = Arc::new(GossipCounters::default());
+        let transport = AuthenticatedUdp::new(&cfg.secret, cfg.replay_window, counters.clone());
         let handle = spawn_chitchat(config, Vec::new(), &transport).await?;
         Ok(Self {
             handle,
             map: cfg.map,
             self_id: cfg.self_id,
+            store: cfg.store,
+            counters,
+            mismatches: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// What the gossip transport accepted and dropped so far.
+    pub fn gossip_stats(&self) -> hpc::protocol::GossipStats {
+        self.counters.snapshot()
+    }
+
+    /// Forgets the host key pinned for `node`; returns its fingerprint.
+    pub fn forget_host_key(&self, node: NodeId) -> Result<Option<String>, StoreError> {
+        let old = self.store.update(|s| s.node_host_keys.remove(&node))?;
+        if let Ok(mut m) = self.mismatches.lock() {
+            m.retain(|(n, _)| *n != node);
+        }
+        Ok(old.map(|k| fingerprint_of(&k)))
+    }
+
+    /// Holds `entry`'s announced host key to the one pinned for its node, pinning
+    /// it when there is none yet.
+    fn check_host_key(&self, entry: &mut NodeStatus, pinned: Option<&String>) {
+        if entry.host_key.is_empty() {
+            return;
+        }
+        let Some(pinned) = pinned else {
+            let (id, key) = (entry.id, entry.host_key.clone());
+            match self.store.update(|s| s.node_host_keys.insert(id, key)) {
+                Ok(_) => {
+                    tracing::info!(node = id, key = %fingerprint_of(&entry.host_key), "pinned host key of node")
+                }
+                Err(e) => tracing::warn!(node = id, error = %e, "cannot pin a node's host key"),
+            }
+            return;
+        };
+        if same_key(pinned, &entry.host_key) {
+            return;
+        }
+        let announced = fingerprint_of(&entry.host_key);
+        let first = self
+            .mismatches
+            .lock()
+            .map(|mut m| m.insert((entry.id, announced.clone())))
+            .unwrap_or(false);
+        if first {
+            self.counters
+                .host_key_mismatch
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(node = entry.id, %announced, pinned = %fingerprint_of(pinned),
+                "gossip announces another host key for a node; keeping the pinned one");
+        }
+        entry.status = Liveness::Down;
+        entry.reason = Some(format!(
+            "host key changed: gossip announces {announced}, but {} is pinned for node {}; if the key was rotated on purpose, run `mosctl forget-host-key {}` here",
+            fingerprint_of(pinned),
+            entry.id,
+            entry.id
+        ));
+        entry.host_key = pinned.clone();
     }
 
     /// Publishes this node's status (skipped while `quiet`).
@@ -167,6 +244,7 @@ impl ClusterView {
                 newest.insert(nid, (id.generation_id, id, status));
             }
         }
+        let pins = self.store.get_node_host_keys();
         for (nid, (_, cid, json)) in newest {
             if nid == self.self_id {
                 continue;
@@ -198,13 +276,37 @@ impl ClusterView {
                 entry.status = Liveness::Down;
                 entry.reason = Some("stopped answering (no gossip heartbeat)".into());
             }
+            self.check_host_key(entry, pins.get(&nid));
         }
         out.insert(self.self_id, local.clone());
         out.into_values().collect()
+    }
+
+    /// The pinned host key of `node`, if one is.
+    pub fn pinned_host_key(&self, node: NodeId) -> Option<String> {
+        self.store.get_node_host_keys().remove(&node)
     }
 
     /// Stops gossiping.
     pub async fn shutdown(self) {
         let _ = self.handle.shutdown().await;
     }
+}
+
+/// Whether two OpenSSH public key lines hold the same key (comments aside).
+fn same_key(a: &str, b: &str) -> bool {
+    match (
+        russh::keys::PublicKey::from_openssh(a),
+        russh::keys::PublicKey::from_openssh(b),
+    ) {
+        (Ok(x), Ok(y)) => x.key_data() == y.key_data(),
+        _ => a.trim() == b.trim(),
+    }
+}
+
+/// The SHA256 fingerprint of an OpenSSH public key line (or the line's start).
+fn fingerprint_of(line: &str) -> String {
+    russh::keys::PublicKey::from_openssh(line)
+        .map(|k| crate::keys::fingerprint(&k))
+        .unwrap_or_else(|_| line.chars().take(24).collect())
 }

@@ -51,12 +51,12 @@ where
         };
         let reply = match frame {
             Frame::Eof => break,
-            Frame::TooLong(n) => Some(Response::err(
+            Frame::TooLong { len, .. } => Some(Response::err(
                 Value::Null,
                 RpcError::new(
                     codes::MESSAGE_TOO_LARGE,
                     format!(
-                        "message of {n} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes; it was discarded"
+                        "message of {len} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes; it was discarded"
                     ),
                 ),
             )),

@@ -44,8 +44,12 @@ pub struct AgentContext {
     /// Whether migrations pre-copy memory while the process runs (the kernel
     /// tracks dirty memory).
     pub precopy: bool,
-    /// The 0700 directory migration images pass through.
-    pub images: std::path::PathBuf,
+    /// The 0700 directory migration images pass through, and its ledger of room.
+    pub images: Arc<crate::image_space::ImageSpace>,
+    /// Who decided what about each migration (survives restarts).
+    pub ledger: crate::migration::ledger::Ledger,
+    /// A fault injected on purpose by the tests (`--test-fault`); `None` in production.
+    pub fault: Option<crate::migration::Fault>,
     /// Jobs started here or hosted here.
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Connections to the other agents.

@@ -2,8 +2,8 @@
 //! mapping that older CRIU cannot handle). A node without a usable CRIU still
 //! runs; it reports why migration is unavailable.
 
+use crate::helpers::root_command;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Lowest CRIU version the agent accepts.
 pub const MIN_VERSION: (u32, u32) = (4, 1);
@@ -34,26 +34,25 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, String)> {
 }
 
 fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return if p.exists() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(format!("CRIU not found at {}", p.display()))
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join("criu"))
-        .find(|c| c.exists())
-        .ok_or_else(|| "CRIU is not installed (scripts/install-deps.sh installs 4.1.1)".to_string())
+    let path = match explicit {
+        Some(p) if p.exists() => p.to_path_buf(),
+        Some(p) => return Err(format!("CRIU not found at {}", p.display())),
+        // Only the system directories: CRIU runs as root, so a caller's or
+        // user's `PATH` must never choose it.
+        None => hpc::paths::system_program("criu").ok_or_else(|| {
+            "CRIU is not installed (scripts/install-deps.sh installs 4.1.1)".to_string()
+        })?,
+    };
+    crate::helpers::check_trusted(&path)?;
+    Ok(path)
 }
 
-/// Finds CRIU (`explicit`, else `$PATH` and the sbin directories), checks its
-/// version and runs `criu check`. The error is the reason, for a person.
+/// Finds CRIU (`explicit`, else the system directories), checks that only root
+/// can change it, checks its version and runs `criu check`. The error is the
+/// reason, for a person.
 pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
     let binary = locate(explicit)?;
-    let out = Command::new(&binary)
+    let out = root_command(&binary)
         .arg("--version")
         .output()
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
@@ -68,7 +67,7 @@ pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
             MIN_VERSION.1
         ));
     }
-    let check = Command::new(&binary)
+    let check = root_command(&binary)
         .arg("check")
         .output()
         .map_err(|e| format!("cannot run {} check: {e}", binary.display()))?;
@@ -80,7 +79,7 @@ pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
             .unwrap_or("no output");
         return Err(format!("`criu check` failed: {}", last.trim()));
     }
-    let mem_tracking = Command::new(&binary)
+    let mem_tracking = root_command(&binary)
         .args(["check", "--feature", "mem_dirty_track"])
         .output()
         .map(|o| o.status.success())

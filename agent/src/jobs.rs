@@ -50,7 +50,7 @@ pub const KEEP_ENDED: Duration = Duration::from_secs(3600);
 pub struct Jobs {
     store: Arc<Store>,
     node: NodeId,
-    jobinit: PathBuf,
+    programs: Result<JobPrograms, String>,
     /// Last rows of this node's jobs that run elsewhere, refreshed from their hosts.
     remote_rows: Mutex<HashMap<i32, ProcessInfo>>,
     /// Children to reap that no record waits for any more.
@@ -80,12 +80,13 @@ fn store_error(e: crate::store::StoreError) -> RpcError {
 }
 
 impl Jobs {
-    /// The jobs of node `node`; `jobinit` is the `openmosix-jobinit` binary.
-    pub fn new(store: Arc<Store>, node: NodeId, jobinit: PathBuf) -> Self {
+    /// The jobs of node `node`, started with `programs` (or, when they could
+    /// not be found, refused with that reason).
+    pub fn new(store: Arc<Store>, node: NodeId, programs: Result<JobPrograms, String>) -> Self {
         Self {
             store,
             node,
-            jobinit,
+            programs,
             remote_rows: Mutex::new(HashMap::new()),
             strays: Mutex::new(Vec::new()),
             busy: Mutex::new(HashSet::new()),
@@ -309,17 +310,34 @@ impl Jobs {
     }
 
     /// Starts a job: `unshare --pid --fork openmosix-jobinit … -- CMD`, waits
-    /// until its command runs and records it.
-    pub async fn spawn(&self, p: SpawnParams) -> Result<JobInfo, RpcError> {
+    /// until its command runs and records it. `unshare` and `openmosix-jobinit`
+    /// run as root with a fixed environment; the job's own environment goes
+    /// through the start pipe and reaches only CMD, after it became its user.
+    /// `privileged` callers (admins) have the program and directory checked
+    /// as root; others as the job's user.
+    pub async fn spawn(&self, p: SpawnParams, privileged: bool) -> Result<JobInfo, RpcError> {
+        let programs = self.programs.as_ref().map_err(|why| {
+            RpcError::new(codes::UNAVAILABLE, format!("cannot start jobs: {why}"))
+        })?;
         let program = p
             .argv
             .first()
             .filter(|a| !a.is_empty())
             .ok_or_else(|| RpcError::invalid_params("argv must name a program"))?;
-        if !Path::new(&p.cwd).is_absolute() || !Path::new(&p.cwd).is_dir() {
+        let groups = crate::users::groups_of(p.uid);
+        let me = Identity {
+            uid: p.uid,
+            gids: if groups.is_empty() {
+                vec![p.gid]
+            } else {
+                groups.clone()
+            },
+            privileged,
+        };
+        if !Path::new(&p.cwd).is_absolute() || !me.can_enter(Path::new(&p.cwd)) {
             return Err(RpcError::invalid_params(format!(
-                "working directory `{}` is not an existing absolute directory",
-                p.cwd
+                "working directory `{}` is not an existing absolute directory that uid {} may enter",
+                p.cwd, p.uid
             )));
         }
         let path_var = p
@@ -327,31 +345,33 @@ impl Jobs {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        find_program(program, &p.cwd, &path_var).ok_or_else(|| {
+            .unwrap_or_else(|| DEFAULT_JOB_PATH.into());
+        find_program(program, &p.cwd, &path_var, &me).ok_or_else(|| {
             RpcError::invalid_params(format!(
-                "no such program: `{program}` (not found or not executable; PATH={path_var})"
+                "no such program: `{program}` (not found, or not executable by uid {}; PATH={path_var})",
+                p.uid
             ))
         })?;
+        let env = encode_env(&p.env)?;
         let stdout = p.stdout.clone().unwrap_or_else(|| "/dev/null".into());
         let stderr = p.stderr.clone().unwrap_or_else(|| stdout.clone());
         // The command waits on this pipe until the job is recorded, so that even
-        // a program that ends at once is known by its PID first.
+        // a program that ends at once is known by its PID first; then it reads
+        // its environment from it.
         let (sync_read, sync_write) = sync_pipe().map_err(|e| {
             RpcError::new(codes::OS_ERROR, format!("cannot start the job (pipe): {e}"))
         })?;
-        let mut cmd = std::process::Command::new("unshare");
+        let group_list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        let mut cmd = crate::helpers::root_command(&programs.unshare);
         cmd.arg("--pid")
             .arg("--fork")
-            .arg(&self.jobinit)
+            .arg(&programs.jobinit)
             .args(["--uid", &p.uid.to_string(), "--gid", &p.gid.to_string()])
+            .args(["--groups", &group_list.join(",")])
             .args(["--cwd", &p.cwd, "--stdout", &stdout, "--stderr", &stderr])
             .args(["--sync-fd", &SYNC_FD.to_string()])
             .arg("--")
             .args(&p.argv)
-            .env_clear()
-            .envs(p.env.iter().map(|(k, v)| (k, v)))
-            .current_dir("/")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -371,7 +391,7 @@ impl Jobs {
         let child = spawned.map_err(|e| {
             RpcError::new(
                 codes::OS_ERROR,
-                format!("cannot start the job (unshare): {e}"),
+                format!("cannot start the job ({}): {e}", programs.unshare.display()),
             )
         })?;
         let unshare_pid = child.id() as i32;
@@ -390,7 +410,6 @@ impl Jobs {
                 format!("the job `{program}` ended before it could be recorded"),
             ));
         };
-        let uid = owner_of(main).unwrap_or(p.uid);
         let info = JobInfo {
             home: self.node,
             home_pid: main,
@@ -398,8 +417,8 @@ impl Jobs {
             pid: main,
             root_pid: root,
             cmdline: p.argv.join(" "),
-            uid,
-            user: crate::users::UserNames::default().name(uid),
+            uid: p.uid,
+            user: crate::users::UserNames::default().name(p.uid),
             start_time: now_ms() / 1000,
             nmigs: 0,
             lock: p.lock,
@@ -418,10 +437,16 @@ impl Jobs {
             self.add_stray(unshare_pid);
             return Err(e);
         }
-        // Let the command start.
-        let mut w = std::fs::File::from(sync_write);
-        let _ = std::io::Write::write_all(&mut w, b"g");
-        tracing::info!(pid = main, cmd = %info.cmdline, "job started");
+        // Let the command start: its environment, then end of file.
+        let handed = tokio::task::spawn_blocking(move || {
+            let mut w = std::fs::File::from(sync_write);
+            std::io::Write::write_all(&mut w, &env)
+        })
+        .await;
+        if !matches!(handed, Ok(Ok(()))) {
+            tracing::warn!(pid = main, "the job ended before it took its environment");
+        }
+        tracing::info!(pid = main, uid = p.uid, cmd = %info.cmdline, "job started");
         Ok(info)
     }
 
@@ -553,26 +578,118 @@ async fn first_child_within(pid: i32, limit: Duration) -> Option<i32> {
     }
 }
 
-fn owner_of(pid: i32) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    Some(std::fs::metadata(format!("/proc/{pid}")).ok()?.uid())
+/// The programs a job is started with.
+#[derive(Debug, Clone)]
+pub struct JobPrograms {
+    /// `unshare` (util-linux), by absolute path.
+    pub unshare: PathBuf,
+    /// `openmosix-jobinit`, by absolute path.
+    pub jobinit: PathBuf,
 }
 
-fn find_program(program: &str, cwd: &str, path_var: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+impl JobPrograms {
+    /// `unshare` from the system directories and `jobinit` as given, both
+    /// checked to be changeable by root only (they run as root).
+    pub fn locate(jobinit: PathBuf) -> Result<Self, String> {
+        crate::helpers::check_trusted(&jobinit)?;
+        Ok(Self {
+            unshare: crate::helpers::locate("unshare")?,
+            jobinit,
+        })
+    }
+}
+
+/// The `PATH` a job gets when its caller sends none.
+pub const DEFAULT_JOB_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Largest environment a job may be given (bytes of `NAME=value\0` pairs).
+pub const MAX_ENV_BYTES: usize = 256 * 1024;
+
+/// The job's environment as `NAME=value\0` pairs, as `openmosix-jobinit` reads it.
+fn encode_env(env: &[(String, String)]) -> Result<Vec<u8>, RpcError> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(RpcError::invalid_params(format!(
+                "environment variable name `{k}` or its value is not valid (no `=` in names, no NUL bytes)"
+            )));
+        }
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+        if out.len() > MAX_ENV_BYTES {
+            return Err(RpcError::invalid_params(format!(
+                "the job's environment exceeds {MAX_ENV_BYTES} bytes"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Who a job runs as, for checking what it may reach before starting it.
+struct Identity {
+    uid: u32,
+    gids: Vec<u32>,
+    /// Checks are made as root (an admin's request).
+    privileged: bool,
+}
+
+impl Identity {
+    /// Whether the permission bits of `meta` grant `bits` (a mask of r=4,
+    /// w=2, x=1) to this identity.
+    fn granted(&self, meta: &std::fs::Metadata, bits: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.privileged {
+            return bits & 1 == 0 || meta.mode() & 0o111 != 0 || meta.is_dir();
+        }
+        let mode = meta.mode();
+        let class = if meta.uid() == self.uid {
+            mode >> 6
+        } else if self.gids.contains(&meta.gid()) {
+            mode >> 3
+        } else {
+            mode
+        };
+        class & bits == bits
+    }
+
+    /// Whether every directory from `/` down to `path` may be searched, and
+    /// `path` is a directory.
+    fn can_enter(&self, path: &Path) -> bool {
+        let mut at = PathBuf::new();
+        for c in path.components() {
+            at.push(c);
+            let Ok(meta) = std::fs::metadata(&at) else {
+                return false;
+            };
+            if !meta.is_dir() || !self.granted(&meta, 1) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether `path` is a file this identity may execute.
+    fn can_execute(&self, path: &Path) -> bool {
+        let Some(dir) = path.parent() else {
+            return false;
+        };
+        self.can_enter(dir)
+            && std::fs::metadata(path).is_ok_and(|m| m.is_file() && self.granted(&m, 1))
+    }
+}
+
+fn find_program(program: &str, cwd: &str, path_var: &str, who: &Identity) -> Option<PathBuf> {
     if program.contains('/') {
         let p = Path::new(cwd).join(program);
-        return executable(&p).then_some(p);
+        return who.can_execute(&p).then_some(p);
     }
     path_var
         .split(':')
         .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| executable(p))
+        .map(|d| Path::new(cwd).join(d).join(program))
+        .find(|p| who.can_execute(p))
 }
 
 /// `waitpid(pid, WNOHANG)`: the exit code (128 + N for signal N) once the

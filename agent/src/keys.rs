@@ -3,7 +3,10 @@
 //! other over SSH; a secret derived from it authenticates gossip).
 //!
 //! `authorized_keys` lines read `ROLE KEYTYPE BASE64 [COMMENT]` with ROLE one of
-//! `monitor`, `admin`, `cluster`; `#` starts a comment.
+//! `monitor`, `admin`, `cluster`, or `user uid=N KEYTYPE BASE64 [COMMENT]` for
+//! an ordinary user's key bound to its uid (`uid=NAME` is looked up in the
+//! user database); `#` starts a comment. The file must belong to root and be
+//! writable by nobody else, or it is ignored (only the cluster key works then).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -104,10 +107,34 @@ pub fn gossip_secret(cluster_key: &PrivateKey) -> Result<[u8; 32], KeyError> {
 pub struct AuthorizedKey {
     /// What the key may do.
     pub role: Role,
+    /// For a `user` key, the uid it acts as.
+    pub uid: Option<u32>,
     /// The key.
     pub key: PublicKey,
     /// The comment.
     pub comment: String,
+}
+
+/// What an authenticated key is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Its role.
+    pub role: Role,
+    /// For a `user` key, the uid it acts as.
+    pub uid: Option<u32>,
+}
+
+/// A uid from `uid=N` or `uid=NAME`.
+fn parse_uid(text: &str) -> Result<u32, String> {
+    let Some(v) = text.strip_prefix("uid=") else {
+        return Err(format!(
+            "a user key needs its uid: `user uid=N KEYTYPE BASE64`, not `user {text} …`"
+        ));
+    };
+    if let Ok(n) = v.parse::<u32>() {
+        return Ok(n);
+    }
+    crate::users::uid_of(v).ok_or_else(|| format!("no such user `{v}`"))
 }
 
 /// Parses role-tagged authorized keys. Bad lines are reported, not fatal.
@@ -120,23 +147,43 @@ pub fn parse_authorized_keys(text: &str) -> (Vec<AuthorizedKey>, Vec<String>) {
             continue;
         }
         let mut f = line.split_whitespace();
-        let (Some(role), Some(_algo), Some(b64)) = (f.next(), f.next(), f.next()) else {
+        let role = match f.next().map(str::parse::<Role>) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                problems.push(format!("line {}: {e}", n + 1));
+                continue;
+            }
+            None => continue,
+        };
+        let uid = if role == Role::User {
+            match f.next().map(parse_uid) {
+                Some(Ok(uid)) => Some(uid),
+                Some(Err(e)) => {
+                    problems.push(format!("line {}: {e}", n + 1));
+                    continue;
+                }
+                None => {
+                    problems.push(format!(
+                        "line {}: expected `user uid=N KEYTYPE BASE64 [COMMENT]`",
+                        n + 1
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let (Some(_algo), Some(b64)) = (f.next(), f.next()) else {
             problems.push(format!(
                 "line {}: expected `ROLE KEYTYPE BASE64 [COMMENT]`",
                 n + 1
             ));
             continue;
         };
-        let role = match role.parse::<Role>() {
-            Ok(r) => r,
-            Err(e) => {
-                problems.push(format!("line {}: {e}", n + 1));
-                continue;
-            }
-        };
         match russh::keys::parse_public_key_base64(b64) {
             Ok(key) => keys.push(AuthorizedKey {
                 role,
+                uid,
                 key,
                 comment: f.collect::<Vec<_>>().join(" "),
             }),
@@ -144,6 +191,30 @@ pub fn parse_authorized_keys(text: &str) -> (Vec<AuthorizedKey>, Vec<String>) {
         }
     }
     (keys, problems)
+}
+
+/// Fails unless `meta` (of `path`) belongs to root (or this process's user)
+/// and nobody else may write it: a file that decides who is root-equivalent
+/// on the node must be as protected as the node's root account.
+pub fn check_protected(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}; it must belong to root",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by others (mode {:o}); run chmod go-w",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 /// The authorized keys file, re-read when it changes.
@@ -163,39 +234,60 @@ impl AuthorizedKeys {
         }
     }
 
-    /// The role of `key`, if it is authorized.
-    pub fn role_of(&self, key: &PublicKey) -> Option<Role> {
+    /// What `key` is granted, if it is authorized.
+    pub fn role_of(&self, key: &PublicKey) -> Option<Grant> {
         if key.key_data() == self.cluster.key_data() {
-            return Some(Role::Cluster);
+            return Some(Grant {
+                role: Role::Cluster,
+                uid: None,
+            });
         }
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let meta = std::fs::symlink_metadata(&self.path).ok();
+        let mtime = meta.as_ref().and_then(|m| m.modified().ok());
         let mut cache = self.cache.lock().ok()?;
         if mtime.is_none() {
             cache.1.clear();
         } else if cache.0 != mtime {
-            match std::fs::read_to_string(&self.path) {
-                Ok(text) => {
-                    let (keys, problems) = parse_authorized_keys(&text);
-                    for p in problems {
-                        tracing::warn!(file = %self.path.display(), "{p}");
-                    }
-                    cache.1 = keys;
-                }
-                Err(e) => {
-                    tracing::warn!(file = %self.path.display(), error = %e, "cannot read authorized keys");
-                    cache.1.clear();
-                }
-            }
+            cache.1 = self.load(meta.as_ref());
         }
         cache.0 = mtime;
         cache
             .1
             .iter()
             .filter(|k| k.key.key_data() == key.key_data())
-            .map(|k| k.role)
-            .max()
+            .max_by_key(|k| k.role)
+            .map(|k| Grant {
+                role: k.role,
+                uid: k.uid,
+            })
+    }
+
+    fn load(&self, meta: Option<&std::fs::Metadata>) -> Vec<AuthorizedKey> {
+        let shown = self.path.display();
+        let checked = match meta {
+            Some(m) if m.file_type().is_symlink() => {
+                Err(format!("{shown} is a symbolic link; refusing it"))
+            }
+            Some(m) => check_protected(&self.path, m),
+            None => Err(format!("{shown} is missing")),
+        };
+        if let Err(why) = checked {
+            tracing::error!("ignoring the authorized keys: {why}");
+            return Vec::new();
+        }
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => {
+                let (keys, problems) = parse_authorized_keys(&text);
+                for p in problems {
+                    tracing::warn!(file = %shown, "{p}");
+                }
+                keys
+            }
+            Err(e) => {
+                tracing::warn!(file = %shown, error = %e, "cannot read authorized keys");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -208,14 +300,19 @@ mod tests {
         let k = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
         let pub_line = k.public_key().to_openssh().unwrap();
         let text = format!(
-            "# c\nadmin {pub_line} alice\nmonitor {pub_line}\nroot {pub_line}\nadmin ssh-ed25519 !!!\nadmin\n"
+            "# c\nadmin {pub_line} alice\nmonitor {pub_line}\nroot {pub_line}\nadmin ssh-ed25519 !!!\nadmin\nuser uid=1000 {pub_line} bob\nuser uid=root {pub_line}\nuser {pub_line}\nuser uid=no-such-user-here {pub_line}\n"
         );
         let (keys, problems) = parse_authorized_keys(&text);
-        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.len(), 4);
         assert_eq!(keys[0].role, Role::Admin);
         assert_eq!(keys[0].comment, "alice");
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!((keys[2].role, keys[2].uid), (Role::User, Some(1000)));
+        assert_eq!(keys[2].comment, "bob");
+        assert_eq!(keys[3].uid, Some(0));
+        assert_eq!(problems.len(), 5, "{problems:?}");
         assert!(problems[0].contains("unknown role `root`"));
+        assert!(problems[3].contains("needs its uid"), "{problems:?}");
+        assert!(problems[4].contains("no such user"), "{problems:?}");
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //! the openMosix admin state, gossips load with its peers and serves the
 //! `/proc/hpc` view and actions as JSON-RPC over SSH. See `ARCHITECTURE.md`.
 
+pub mod admission;
 pub mod classify;
 pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod criu;
 pub mod gossip_transport;
+pub mod helpers;
+pub mod image_space;
 pub mod jobs;
 pub mod keys;
 pub mod load;
+pub mod local_socket;
 pub mod migration;
 pub mod peers;
 pub mod rpc;

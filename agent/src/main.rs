@@ -30,9 +30,22 @@ struct Cli {
     /// This node's openMosix id (default: the map entry that is a local address).
     #[arg(long)]
     node_id: Option<u32>,
-    /// Most concurrent SSH sessions.
+    /// Most concurrent authenticated SSH sessions.
     #[arg(long, default_value_t = 256)]
     max_sessions: usize,
+    /// Of those, how many only the cluster key (other agents) may take.
+    #[arg(long, default_value_t = 32)]
+    cluster_reserved_sessions: usize,
+    /// Most connections waiting for authentication, in all.
+    #[arg(long, default_value_t = 256)]
+    max_unauthenticated: usize,
+    /// Most connections waiting for authentication from one address (further
+    /// ones close that address's oldest).
+    #[arg(long, default_value_t = 8)]
+    max_unauthenticated_per_source: usize,
+    /// Most open channels in one SSH session.
+    #[arg(long, default_value_t = 16)]
+    max_channels: usize,
     /// Seconds a client has to authenticate after connecting.
     #[arg(long, default_value_t = 20)]
     login_grace_secs: u64,
@@ -40,9 +53,27 @@ struct Cli {
     /// agent's network namespace, for lab nodes sharing one kernel).
     #[arg(long, default_value = "all", value_parser = ["all", "netns"])]
     scope: String,
-    /// The CRIU binary (default: `criu` on $PATH or in /usr/local/sbin, /usr/sbin, /sbin).
+    /// The CRIU binary (default: `criu` in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin, /bin;
+    /// it must belong to root).
     #[arg(long)]
     criu: Option<PathBuf>,
+    /// Directory migration images pass through (default: STATE_DIR/images).
+    #[arg(long)]
+    image_dir: Option<PathBuf>,
+    /// Most MiB of migration images held at once (default: the image file
+    /// system's free space, less 1 % of it and at least 64 MiB).
+    #[arg(long)]
+    image_space: Option<u64>,
+    /// The local socket for this node's users (default: RUN_DIR/agent.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Seconds a gossip datagram's send time may differ from this node's clock.
+    #[arg(long, default_value_t = 60)]
+    gossip_replay_window_secs: u64,
+    /// Injects a migration fault on purpose (tests only): drop-after-commit,
+    /// lose-commit, target-silent-after-commit.
+    #[arg(long, hide = true)]
+    test_fault: Option<agent::migration::Fault>,
 }
 
 #[tokio::main]
@@ -56,12 +87,22 @@ async fn main() -> anyhow::Result<()> {
         map: cli.map,
         listen: cli.listen,
         node_id: cli.node_id,
-        limits: agent::server::SessionLimits {
-            max_sessions: cli.max_sessions.max(1),
+        limits: agent::admission::AdmissionLimits {
+            sessions: cli.max_sessions.max(1),
+            cluster_reserved: cli.cluster_reserved_sessions,
+            waiting: cli.max_unauthenticated.max(1),
+            per_source: cli.max_unauthenticated_per_source.max(1),
+            channels: cli.max_channels.max(1),
             login_grace: std::time::Duration::from_secs(cli.login_grace_secs.max(1)),
+            ..Default::default()
         },
         scope_netns: cli.scope == "netns",
         criu: cli.criu,
+        image_dir: cli.image_dir,
+        image_space: cli.image_space.map(|m| m.saturating_mul(1 << 20)),
+        socket: cli.socket,
+        replay_window: std::time::Duration::from_secs(cli.gossip_replay_window_secs.max(1)),
+        fault: cli.test_fault,
     })
     .await
 }

@@ -17,7 +17,8 @@ use crate::cluster::ClusterView;
 /// Connections to the other agents of the cluster.
 pub struct Peers {
     cluster_key: PathBuf,
-    clients: tokio::sync::Mutex<HashMap<NodeId, Arc<Client>>>,
+    /// Held only to look up or store a client, never across a connect.
+    clients: std::sync::Mutex<HashMap<NodeId, Arc<Client>>>,
 }
 
 /// The error for a peer that cannot be used.
@@ -40,7 +41,7 @@ impl Peers {
     pub fn new(cluster_key: PathBuf) -> Self {
         Self {
             cluster_key,
-            clients: tokio::sync::Mutex::new(HashMap::new()),
+            clients: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,18 +84,40 @@ impl Peers {
         })
     }
 
-    async fn client(&self, st: &NodeStatus) -> Result<Arc<Client>, RpcError> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&st.id) {
-            return Ok(c.clone());
+    fn cached(&self, node: NodeId) -> Option<Arc<Client>> {
+        let clients = self.clients.lock().ok()?;
+        clients.get(&node).filter(|c| !c.is_closed()).cloned()
+    }
+
+    fn forget(&self, node: NodeId) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(&node);
         }
-        let c = Arc::new(
+    }
+
+    /// The cached connection to `st`'s agent, or a new one. The connect runs
+    /// without any lock held, so a node that does not answer delays only the
+    /// calls to it; when two calls connect at once, the first stored wins.
+    async fn client(&self, st: &NodeStatus) -> Result<Arc<Client>, RpcError> {
+        if let Some(c) = self.cached(st.id) {
+            return Ok(c);
+        }
+        let fresh = Arc::new(
             Client::connect(&st.addr, &self.config(st)?)
                 .await
                 .map_err(|e| client_error(st.id, e))?,
         );
-        clients.insert(st.id, c.clone());
-        Ok(c)
+        let Ok(mut clients) = self.clients.lock() else {
+            return Ok(fresh);
+        };
+        let kept = match clients.get(&st.id) {
+            Some(other) if !other.is_closed() => other.clone(),
+            _ => {
+                clients.insert(st.id, fresh.clone());
+                fresh
+            }
+        };
+        Ok(kept)
     }
 
     /// Calls `method` on the agent of `st`, reconnecting once if the cached
@@ -112,7 +135,7 @@ impl Peers {
                 Ok(v) => return Ok(v),
                 Err(ClientError::Rpc(e)) => return Err(e),
                 Err(e) => {
-                    self.clients.lock().await.remove(&st.id);
+                    self.forget(st.id);
                     if attempt == 1 || !matches!(e, ClientError::Closed) {
                         return Err(client_error(st.id, e));
                     }

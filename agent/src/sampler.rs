@@ -106,6 +106,27 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
     ))
 }
 
+/// The start time of the process that has `pid` now, in seconds since the
+/// Unix epoch, computed exactly as a sampling pass computes
+/// [`ProcessInfo::start_time`]; `None` when there is no such process. Comparing
+/// the two tells a process from a later one that reused its PID.
+pub fn start_time_of(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let (fields, _) = parse_stat(&stat)?;
+    let boot = std::fs::read("/proc/stat").ok()?;
+    let btime = boot
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"btime "))
+        .and_then(parse_i64)? as u64;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let clk_tck = if clk_tck > 0 { clk_tck as f64 } else { 100.0 };
+    Some(btime + (fields.start_ticks as f64 / clk_tck) as u64)
+}
+
 fn parse_i64(f: &[u8]) -> Option<i64> {
     let (neg, digits) = match f.split_first() {
         Some((b'-', d)) => (true, d),

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hpc::model::Role;
@@ -16,8 +16,9 @@ use russh::keys::PrivateKey;
 use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
+use crate::admission::{AdmissionLimits, SessionSlots, Slot, Startups, Ticket};
 use crate::context::AgentContext;
 use crate::keys::fingerprint;
 use crate::rpc::Caller;
@@ -46,34 +47,18 @@ pub fn ssh_config(host_key: PrivateKey) -> russh::server::Config {
     }
 }
 
-/// Limits on unauthenticated and concurrent sessions (OpenSSH's
-/// `LoginGraceTime` and a `MaxStartups`-like cap, applied to all sessions).
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
-    /// Most concurrent sessions; further connections are closed at once.
-    pub max_sessions: usize,
-    /// Time a client has from connecting to finishing authentication.
-    pub login_grace: Duration,
-}
-
-impl Default for SessionLimits {
-    fn default() -> Self {
-        Self {
-            max_sessions: 256,
-            login_grace: Duration::from_secs(20),
-        }
-    }
-}
-
-/// Accepts connections on `listener` until the task is dropped.
+/// Accepts connections on `listener` until the task is dropped, admitting
+/// them by [`AdmissionLimits`].
 pub async fn run(
     listener: TcpListener,
     config: russh::server::Config,
     ctx: Arc<AgentContext>,
-    limits: SessionLimits,
+    limits: AdmissionLimits,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
-    let permits = Arc::new(Semaphore::new(limits.max_sessions));
+    let startups = Arc::new(Startups::new(limits));
+    let slots = Arc::new(SessionSlots::new(limits.sessions, limits.cluster_reserved));
+    let mut last_refusal: Option<std::time::Instant> = None;
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -84,89 +69,129 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_sessions, "too many sessions; connection closed");
-            continue;
-        };
         let _ = socket.set_nodelay(true);
-        let authenticated = Arc::new(AtomicBool::new(false));
-        let handler = SessionHandler {
+        let (admitted_tx, admitted) = oneshot::channel();
+        let accepted = Accepted {
+            config: config.clone(),
             ctx: ctx.clone(),
-            peer: Some(peer),
-            caller: None,
-            channels: HashMap::new(),
-            authenticated: authenticated.clone(),
+            startups: startups.clone(),
+            slots: slots.clone(),
+            limits,
+            peer,
         };
-        tokio::spawn(serve_session(
-            config.clone(),
-            socket,
-            handler,
-            authenticated,
-            limits.login_grace,
-            permit,
-        ));
+        let task = tokio::spawn(accepted.serve(socket, admitted));
+        match startups.admit(peer.ip(), task.abort_handle()) {
+            Ok(ticket) => {
+                let _ = admitted_tx.send(ticket);
+            }
+            Err(why) => {
+                task.abort();
+                let muted = last_refusal.is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                if !muted {
+                    tracing::warn!(%peer, waiting = startups.waiting(), "connection refused: {why} (further refusals muted for 10 s)");
+                    last_refusal = Some(std::time::Instant::now());
+                }
+            }
+        }
     }
 }
 
-/// Runs one session; a client that has not authenticated when the login grace
-/// time ends is disconnected (the handshake itself is bounded by it too).
-async fn serve_session(
+/// An accepted connection, waiting to be admitted.
+struct Accepted {
     config: Arc<russh::server::Config>,
-    socket: tokio::net::TcpStream,
-    handler: SessionHandler,
-    authenticated: Arc<AtomicBool>,
-    grace: Duration,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    let peer = handler.peer;
-    let deadline = tokio::time::Instant::now() + grace;
-    let session =
-        match tokio::time::timeout_at(deadline, russh::server::run_stream(config, socket, handler))
-            .await
-        {
+    ctx: Arc<AgentContext>,
+    startups: Arc<Startups>,
+    slots: Arc<SessionSlots>,
+    limits: AdmissionLimits,
+    peer: SocketAddr,
+}
+
+impl Accepted {
+    /// Runs one session once admitted; a client that has not authenticated
+    /// when the login grace time ends is disconnected (the handshake itself is
+    /// bounded by it too).
+    async fn serve(self, socket: tokio::net::TcpStream, admitted: oneshot::Receiver<Ticket>) {
+        let Ok(ticket) = admitted.await else {
+            return;
+        };
+        let peer = self.peer;
+        let startups = self.startups.clone();
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let handler = SessionHandler {
+            ctx: self.ctx,
+            peer,
+            caller: None,
+            channels: HashMap::new(),
+            live_channels: Arc::new(AtomicUsize::new(0)),
+            max_channels: self.limits.channels,
+            authenticated: authenticated.clone(),
+            startups: self.startups,
+            ticket,
+            slots: self.slots,
+            slot: None,
+        };
+        let deadline = tokio::time::Instant::now() + self.limits.login_grace;
+        let run = russh::server::run_stream(self.config, socket, handler);
+        let session = match tokio::time::timeout_at(deadline, run).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                tracing::debug!(?peer, error = %e, "ssh handshake failed");
+                tracing::debug!(%peer, error = %e, "ssh handshake failed");
+                startups.leave(ticket);
                 return;
             }
             Err(_) => {
-                tracing::info!(
-                    ?peer,
-                    "no ssh handshake within the login grace time; closed"
-                );
+                tracing::info!(%peer, "no ssh handshake within the login grace time; closed");
+                startups.leave(ticket);
                 return;
             }
         };
-    let handle = session.handle();
-    let watchdog = tokio::spawn(async move {
-        tokio::time::sleep_until(deadline).await;
-        if !authenticated.load(Ordering::Acquire) {
-            tracing::info!(
-                ?peer,
-                "not authenticated within the login grace time; disconnecting"
-            );
-            let _ = handle
-                .disconnect(
-                    russh::Disconnect::ByApplication,
-                    "login grace time over".into(),
-                    String::new(),
-                )
-                .await;
+        let handle = session.handle();
+        let watchdog = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if !authenticated.load(Ordering::Acquire) {
+                tracing::info!(%peer, "not authenticated within the login grace time; disconnecting");
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        "login grace time over".into(),
+                        String::new(),
+                    )
+                    .await;
+            }
+        });
+        if let Err(e) = session.await {
+            tracing::debug!(%peer, error = %e, "ssh session ended with an error");
         }
-    });
-    if let Err(e) = session.await {
-        tracing::debug!(?peer, error = %e, "ssh session ended with an error");
+        watchdog.abort();
+        startups.leave(ticket);
     }
-    watchdog.abort();
+}
+
+/// Gives a channel's place back when its task ends.
+struct ChannelGuard(Arc<AtomicUsize>);
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One SSH connection.
 pub struct SessionHandler {
     ctx: Arc<AgentContext>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     caller: Option<Caller>,
+    /// Channels open but not yet serving a subsystem.
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Channels open now, serving or not.
+    live_channels: Arc<AtomicUsize>,
+    max_channels: usize,
     authenticated: Arc<AtomicBool>,
+    startups: Arc<Startups>,
+    ticket: Ticket,
+    slots: Arc<SessionSlots>,
+    /// This session's place among the authenticated ones (none: over the limit).
+    slot: Option<Slot>,
 }
 
 impl russh::server::Handler for SessionHandler {
@@ -188,17 +213,36 @@ impl russh::server::Handler for SessionHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(role) = self.ctx.authorized.role_of(key.public_key) else {
-            tracing::warn!(peer = ?self.peer, user, key = %fingerprint(key.public_key), "refused unknown key");
+        let Some(grant) = self.ctx.authorized.role_of(key.public_key) else {
+            tracing::warn!(peer = %self.peer, user, key = %fingerprint(key.public_key), "refused unknown key");
             return Ok(Auth::reject());
         };
         let fp = fingerprint(key.public_key);
-        if role != Role::Cluster {
-            tracing::info!(peer = ?self.peer, user, key = %fp, %role, "authenticated");
+        if grant.role != Role::Cluster {
+            tracing::info!(peer = %self.peer, user, key = %fp, role = %grant.role, uid = ?grant.uid, "authenticated");
         }
-        self.caller = Some(Caller { role, key: fp });
+        self.slot = self.slots.take(grant.role);
+        self.caller = Some(Caller {
+            role: grant.role,
+            key: fp,
+            uid: grant.uid,
+        });
         self.authenticated.store(true, Ordering::Release);
+        self.startups.leave(self.ticket);
         Ok(Auth::Accept)
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if self.slot.is_none() {
+            let role = self.caller.as_ref().map(|c| c.role);
+            tracing::warn!(peer = %self.peer, ?role, "too many sessions; disconnecting");
+            session.disconnect(
+                russh::Disconnect::TooManyConnections,
+                "too many sessions on this agent; try again later",
+                "",
+            )?;
+        }
+        Ok(())
     }
 
     async fn channel_open_session(
@@ -207,11 +251,33 @@ impl russh::server::Handler for SessionHandler {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.caller.is_none() || self.channels.len() >= 16 {
+        if self.caller.is_none() || self.slot.is_none() {
             return Ok(()); // dropping the handle rejects the channel
+        }
+        let taken = self
+            .live_channels
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_channels).then_some(n + 1)
+            });
+        if taken.is_err() {
+            tracing::info!(peer = %self.peer, max = self.max_channels, "channel refused: too many open in this session");
+            return Ok(());
         }
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // A channel that never started a subsystem gives its place back here;
+        // a serving one when its task ends.
+        if self.channels.remove(&channel).is_some() {
+            self.live_channels.fetch_sub(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -238,7 +304,9 @@ impl russh::server::Handler for SessionHandler {
         };
         session.channel_success(id)?;
         let ctx = self.ctx.clone();
+        let guard = ChannelGuard(self.live_channels.clone());
         tokio::spawn(async move {
+            let _guard = guard;
             // Exit status, EOF and close go through the channel's own sender, so
             // OpenSSH sees them after the last answer (dropping a ChannelStream
             // would race a close against them).

@@ -33,12 +33,22 @@ pub struct AgentConfig {
     pub listen: Option<SocketAddr>,
     /// This node's id (default: the map entry matching `listen` or a local address).
     pub node_id: Option<NodeId>,
-    /// Session cap and login grace time of the SSH server.
-    pub limits: crate::server::SessionLimits,
+    /// Session, channel and unauthenticated-connection limits of the SSH server.
+    pub limits: crate::admission::AdmissionLimits,
     /// List only the processes of the agent's own network namespace (lab nodes).
     pub scope_netns: bool,
-    /// The CRIU binary (default: found on `$PATH` or in the sbin directories).
+    /// The CRIU binary (default: found in the system directories).
     pub criu: Option<PathBuf>,
+    /// Where migration images go (default `state_dir/images`).
+    pub image_dir: Option<PathBuf>,
+    /// Most bytes of migration images at once (default: what the disk has).
+    pub image_space: Option<u64>,
+    /// The local socket (default `run_dir/agent.sock`).
+    pub socket: Option<PathBuf>,
+    /// How far a gossip datagram's send time may be from this node's clock.
+    pub replay_window: Duration,
+    /// A fault to inject (tests only).
+    pub fault: Option<crate::migration::Fault>,
 }
 
 impl AgentConfig {
@@ -50,10 +60,14 @@ impl AgentConfig {
     }
 }
 
-fn private_dir(path: &Path) -> anyhow::Result<()> {
+/// Creates `path` (and its parents) with `mode` if missing, and refuses to
+/// use it if it is a symbolic link, belongs to another user, or others may
+/// write it (the original collector's `/tmp` symlink hole, CVE-2005-0894).
+fn own_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let meta = std::fs::symlink_metadata(path)
@@ -61,12 +75,38 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
     if meta.file_type().is_symlink() {
         bail!("{} is a symbolic link; refusing to use it", path.display());
     }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to the agent's user (uid {me}); refusing to use it",
+            path.display(),
+            meta.uid()
+        );
+    }
     if meta.permissions().mode() & 0o022 != 0 {
         bail!(
-            "{} is writable by others (mode {:o}); fix it with chmod 700",
+            "{} is writable by others (mode {:o}); fix it with chmod go-w",
             path.display(),
             meta.permissions().mode() & 0o777
         );
+    }
+    Ok(())
+}
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    own_dir(path, 0o700)
+}
+
+/// The runtime directory: like [`private_dir`], but others may enter it to
+/// reach the local socket (0755).
+fn run_dir(path: &Path) -> anyhow::Result<()> {
+    own_dir(path, 0o755)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o011 != 0o011 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot open {} for local users", path.display()))?;
+        tracing::info!(dir = %path.display(), "runtime directory made 0755 so local users reach the agent's socket");
     }
     Ok(())
 }
@@ -104,7 +144,7 @@ fn pick_self(map: &ClusterMap, cfg: &AgentConfig) -> anyhow::Result<Option<MapNo
 pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     private_dir(&cfg.config_dir)?;
     private_dir(&cfg.state_dir)?;
-    private_dir(&cfg.run_dir)?;
+    run_dir(&cfg.run_dir)?;
     let host_key = load_or_create_key(&cfg.config_dir.join(paths::HOST_KEY_FILE))?;
     let cluster_key = load_or_create_key(&cfg.config_dir.join(paths::CLUSTER_KEY_FILE))?;
     let secret = gossip_secret(&cluster_key)?;
@@ -148,9 +188,16 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     store.update(|s| s.admin.mospe = node_id)?;
 
-    let images = cfg.run_dir.join("images");
+    let images = cfg
+        .image_dir
+        .clone()
+        .unwrap_or_else(|| cfg.state_dir.join(paths::IMAGES_DIR));
     private_dir(&images)?;
     clear_stale_images(&images);
+    let images = crate::image_space::ImageSpace::new(images, cfg.image_space);
+    let ledger_dir = cfg.state_dir.join("migrations");
+    private_dir(&ledger_dir)?;
+    let (ledger, stale_restores) = crate::migration::ledger::Ledger::open(ledger_dir);
     if let Err(e) = crate::jobs::become_subreaper() {
         tracing::warn!(error = %e, "cannot become the child subreaper; migrated jobs' exit status will be lost");
     }
@@ -158,19 +205,24 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("openmosix-jobinit")))
         .unwrap_or_else(|| PathBuf::from("/usr/local/sbin/openmosix-jobinit"));
+    let programs = if jobinit.exists() {
+        crate::jobs::JobPrograms::locate(jobinit.clone())
+    } else {
+        Err(format!(
+            "{} is missing (install it next to openmosixd)",
+            jobinit.display()
+        ))
+    };
+    if let Err(why) = &programs {
+        tracing::warn!(%why, "jobs cannot be started");
+    }
     let criu_path = cfg.criu.clone();
     let detected =
         tokio::task::spawn_blocking(move || crate::criu::detect(criu_path.as_deref())).await?;
     let mut precopy = false;
-    let (criu, migration) = match detected {
-        Ok(_) if !jobinit.exists() => (
-            None,
-            format!(
-                "migration unavailable: {} is missing (install it next to openmosixd)",
-                jobinit.display()
-            ),
-        ),
-        Ok(c) => {
+    let (criu, migration) = match (detected, &programs) {
+        (Ok(_), Err(why)) => (None, format!("migration unavailable: {why}")),
+        (Ok(c), Ok(_)) => {
             let m = format!(
                 "migration available: CRIU {} at {}{}",
                 c.version,
@@ -184,7 +236,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             precopy = c.mem_tracking;
             (Some(c.binary), m)
         }
-        Err(reason) => (None, format!("migration unavailable: {reason}")),
+        (Err(reason), _) => (None, format!("migration unavailable: {reason}")),
     };
     tracing::info!(%migration, "checked CRIU");
     let host_key_line = host_key
@@ -198,7 +250,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         migration: migration.clone(),
         host_key: host_key_line,
     };
-    let jobs = Arc::new(crate::jobs::Jobs::new(store.clone(), node_id, jobinit));
+    let jobs = Arc::new(crate::jobs::Jobs::new(store.clone(), node_id, programs));
     let sampler = if cfg.scope_netns {
         crate::sampler::Sampler::scoped_to_own_netns()?
     } else {
@@ -221,6 +273,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         listen: gossip_listen,
         map,
         secret,
+        replay_window: crate::gossip_transport::ReplayWindow(cfg.replay_window),
+        store: store.clone(),
     })
     .await
     .context("cannot start cluster gossip")?;
@@ -240,10 +294,22 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         criu,
         precopy,
         images,
+        ledger,
+        fault: cfg.fault,
         jobs,
         peers: crate::peers::Peers::new(cfg.config_dir.join(paths::CLUSTER_KEY_FILE)),
     });
+    if let Some(f) = cfg.fault {
+        tracing::warn!(fault = ?f, "TEST FAULT INJECTION IS ON: migrations will fail on purpose");
+    }
+    crate::migration::end_stale_restores(&ctx, stale_restores);
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
+    let socket_path = cfg
+        .socket
+        .clone()
+        .unwrap_or_else(|| cfg.run_dir.join(paths::AGENT_SOCKET_FILE));
+    let local = crate::local_socket::bind(&socket_path)?;
+    let local_task = tokio::spawn(crate::local_socket::serve(local, ctx.clone()));
 
     let publisher = tokio::spawn(publish_status(ctx.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
@@ -252,7 +318,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let pid_file = cfg.run_dir.join("openmosixd.pid");
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))
         .with_context(|| format!("cannot write {}", pid_file.display()))?;
-    tracing::info!(node = node_id, %listen, gossip = %gossip_listen, "openmosixd ready");
+    tracing::info!(node = node_id, %listen, gossip = %gossip_listen, socket = %socket_path.display(), "openmosixd ready");
     // Machine-readable readiness line for scripts and tests.
     println!(
         "openmosixd ready node={node_id} listen={} gossip={gossip_listen}",
@@ -278,6 +344,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     publisher.abort();
     jobs_task.abort();
+    local_task.abort();
+    let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }

@@ -47,6 +47,10 @@ pub struct PersistedState {
     /// Jobs this node is home of (wherever they run) or hosts, keyed `"HOME/HOME_PID"`.
     #[serde(default)]
     pub jobs: BTreeMap<String, crate::jobs::JobRecord>,
+    /// The host key (OpenSSH public key line) each other node showed first:
+    /// gossip alone can never replace it (`cluster.forget_host_key` does).
+    #[serde(default)]
+    pub node_host_keys: BTreeMap<hpc::model::NodeId, String>,
 }
 
 /// Errors loading or saving the state.
@@ -131,6 +135,14 @@ impl Store {
         self.state
             .lock()
             .map(|s| s.jobs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The pinned host keys of other nodes (without copying the rest).
+    pub fn get_node_host_keys(&self) -> BTreeMap<hpc::model::NodeId, String> {
+        self.state
+            .lock()
+            .map(|s| s.node_host_keys.clone())
             .unwrap_or_default()
     }
 

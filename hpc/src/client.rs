@@ -14,7 +14,7 @@ use russh::keys::{self, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::framing::{Frame, LineReader, write_line};
@@ -212,16 +212,27 @@ impl client::Handler for HostKeyChecker {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
+/// The writing half of a connection, whatever carries it (an SSH channel or
+/// the agent's local Unix socket).
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Most subscription updates queued for a consumer that does not keep up.
+/// When the queue is full the update stream ends (the receiver sees `None`),
+/// so the consumer subscribes again and starts from a full list instead of
+/// applying deltas with a gap.
+pub const UPDATE_QUEUE: usize = 1024;
+
 /// An RPC connection to one agent.
 pub struct Client {
     addr: String,
-    writer: tokio::sync::Mutex<WriteHalf<russh::ChannelStream<client::Msg>>>,
+    writer: tokio::sync::Mutex<Writer>,
     pending: Pending,
     next_id: AtomicU64,
-    updates: Mutex<Option<mpsc::UnboundedReceiver<Update>>>,
+    updates: Mutex<Option<mpsc::Receiver<Update>>>,
     call_timeout: Duration,
     closed: Arc<std::sync::atomic::AtomicBool>,
-    _session: Handle<HostKeyChecker>,
+    /// Keeps the SSH session alive (none on the Unix socket).
+    _session: Option<Handle<HostKeyChecker>>,
 }
 
 /// An SSH session with the `openmosix` subsystem open, before any framing: for
@@ -451,24 +462,64 @@ pub fn load_key(path: &Path) -> Result<keys::PrivateKey, ClientError> {
 }
 
 impl Client {
-    /// Connects to the agent at `addr` (`host` or `host:port`).
+    /// Connects to the agent at `addr` (`host` or `host:port`) over SSH.
     pub async fn connect(addr: &str, config: &ClientConfig) -> Result<Self, ClientError> {
         let raw = connect_raw(addr, config).await?;
         let (read, write) = tokio::io::split(raw.stream);
+        Ok(Self::over(
+            addr.to_string(),
+            read,
+            Box::new(write),
+            Some(raw.session),
+        ))
+    }
+
+    /// Connects to the local agent's Unix socket (no key: the agent takes the
+    /// caller's uid from the socket; root is `admin`, anyone else `user`).
+    pub async fn connect_unix(path: &Path) -> Result<Self, ClientError> {
+        let shown = path.display().to_string();
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::UnixStream::connect(path),
+        )
+        .await
+        .map_err(|_| ClientError::Unreachable {
+            addr: shown.clone(),
+            message: "no answer within 5 s".into(),
+        })?
+        .map_err(|e| ClientError::Unreachable {
+            addr: shown.clone(),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    format!("{e} (is openmosixd running on this node?)")
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        let (read, write) = stream.into_split();
+        Ok(Self::over(shown, read, Box::new(write), None))
+    }
+
+    fn over<R: AsyncRead + Send + Unpin + 'static>(
+        addr: String,
+        read: R,
+        writer: Writer,
+        session: Option<Handle<HostKeyChecker>>,
+    ) -> Self {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
+        let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(read_loop(read, pending.clone(), updates_tx, closed.clone()));
-        Ok(Self {
-            addr: addr.to_string(),
-            writer: tokio::sync::Mutex::new(write),
+        Self {
+            addr,
+            writer: tokio::sync::Mutex::new(writer),
             pending,
             next_id: AtomicU64::new(1),
             updates: Mutex::new(Some(updates_rx)),
             call_timeout: CALL_TIMEOUT,
             closed,
-            _session: raw.session,
-        })
+            _session: session,
+        }
     }
 
     /// The address this client is connected to.
@@ -484,6 +535,24 @@ impl Client {
     ) -> Result<R, ClientError> {
         let value = self
             .call_value(method, serde_json::to_value(params).map_err(proto)?)
+            .await?;
+        serde_json::from_value(value).map_err(proto)
+    }
+
+    /// [`Client::call`] with its own answer timeout (for long actions such as
+    /// migrations and `expel`).
+    pub async fn call_within<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: P,
+        timeout: Duration,
+    ) -> Result<R, ClientError> {
+        let value = self
+            .call_value_within(
+                method,
+                serde_json::to_value(params).map_err(proto)?,
+                timeout,
+            )
             .await?;
         serde_json::from_value(value).map_err(proto)
     }
@@ -542,7 +611,9 @@ impl Client {
     }
 
     /// Takes the stream of subscription updates (once; later calls get `None`).
-    pub fn take_updates(&self) -> Option<mpsc::UnboundedReceiver<Update>> {
+    /// The stream ends when the connection closes or when the consumer fell
+    /// [`UPDATE_QUEUE`] updates behind.
+    pub fn take_updates(&self) -> Option<mpsc::Receiver<Update>> {
         self.updates.lock().ok().and_then(|mut u| u.take())
     }
 
@@ -557,18 +628,29 @@ fn proto(e: serde_json::Error) -> ClientError {
     ClientError::Protocol(e.to_string())
 }
 
-async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
-    read: ReadHalf<S>,
+/// Most bytes of an answer a client accepts (an agent's process list of a
+/// very large node stays far below it).
+pub const MAX_ANSWER_BYTES: usize = MAX_MESSAGE_BYTES * 64;
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    read: R,
     pending: Pending,
-    updates: mpsc::UnboundedSender<Update>,
+    updates: mpsc::Sender<Update>,
     closed: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut reader = LineReader::new(BufReader::new(read), MAX_MESSAGE_BYTES * 64);
+    let mut reader = LineReader::new(BufReader::new(read), MAX_ANSWER_BYTES);
+    let mut updates = Some(updates);
     loop {
         let line = match reader.next_frame().await {
             Ok(Frame::Line(l)) => l,
-            Ok(Frame::TooLong(n)) => {
-                tracing::warn!(bytes = n, "dropped oversized message from agent");
+            Ok(Frame::TooLong { len, head }) => {
+                tracing::warn!(bytes = len, "dropped oversized message from agent");
+                if is_update(&head) {
+                    // A lost delta: end the stream so the consumer starts afresh.
+                    updates = None;
+                } else {
+                    fail_oversized(&pending, len, &head);
+                }
                 continue;
             }
             Ok(Frame::Eof) | Err(_) => break,
@@ -580,8 +662,16 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
         if value.get("method").and_then(Value::as_str) == Some(UPDATE_NOTIFICATION) {
             if let Ok(n) = serde_json::from_value::<Notification>(value)
                 && let Ok(u) = serde_json::from_value::<Update>(n.params)
+                && let Some(tx) = &updates
+                && tx.try_send(u).is_err()
             {
-                let _ = updates.send(u);
+                // Full (or nobody listens): end the stream rather than drop a
+                // delta silently; the consumer subscribes again.
+                tracing::warn!(
+                    queued = UPDATE_QUEUE,
+                    "subscription consumer fell behind; update stream closed"
+                );
+                updates = None;
             }
             continue;
         }
@@ -600,5 +690,84 @@ async fn read_loop<S: AsyncRead + AsyncWrite + Unpin>(
     // Dropping the senders wakes every waiting call with `Closed`.
     if let Ok(mut p) = pending.lock() {
         p.clear();
+    }
+}
+
+/// An answer over the size limit was discarded: its call fails at once with
+/// the reason instead of waiting out its timeout. The id is read from the
+/// start of the line (agents write it first); without one, every pending
+/// call fails, since any of them may have been the one.
+fn fail_oversized(pending: &Pending, len: usize, head: &[u8]) {
+    let error = RpcError::new(
+        crate::protocol::codes::MESSAGE_TOO_LARGE,
+        format!(
+            "the agent's answer of {len} bytes exceeds this client's limit of {MAX_ANSWER_BYTES} bytes"
+        ),
+    );
+    let Ok(mut p) = pending.lock() else {
+        return;
+    };
+    let waiters: Vec<oneshot::Sender<Response>> = match leading_id(head) {
+        Some(id) => p.remove(&id).into_iter().collect(),
+        None => p.drain().map(|(_, w)| w).collect(),
+    };
+    for w in waiters {
+        let _ = w.send(Response::err(Value::Null, error.clone()));
+    }
+}
+
+/// Whether the first bytes of a line are those of an update notification.
+fn is_update(head: &[u8]) -> bool {
+    let needle = br#""method":"update""#;
+    head.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The numeric `"id"` of a JSON-RPC response, read from the first bytes of its line.
+fn leading_id(head: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(head)
+        .ok()
+        .or_else(|| std::str::from_utf8(head.get(..head.len().saturating_sub(3))?).ok())?;
+    let at = text.find("\"id\":")? + 5;
+    let digits: String = text
+        .get(at..)?
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_of_an_oversized_answer_is_read_from_its_head() {
+        assert_eq!(
+            leading_id(br#"{"jsonrpc":"2.0","id":42,"result":[{"pid":1"#),
+            Some(42)
+        );
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","id": 7,"#), Some(7));
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","method":"update""#), None);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_fails_its_call_at_once() {
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let (tx, rx) = oneshot::channel();
+        let (other_tx, mut other_rx) = oneshot::channel();
+        pending.lock().unwrap().insert(3, tx);
+        pending.lock().unwrap().insert(4, other_tx);
+        fail_oversized(&pending, 1 << 30, br#"{"jsonrpc":"2.0","id":3,"result":"#);
+        let r = rx.await.unwrap();
+        assert_eq!(
+            r.error.unwrap().code,
+            crate::protocol::codes::MESSAGE_TOO_LARGE
+        );
+        assert!(
+            other_rx.try_recv().is_err(),
+            "only the call the answer was for fails"
+        );
+        assert_eq!(pending.lock().unwrap().len(), 1);
     }
 }

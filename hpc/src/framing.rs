@@ -9,17 +9,32 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 pub enum Frame {
     /// A complete line, without its newline.
     Line(Vec<u8>),
-    /// A line longer than the limit; it was read and discarded. Carries its length.
-    TooLong(usize),
+    /// A line longer than the limit; it was read and discarded.
+    TooLong {
+        /// Its length.
+        len: usize,
+        /// Its first [`HEAD_BYTES`] bytes (enough to find a request's id).
+        head: Vec<u8>,
+    },
     /// The peer closed the stream.
     Eof,
 }
+
+/// How much of a too-long line [`Frame::TooLong`] keeps.
+pub const HEAD_BYTES: usize = 256;
 
 /// Reads size-limited lines from a buffered stream.
 pub struct LineReader<R> {
     inner: R,
     limit: usize,
     buf: Vec<u8>,
+}
+
+/// Keeps the first [`HEAD_BYTES`] of `buf` and drops the rest.
+fn head_of(buf: &mut Vec<u8>) -> Vec<u8> {
+    let mut head = std::mem::take(buf);
+    head.truncate(HEAD_BYTES);
+    head
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
@@ -42,7 +57,10 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 return Ok(if total == 0 {
                     Frame::Eof
                 } else if total > self.limit {
-                    Frame::TooLong(total)
+                    Frame::TooLong {
+                        len: total,
+                        head: head_of(&mut self.buf),
+                    }
                 } else {
                     Frame::Line(std::mem::take(&mut self.buf))
                 });
@@ -51,17 +69,25 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 Some(i) => (available.get(..i).unwrap_or_default(), Some(i + 1)),
                 None => (available, None),
             };
-            total += chunk.len();
+            total = total.saturating_add(chunk.len());
             if total <= self.limit {
                 self.buf.extend_from_slice(chunk);
-            } else {
-                self.buf.clear();
+            } else if self.buf.len() > HEAD_BYTES {
+                self.buf.truncate(HEAD_BYTES);
+                self.buf.shrink_to(HEAD_BYTES);
+            } else if self.buf.len() < HEAD_BYTES {
+                let room = HEAD_BYTES - self.buf.len();
+                self.buf
+                    .extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
             }
             let consumed = found.unwrap_or(chunk.len());
             self.inner.consume(consumed);
             if found.is_some() {
                 return Ok(if total > self.limit {
-                    Frame::TooLong(total)
+                    Frame::TooLong {
+                        len: total,
+                        head: head_of(&mut self.buf),
+                    }
                 } else {
                     Frame::Line(std::mem::take(&mut self.buf))
                 });
@@ -91,7 +117,13 @@ mod tests {
             r.next_frame().await.unwrap(),
             Frame::Line(b"{\"a\":1}".to_vec())
         );
-        assert_eq!(r.next_frame().await.unwrap(), Frame::TooLong(16));
+        assert_eq!(
+            r.next_frame().await.unwrap(),
+            Frame::TooLong {
+                len: 16,
+                head: b"0123456789ABCDEF".to_vec()
+            }
+        );
         assert_eq!(r.next_frame().await.unwrap(), Frame::Line(b"ok".to_vec()));
         assert_eq!(r.next_frame().await.unwrap(), Frame::Line(b"last".to_vec()));
         assert_eq!(r.next_frame().await.unwrap(), Frame::Eof);

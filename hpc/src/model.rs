@@ -220,7 +220,10 @@ impl ProcessDelta {
 pub enum Role {
     /// May read everything, change nothing.
     Monitor,
-    /// May change state and act on processes.
+    /// An ordinary user of the node, bound to a uid: reads what a monitor
+    /// reads, and runs, moves, locks, signals and renices its own processes.
+    User,
+    /// May change state and act on any process (root-equivalent on the node).
     Admin,
     /// Another agent of the same cluster (admin rights plus agent-to-agent calls).
     Cluster,
@@ -238,10 +241,11 @@ impl std::str::FromStr for Role {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "monitor" => Ok(Role::Monitor),
+            "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
             "cluster" => Ok(Role::Cluster),
             other => Err(format!(
-                "unknown role `{other}` (expected monitor, admin or cluster)"
+                "unknown role `{other}` (expected monitor, user, admin or cluster)"
             )),
         }
     }
@@ -251,6 +255,7 @@ impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Role::Monitor => "monitor",
+            Role::User => "user",
             Role::Admin => "admin",
             Role::Cluster => "cluster",
         })

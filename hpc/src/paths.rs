@@ -25,6 +25,30 @@ pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
 /// File name of the cluster key (shared by all agents) inside [`CONFIG_DIR`].
 pub const CLUSTER_KEY_FILE: &str = "cluster_key";
 
+/// File name of the agent's local socket inside [`RUN_DIR`]: any local user
+/// may connect, and is known to the agent by its uid.
+pub const AGENT_SOCKET_FILE: &str = "agent.sock";
+/// Subdirectory of [`STATE_DIR`] that migration images pass through.
+pub const IMAGES_DIR: &str = "images";
+
+/// The `PATH` of every program run as root by the agent or the lab: system
+/// directories only, never a caller's.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The local agent's socket.
+pub fn default_agent_socket() -> PathBuf {
+    PathBuf::from(RUN_DIR).join(AGENT_SOCKET_FILE)
+}
+
+/// A system program by name, looked up in [`SYSTEM_PATH`] only (never in the
+/// caller's `PATH`), as an absolute path.
+pub fn system_program(name: &str) -> Option<PathBuf> {
+    SYSTEM_PATH
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
 /// The invoking user's home directory, from `$HOME`.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")

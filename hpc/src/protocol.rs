@@ -89,6 +89,11 @@ pub mod methods {
     pub const JOB_MOVED: &str = "job.moved";
     /// Agent to home agent: a guest job ended ([`super::JobExited`]); cluster key only.
     pub const JOB_EXITED: &str = "job.exited";
+    /// Forget the host key pinned for a node (after an admin rotated it):
+    /// [`super::NodeParams`] → [`super::ForgottenHostKey`]; admin only.
+    pub const CLUSTER_FORGET_HOST_KEY: &str = "cluster.forget_host_key";
+    /// What the gossip transport accepted and dropped: → [`super::GossipStats`].
+    pub const CLUSTER_GOSSIP_STATS: &str = "cluster.gossip_stats";
 }
 
 /// A JSON-RPC request (or a notification, when `id` is absent).
@@ -294,8 +299,12 @@ pub struct ProcWriteParams {
 pub struct SignalParams {
     /// The process.
     pub pid: i32,
-    /// `STOP`, `CONT`, `TERM` or `KILL` (with or without `SIG`).
+    /// `STOP`, `CONT`, `TERM`, `KILL`, `HUP`, `INT`, `USR1` or `USR2` (with or without `SIG`).
     pub signal: String,
+    /// The process's start time as the caller saw it (`ProcessInfo::start_time`):
+    /// when given, a different process that reused the PID is not touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 /// `proc.renice` parameters.
@@ -305,6 +314,43 @@ pub struct ReniceParams {
     pub pid: i32,
     /// New nice value, -20..=19 (20 is taken as 19, as renice does).
     pub nice: i32,
+    /// As in [`SignalParams::start_time`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+/// Parameters naming one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeParams {
+    /// The node.
+    pub node: NodeId,
+}
+
+/// `cluster.forget_host_key` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgottenHostKey {
+    /// The node.
+    pub node: NodeId,
+    /// Fingerprint of the key that was pinned, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forgotten: Option<String>,
+}
+
+/// `cluster.gossip_stats` result: gossip datagrams since the agent started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipStats {
+    /// Verified datagrams handed to the membership protocol.
+    pub accepted: u64,
+    /// Dropped: no valid tag of this cluster's key (forged or from another cluster).
+    pub bad_tag: u64,
+    /// Dropped: a valid datagram seen before (replayed).
+    pub replayed: u64,
+    /// Dropped: a valid datagram outside the replay window (old, or a clock far off).
+    pub stale: u64,
+    /// Dropped: reached the agent's internal relay from anywhere but the agent itself.
+    pub foreign: u64,
+    /// Gossip about a node whose host key differs from the one pinned for it.
+    pub host_key_mismatch: u64,
 }
 
 /// `subscribe` parameters.
@@ -352,8 +398,11 @@ pub struct Update {
 pub struct WhoAmI {
     /// The role of the caller's key.
     pub role: Role,
-    /// SHA256 fingerprint of the caller's key.
+    /// SHA256 fingerprint of the caller's key, or `unix:uid=N` on the local socket.
     pub key: String,
+    /// The uid a `user` caller acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
     /// This node's id.
     pub node: NodeId,
     /// Agent version.
@@ -371,9 +420,9 @@ pub struct SpawnParams {
     /// Environment of the job.
     #[serde(default)]
     pub env: Vec<(String, String)>,
-    /// User and group the job runs as.
+    /// User the job runs as (a `user` caller may only name its own uid).
     pub uid: u32,
-    /// Group id.
+    /// Group the job runs as (a `user` caller: one of its own groups).
     pub gid: u32,
     /// File the job's standard output is appended to (default: `/dev/null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

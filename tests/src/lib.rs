@@ -427,21 +427,33 @@ impl TestLab {
     /// Brings up `nodes` nodes. `tag` (1-4 letters) and `octet` must be unique
     /// among the tests that may run at the same time.
     pub fn up(tag: &str, octet: u8, nodes: u32) -> Self {
+        Self::up_with(tag, octet, nodes, &[])
+    }
+
+    /// [`TestLab::up`] with extra `openmosix-lab up` arguments
+    /// (`--agent-arg=…`, `--node-arg=ID:…`).
+    pub fn up_with(tag: &str, octet: u8, nodes: u32, extra: &[&str]) -> Self {
         let n = std::process::id() % 200;
         let name = format!("{tag}{n}");
         let subnet = format!("10.{octet}.{n}");
         let agent = bin("openmosixd");
-        let out = run_lab(&[
-            "up",
-            "--name",
-            &name,
-            "--nodes",
-            &nodes.to_string(),
-            "--subnet",
-            &subnet,
-            "--agent",
-            agent.to_str().expect("UTF-8 path"),
-        ]);
+        let out = run_lab(
+            &[
+                "up",
+                "--name",
+                &name,
+                "--nodes",
+                &nodes.to_string(),
+                "--subnet",
+                &subnet,
+                "--agent",
+                agent.to_str().expect("UTF-8 path"),
+            ]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect::<Vec<_>>(),
+        );
         assert!(
             out.status.success(),
             "lab up: {}",
@@ -500,9 +512,24 @@ impl TestLab {
             .expect("agent PID in lab.json") as i32
     }
 
-    /// Node `id`'s runtime directory (its migration images are under `images/`).
+    /// Node `id`'s runtime directory (PID file, local socket).
     pub fn run_dir(&self, id: u32) -> PathBuf {
-        self.dir.join(format!("node{id}")).join("run")
+        Path::new("/run/openmosix-lab")
+            .join(&self.name)
+            .join(format!("node{id}"))
+    }
+
+    /// Node `id`'s local socket.
+    pub fn socket(&self, id: u32) -> PathBuf {
+        self.run_dir(id).join(hpc::paths::AGENT_SOCKET_FILE)
+    }
+
+    /// Node `id`'s migration image directory.
+    pub fn images_dir(&self, id: u32) -> PathBuf {
+        self.dir
+            .join(format!("node{id}"))
+            .join("state")
+            .join(hpc::paths::IMAGES_DIR)
     }
 }
 

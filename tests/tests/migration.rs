@@ -372,7 +372,7 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
     .unwrap();
 
     // 2. The target's image directory is full (a 4 MiB tmpfs over it).
-    let images = lab.run_dir(3).join("images");
+    let images = lab.images_dir(3);
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
         .arg(&images)
@@ -381,7 +381,7 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
     assert!(mounted.success());
     let e = migrate(&home, job.home_pid, "3").await.unwrap_err();
     let _ = std::process::Command::new("umount").arg(&images).status();
-    assert!(e.contains("MiB free for images"), "{e}");
+    assert!(e.contains("no room for the images"), "{e}");
     intact("image directory full").await;
 
     // 3. CRIU refuses: a job holding an established TCP connection.
@@ -406,7 +406,7 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
 
     // 4. The target agent is killed during the transfer.
     let target_pid = lab.agent_pid(3);
-    let images = lab.run_dir(3).join("images");
+    let images = lab.images_dir(3);
     let killer = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

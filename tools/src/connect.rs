@@ -6,12 +6,17 @@ use clap::Args;
 use hpc::client::{Client, ClientConfig, ClientError, Identity};
 use hpc::paths;
 
-/// `--node`, `--key`, `--known-hosts`, `--accept-new`.
+/// `--node`, `--socket`, `--key`, `--known-hosts`, `--accept-new`.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
-    /// Agent to talk to, HOST[:PORT] (default: the local agent, 127.0.0.1:4660).
+    /// Agent to talk to over SSH, HOST[:PORT] (default: the local agent, through
+    /// its socket when it has one, else 127.0.0.1:4660).
     #[arg(long, global = true, env = "OPENMOSIX_NODE")]
     pub node: Option<String>,
+    /// The local agent's socket (default: /run/openmosix/agent.sock). No key is
+    /// needed: root acts as admin, any other user on its own processes.
+    #[arg(long, global = true, env = "OPENMOSIX_SOCKET", conflicts_with = "node")]
+    pub socket: Option<PathBuf>,
     /// Private key to authenticate with (default: ssh-agent, then ~/.ssh/id_*).
     #[arg(long, global = true, env = "OPENMOSIX_KEY")]
     pub key: Option<PathBuf>,
@@ -54,9 +59,22 @@ impl NodeArgs {
         c
     }
 
-    /// Connects.
+    /// The local socket to use: the one given, else the default one when it
+    /// exists and neither a node nor a key was named.
+    pub fn local_socket(&self) -> Option<PathBuf> {
+        if self.socket.is_some() {
+            return self.socket.clone();
+        }
+        let default = paths::default_agent_socket();
+        (self.node.is_none() && self.key.is_none() && default.exists()).then_some(default)
+    }
+
+    /// Connects: to the local socket (see [`NodeArgs::local_socket`]), else over SSH.
     pub async fn connect(&self) -> Result<Client, ClientError> {
-        Client::connect(&self.addr(), &self.client_config()).await
+        match self.local_socket() {
+            Some(path) => Client::connect_unix(&path).await,
+            None => Client::connect(&self.addr(), &self.client_config()).await,
+        }
     }
 }
 

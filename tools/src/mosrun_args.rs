@@ -95,6 +95,7 @@ pub fn parse(name: &str, args: &[String]) -> Result<RunOptions, String> {
         argv: Vec::new(),
         node: NodeArgs {
             node: std::env::var("OPENMOSIX_NODE").ok(),
+            socket: std::env::var_os("OPENMOSIX_SOCKET").map(Into::into),
             key: std::env::var_os("OPENMOSIX_KEY").map(Into::into),
             known_hosts: std::env::var_os("OPENMOSIX_KNOWN_HOSTS").map(Into::into),
             accept_new: false,
@@ -151,6 +152,7 @@ pub fn parse(name: &str, args: &[String]) -> Result<RunOptions, String> {
             "-o" => o.stdout = Some(value("-o")?),
             "-e" => o.stderr = Some(value("-e")?),
             "--node" => o.node.node = Some(value("--node")?),
+            "--socket" => o.node.socket = Some(value("--socket")?.into()),
             "--key" => o.node.key = Some(value("--key")?.into()),
             "--known-hosts" => o.node.known_hosts = Some(value("--known-hosts")?.into()),
             "--accept-new" => o.node.accept_new = true,
@@ -170,7 +172,7 @@ pub fn parse(name: &str, args: &[String]) -> Result<RunOptions, String> {
     o.argv = rest.cloned().collect();
     if o.argv.is_empty() {
         return Err(format!(
-            "usage: {name} [-h|-ID|-jLIST] [-F] [-l|-L|-k] [-c|-i|-n|-s|-f] [-o FILE] [-e FILE] [--detach] CMD [ARGS]"
+            "usage: {name} [-h|-ID|-jLIST] [-F] [-l|-L|-k] [-c|-i|-n|-s|-f] [-o FILE] [-e FILE] [--detach] [--node HOST|--socket PATH] CMD [ARGS]"
         ));
     }
     let placed = o.placement != Placement::Anywhere;

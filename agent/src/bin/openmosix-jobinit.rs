@@ -1,12 +1,19 @@
 //! `openmosix-jobinit`: PID 1 of a migratable job's own PID namespace.
 //!
-//! The agent starts every job as `unshare --pid --fork --kill-child
-//! openmosix-jobinit [OPTIONS] -- CMD ARGS`. This program then makes itself the
-//! session leader (CRIU refuses a job whose session leader is outside its PID
-//! namespace), starts CMD as PID 2 with the caller's identity, working directory
-//! and output files, forwards the signals it receives to CMD (a namespace's init
-//! ignores signals it has no handler for, so CMD must not be init), reaps orphans,
-//! and exits with CMD's status: its exit code, or 128 + the signal that killed it.
+//! The agent starts every job as `unshare --pid --fork openmosix-jobinit
+//! [OPTIONS] -- CMD ARGS`, as root and with a fixed minimal environment. This
+//! program then makes itself the session leader (CRIU refuses a job whose
+//! session leader is outside its PID namespace), starts CMD as PID 2 with the
+//! caller's identity, working directory and output files, forwards the signals
+//! it receives to CMD (a namespace's init ignores signals it has no handler for,
+//! so CMD must not be init), reaps orphans, and exits with CMD's status: its
+//! exit code, or 128 + the signal that killed it.
+//!
+//! CMD's environment does not come from this program's environment: the agent
+//! writes it (`NAME=value\0` pairs) into the start pipe (`--sync-fd`), and CMD
+//! reads it there, drops to its user and only then looks the program up in that
+//! environment's `PATH` and executes it. So nothing of the caller's environment
+//! is ever seen by anything that runs as root.
 //!
 //! It uses only libc so that its checkpoint is small.
 
@@ -17,11 +24,14 @@ use std::os::unix::ffi::OsStrExt;
 struct Options {
     uid: Option<libc::uid_t>,
     gid: Option<libc::gid_t>,
+    /// Supplementary groups (empty: none).
+    groups: Vec<libc::gid_t>,
     cwd: Option<CString>,
     stdout: Option<CString>,
     stderr: Option<CString>,
     /// A pipe the command waits on before it starts, until the agent has
-    /// recorded the job (the agent writes a byte or closes it).
+    /// recorded the job; the agent then writes the command's environment into
+    /// it and closes it.
     sync_fd: Option<libc::c_int>,
     argv: Vec<CString>,
 }
@@ -34,6 +44,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
     let mut o = Options {
         uid: None,
         gid: None,
+        groups: Vec::new(),
         cwd: None,
         stdout: None,
         stderr: None,
@@ -55,6 +66,17 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
         match flag.as_str() {
             "--uid" => o.uid = Some(number()?),
             "--gid" => o.gid = Some(number()?),
+            "--groups" => {
+                o.groups = value
+                    .to_string_lossy()
+                    .split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(|g| {
+                        g.parse::<libc::gid_t>()
+                            .map_err(|_| "--groups takes numbers".to_string())
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             "--cwd" => o.cwd = Some(cstring(value)?),
             "--stdout" => o.stdout = Some(cstring(value)?),
             "--stderr" => o.stderr = Some(cstring(value)?),
@@ -66,7 +88,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Options, String> {
         o.argv.push(cstring(a)?);
     }
     if o.argv.is_empty() {
-        return Err("usage: openmosix-jobinit [--uid U] [--gid G] [--cwd DIR] [--stdout FILE] [--stderr FILE] [--sync-fd FD] -- CMD [ARGS]".into());
+        return Err("usage: openmosix-jobinit [--uid U] [--gid G] [--groups G,G...] [--cwd DIR] [--stdout FILE] [--stderr FILE] [--sync-fd FD] -- CMD [ARGS]".into());
     }
     Ok(o)
 }
@@ -91,8 +113,49 @@ fn fail(msg: &str) -> ! {
     std::process::exit(127)
 }
 
+/// Most bytes of environment read from the start pipe (the agent sends at most 256 KiB).
+const MAX_ENV: usize = 1 << 20;
+
+/// Reads the start pipe to its end: the command's environment.
+///
+/// # Safety
+/// `fd` must be a readable descriptor; called in the forked child only.
+unsafe fn read_env(fd: libc::c_int) -> Vec<u8> {
+    let mut env = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // SAFETY: `chunk` is a valid buffer of its length.
+        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        let Ok(n) = usize::try_from(n) else { break };
+        if n == 0 || env.len() + n > MAX_ENV {
+            break;
+        }
+        env.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+    env
+}
+
+/// Splits `NAME=value\0` pairs into C strings.
+fn env_strings(env: &[u8]) -> Vec<CString> {
+    env.split(|&b| b == 0)
+        .filter(|e| e.contains(&b'='))
+        .filter_map(|e| CString::new(e).ok())
+        .collect()
+}
+
+/// The `PATH` of an environment (the agent's default when it has none).
+fn path_of(env: &[CString]) -> Vec<u8> {
+    env.iter()
+        .find_map(|e| e.as_bytes().strip_prefix(b"PATH=").map(<[u8]>::to_vec))
+        .unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec())
+}
+
 /// In the child, between fork and exec: identity, directory, files, then exec.
-/// Only async-signal-safe calls; on failure it writes to stderr and exits 127.
+/// On failure it writes to stderr and exits 127. jobinit is single-threaded,
+/// so the allocations here cannot deadlock.
 fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
     let die = |what: &[u8]| -> ! {
         // SAFETY: write and _exit are async-signal-safe; the buffer is valid.
@@ -104,15 +167,19 @@ fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
     // SAFETY: plain system calls on valid, NUL-terminated buffers owned by `o`.
     unsafe {
         libc::sigprocmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
-        if let Some(fd) = o.sync_fd {
-            let mut byte = 0u8;
-            libc::read(fd, (&mut byte as *mut u8).cast(), 1);
-            libc::close(fd);
-        }
-        if let Some(g) = o.gid
-            && (libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(g) != 0)
-        {
-            die(b"openmosix-jobinit: cannot set the group\n");
+        let env = match o.sync_fd {
+            Some(fd) => {
+                let env = read_env(fd);
+                libc::close(fd);
+                env_strings(&env)
+            }
+            None => Vec::new(),
+        };
+        if let Some(g) = o.gid {
+            let groups = o.groups.as_ptr();
+            if libc::setgroups(o.groups.len(), groups) != 0 || libc::setgid(g) != 0 {
+                die(b"openmosix-jobinit: cannot set the group\n");
+            }
         }
         if let Some(u) = o.uid
             && libc::setuid(u) != 0
@@ -141,10 +208,30 @@ fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
                 libc::dup2(f, fd);
             }
         }
-        let mut ptrs: Vec<*const libc::c_char> = o.argv.iter().map(|a| a.as_ptr()).collect();
-        ptrs.push(std::ptr::null());
-        if let Some(first) = ptrs.first() {
-            libc::execvp(*first, ptrs.as_ptr());
+        let mut argv: Vec<*const libc::c_char> = o.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        let Some(program) = o.argv.first() else {
+            die(b"openmosix-jobinit: no command\n")
+        };
+        // As execvp does, but with the job's own PATH, searched as the job's user.
+        let candidates: Vec<CString> = if program.as_bytes().contains(&b'/') {
+            vec![program.clone()]
+        } else {
+            path_of(&env)
+                .split(|&b| b == b':')
+                .map(|d| if d.is_empty() { &b"."[..] } else { d })
+                .filter_map(|d| {
+                    let mut full = d.to_vec();
+                    full.push(b'/');
+                    full.extend_from_slice(program.as_bytes());
+                    CString::new(full).ok()
+                })
+                .collect()
+        };
+        for c in &candidates {
+            libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
         }
         die(b"openmosix-jobinit: cannot execute the command\n")
     }

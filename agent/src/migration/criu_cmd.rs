@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use tokio::process::Command;
-
 /// Runs `criu ACTION ARGS -o LOG -D DIR` with no terminal and returns the
 /// time taken (ms); on failure the error is `CRIU could not WHAT: <its log's
 /// error lines>`.
@@ -16,7 +14,7 @@ where
     I::Item: AsRef<std::ffi::OsStr>,
 {
     let t = Instant::now();
-    let status = Command::new(criu)
+    let status = crate::helpers::root_command_async(criu)
         .args(args)
         .args(["-o", log, "-D"])
         .arg(dir)

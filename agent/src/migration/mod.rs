@@ -3,6 +3,7 @@
 //! node's bookkeeping, and the admin actions built on it (`expel`, `bring`).
 
 pub mod criu_cmd;
+pub mod ledger;
 pub mod receive;
 pub mod send;
 pub mod wire;
@@ -15,9 +16,44 @@ use serde_json::{Value, json};
 
 use crate::context::AgentContext;
 use crate::jobs::JobRecord;
+use crate::rpc::to_value;
 
 /// How long a forwarded migration may take.
 pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// A fault the agent injects on purpose, for the tests of what happens when a
+/// migration's last steps go wrong (`openmosixd --test-fault NAME`; never set
+/// in production).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Source: send the commit, then drop the connection without reading the answer.
+    DropAfterCommit,
+    /// Source: drop the connection instead of sending the commit (as if lost on the way).
+    LoseCommit,
+    /// Target: take the commit and resume, then drop the connection unanswered.
+    TargetSilentAfterCommit,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "drop-after-commit" => Ok(Self::DropAfterCommit),
+            "lose-commit" => Ok(Self::LoseCommit),
+            "target-silent-after-commit" => Ok(Self::TargetSilentAfterCommit),
+            other => Err(format!(
+                "unknown fault `{other}` (drop-after-commit, lose-commit, target-silent-after-commit)"
+            )),
+        }
+    }
+}
+
+/// The image space to reserve for a checkpoint of `estimate` bytes of
+/// memory: the estimate plus 1/64 and 4 MiB for CRIU's other images; `None`
+/// when that overflows.
+pub fn estimate_with_margin(estimate: u64) -> Option<u64> {
+    estimate.checked_add(estimate / 64)?.checked_add(4 << 20)
+}
 
 fn refused(pid: i32, why: impl std::fmt::Display) -> RpcError {
     RpcError::new(
@@ -42,7 +78,11 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
             .call(
                 &host,
                 methods::PROC_MIGRATE,
-                json!({ "pid": away.info.pid, "to": to, "force": p.force }),
+                to_value(&MigrateParams {
+                    pid: away.info.pid,
+                    to,
+                    force: p.force,
+                })?,
                 MIGRATION_TIMEOUT,
             )
             .await?;
@@ -106,6 +146,12 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
     let Some(_busy) = ctx.jobs.reserve(job.info.home, job.info.home_pid) else {
         return Err(refused(p.pid, "a migration of it is already under way"));
     };
+    if unsettled(ctx, job.info.home, job.info.home_pid).is_some() {
+        return Err(refused(
+            p.pid,
+            "it is held stopped until the node it was handed to confirms its last migration",
+        ));
+    }
     send::send(ctx, &criu, &job, &st, started).await
 }
 
@@ -143,7 +189,7 @@ pub fn load_with_one_more(n: &NodeStatus) -> f64 {
 /// be least loaded with it; it must beat staying here.
 async fn best_node(ctx: &AgentContext, job: &JobRecord, tree: &[i32]) -> Result<NodeId, RpcError> {
     let local = ctx.current().status.clone();
-    let need = send::resident_bytes(tree);
+    let need = send::image_estimate(tree);
     let nodes = ctx.cluster.nodes(&local).await;
     let best = nodes
         .iter()
@@ -205,7 +251,7 @@ async fn tell_home(ctx: &AgentContext, moved: &JobInfo) -> Result<(), RpcError> 
         .call(
             &st,
             methods::JOB_MOVED,
-            json!(moved),
+            to_value(moved)?,
             Duration::from_secs(10),
         )
         .await
@@ -320,9 +366,43 @@ pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
     Ok(send_home(ctx, away).await)
 }
 
+/// The unsettled migration of job `home/home_pid`, if one is.
+pub fn unsettled(ctx: &AgentContext, home: NodeId, home_pid: i32) -> Option<ledger::InDoubt> {
+    ctx.ledger
+        .unsettled()
+        .into_iter()
+        .find(|d| d.moved.home == home && d.moved.home_pid == home_pid)
+}
+
+/// Asks the targets of migrations whose commit went unanswered what they
+/// decided, and acts on each answer (a job being migrated now is left to it).
+async fn settle_doubts(ctx: &AgentContext) {
+    for doubt in ctx.ledger.unsettled() {
+        let Some(_busy) = ctx.jobs.reserve(doubt.moved.home, doubt.moved.home_pid) else {
+            continue;
+        };
+        if let Some(committed) = send::ask_until(ctx, &doubt, Duration::ZERO).await {
+            tracing::info!(
+                id = doubt.id,
+                committed,
+                "learned what became of a migration"
+            );
+            send::settle(ctx, &doubt, committed).await;
+        }
+    }
+}
+
+/// Ends the restored copies a previous run of the agent left waiting for
+/// their commit: it never came, so they must not run.
+pub fn end_stale_restores(ctx: &AgentContext, stale: Vec<(String, ledger::Decision)>) {
+    for (id, _) in stale {
+        receive::resolve(ctx, &id);
+    }
+}
+
 /// Background work: reap jobs (every 250 ms); every 2 s tell homes about guests
-/// that ended and moves they missed, and refresh the rows of this node's jobs
-/// running elsewhere.
+/// that ended and moves they missed, settle migrations whose commit went
+/// unanswered, and refresh the rows of this node's jobs running elsewhere.
 pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -350,7 +430,7 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
                     .call(
                         &st,
                         methods::JOB_EXITED,
-                        json!(notice),
+                        to_value(&notice).unwrap_or_default(),
                         Duration::from_secs(5),
                     )
                     .await
@@ -366,6 +446,7 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
                 ctx.jobs.defer_move_notice(moved);
             }
         }
+        settle_doubts(&ctx).await;
         refresh_remote_rows(&ctx).await;
     }
 }
@@ -380,7 +461,7 @@ async fn refresh_remote_rows(ctx: &AgentContext) {
             .call(
                 &st,
                 methods::PROC_GET,
-                json!({ "pid": r.info.pid }),
+                to_value(&hpc::protocol::PidParams { pid: r.info.pid }).unwrap_or_default(),
                 Duration::from_secs(5),
             )
             .await

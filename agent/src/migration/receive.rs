@@ -1,8 +1,11 @@
 //! The target side of a migration, served on the `openmosix-migrate`
-//! subsystem (cluster key only): check the offer, store the images in a 0700
-//! directory, restore the job stopped, and let it run only on the source's
-//! commit. Anything else (the source gone, an abort, a timeout) ends the
-//! restored copy, so there is never a second running copy.
+//! subsystem (cluster key only): check the offer and reserve room for its
+//! images, store them in a 0700 directory (held to the reservation, with a
+//! time limit on every read), restore the job stopped, and let it run only on
+//! the source's commit, decided in the [`Ledger`](super::ledger::Ledger).
+//! Anything else (the source gone, an abort, a timeout) ends the restored
+//! copy, so there is never a second running copy. The same subsystem answers
+//! a source that asks what was decided (`resolve`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,59 +14,161 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::criu_cmd;
+use super::ledger::{Decision, valid_id};
 use super::send::ImageDir;
 use super::wire::{self, ImageFile, Msg};
+use super::{Fault, estimate_with_margin};
 use crate::context::AgentContext;
+use crate::image_space::Reservation;
 use crate::jobs::now_ms;
 
-/// How long the source may take between messages.
+/// How long the source may take between messages of a migration.
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
-/// Space kept free on the image file system beyond the expected image size.
-const SPARE_BYTES: u64 = 8 << 20;
+/// How long a new channel may take to say what it wants.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for any part of the image stream.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves one incoming migration.
+/// Serves one channel of the migration subsystem: an incoming migration, or
+/// a question about one.
 pub async fn receive<R, W>(read: R, mut write: W, ctx: Arc<AgentContext>)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut read = BufReader::with_capacity(256 * 1024, read);
-    let Ok(Ok(Msg::Offer {
+    let first = tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, wire::recv(&mut read)).await;
+    match first {
+        Ok(Ok(Msg::Offer {
+            id,
+            job,
+            from,
+            estimate,
+        })) => {
+            let offer = Offer {
+                id,
+                job: *job,
+                from,
+                estimate,
+            };
+            incoming(&ctx, offer, &mut read, &mut write).await;
+        }
+        Ok(Ok(Msg::Resolve { id })) => {
+            let reply = if valid_id(&id) {
+                Msg::Outcome {
+                    committed: resolve(&ctx, &id) == Decision::Committed,
+                }
+            } else {
+                Msg::Failed {
+                    reason: format!("`{id}` is not a migration id"),
+                }
+            };
+            let _ = wire::send(&mut write, &reply).await;
+        }
+        Ok(Ok(other)) => {
+            let reason = format!("expected an offer or a resolve, got {}", kind(&other));
+            let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+        }
+        Ok(Err(wire::WireError::Protocol(e))) => {
+            let reason = format!("not a migration message: {e}");
+            let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+        }
+        Ok(Err(_)) | Err(_) => {}
+    }
+}
+
+/// The name of a message, for errors.
+fn kind(m: &Msg) -> &'static str {
+    match m {
+        Msg::Offer { .. } => "offer",
+        Msg::Accept => "accept",
+        Msg::Refuse { .. } => "refuse",
+        Msg::PreFiles { .. } => "pre_files",
+        Msg::Stored => "stored",
+        Msg::Files { .. } => "files",
+        Msg::Abort { .. } => "abort",
+        Msg::Restored { .. } => "restored",
+        Msg::Failed { .. } => "failed",
+        Msg::Commit => "commit",
+        Msg::Resolve { .. } => "resolve",
+        Msg::Outcome { .. } => "outcome",
+        Msg::Committed { .. } => "committed",
+    }
+}
+
+/// A source asks what became of migration `id`: the final decision; a copy
+/// still waiting for its commit is ended first.
+pub fn resolve(ctx: &AgentContext, id: &str) -> Decision {
+    let (decision, pending) = ctx.ledger.settle(id);
+    if let Some((root, start)) = pending {
+        tracing::warn!(
+            id,
+            root,
+            "source asked about a migration still waiting for its commit; restored copy ended"
+        );
+        end_copy(ctx, root, start);
+    }
+    decision
+}
+
+/// Ends a restored copy, if the process at `root` still is that copy.
+fn end_copy(ctx: &AgentContext, root: i32, start: u64) {
+    if crate::sampler::start_time_of(root) == Some(start) {
+        criu_cmd::kill_job(root);
+        ctx.jobs.add_stray(root);
+    }
+}
+
+/// What the source offered.
+struct Offer {
+    id: String,
+    job: hpc::protocol::JobInfo,
+    from: hpc::model::NodeId,
+    estimate: u64,
+}
+
+async fn incoming<R, W>(ctx: &Arc<AgentContext>, offer: Offer, read: &mut R, write: &mut W)
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Offer {
+        id,
         job,
         from,
         estimate,
-    })) = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await
-    else {
-        return;
+    } = offer;
+    let mut room = match check_offer(ctx, &id, &job, estimate) {
+        Ok(r) => r,
+        Err(reason) => {
+            tracing::info!(pid = job.home_pid, home = job.home, from, %reason, "refused a migration");
+            let _ = wire::send(write, &Msg::Refuse { reason }).await;
+            return;
+        }
     };
-    if let Err(reason) = check_offer(&ctx, &job, estimate) {
-        tracing::info!(pid = job.home_pid, home = job.home, from, %reason, "refused a migration");
-        let _ = wire::send(&mut write, &Msg::Refuse { reason }).await;
-        return;
-    }
-    if wire::send(&mut write, &Msg::Accept).await.is_err() {
+    if wire::send(write, &Msg::Accept).await.is_err() {
         return;
     }
     let dir = match ImageDir::create(
-        &ctx.images,
+        ctx.images.dir(),
         &format!("in-{}-{}-{}", job.home, job.home_pid, now_ms()),
     ) {
         Ok(d) => d,
         Err(reason) => {
-            let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
             return;
         }
     };
     let (pre, fin) = (dir.pre(), dir.fin());
-    let mut next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await;
+    let mut next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await;
     if let Ok(Ok(Msg::PreFiles { files })) = &next {
-        if !receive_files(&ctx, &pre, files, &mut read, &mut write, &job).await {
+        if !receive_files(ctx, &pre, files, read, write, &job, &mut room).await {
             return;
         }
-        if wire::send(&mut write, &Msg::Stored).await.is_err() {
+        if wire::send(write, &Msg::Stored).await.is_err() {
             return;
         }
-        next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await;
+        next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await;
     }
     let (files, parent) = match next {
         Ok(Ok(Msg::Files { files, parent })) => (files, parent),
@@ -71,14 +176,19 @@ where
             tracing::info!(pid = job.home_pid, from, %reason, "source aborted the migration");
             return;
         }
+        Ok(Ok(other)) => {
+            let reason = format!("expected the images, got {}", kind(&other));
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+            return;
+        }
         _ => return,
     };
-    if !receive_files(&ctx, &fin, &files, &mut read, &mut write, &job).await {
+    if !receive_files(ctx, &fin, &files, read, write, &job, &mut room).await {
         return;
     }
     if parent && let Err(e) = std::os::unix::fs::symlink("../pre", fin.join("parent")) {
         let reason = format!("node {} cannot link the pre-copy images: {e}", ctx.node_id);
-        let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+        let _ = wire::send(write, &Msg::Failed { reason }).await;
         return;
     }
     let Some(criu) = ctx.criu.clone() else {
@@ -88,10 +198,18 @@ where
         Ok(r) => r,
         Err(reason) => {
             let reason = format!("on node {}: {reason}", ctx.node_id);
-            let _ = wire::send(&mut write, &Msg::Failed { reason }).await;
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
             return;
         }
     };
+    let start = crate::sampler::start_time_of(root_pid).unwrap_or(0);
+    if let Err(e) = ctx.ledger.restored(&id, root_pid, start) {
+        criu_cmd::kill_job(root_pid);
+        ctx.jobs.add_stray(root_pid);
+        let reason = format!("on node {}: {e}", ctx.node_id);
+        let _ = wire::send(write, &Msg::Failed { reason }).await;
+        return;
+    }
     let pid = crate::jobs::children(root_pid)
         .first()
         .copied()
@@ -101,19 +219,27 @@ where
         pid,
         restore_ms,
     };
-    let committed = wire::send(&mut write, &restored).await.is_ok()
+    let commit_arrived = wire::send(write, &restored).await.is_ok()
         && matches!(
-            tokio::time::timeout(STEP_TIMEOUT, wire::recv(&mut read)).await,
+            tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await,
             Ok(Ok(Msg::Commit))
         );
-    if !committed {
-        tracing::warn!(
-            pid = job.home_pid,
-            from,
-            "no commit from the source; restored copy ended"
-        );
-        criu_cmd::kill_job(root_pid);
-        ctx.jobs.add_stray(root_pid);
+    if !commit_arrived || !ctx.ledger.commit(&id) {
+        if let (_, Some((root, start))) = ctx.ledger.settle(&id) {
+            tracing::warn!(
+                pid = job.home_pid,
+                from,
+                "no commit from the source; restored copy ended"
+            );
+            end_copy(ctx, root, start);
+        }
+        if commit_arrived {
+            let reason = format!(
+                "node {}: the source asked about this migration before its commit arrived, so the copy here was ended",
+                ctx.node_id
+            );
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+        }
         return;
     }
     criu_cmd::resume(&criu_cmd::tree(root_pid));
@@ -130,18 +256,13 @@ where
     if rec.info.last_migration.is_some() && info.last_migration.is_none() {
         info.last_migration = rec.info.last_migration.clone();
     }
-    rec.info = *info;
+    rec.info = info;
     rec.reap_pid = root_pid;
     if let Err(e) = ctx.jobs.put(rec) {
         tracing::error!(error = %e, "cannot record an arrived job");
     }
     // Answer once the process table lists the job, so the caller sees it at once.
     ctx.fresh_snapshot(Duration::from_millis(1500)).await;
-    let done = Msg::Committed {
-        after_resume_ms: resumed.elapsed().as_millis() as u64,
-    };
-    let _ = wire::send(&mut write, &done).await;
-    let _ = write.shutdown().await;
     tracing::info!(
         pid = job.home_pid,
         home = job.home,
@@ -149,10 +270,21 @@ where
         local = pid,
         "job arrived"
     );
+    if ctx.fault == Some(Fault::TargetSilentAfterCommit) {
+        tracing::warn!(id, "test fault: leaving the commit unanswered");
+        return;
+    }
+    let done = Msg::Committed {
+        after_resume_ms: resumed.elapsed().as_millis() as u64,
+    };
+    let _ = wire::send(write, &done).await;
+    let _ = write.shutdown().await;
 }
 
-/// Stores one set of image files in `dir`; on a local error (a full disk)
-/// answers `failed` with the reason. False when the migration is over.
+/// Stores one set of image files in `dir`, held to the reservation `room`
+/// (grown if the files are larger than offered and there is room); on a local
+/// error (no room, a full disk) answers `failed` with the reason. False when
+/// the migration is over.
 async fn receive_files<R, W>(
     ctx: &AgentContext,
     dir: &Path,
@@ -160,12 +292,27 @@ async fn receive_files<R, W>(
     read: &mut R,
     write: &mut W,
     job: &hpc::protocol::JobInfo,
+    room: &mut Reservation,
 ) -> bool
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    match store_images(dir, files, read).await {
+    let declared = files
+        .iter()
+        .try_fold(room.written(), |sum, f| sum.checked_add(f.size));
+    let fits = match declared {
+        Some(total) => room.ensure(total),
+        None => Err("the image sizes overflow".to_string()),
+    };
+    if let Err(reason) = fits {
+        // Nothing of these files was read: the stream is unusable from here,
+        // so answer and end the migration (the source resumes).
+        let reason = format!("node {} has no room for the images: {reason}", ctx.node_id);
+        let _ = wire::send(write, &Msg::Failed { reason }).await;
+        return false;
+    }
+    match store_images(dir, files, read, room).await {
         Ok(None) => true,
         Ok(Some(reason)) => {
             let reason = format!("node {} cannot store the images: {reason}", ctx.node_id);
@@ -179,12 +326,17 @@ where
     }
 }
 
-/// Refuses before anything is frozen: no CRIU, blocked, mask, no room.
+/// Refuses before anything is frozen: a malformed offer, no CRIU, blocked,
+/// mask, no room (the room is reserved here, under the image ledger's lock).
 fn check_offer(
     ctx: &AgentContext,
+    id: &str,
     job: &hpc::protocol::JobInfo,
     estimate: u64,
-) -> Result<(), String> {
+) -> Result<Reservation, String> {
+    if !valid_id(id) {
+        return Err(format!("`{id}` is not a migration id (32 hex digits)"));
+    }
     if ctx.criu.is_none() {
         return Err(format!("node {}: {}", ctx.node_id, ctx.migration));
     }
@@ -200,43 +352,22 @@ fn check_offer(
             ctx.node_id
         ));
     }
-    let free = free_bytes(&ctx.images).map_err(|e| {
-        format!(
-            "node {} cannot check its image directory {}: {e}",
-            ctx.node_id,
-            ctx.images.display()
-        )
-    })?;
-    if free < estimate + SPARE_BYTES {
-        return Err(format!(
-            "node {} has {} MiB free for images in {}, the process needs about {} MiB",
-            ctx.node_id,
-            free >> 20,
-            ctx.images.display(),
-            (estimate + SPARE_BYTES) >> 20
-        ));
-    }
-    Ok(())
+    let need = estimate_with_margin(estimate)
+        .ok_or_else(|| format!("the offered image size {estimate} is not a size"))?;
+    ctx.images
+        .reserve(need)
+        .map_err(|why| format!("node {} has no room for the images: {why}", ctx.node_id))
 }
 
-fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: statvfs writes into a zeroed, properly sized struct; the path is NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-/// Writes each file's bytes into `dir`. A local write error (a full disk) is
-/// returned as `Ok(Some(reason))` after the rest of the stream was read, so
-/// the source gets the reason; a broken stream is `Err`.
+/// Writes each file's bytes into `dir`, counting them against `room`. A local
+/// write error (a full disk) is returned as `Ok(Some(reason))` after the rest
+/// of the stream was read, so the source gets the reason; a broken or stalled
+/// stream is `Err`.
 async fn store_images<R: AsyncBufRead + Unpin>(
     dir: &Path,
     files: &[ImageFile],
     read: &mut R,
+    room: &mut Reservation,
 ) -> std::io::Result<Option<String>> {
     let mut problem: Option<String> = None;
     let mut buf = vec![0u8; 256 * 1024];
@@ -245,11 +376,14 @@ async fn store_images<R: AsyncBufRead + Unpin>(
             && !f.name.contains('/')
             && f.name != "."
             && f.name != ".."
+            && f.name != "parent"
             && f.name != "restored.pid";
         let mut out = if problem.is_none() && safe {
             match tokio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(dir.join(&f.name))
                 .await
             {
@@ -267,13 +401,27 @@ async fn store_images<R: AsyncBufRead + Unpin>(
         };
         let mut left = f.size;
         while left > 0 {
-            let want = buf.len().min(left as usize);
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let chunk = buf.get_mut(..want).unwrap_or_default();
-            let n = read.read(chunk).await?;
+            let n = match tokio::time::timeout(STALL_TIMEOUT, read.read(chunk)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no image data for {STALL_TIMEOUT:?}"),
+                    ));
+                }
+            };
             if n == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             left -= n as u64;
+            if out.is_some()
+                && let Err(e) = room.wrote(n as u64)
+            {
+                problem = Some(e);
+                out = None;
+            }
             if let Some(file) = out.as_mut()
                 && let Err(e) = file.write_all(chunk.get(..n).unwrap_or_default()).await
             {
@@ -324,6 +472,14 @@ mod tests {
         }
     }
 
+    fn unlimited() -> Reservation {
+        let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp"));
+        std::fs::create_dir_all(&base).unwrap();
+        crate::image_space::ImageSpace::new(base, None)
+            .reserve(4 << 20)
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_full_image_directory_is_reported_after_reading_the_whole_stream() {
         let disk = TinyDisk::new("enospc");
@@ -340,7 +496,10 @@ mod tests {
         let mut stream = vec![7u8; 1 << 20];
         stream.extend_from_slice(b"0123456789NEXT");
         let mut read = tokio::io::BufReader::new(&stream[..]);
-        let problem = store_images(&disk.0, &files, &mut read).await.unwrap();
+        let mut room = unlimited();
+        let problem = store_images(&disk.0, &files, &mut read, &mut room)
+            .await
+            .unwrap();
         let reason = problem.expect("a full disk is a problem");
         assert!(reason.contains("No space left on device"), "{reason}");
         // The stream was read to the end of the images: the source gets the answer.
@@ -357,7 +516,10 @@ mod tests {
             size: 4,
         }];
         let mut read = tokio::io::BufReader::new(&b"abcd"[..]);
-        let problem = store_images(&disk.0, &files, &mut read).await.unwrap();
+        let mut room = unlimited();
+        let problem = store_images(&disk.0, &files, &mut read, &mut room)
+            .await
+            .unwrap();
         assert!(problem.unwrap().contains("refusing image file name"));
         assert!(!disk.0.join("../escape.img").exists());
         // A stream cut short is a broken connection, not a local problem.
@@ -366,6 +528,39 @@ mod tests {
             size: 100,
         }];
         let mut short = tokio::io::BufReader::new(&b"abcd"[..]);
-        assert!(store_images(&disk.0, &files, &mut short).await.is_err());
+        assert!(
+            store_images(&disk.0, &files, &mut short, &mut room)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn files_are_held_to_the_reservation() {
+        let disk = TinyDisk::new("held");
+        let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp"));
+        let space = crate::image_space::ImageSpace::new(base, Some(1 << 20));
+        let mut room = space.reserve(8).unwrap();
+        let files = [
+            ImageFile {
+                name: "pages-1.img".into(),
+                size: 16,
+            },
+            ImageFile {
+                name: "core.img".into(),
+                size: 2,
+            },
+        ];
+        let mut stream = vec![1u8; 18];
+        stream.extend_from_slice(b"NEXT");
+        let mut read = tokio::io::BufReader::new(&stream[..]);
+        let problem = store_images(&disk.0, &files, &mut read, &mut room)
+            .await
+            .unwrap();
+        assert!(problem.unwrap().contains("exceed"));
+        assert!(room.written() <= 8);
+        let mut rest = String::new();
+        read.read_to_string(&mut rest).await.unwrap();
+        assert_eq!(rest, "NEXT", "the stream is still read to its end");
     }
 }

@@ -10,7 +10,9 @@ use hpc::model::NodeStatus;
 use hpc::protocol::{MigrationReport, RpcError, codes};
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+use super::Fault;
 use super::criu_cmd;
+use super::ledger::InDoubt;
 use super::wire::{self, ImageFile, Msg};
 use crate::context::AgentContext;
 use crate::jobs::{JobRecord, now_ms};
@@ -98,10 +100,25 @@ async fn send_files<W: AsyncWrite + Unpin>(
             if n == 0 {
                 return Err(format!("image {} shrank while being sent", f.name));
             }
-            write
-                .write_all(chunk.get(..n).unwrap_or_default())
-                .await
-                .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
+            match tokio::time::timeout(
+                super::receive::STALL_TIMEOUT,
+                write.write_all(chunk.get(..n).unwrap_or_default()),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "the target agent went away during the transfer ({e})"
+                    ));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "the target agent took no image data for {:?}",
+                        super::receive::STALL_TIMEOUT
+                    ));
+                }
+            }
             left -= n as u64;
         }
         bytes += f.size;
@@ -130,14 +147,13 @@ fn clear_dir(dir: &Path) {
 }
 
 /// What the transfer and restore produced.
-struct Moved {
+struct Restored {
     root_pid: i32,
     pid: i32,
     restore_ms: u64,
     transfer_ms: u64,
     bytes: u64,
     files: u32,
-    after_resume_ms: u64,
 }
 
 async fn answer<R: AsyncBufRead + Unpin>(r: &mut R, limit: Duration) -> Result<Msg, String> {
@@ -148,16 +164,56 @@ async fn answer<R: AsyncBufRead + Unpin>(r: &mut R, limit: Duration) -> Result<M
     }
 }
 
-/// Resident memory of a set of processes, in bytes (the expected image size).
-pub fn resident_bytes(pids: &[i32]) -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+/// Memory a set of processes would checkpoint: resident plus swapped-out
+/// pages (`VmRSS` + `VmSwap`), in bytes; the expected image size.
+pub fn image_estimate(pids: &[i32]) -> u64 {
+    let kib = |text: &str, field: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
-        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map(|pages| pages * page)
-        .sum()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .map(|s| (kib(&s, "VmRSS:") + kib(&s, "VmSwap:")).saturating_mul(1024))
+        .fold(0u64, u64::saturating_add)
 }
+
+/// Resident memory of a set of processes, in bytes.
+pub fn resident_bytes(pids: &[i32]) -> u64 {
+    image_estimate(pids)
+}
+
+/// A checkpointed tree, stopped: resumed when dropped unless its fate was
+/// handed on ([`FrozenTree::hand_over`]), so no error, cancelled task or
+/// shutdown can leave the process stopped.
+pub struct FrozenTree {
+    pids: Vec<i32>,
+    armed: bool,
+}
+
+impl FrozenTree {
+    fn new(pids: Vec<i32>) -> Self {
+        Self { pids, armed: true }
+    }
+
+    /// From here the migration ledger decides whether the tree resumes or ends.
+    fn hand_over(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for FrozenTree {
+    fn drop(&mut self) {
+        if self.armed {
+            criu_cmd::resume(&self.pids);
+        }
+    }
+}
+
+/// How long a migration request waits to learn the fate of a commit whose
+/// answer was lost before it returns (the agent keeps asking afterwards).
+const RESOLVE_WAIT: Duration = Duration::from_secs(60);
 
 /// Moves `job` (running here) to the node `target`. `started` is when the
 /// request arrived (for the report's total).
@@ -178,17 +234,31 @@ pub async fn send(
             ),
         )
     };
+    let tree = criu_cmd::tree(info.root_pid);
+    let root_start = crate::sampler::start_time_of(info.root_pid).unwrap_or(0);
+    let estimate = image_estimate(&tree);
+    // Room for the checkpoint here, before anything is frozen.
+    let _room = super::estimate_with_margin(estimate)
+        .ok_or_else(|| "its size overflows".to_string())
+        .and_then(|need| ctx.images.reserve(need))
+        .map_err(|why| {
+            fail(format!(
+                "node {} has no room to checkpoint it: {why}",
+                ctx.node_id
+            ))
+        })?;
     let conn = ctx.peers.open_migration(target).await?;
     let (read, mut write) = tokio::io::split(conn.stream);
     let mut read = BufReader::with_capacity(64 * 1024, read);
 
-    let tree = criu_cmd::tree(info.root_pid);
+    let id = super::ledger::new_id();
     let mut offered = info.clone();
     offered.nmigs += 1;
     let offer = Msg::Offer {
+        id: id.clone(),
         job: Box::new(offered.clone()),
         from: ctx.node_id,
-        estimate: resident_bytes(&tree),
+        estimate,
     };
     wire::send(&mut write, &offer)
         .await
@@ -200,7 +270,7 @@ pub async fn send(
     }
 
     let dir = ImageDir::create(
-        &ctx.images,
+        ctx.images.dir(),
         &format!("out-{}-{}-{}", info.home, info.home_pid, now_ms()),
     )
     .map_err(fail)?;
@@ -266,33 +336,28 @@ pub async fn send(
             return Err(fail(reason));
         }
     };
-    // The tree is frozen from here on: every failure must resume it.
-    let moved = match transfer_and_restore(&fin, parent, &mut read, &mut write).await {
-        Ok(m) => m,
+    // The tree is frozen from here on: the guard resumes it on any failure.
+    let mut frozen = FrozenTree::new(tree.clone());
+    let restored = match transfer(&fin, parent, &mut read, &mut write).await {
+        Ok(r) => r,
         Err(reason) => {
-            criu_cmd::resume(&tree);
+            drop(frozen);
             tracing::warn!(pid = info.pid, to = target.id, %reason, "migration failed; resumed at the source");
             return Err(fail(reason));
         }
     };
-    if let Err(e) = ctx.jobs.release_child(info.home, info.home_pid) {
-        tracing::warn!(error = %e, "cannot release the source copy's child");
-    }
-    criu_cmd::kill_job(info.root_pid);
-    let freeze_ms = (frozen_at.elapsed().as_millis() as u64).saturating_sub(moved.after_resume_ms);
-    drop(dir);
-    let report = MigrationReport {
+    let mut report = MigrationReport {
         home: info.home,
         home_pid: info.home_pid,
         from: ctx.node_id,
         to: target.id,
-        pid: moved.pid,
-        bytes: moved.bytes,
-        files: moved.files,
+        pid: restored.pid,
+        bytes: restored.bytes,
+        files: restored.files,
         dump_ms,
-        transfer_ms: moved.transfer_ms,
-        restore_ms: moved.restore_ms,
-        freeze_ms,
+        transfer_ms: restored.transfer_ms,
+        restore_ms: restored.restore_ms,
+        freeze_ms: frozen_at.elapsed().as_millis() as u64,
         precopy_ms,
         precopy_bytes,
         total_ms: started.elapsed().as_millis() as u64,
@@ -300,30 +365,176 @@ pub async fn send(
         at_ms: now_ms(),
     };
     offered.where_ = target.id;
-    offered.pid = moved.pid;
-    offered.root_pid = moved.root_pid;
+    offered.pid = restored.pid;
+    offered.root_pid = restored.root_pid;
     offered.last_migration = Some(report.clone());
-    super::record_departure(ctx, job, offered).await;
-    tracing::info!(
-        pid = info.home_pid,
-        home = info.home,
-        to = target.id,
-        bytes = report.bytes,
-        dump_ms,
-        transfer_ms = report.transfer_ms,
-        restore_ms = report.restore_ms,
-        freeze_ms,
-        "migrated"
-    );
-    Ok(report)
+    let doubt = InDoubt {
+        id: id.clone(),
+        target: target.id,
+        moved: offered.clone(),
+        tree,
+        root_start,
+    };
+    // Before the commit leaves, the ledger takes over the frozen tree: from
+    // here only the target's decision resumes or ends it.
+    if let Err(e) = ctx.ledger.in_doubt(&doubt) {
+        drop(frozen);
+        return Err(fail(format!("cannot record the hand-over: {e}")));
+    }
+    frozen.hand_over();
+    let answered = commit(ctx, &mut read, &mut write).await;
+    drop((read, write, conn.session));
+    let committed = match answered {
+        Ok(after_resume_ms) => {
+            let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(after_resume_ms);
+            report.freeze_ms = freeze;
+            Some(true)
+        }
+        Err(why) => {
+            tracing::warn!(pid = info.pid, to = target.id, %why, id, "commit unanswered; asking the target what it decided");
+            ask_until(ctx, &doubt, RESOLVE_WAIT).await
+        }
+    };
+    drop(dir);
+    match committed {
+        Some(true) => {
+            report.total_ms = started.elapsed().as_millis() as u64;
+            report.at_ms = now_ms();
+            let mut moved = offered;
+            moved.last_migration = Some(report.clone());
+            let mut doubt = doubt;
+            doubt.moved = moved;
+            settle(ctx, &doubt, true).await;
+            tracing::info!(
+                pid = info.home_pid,
+                home = info.home,
+                to = target.id,
+                bytes = report.bytes,
+                dump_ms,
+                transfer_ms = report.transfer_ms,
+                restore_ms = report.restore_ms,
+                freeze_ms = report.freeze_ms,
+                "migrated"
+            );
+            Ok(report)
+        }
+        Some(false) => {
+            settle(ctx, &doubt, false).await;
+            Err(fail(format!(
+                "node {} did not take the commit, so its copy was ended",
+                target.id
+            )))
+        }
+        None => Err(RpcError::new(
+            codes::MIGRATION_FAILED,
+            format!(
+                "process {} is held stopped on node {}: it was handed to node {}, whose answer to the commit was lost, and node {} cannot be asked now; the agent keeps asking and then resumes it here or ends it, as node {} decided (never both)",
+                info.pid, ctx.node_id, target.id, target.id, target.id
+            ),
+        )),
+    }
 }
 
-async fn transfer_and_restore<R, W>(
+/// Sends the commit and waits for `committed`; the target's resume-to-answer
+/// time on success.
+async fn commit<R, W>(ctx: &AgentContext, read: &mut R, write: &mut W) -> Result<u64, String>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if ctx.fault == Some(Fault::LoseCommit) {
+        tracing::warn!("test fault: the commit is lost on the way");
+        return Err("test fault: commit lost".into());
+    }
+    wire::send(write, &Msg::Commit)
+        .await
+        .map_err(|e| format!("the target agent went away before the commit ({e})"))?;
+    if ctx.fault == Some(Fault::DropAfterCommit) {
+        tracing::warn!("test fault: connection dropped right after the commit");
+        return Err("test fault: connection dropped after the commit".into());
+    }
+    match answer(read, ANSWER_TIMEOUT).await? {
+        Msg::Committed { after_resume_ms } => Ok(after_resume_ms),
+        other => Err(format!("unexpected answer to the commit: {other:?}")),
+    }
+}
+
+/// Asks the target what it decided about `doubt`, over new connections, until
+/// it answers or `limit` passes (`None`).
+pub async fn ask_until(ctx: &AgentContext, doubt: &InDoubt, limit: Duration) -> Option<bool> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match ask(ctx, doubt).await {
+            Ok(committed) => return Some(committed),
+            Err(e) => tracing::debug!(id = doubt.id, error = %e, "target not asked yet"),
+        }
+        if Instant::now() + pause > deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One question to the target about `doubt`.
+async fn ask(ctx: &AgentContext, doubt: &InDoubt) -> Result<bool, String> {
+    let local = ctx.current().status.clone();
+    let st = ctx
+        .peers
+        .status_of(&ctx.cluster, &local, doubt.target)
+        .await
+        .map_err(|e| e.message)?;
+    let conn = ctx.peers.open_migration(&st).await.map_err(|e| e.message)?;
+    let (read, mut write) = tokio::io::split(conn.stream);
+    let mut read = BufReader::new(read);
+    wire::send(
+        &mut write,
+        &Msg::Resolve {
+            id: doubt.id.clone(),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match answer(&mut read, ANSWER_TIMEOUT).await? {
+        Msg::Outcome { committed } => Ok(committed),
+        other => Err(format!("unexpected answer to resolve: {other:?}")),
+    }
+}
+
+/// Acts on the target's decision: ends the frozen copy here and records the
+/// departure (committed), or resumes it (not committed); then forgets the doubt.
+pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
+    let root = doubt.tree.first().copied().unwrap_or(0);
+    let same = crate::sampler::start_time_of(root) == Some(doubt.root_start);
+    let (home, home_pid) = (doubt.moved.home, doubt.moved.home_pid);
+    if committed {
+        if let Err(e) = ctx.jobs.release_child(home, home_pid) {
+            tracing::warn!(error = %e, "cannot release the source copy's child");
+        }
+        if same {
+            criu_cmd::kill_job(root);
+        }
+        if let Some(job) = ctx.jobs.get(home, home_pid) {
+            super::record_departure(ctx, &job, doubt.moved.clone()).await;
+        }
+    } else if same {
+        criu_cmd::resume(&doubt.tree);
+        tracing::warn!(
+            pid = home_pid,
+            to = doubt.target,
+            "the target did not take the commit; resumed here"
+        );
+    }
+    ctx.ledger.settled(&doubt.id);
+}
+
+async fn transfer<R, W>(
     dir: &Path,
     parent: bool,
     read: &mut R,
     write: &mut W,
-) -> Result<Moved, String>
+) -> Result<Restored, String>
 where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -338,28 +549,20 @@ where
     wire::send(write, &header).await.map_err(lost)?;
     let bytes = send_files(dir, &files, write).await?;
     let transfer_ms = t.elapsed().as_millis() as u64;
-    let (root_pid, pid, restore_ms) = match answer(read, RESTORE_TIMEOUT).await? {
+    match answer(read, RESTORE_TIMEOUT).await? {
         Msg::Restored {
             root_pid,
             pid,
             restore_ms,
-        } => (root_pid, pid, restore_ms),
-        Msg::Failed { reason } => return Err(reason),
-        other => return Err(format!("unexpected answer to the images: {other:?}")),
-    };
-    wire::send(write, &Msg::Commit)
-        .await
-        .map_err(|e| format!("the target agent went away before the commit ({e})"))?;
-    match answer(read, ANSWER_TIMEOUT).await? {
-        Msg::Committed { after_resume_ms } => Ok(Moved {
+        } => Ok(Restored {
             root_pid,
             pid,
             restore_ms,
             transfer_ms,
             bytes,
             files: files.len() as u32,
-            after_resume_ms,
         }),
-        other => Err(format!("unexpected answer to the commit: {other:?}")),
+        Msg::Failed { reason } => Err(reason),
+        other => Err(format!("unexpected answer to the images: {other:?}")),
     }
 }

@@ -13,7 +13,13 @@
 //! source → target   commit     (the source copy is still frozen)
 //! target → source   committed  (the target copy runs; the source kills its copy)
 //! ```
-//! Any break before `committed` leaves the source copy to resume.
+//! Any break before `commit` is sent leaves the source copy to resume. After
+//! it, the source asks again on a new channel until it knows:
+//!
+//! ```text
+//! source → target   resolve {id}
+//! target → source   outcome {committed}   (a copy still waiting is ended first)
+//! ```
 
 use hpc::model::NodeId;
 use hpc::protocol::JobInfo;
@@ -38,6 +44,9 @@ pub struct ImageFile {
 pub enum Msg {
     /// The source proposes a job.
     Offer {
+        /// The migration's id (32 hex digits), for asking about it later.
+        #[serde(default)]
+        id: String,
         /// The job, with `nmigs` already counting this migration.
         job: Box<JobInfo>,
         /// The source node.
@@ -90,6 +99,16 @@ pub enum Msg {
     },
     /// The source keeps its copy frozen and hands over.
     Commit,
+    /// On a new channel: what did the target decide about migration `id`?
+    Resolve {
+        /// The migration.
+        id: String,
+    },
+    /// The answer to `resolve`; final.
+    Outcome {
+        /// Whether the target's copy runs (else it never ran or was ended).
+        committed: bool,
+    },
     /// The target copy runs.
     Committed {
         /// Time the target spent after resuming the job before answering
@@ -119,7 +138,7 @@ pub async fn send<W: AsyncWrite + Unpin>(w: &mut W, m: &Msg) -> Result<(), WireE
     Ok(())
 }
 
-/// Reads one message.
+/// Reads one message, of at most [`MAX_LINE`] bytes.
 pub async fn recv<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Msg, WireError> {
     let mut line = Vec::new();
     let n = (&mut *r)

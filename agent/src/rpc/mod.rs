@@ -6,7 +6,8 @@ mod tree;
 
 use hpc::model::Role;
 use hpc::protocol::{
-    MigrateParams, PathParams, PidParams, RpcError, WhoAmI, WriteParams, codes, methods,
+    ForgottenHostKey, MigrateParams, NodeParams, PathParams, PathValue, PidParams, RpcError,
+    SpawnParams, WhoAmI, WriteParams, codes, methods,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -16,13 +17,25 @@ use crate::context::AgentContext;
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The role of the key the caller authenticated with.
+    /// The role of the key the caller authenticated with (or, on the local
+    /// socket, of its uid: root is `admin`, anyone else `user`).
     pub role: Role,
-    /// SHA256 fingerprint of that key.
+    /// SHA256 fingerprint of that key, or `unix:uid=N` on the local socket.
     pub key: String,
+    /// The uid a `user` caller acts as.
+    pub uid: Option<u32>,
 }
 
 impl Caller {
+    /// A caller of the local Unix socket, known by its uid (`SO_PEERCRED`).
+    pub fn local(uid: u32) -> Self {
+        Self {
+            role: if uid == 0 { Role::Admin } else { Role::User },
+            key: format!("unix:uid={uid}"),
+            uid: Some(uid),
+        }
+    }
+
     /// Fails unless the caller is another agent of the cluster.
     pub fn require_cluster(&self, method: &str) -> Result<(), RpcError> {
         if self.role == Role::Cluster {
@@ -35,12 +48,58 @@ impl Caller {
         }
     }
 
-    /// Fails unless the caller may change state.
-    pub fn require_write(&self, what: &str) -> Result<(), RpcError> {
+    /// Fails unless the caller may change node state (admin or cluster).
+    pub fn require_admin(&self, what: &str) -> Result<(), RpcError> {
         if self.role.can_write() {
             Ok(())
         } else {
             Err(RpcError::forbidden(self.role, what))
+        }
+    }
+
+    /// Fails unless the caller may act on a process owned by `owner`: admins
+    /// and agents on any, a `user` on its own, a monitor on none.
+    pub fn require_owner(&self, what: &str, owner: u32) -> Result<(), RpcError> {
+        match (self.role, self.uid) {
+            (Role::Admin | Role::Cluster, _) => Ok(()),
+            (Role::User, Some(uid)) if uid == owner => Ok(()),
+            (Role::User, Some(uid)) => Err(RpcError::new(
+                codes::FORBIDDEN,
+                format!(
+                    "permission denied: cannot {what}: it belongs to uid {owner}, and a user (uid {uid}) acts only on its own processes"
+                ),
+            )),
+            (role, _) => Err(RpcError::new(
+                codes::FORBIDDEN,
+                format!(
+                    "permission denied: a {role} key may not {what} (a user key may act on its own processes, an admin key on any)"
+                ),
+            )),
+        }
+    }
+
+    /// Fails unless the caller may start a job as `uid`:`gid`. A `user` starts
+    /// jobs only as itself, in one of its own groups; admins as anyone.
+    pub fn require_spawn_as(&self, uid: u32, gid: u32) -> Result<(), RpcError> {
+        match (self.role, self.uid) {
+            (Role::Admin | Role::Cluster, _) => Ok(()),
+            (Role::User, Some(me)) if me != uid => Err(RpcError::new(
+                codes::FORBIDDEN,
+                format!(
+                    "permission denied: a user (uid {me}) starts jobs only as itself, not as uid {uid}"
+                ),
+            )),
+            (Role::User, Some(me)) => {
+                if crate::users::groups_of(me).contains(&gid) {
+                    Ok(())
+                } else {
+                    Err(RpcError::new(
+                        codes::FORBIDDEN,
+                        format!("permission denied: uid {me} is not a member of group {gid}"),
+                    ))
+                }
+            }
+            (role, _) => Err(RpcError::forbidden(role, "start jobs")),
         }
     }
 }
@@ -68,20 +127,26 @@ pub async fn dispatch(
             let p: PathParams = params(method, p)?;
             tree::list(ctx, &p.path).await
         }
-        methods::HPC_WRITE => {
-            let p: WriteParams = params(method, p)?;
-            caller.require_write(&format!("write {}", p.path))?;
-            match p.path.trim_matches('/') {
-                "admin/expel" => crate::migration::expel(ctx).await,
-                "admin/bring" => crate::migration::bring(ctx).await,
-                _ => tree::write(ctx, &p.path, &p.value, p.pid),
-            }
-        }
+        methods::HPC_WRITE => hpc_write(ctx, caller, params(method, p)?).await,
         methods::NODE_STATUS => to_value(&ctx.current().status),
         methods::CLUSTER_NODES => {
             let local = ctx.current().status.clone();
             to_value(&ctx.cluster.nodes(&local).await)
         }
+        methods::CLUSTER_FORGET_HOST_KEY => {
+            let p: NodeParams = params(method, p)?;
+            caller.require_admin(&format!("forget the host key of node {}", p.node))?;
+            let forgotten = ctx
+                .cluster
+                .forget_host_key(p.node)
+                .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
+            tracing::info!(node = p.node, ?forgotten, key = %caller.key, "pinned host key forgotten");
+            to_value(&ForgottenHostKey {
+                node: p.node,
+                forgotten,
+            })
+        }
+        methods::CLUSTER_GOSSIP_STATS => to_value(&ctx.cluster.gossip_stats()),
         methods::PROC_LIST => procs::list(ctx, params(method, p)?),
         methods::PROC_GET => procs::get(ctx, params(method, p)?),
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
@@ -89,15 +154,17 @@ pub async fn dispatch(
         methods::PROC_SIGNAL => procs::signal(ctx, caller, params(method, p)?).await,
         methods::PROC_RENICE => procs::renice(ctx, caller, params(method, p)?).await,
         methods::PROC_SPAWN => {
-            caller.require_write("start jobs")?;
-            let job = ctx.jobs.spawn(params(method, p)?).await?;
+            let p: SpawnParams = params(method, p)?;
+            caller.require_spawn_as(p.uid, p.gid)?;
+            let job = ctx.jobs.spawn(p, caller.role.can_write()).await?;
             ctx.fresh_snapshot(std::time::Duration::from_millis(1500))
                 .await;
             to_value(&job)
         }
         methods::PROC_MIGRATE => {
             let p: MigrateParams = params(method, p)?;
-            caller.require_write(&format!("move process {}", p.pid))?;
+            let owner = procs::owner(ctx, p.pid)?;
+            caller.require_owner(&format!("move process {}", p.pid), owner)?;
             to_value(&crate::migration::migrate(ctx, p).await?)
         }
         methods::JOB_STATUS => {
@@ -124,6 +191,7 @@ pub async fn dispatch(
         methods::WHOAMI => to_value(&WhoAmI {
             role: caller.role,
             key: caller.key.clone(),
+            uid: caller.uid,
             node: ctx.node_id,
             version: env!("CARGO_PKG_VERSION").into(),
         }),
@@ -131,6 +199,47 @@ pub async fn dispatch(
             codes::METHOD_NOT_FOUND,
             format!("unknown method `{other}` (see docs/PROTOCOL.md for the method list)"),
         )),
+    }
+}
+
+/// `hpc.write`: the admin files need an admin; `decay/*` is a setting of one
+/// process, which its owner may change too. `admin/expel` and `admin/bring`
+/// are actions, taken only on 1.
+async fn hpc_write(ctx: &AgentContext, caller: &Caller, p: WriteParams) -> Result<Value, RpcError> {
+    let what = format!("write {}", p.path);
+    match tree::split(&p.path).as_slice() {
+        ["decay", _] => {
+            let pid = p.pid.ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "/proc/hpc/{} needs the `pid` it applies to",
+                    p.path.trim_matches('/')
+                ))
+            })?;
+            caller.require_owner(
+                &format!("{what} for process {pid}"),
+                procs::owner(ctx, pid)?,
+            )?;
+            tree::write(ctx, &p.path, &p.value, Some(pid))
+        }
+        ["admin", action @ ("expel" | "bring")] => {
+            caller.require_admin(&what)?;
+            if !tree::as_flag(&p.path, &p.value)? {
+                // Writing 0 asks for nothing, as echo 0 > /proc/hpc/admin/expel did.
+                return to_value(&PathValue {
+                    path: p.path.clone(),
+                    value: json!(0),
+                });
+            }
+            if *action == "expel" {
+                crate::migration::expel(ctx).await
+            } else {
+                crate::migration::bring(ctx).await
+            }
+        }
+        _ => {
+            caller.require_admin(&what)?;
+            tree::write(ctx, &p.path, &p.value, p.pid)
+        }
     }
 }
 

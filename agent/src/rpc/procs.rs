@@ -79,6 +79,15 @@ fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError
     Ok(row)
 }
 
+/// The uid owning process `pid` as callers address it: for a job of this
+/// node that runs elsewhere, the job's owner; else the local process's.
+pub fn owner(ctx: &AgentContext, pid: i32) -> Result<u32, RpcError> {
+    if let Some(job) = ctx.jobs.away(pid) {
+        return Ok(job.info.uid);
+    }
+    Ok(find(ctx, pid)?.uid)
+}
+
 /// `proc.get`.
 pub fn get(ctx: &AgentContext, p: PidParams) -> Result<Value, RpcError> {
     to_value(&find_classified(ctx, p.pid)?)
@@ -129,7 +138,10 @@ pub async fn write(
     caller: &Caller,
     p: ProcWriteParams,
 ) -> Result<Value, RpcError> {
-    caller.require_write(&format!("change process {}'s {}", p.pid, p.field))?;
+    caller.require_owner(
+        &format!("change process {}'s {}", p.pid, p.field),
+        owner(ctx, p.pid)?,
+    )?;
     if matches!(p.field.as_str(), "goto" | "where" | "migrate") {
         let to = match &p.value {
             Value::String(s) => s.clone(),
@@ -228,7 +240,11 @@ async fn write_job_setting(
     let info = &job.info;
     if info.where_ != ctx.node_id {
         let host = host_of(ctx, info.where_).await?;
-        let params = json!({ "pid": info.pid, "field": p.field, "value": p.value });
+        let params = to_value(&ProcWriteParams {
+            pid: info.pid,
+            field: p.field.clone(),
+            value: p.value.clone(),
+        })?;
         return ctx
             .peers
             .call(&host, methods::PROC_WRITE, params, FORWARD_TIMEOUT)
@@ -249,7 +265,7 @@ async fn write_job_setting(
     {
         let _ = ctx
             .peers
-            .call(&home, methods::JOB_MOVED, json!(copy), FORWARD_TIMEOUT)
+            .call(&home, methods::JOB_MOVED, to_value(&copy)?, FORWARD_TIMEOUT)
             .await;
     }
     tracing::info!(pid = p.pid, field = %p.field, value = %p.value, key = %caller.key, "job setting changed");
@@ -268,18 +284,15 @@ async fn host_of(
     ctx.peers.status_of(&ctx.cluster, &local, node).await
 }
 
-/// Forwards a call about a job of this node that runs elsewhere to its host,
-/// with the host's PID of the job.
+/// Forwards a call about a job of this node that runs elsewhere to its host;
+/// `params` name the job by its PID there.
 async fn forward(
     ctx: &AgentContext,
     job: &crate::jobs::JobRecord,
     method: &str,
-    mut params: Value,
+    params: Value,
 ) -> Result<Value, RpcError> {
     let host = host_of(ctx, job.info.where_).await?;
-    if let Some(o) = params.as_object_mut() {
-        o.insert("pid".into(), json!(job.info.pid));
-    }
     ctx.peers.call(&host, method, params, FORWARD_TIMEOUT).await
 }
 
@@ -291,15 +304,99 @@ fn os_error(what: &str, pid: i32) -> RpcError {
     RpcError::new(codes::OS_ERROR, format!("{what} {pid} failed: {err}"))
 }
 
-fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+/// The local process `pid` (not a job away from home) if it still is the
+/// process the caller means: not the agent itself, and not a newer process
+/// that took the PID of the one listed (its start time must be the listed
+/// one, and the caller's when the caller gave one).
+fn guard_target(ctx: &AgentContext, pid: i32, seen: Option<u64>) -> Result<ProcessInfo, RpcError> {
     let row = find(ctx, pid)?;
-    if pid == std::process::id() as i32 {
+    if row.pid == std::process::id() as i32 {
         return Err(RpcError::new(
             codes::FORBIDDEN,
             "refusing to act on the openMosix agent itself",
         ));
     }
+    same_process(&row, seen)?;
     Ok(row)
+}
+
+/// Fails unless the process now at `row.pid` started when `row` says (and
+/// when the caller says, if it does).
+fn same_process(row: &ProcessInfo, seen: Option<u64>) -> Result<(), RpcError> {
+    let live = crate::sampler::start_time_of(row.pid);
+    let reused = |started: u64| {
+        RpcError::new(
+            codes::NO_SUCH_PROCESS,
+            format!(
+                "no such process: {} (that PID now belongs to a process started at {started}, not the one listed)",
+                row.pid
+            ),
+        )
+    };
+    match live {
+        None => Err(RpcError::no_such_process(row.pid)),
+        Some(t) if t != row.start_time => Err(reused(t)),
+        Some(t) if seen.is_some_and(|s| s != t) => Err(reused(t)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A pidfd: refers to one process for its whole life, whatever PID reuse
+/// happens meanwhile.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: i32) -> Result<Self, RpcError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(os_error("opening", pid));
+        }
+        // SAFETY: the descriptor was just returned by the kernel and is owned by nobody else.
+        Ok(Self(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+        }))
+    }
+
+    fn signal(&self, pid: i32, sig: i32) -> Result<(), RpcError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no
+        // siginfo (null) and no flags.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(os_error("signalling", pid));
+        }
+        Ok(())
+    }
+
+    /// Whether the process has ended (the pidfd reads as ready then).
+    fn ended(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no waiting.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    }
+}
+
+/// Opens a pidfd on the listed process and checks, after it is open, that it
+/// is the listed process; from then on no PID reuse can redirect the action.
+fn pin_process(row: &ProcessInfo, seen: Option<u64>) -> Result<PidFd, RpcError> {
+    let fd = PidFd::open(row.pid)?;
+    same_process(row, seen)?;
+    Ok(fd)
 }
 
 /// `proc.signal`; for a job running elsewhere, sent by its host.
@@ -308,19 +405,8 @@ pub async fn signal(
     caller: &Caller,
     p: SignalParams,
 ) -> Result<Value, RpcError> {
-    caller.require_write(&format!("signal process {}", p.pid))?;
-    if let Some(job) = ctx.jobs.away(p.pid) {
-        let v = forward(
-            ctx,
-            &job,
-            methods::PROC_SIGNAL,
-            json!({ "signal": p.signal }),
-        )
-        .await?;
-        return Ok(
-            json!({ "pid": p.pid, "signal": v.get("signal").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
-        );
-    }
+    let what = format!("signal process {}", p.pid);
+    caller.require_owner(&what, owner(ctx, p.pid)?)?;
     let name = p.signal.trim().to_ascii_uppercase();
     let sig = match name.trim_start_matches("SIG") {
         "STOP" => libc::SIGSTOP,
@@ -338,31 +424,34 @@ pub async fn signal(
             )));
         }
     };
-    let pid = guard_target(ctx, p.pid)?.pid;
-    // SAFETY: kill has no memory-safety preconditions; pid > 0 was checked, so it
-    // never addresses a process group or every process.
-    if unsafe { libc::kill(pid, sig) } != 0 {
-        return Err(os_error("signalling", p.pid));
+    if let Some(job) = ctx.jobs.away(p.pid) {
+        let forwarded = SignalParams {
+            pid: job.info.pid,
+            signal: p.signal.clone(),
+            start_time: None,
+        };
+        let v = forward(ctx, &job, methods::PROC_SIGNAL, to_value(&forwarded)?).await?;
+        return Ok(
+            json!({ "pid": p.pid, "signal": v.get("signal").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
+        );
     }
+    let row = guard_target(ctx, p.pid, p.start_time)?;
+    pin_process(&row, p.start_time)?.signal(row.pid, sig)?;
     tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
     ctx.request_resample();
     Ok(json!({ "pid": p.pid, "signal": name }))
 }
 
 /// `proc.renice`: sets the nice value of every thread of the process; for a
-/// job running elsewhere, done by its host.
+/// job running elsewhere, done by its host. A `user` may only raise a nice
+/// value (make its process nicer), as renice(1) allows unprivileged users.
 pub async fn renice(
     ctx: &AgentContext,
     caller: &Caller,
     p: ReniceParams,
 ) -> Result<Value, RpcError> {
-    caller.require_write(&format!("renice process {}", p.pid))?;
-    if let Some(job) = ctx.jobs.away(p.pid) {
-        let v = forward(ctx, &job, methods::PROC_RENICE, json!({ "nice": p.nice })).await?;
-        return Ok(
-            json!({ "pid": p.pid, "nice": v.get("nice").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
-        );
-    }
+    let what = format!("renice process {}", p.pid);
+    caller.require_owner(&what, owner(ctx, p.pid)?)?;
     if !(-20..=20).contains(&p.nice) {
         return Err(RpcError::invalid_params(format!(
             "nice must be from -20 to 20, not {}",
@@ -370,11 +459,39 @@ pub async fn renice(
         )));
     }
     let nice = p.nice.min(19);
-    let pid = guard_target(ctx, p.pid)?.pid;
+    if caller.role == hpc::model::Role::User {
+        let current = find(ctx, p.pid)?.nice;
+        if nice < current {
+            return Err(RpcError::new(
+                codes::FORBIDDEN,
+                format!(
+                    "permission denied: a user may raise its processes' nice value, not lower it (process {} has {current}, asked {nice}; an admin may)",
+                    p.pid
+                ),
+            ));
+        }
+    }
+    if let Some(job) = ctx.jobs.away(p.pid) {
+        let forwarded = ReniceParams {
+            pid: job.info.pid,
+            nice,
+            start_time: None,
+        };
+        let v = forward(ctx, &job, methods::PROC_RENICE, to_value(&forwarded)?).await?;
+        return Ok(
+            json!({ "pid": p.pid, "nice": v.get("nice").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
+        );
+    }
+    let row = guard_target(ctx, p.pid, p.start_time)?;
+    let pinned = pin_process(&row, p.start_time)?;
+    let pid = row.pid;
     let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .map_err(|_| RpcError::no_such_process(p.pid))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
+    if pinned.ended() {
+        return Err(RpcError::no_such_process(p.pid));
+    }
     for tid in tids {
         // SAFETY: setpriority has no memory-safety preconditions.
         let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };

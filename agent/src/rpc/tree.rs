@@ -35,7 +35,8 @@ fn no_path(path: &str, why: &str) -> RpcError {
     RpcError::new(codes::NO_SUCH_PATH, format!("/proc/hpc/{path}: {why}"))
 }
 
-fn split(path: &str) -> Vec<&str> {
+/// The components of a `/proc/hpc` path.
+pub fn split(path: &str) -> Vec<&str> {
     path.trim_start_matches("/proc/hpc")
         .split('/')
         .filter(|s| !s.is_empty())
@@ -223,7 +224,8 @@ fn as_u32(path: &str, v: &Value, range: std::ops::RangeInclusive<u32>) -> Result
         })
 }
 
-fn as_flag(path: &str, v: &Value) -> Result<bool, RpcError> {
+/// A 0/1 value.
+pub fn as_flag(path: &str, v: &Value) -> Result<bool, RpcError> {
     Ok(as_u32(path, v, 0..=1)? == 1)
 }
 

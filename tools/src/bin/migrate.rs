@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use hpc::protocol::{MigrationReport, methods};
+use hpc::protocol::{MigrateParams, MigrationReport, methods};
 use serde_json::json;
 use tools::connect::{EXIT_FAILED, NodeArgs, exit_code};
 
@@ -40,14 +40,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(exit_code(&e) as u8);
         }
     };
-    let params = json!({ "pid": cli.pid, "to": cli.to });
+    let params = MigrateParams {
+        pid: cli.pid,
+        to: cli.to.clone(),
+        force: false,
+    };
     let result = client
-        .call_value_within(methods::PROC_MIGRATE, params, Duration::from_secs(3600))
-        .await
-        .and_then(|v| {
-            serde_json::from_value::<MigrationReport>(v)
-                .map_err(|e| hpc::client::ClientError::Protocol(e.to_string()))
-        });
+        .call_within::<_, MigrationReport>(
+            methods::PROC_MIGRATE,
+            &params,
+            Duration::from_secs(3600),
+        )
+        .await;
     match result {
         Ok(r) if cli.json => {
             println!("{}", json!(r));

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hpc::client::{Client, ClientError};
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
-use hpc::protocol::{PathValue, WhoAmI, methods};
+use hpc::protocol::{
+    ForgottenHostKey, NodeParams, PathParams, PathValue, ProcWriteParams, SignalParams, WhoAmI,
+    WriteParams, methods,
+};
 use serde_json::{Value, json};
 use tools::connect::{EXIT_FAILED, NodeArgs, exit_code};
 
@@ -79,6 +82,32 @@ enum Cmd {
     Setdecay { interval: u32, slow: u32, fast: u32 },
     /// Every node of the cluster with its figures (an addition to the original set).
     Nodes,
+    /// Send a signal to a process wherever it runs (PID as on this node; an addition).
+    Kill {
+        /// The signal: TERM, KILL, INT, HUP, STOP, CONT, USR1, USR2.
+        #[arg(short = 's', long, default_value = "TERM")]
+        signal: String,
+        /// The process.
+        pid: i32,
+    },
+    /// Keep a process on the node it runs on (lock=1; an addition).
+    Lock {
+        /// The process.
+        pid: i32,
+    },
+    /// Let a process move again (lock=0; an addition).
+    Unlock {
+        /// The process.
+        pid: i32,
+    },
+    /// Who this agent takes you for: role, key or uid (an addition).
+    Whoami,
+    /// Forget the host key pinned for a node after its key was rotated; the
+    /// next gossip pins the new one (admin; run it on every other node).
+    ForgetHostKey {
+        /// The node whose key changed.
+        node: NodeId,
+    },
 }
 
 fn normalise_args() -> Vec<String> {
@@ -120,10 +149,14 @@ async fn main() -> ExitCode {
 
 /// `expel`/`bring`: waits until every process moved; fails listing those that could not.
 async fn evacuate(c: &Client, path: &str, what: &str, j: bool) -> Result<String, ClientError> {
-    let v = c
-        .call_value_within(
+    let v: Value = c
+        .call_within(
             methods::HPC_WRITE,
-            json!({ "path": path, "value": 1 }),
+            WriteParams {
+                path: path.into(),
+                value: json!(1),
+                pid: None,
+            },
             std::time::Duration::from_secs(3600),
         )
         .await?;
@@ -161,13 +194,22 @@ async fn evacuate(c: &Client, path: &str, what: &str, j: bool) -> Result<String,
 
 async fn write(c: &Client, path: &str, value: Value) -> Result<Value, ClientError> {
     let r: PathValue = c
-        .call(methods::HPC_WRITE, json!({ "path": path, "value": value }))
+        .call(
+            methods::HPC_WRITE,
+            WriteParams {
+                path: path.into(),
+                value,
+                pid: None,
+            },
+        )
         .await?;
     Ok(r.value)
 }
 
 async fn read(c: &Client, path: &str) -> Result<Value, ClientError> {
-    let r: PathValue = c.call(methods::HPC_READ, json!({ "path": path })).await?;
+    let r: PathValue = c
+        .call(methods::HPC_READ, PathParams { path: path.into() })
+        .await?;
     Ok(r.value)
 }
 
@@ -305,6 +347,46 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
         }
         Cmd::Status { id } => status(c, *id, j).await,
         Cmd::Nodes => nodes_table(c, j).await,
+        Cmd::Kill { signal, pid } => {
+            let p = SignalParams {
+                pid: *pid,
+                signal: signal.clone(),
+                start_time: None,
+            };
+            let v: Value = c.call(methods::PROC_SIGNAL, p).await?;
+            Ok(if j { v.to_string() } else { String::new() })
+        }
+        Cmd::Lock { pid } | Cmd::Unlock { pid } => {
+            let on = matches!(cli.cmd, Cmd::Lock { .. });
+            let p = ProcWriteParams {
+                pid: *pid,
+                field: "lock".into(),
+                value: json!(u8::from(on)),
+            };
+            let v: Value = c.call(methods::PROC_WRITE, p).await?;
+            Ok(if j { v.to_string() } else { String::new() })
+        }
+        Cmd::Whoami => {
+            let me: WhoAmI = c.call(methods::WHOAMI, json!({})).await?;
+            Ok(if j {
+                json!(me).to_string()
+            } else {
+                let who = me.uid.map(|u| format!(" (uid {u})")).unwrap_or_default();
+                format!("{}{who} on node {} ({})", me.role, me.node, me.key)
+            })
+        }
+        Cmd::ForgetHostKey { node } => {
+            let r: ForgottenHostKey = c
+                .call(methods::CLUSTER_FORGET_HOST_KEY, NodeParams { node: *node })
+                .await?;
+            Ok(match (j, &r.forgotten) {
+                (true, _) => json!(r).to_string(),
+                (false, Some(fp)) => format!(
+                    "forgot {fp} for node {node}; the key node {node} gossips next is pinned"
+                ),
+                (false, None) => format!("no host key was pinned for node {node}"),
+            })
+        }
         Cmd::Setspeed { speed } => {
             let v = write(c, "admin/speed", json!(speed)).await?;
             Ok(if j {

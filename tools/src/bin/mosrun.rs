@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hpc::client::{Client, ClientError};
-use hpc::protocol::{JobInfo, MigrationReport, SpawnParams, methods};
-use serde_json::json;
+use hpc::protocol::{
+    JobInfo, MigrateParams, MigrationReport, PidParams, SignalParams, SpawnParams, methods,
+};
 use tools::connect::{EXIT_FAILED, exit_code};
 use tools::mosrun_args::{Placement, RunOptions, parse};
 
@@ -87,26 +88,24 @@ async fn run(c: &Client, o: &RunOptions, name: &str) -> Result<i32, ClientError>
     };
     let job: JobInfo = c.call(methods::PROC_SPAWN, &spawn).await?;
     if let Some(target) = pick_node(&o.placement) {
+        let to = MigrateParams {
+            pid: job.home_pid,
+            to: target.to_string(),
+            force: true,
+        };
         let moved = c
-            .call_value_within(
+            .call_within::<_, MigrationReport>(
                 methods::PROC_MIGRATE,
-                json!({ "pid": job.home_pid, "to": target.to_string(), "force": true }),
+                &to,
                 Duration::from_secs(3600),
             )
-            .await
-            .and_then(|v| {
-                serde_json::from_value::<MigrationReport>(v)
-                    .map_err(|e| ClientError::Protocol(e.to_string()))
-            });
+            .await;
         if let Err(e) = moved {
             if o.fallback {
                 eprintln!("{name}: node {target} cannot take the job ({e}); running it here (-F)");
             } else {
                 let _ = c
-                    .call_value(
-                        methods::PROC_SIGNAL,
-                        json!({ "pid": job.home_pid, "signal": "KILL" }),
-                    )
+                    .call_value(methods::PROC_SIGNAL, signal(job.home_pid, "KILL"))
                     .await;
                 return Err(e);
             }
@@ -117,6 +116,16 @@ async fn run(c: &Client, o: &RunOptions, name: &str) -> Result<i32, ClientError>
         return Ok(0);
     }
     wait(c, job.home_pid).await
+}
+
+/// `proc.signal` params for `pid`.
+fn signal(pid: i32, name: &str) -> serde_json::Value {
+    serde_json::to_value(SignalParams {
+        pid,
+        signal: name.into(),
+        start_time: None,
+    })
+    .unwrap_or_default()
 }
 
 /// The node a placement names (`None` = stay home).
@@ -142,13 +151,13 @@ async fn wait(c: &Client, pid: i32) -> Result<i32, ClientError> {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let j: JobInfo = c.call(methods::JOB_STATUS, json!({ "pid": pid })).await?;
+                let j: JobInfo = c.call(methods::JOB_STATUS, PidParams { pid }).await?;
                 if let Some(code) = j.exit {
                     return Ok(code);
                 }
             }
             _ = tokio::signal::ctrl_c() => {
-                c.call_value(methods::PROC_SIGNAL, json!({ "pid": pid, "signal": "INT" })).await?;
+                c.call_value(methods::PROC_SIGNAL, signal(pid, "INT")).await?;
             }
         }
     }

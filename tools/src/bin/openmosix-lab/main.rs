@@ -44,6 +44,14 @@ enum Cmd {
         /// The agent binary (default: openmosixd next to this program, else /usr/local/sbin/openmosixd).
         #[arg(long)]
         agent: Option<PathBuf>,
+        /// An extra argument for every node's agent (repeat for more), e.g.
+        /// `--agent-arg=--image-space=512`.
+        #[arg(long = "agent-arg", allow_hyphen_values = true)]
+        agent_args: Vec<String>,
+        /// An extra argument for one node's agent, as ID:ARG (repeat for more),
+        /// e.g. `--node-arg=2:--image-space=256`.
+        #[arg(long = "node-arg", allow_hyphen_values = true, value_parser = node_arg)]
+        node_args: Vec<(u32, String)>,
     },
     /// Stop the lab's agents and remove its namespaces, links and files.
     Down {
@@ -71,7 +79,9 @@ fn main() -> ExitCode {
             name,
             subnet,
             agent,
-        } => up(&name, nodes, &subnet, agent),
+            agent_args,
+            node_args,
+        } => up(&name, nodes, &subnet, agent, &agent_args, &node_args),
         Cmd::Down { name } => down(&name),
         Cmd::Status { name, json } => status(&name, json),
     };
@@ -102,14 +112,30 @@ fn agent_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     bail!("openmosixd not found next to openmosix-lab nor in /usr/local/sbin; pass --agent")
 }
 
-fn up(name: &str, nodes: u32, subnet: &str, agent: Option<PathBuf>) -> anyhow::Result<()> {
+/// Parses `ID:ARG`.
+fn node_arg(s: &str) -> Result<(u32, String), String> {
+    let (id, arg) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not ID:ARG"))?;
+    let id = id.parse().map_err(|_| format!("`{id}` is not a node id"))?;
+    Ok((id, arg.to_string()))
+}
+
+fn up(
+    name: &str,
+    nodes: u32,
+    subnet: &str,
+    agent: Option<PathBuf>,
+    agent_args: &[String],
+    node_args: &[(u32, String)],
+) -> anyhow::Result<()> {
     if !(1..=60).contains(&nodes) {
         bail!("--nodes must be from 1 to 60");
     }
     let agent = agent_binary(agent)?;
     let mut lab = Lab::create(name, subnet, nodes)?;
     // Any failure from here on removes what was made so far.
-    if let Err(e) = lab.build(&agent) {
+    if let Err(e) = lab.build(&agent, agent_args, node_args) {
         let cleanup = lab.teardown();
         return Err(match cleanup {
             Ok(()) => e.context("lab not created (everything made so far was removed)"),
@@ -129,6 +155,10 @@ fn up(name: &str, nodes: u32, subnet: &str, agent: Option<PathBuf>) -> anyhow::R
             n.pid.unwrap_or(0)
         );
     }
+    println!(
+        "mosctl --socket {} nodes    # as any local user, on node 1",
+        lab.run_dir(1).join(hpc::paths::AGENT_SOCKET_FILE).display()
+    );
     println!(
         "mosctl --node {} --key {} --known-hosts {} nodes",
         lab.state

@@ -5,12 +5,25 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+/// A system program by absolute path, run as root with a clean environment.
+pub fn system(program: &str) -> anyhow::Result<Command> {
+    let path = hpc::paths::system_program(program).with_context(|| {
+        format!(
+            "{program} not found in {} (is it installed?)",
+            hpc::paths::SYSTEM_PATH
+        )
+    })?;
+    let mut c = Command::new(path);
+    c.env_clear().env("PATH", hpc::paths::SYSTEM_PATH);
+    Ok(c)
+}
+
 /// Runs a command and fails with its stderr when it fails.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
+    let out = system(program)?
         .args(args)
         .output()
-        .with_context(|| format!("cannot run {program} (is it installed?)"))?;
+        .with_context(|| format!("cannot run {program}"))?;
     if !out.status.success() {
         bail!(
             "`{program} {}` failed: {}",

@@ -4,7 +4,7 @@
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +14,9 @@ use crate::net;
 
 /// Where labs keep their files.
 pub const LAB_ROOT: &str = "/var/lib/openmosix/lab";
+/// Where lab nodes keep their runtime files (PID file, local socket): under
+/// `/run`, open to local users (0755) so they reach a node's socket.
+pub const RUN_ROOT: &str = "/run/openmosix-lab";
 
 /// Something `up` created and `down` must remove.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,13 +166,29 @@ impl Lab {
         self.dir.join("known_hosts")
     }
 
-    /// A node's directory (config/, state/, run/, agent.log).
+    /// A node's directory (config/, state/, agent.log).
     pub fn node_dir(&self, id: u32) -> PathBuf {
         self.dir.join(format!("node{id}"))
     }
 
-    /// Creates the network and starts the agents.
-    pub fn build(&mut self, agent: &std::path::Path) -> anyhow::Result<()> {
+    /// The lab's runtime directory.
+    pub fn run_root(&self) -> PathBuf {
+        PathBuf::from(RUN_ROOT).join(&self.state.name)
+    }
+
+    /// A node's runtime directory (PID file, `agent.sock`).
+    pub fn run_dir(&self, id: u32) -> PathBuf {
+        self.run_root().join(format!("node{id}"))
+    }
+
+    /// Creates the network and starts the agents, each with `args` (for
+    /// every node) and its own from `node_args` (`(id, arg)`).
+    pub fn build(
+        &mut self,
+        agent: &std::path::Path,
+        args: &[String],
+        node_args: &[(u32, String)],
+    ) -> anyhow::Result<()> {
         let name = self.state.name.clone();
         let subnet = self.state.subnet.clone();
         let bridge = self.bridge();
@@ -239,7 +258,15 @@ impl Lab {
         // One at a time: each agent calibrates its speed at first start, and
         // concurrent calibrations on shared cores would skew the figures.
         for i in 0..self.state.nodes.len() {
-            let pid = self.start_agent(i, agent)?;
+            let id = self.state.nodes.get(i).map(|n| n.id).unwrap_or(0);
+            let mut own: Vec<String> = args.to_vec();
+            own.extend(
+                node_args
+                    .iter()
+                    .filter(|(n, _)| *n == id)
+                    .map(|(_, a)| a.clone()),
+            );
+            let pid = self.start_agent(i, agent, &own)?;
             if let Some(n) = self.state.nodes.get_mut(i) {
                 n.pid = Some(pid);
             }
@@ -265,11 +292,18 @@ impl Lab {
 
     fn prepare_node_dir(&self, id: u32, authorized: &str, map: &str) -> anyhow::Result<()> {
         let dir = self.node_dir(id);
-        for sub in ["config", "state", "run"] {
+        for sub in ["config", "state"] {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir.join(sub))?;
+        }
+        for d in [PathBuf::from(RUN_ROOT), self.run_root(), self.run_dir(id)] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&d)?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
         }
         let config = dir.join("config");
         std::fs::copy(
@@ -285,14 +319,19 @@ impl Lab {
         Ok(())
     }
 
-    fn start_agent(&self, index: usize, agent: &std::path::Path) -> anyhow::Result<u32> {
+    fn start_agent(
+        &self,
+        index: usize,
+        agent: &std::path::Path,
+        args: &[String],
+    ) -> anyhow::Result<u32> {
         let node = self.state.nodes.get(index).context("no such node")?;
         let dir = self.node_dir(node.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("agent.log"))?;
-        let child = Command::new("nsenter")
+        let child = net::system("nsenter")?
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg(agent)
             .arg("--config-dir")
@@ -300,12 +339,13 @@ impl Lab {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .arg("--run-dir")
-            .arg(dir.join("run"))
+            .arg(self.run_dir(node.id))
             .arg("--node-id")
             .arg(node.id.to_string())
             .arg("--listen")
             .arg(&node.addr)
             .args(["--scope", "netns"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -387,6 +427,12 @@ impl Lab {
             if let Err(e) = r {
                 problems.push(format!("{e:#}"));
             }
+        }
+        if problems.is_empty()
+            && self.run_root().exists()
+            && let Err(e) = std::fs::remove_dir_all(self.run_root())
+        {
+            problems.push(format!("cannot remove {}: {e}", self.run_root().display()));
         }
         if problems.is_empty() {
             std::fs::remove_dir_all(&self.dir)

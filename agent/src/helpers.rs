@@ -1,0 +1,100 @@
+//! Programs the agent runs as root (`unshare`, `openmosix-jobinit`, CRIU):
+//! found at absolute paths in system directories, checked to be owned by root
+//! and writable by nobody else, and run with a fixed minimal environment. A
+//! caller's environment never reaches them; a job's own environment reaches
+//! only the job, after it dropped to its user (see [`crate::jobs`]).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use hpc::paths::SYSTEM_PATH;
+
+/// Fails unless `path` is a regular file that only root can change: owned by
+/// root, not writable by group or others, in a directory likewise (so nobody
+/// else can swap it for another program).
+pub fn check_trusted(path: &Path) -> Result<(), String> {
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    owned_by_root(path, &meta)?;
+    if let Some(dir) = path.parent() {
+        let d = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        owned_by_root(dir, &d)?;
+    }
+    Ok(())
+}
+
+fn owned_by_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    if meta.uid() != 0 {
+        return Err(format!(
+            "{} belongs to uid {}, not root; the agent runs it as root, so only root may own it",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    // A sticky directory (like /tmp) still lets others replace their own
+    // entries; refuse group/other write on anything the agent runs.
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by others (mode {:o}); the agent runs it as root",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// A system program by name (see [`hpc::paths::system_program`]), checked with [`check_trusted`].
+pub fn locate(name: &str) -> Result<PathBuf, String> {
+    let path = hpc::paths::system_program(name)
+        .ok_or_else(|| format!("`{name}` not found in {SYSTEM_PATH}"))?;
+    check_trusted(&path)?;
+    Ok(path)
+}
+
+/// A command for a program run as root: no inherited environment but
+/// `PATH` = [`SYSTEM_PATH`], working directory `/`.
+pub fn root_command(program: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.env_clear().env("PATH", SYSTEM_PATH).current_dir("/");
+    c
+}
+
+/// [`root_command`] for tokio.
+pub fn root_command_async(program: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(program);
+    c.env_clear().env("PATH", SYSTEM_PATH).current_dir("/");
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_programs_are_found_by_absolute_path() {
+        let p = locate("unshare").unwrap();
+        assert!(p.is_absolute() && p.ends_with("unshare"), "{}", p.display());
+    }
+
+    #[test]
+    fn a_program_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp");
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let prog = dir.path().join("prog");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_trusted(&prog).unwrap_err();
+        assert!(
+            e.contains("writable by others") || e.contains("not root"),
+            "{e}"
+        );
+        assert!(check_trusted(Path::new("relative/prog")).is_err());
+    }
+}

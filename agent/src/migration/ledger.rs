@@ -1,0 +1,354 @@
+//! The migration ledger: who decided what about each migration, kept in small
+//! files (`STATE_DIR/migrations/ID.in`, `ID.out`) so that an agent that dies
+//! and restarts still knows, and a migration whose `commit` answer was lost
+//! never ends with two running copies.
+//!
+//! The **target** decides: a restored copy waits stopped, `pending`; the first
+//! of (the source's `commit`, an abort) wins, under one lock. `committed` is
+//! written before the copy is resumed. A source that did not hear the answer
+//! asks again over a new connection (`resolve`); asking aborts a copy still
+//! pending, so the answer is final either way. An id the target never
+//! committed is answered "not committed": its copy never ran.
+//!
+//! The **source** writes `ID.out` (the job and its frozen tree) before it sends
+//! `commit`. Until the target's decision is known the tree stays frozen; the
+//! record survives a restart of the source agent, which then asks again.
+//!
+//! The files are not synced to disk: they must survive the agent, not the
+//! machine (a machine that crashes takes its copy of the process with it, and
+//! the other side's answer is then right).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use hpc::protocol::JobInfo;
+use serde::{Deserialize, Serialize};
+
+/// How long decided migrations are remembered.
+pub const KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A migration id: 32 lower-case hex digits, chosen by the source.
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Whether `id` has the form of a migration id (it names files).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The target's decision about one migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Decision {
+    /// Restored and stopped, waiting for the commit.
+    Pending {
+        /// The restored tree's root.
+        root_pid: i32,
+        /// Its start time (to tell it from a later process with its PID).
+        start_time: u64,
+    },
+    /// The copy here runs; the source's copy must end.
+    Committed,
+    /// The copy here was ended (or never ran); the source's copy continues.
+    Aborted,
+}
+
+/// What the source keeps while the target's decision is unknown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InDoubt {
+    /// The migration.
+    pub id: String,
+    /// The target node.
+    pub target: hpc::model::NodeId,
+    /// The job as it would be recorded if it moved (`where` = the target).
+    pub moved: JobInfo,
+    /// The frozen tree at the source, root first.
+    pub tree: Vec<i32>,
+    /// The root's start time.
+    pub root_start: u64,
+}
+
+/// Errors of the ledger's files.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A file could not be written.
+    #[error("cannot record migration {id}: {source}")]
+    Io {
+        /// The migration.
+        id: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The id is not one.
+    #[error("`{0}` is not a migration id")]
+    BadId(String),
+}
+
+/// The ledger of one agent.
+pub struct Ledger {
+    dir: PathBuf,
+    decisions: Mutex<HashMap<String, Decision>>,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir` (a 0700 directory the caller made), loading
+    /// the target decisions recorded there and forgetting old ones. Returns it
+    /// with the copies left pending by a previous run: they never got their
+    /// commit and must be ended.
+    pub fn open(dir: PathBuf) -> (Self, Vec<(String, Decision)>) {
+        let mut decisions = HashMap::new();
+        let mut stale = Vec::new();
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > KEEP);
+            let Some(id) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .filter(|s| valid_id(s))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if path.extension().is_some_and(|x| x == "in") {
+                if old {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                let Some(d) = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Decision>(&b).ok())
+                else {
+                    continue;
+                };
+                if matches!(d, Decision::Pending { .. }) {
+                    stale.push((id.clone(), d));
+                }
+                decisions.insert(id, d);
+            }
+        }
+        (
+            Self {
+                dir,
+                decisions: Mutex::new(decisions),
+            },
+            stale,
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Decision>> {
+        match self.decisions.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write(&self, id: &str, ext: &str, bytes: &[u8]) -> Result<(), LedgerError> {
+        if !valid_id(id) {
+            return Err(LedgerError::BadId(id.into()));
+        }
+        let io = |source| LedgerError::Io {
+            id: id.into(),
+            source,
+        };
+        let path = self.dir.join(format!("{id}.{ext}"));
+        let tmp = self.dir.join(format!("{id}.{ext}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    fn record(&self, id: &str, d: Decision) -> Result<(), LedgerError> {
+        let bytes = serde_json::to_vec(&d).map_err(|e| LedgerError::Io {
+            id: id.into(),
+            source: std::io::Error::other(e),
+        })?;
+        self.write(id, "in", &bytes)
+    }
+
+    /// Target: a copy was restored and waits stopped. Fails when the id was
+    /// decided already (a source that gave up asked first): the copy must end.
+    pub fn restored(&self, id: &str, root_pid: i32, start_time: u64) -> Result<(), LedgerError> {
+        let mut d = self.lock();
+        if d.contains_key(id) {
+            return Err(LedgerError::Io {
+                id: id.into(),
+                source: std::io::Error::other("the migration was decided already"),
+            });
+        }
+        let pending = Decision::Pending {
+            root_pid,
+            start_time,
+        };
+        self.record(id, pending)?;
+        d.insert(id.into(), pending);
+        Ok(())
+    }
+
+    /// Target: the commit arrived. True when the copy may run: it was still
+    /// pending, and `committed` is now recorded.
+    pub fn commit(&self, id: &str) -> bool {
+        let mut d = self.lock();
+        if !matches!(d.get(id), Some(Decision::Pending { .. })) {
+            return false;
+        }
+        if let Err(e) = self.record(id, Decision::Committed) {
+            tracing::error!(error = %e, "cannot record a commit; the copy will not run");
+            return false;
+        }
+        d.insert(id.into(), Decision::Committed);
+        true
+    }
+
+    /// Target: the migration is over without a commit, or a source asks
+    /// about it. A pending copy is aborted (the caller ends it: its root and
+    /// start time are returned); the final decision is returned.
+    pub fn settle(&self, id: &str) -> (Decision, Option<(i32, u64)>) {
+        let mut d = self.lock();
+        match d.get(id).copied() {
+            Some(Decision::Committed) => (Decision::Committed, None),
+            Some(Decision::Pending {
+                root_pid,
+                start_time,
+            }) => {
+                if let Err(e) = self.record(id, Decision::Aborted) {
+                    tracing::warn!(error = %e, "cannot record an abort");
+                }
+                d.insert(id.into(), Decision::Aborted);
+                (Decision::Aborted, Some((root_pid, start_time)))
+            }
+            Some(Decision::Aborted) => (Decision::Aborted, None),
+            None => {
+                // Never restored here (or forgotten long ago): remember the
+                // abort, so that a restore still under way cannot run it.
+                if valid_id(id) {
+                    let _ = self.record(id, Decision::Aborted);
+                    d.insert(id.into(), Decision::Aborted);
+                }
+                (Decision::Aborted, None)
+            }
+        }
+    }
+
+    /// Source: the commit is about to be sent; until [`Ledger::settled`], the
+    /// tree stays frozen and the outcome is asked of the target.
+    pub fn in_doubt(&self, rec: &InDoubt) -> Result<(), LedgerError> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| LedgerError::Io {
+            id: rec.id.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        self.write(&rec.id, "out", &bytes)
+    }
+
+    /// Source: the outcome is known and acted on.
+    pub fn settled(&self, id: &str) {
+        if valid_id(id) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{id}.out")));
+        }
+    }
+
+    /// Source: the migrations whose outcome is still unknown.
+    pub fn unsettled(&self) -> Vec<InDoubt> {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "out"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<InDoubt>(&b).ok())
+            .collect()
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp");
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let (l, stale) = Ledger::open(dir.path().to_path_buf());
+        assert!(stale.is_empty());
+        (dir, l)
+    }
+
+    #[test]
+    fn the_first_of_commit_and_abort_wins() {
+        let (_d, l) = ledger();
+        let (a, b) = (new_id(), new_id());
+        l.restored(&a, 100, 5).unwrap();
+        assert!(l.commit(&a));
+        assert_eq!(l.settle(&a), (Decision::Committed, None));
+        l.restored(&b, 200, 6).unwrap();
+        assert_eq!(l.settle(&b), (Decision::Aborted, Some((200, 6))));
+        assert!(
+            !l.commit(&b),
+            "a late commit does not resume an aborted copy"
+        );
+        let c = new_id();
+        assert_eq!(l.settle(&c).0, Decision::Aborted);
+        assert!(
+            l.restored(&c, 300, 7).is_err(),
+            "asked before restored: never runs"
+        );
+        assert!(l.restored("../../etc/passwd", 1, 1).is_err());
+    }
+
+    #[test]
+    fn decisions_and_doubts_survive_a_restart() {
+        let (dir, l) = ledger();
+        let (a, b) = (new_id(), new_id());
+        l.restored(&a, 100, 5).unwrap();
+        assert!(l.commit(&a));
+        l.restored(&b, 200, 6).unwrap();
+        let doubt = InDoubt {
+            id: new_id(),
+            target: 2,
+            moved: JobInfo::default(),
+            tree: vec![10, 11],
+            root_start: 9,
+        };
+        l.in_doubt(&doubt).unwrap();
+        drop(l);
+        let (again, stale) = Ledger::open(dir.path().to_path_buf());
+        assert_eq!(again.settle(&a).0, Decision::Committed);
+        assert_eq!(
+            stale,
+            vec![(
+                b.clone(),
+                Decision::Pending {
+                    root_pid: 200,
+                    start_time: 6
+                }
+            )]
+        );
+        assert_eq!(again.unsettled(), vec![doubt.clone()]);
+        again.settled(&doubt.id);
+        assert!(again.unsettled().is_empty());
+    }
+}
