@@ -251,6 +251,14 @@ impl Jobs {
         Some(BusyGuard { jobs: self, key })
     }
 
+    /// Whether a migration of job `home/home_pid` is under way here.
+    pub fn is_busy(&self, home: NodeId, home_pid: i32) -> bool {
+        self.busy
+            .lock()
+            .map(|b| b.contains(&job_key(home, home_pid)))
+            .unwrap_or(false)
+    }
+
     /// Remembers the latest row of a job that runs elsewhere.
     pub fn set_remote_row(&self, home_pid: i32, row: ProcessInfo) {
         if let Ok(mut r) = self.remote_rows.lock() {

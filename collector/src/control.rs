@@ -1,6 +1,7 @@
-//! The running collector's control socket (`/run/openmosix/collector.sock`,
-//! 0600): `-n` (checkpoint), `-r` (archive and begin anew) and status reach the
-//! daemon through it, one JSON line each way. Framing lives here; what a
+//! The running collector's control socket (`/run/openmosixcollector/collector.sock`,
+//! 0600 in a 0700 directory of its own, answering only root and the collector's
+//! own user, checked with `SO_PEERCRED`): `-n` (checkpoint), `-r` (archive and
+//! begin anew) and status reach the daemon through it, one JSON line each way. Framing lives here; what a
 //! request does is [`crate::daemon`]'s job.
 
 use std::path::Path;
@@ -12,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 /// The default control socket.
-pub const DEFAULT_SOCKET: &str = "/run/openmosix/collector.sock";
+pub const DEFAULT_SOCKET: &str = "/run/openmosixcollector/collector.sock";
 
 /// Longest request line accepted.
 const MAX_LINE: usize = 4096;
@@ -61,12 +62,27 @@ pub enum ControlError {
     BadAnswer(String),
 }
 
-/// Binds the socket at `path` (replacing a stale one), owner-only.
+/// Binds the socket at `path` (replacing a stale one), owner-only. Its
+/// directory is created 0700 if missing and refused if others could enter
+/// or write it, so the socket is never reachable by anyone else, not even in
+/// the moment between `bind` and `chmod`.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
     let err = |e| ControlError::Io(path.display().to_string(), e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(err(std::io::Error::other(format!(
+            "its directory {} must be a directory of uid {me} that nobody else may enter (mode 0700)",
+            dir.display()
+        ))));
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
@@ -82,12 +98,26 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
+/// Whether the peer of `stream` may control the collector: root or the
+/// collector's own user.
+fn trusted_peer(stream: &UnixStream) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    stream
+        .peer_cred()
+        .is_ok_and(|c| c.uid() == 0 || c.uid() == me)
+}
+
 /// Accepts connections and hands each request to `to_daemon`, until that closes.
 pub async fn serve(listener: UnixListener, to_daemon: mpsc::Sender<Incoming>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        if !trusted_peer(&stream) {
+            tracing::warn!(peer = ?stream.peer_cred().ok(), "control connection from another user refused");
+            continue;
+        }
         let to_daemon = to_daemon.clone();
         tokio::spawn(async move {
             if let Err(e) = handle(stream, to_daemon).await {

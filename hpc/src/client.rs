@@ -231,8 +231,27 @@ pub struct Client {
     updates: Mutex<Option<mpsc::Receiver<Update>>>,
     call_timeout: Duration,
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// The task reading answers and updates.
+    reader: tokio::task::JoinHandle<()>,
     /// Keeps the SSH session alive (none on the Unix socket).
-    _session: Option<Handle<HostKeyChecker>>,
+    session: Option<Handle<HostKeyChecker>>,
+}
+
+impl Drop for Client {
+    /// Ends the connection: the reader stops and the SSH session is closed,
+    /// so the agent frees its session at once.
+    fn drop(&mut self) {
+        self.reader.abort();
+        if let Some(session) = self.session.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = session
+                    .disconnect(russh::Disconnect::ByApplication, "", "")
+                    .await;
+            });
+        }
+    }
 }
 
 /// An SSH session with the `openmosix` subsystem open, before any framing: for
@@ -337,10 +356,29 @@ async fn connect_raw_inner(
         .channel_open_session()
         .await
         .map_err(|e| unreachable(format!("cannot open channel: {e}")))?;
+    let mut channel = channel;
     channel
         .request_subsystem(true, subsystem)
         .await
         .map_err(|e| unreachable(format!("subsystem refused: {e}")))?;
+    // Wait for the agent's answer, so a refusal is an error now rather than a
+    // channel that never answers.
+    loop {
+        match channel.wait().await {
+            Some(russh::ChannelMsg::Success) => break,
+            Some(russh::ChannelMsg::Failure) => {
+                return Err(unreachable(format!(
+                    "subsystem refused: the agent does not serve `{subsystem}` to this key"
+                )));
+            }
+            Some(russh::ChannelMsg::Close | russh::ChannelMsg::Eof) | None => {
+                return Err(unreachable(format!(
+                    "subsystem refused: the channel closed before `{subsystem}` started"
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     Ok(RawConnection {
         stream: channel.into_stream(),
         session,
@@ -509,7 +547,7 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let (updates_tx, updates_rx) = mpsc::channel(UPDATE_QUEUE);
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        tokio::spawn(read_loop(read, pending.clone(), updates_tx, closed.clone()));
+        let reader = tokio::spawn(read_loop(read, pending.clone(), updates_tx, closed.clone()));
         Self {
             addr,
             writer: tokio::sync::Mutex::new(writer),
@@ -518,7 +556,8 @@ impl Client {
             updates: Mutex::new(Some(updates_rx)),
             call_timeout: CALL_TIMEOUT,
             closed,
-            _session: session,
+            reader,
+            session,
         }
     }
 

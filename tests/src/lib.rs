@@ -134,6 +134,15 @@ impl Keys {
         }
     }
 
+    /// The cluster key as a private key file (for tests that act as an agent).
+    pub fn cluster_key_file(&self) -> PathBuf {
+        let path = self.dir.join("cluster");
+        if !path.exists() {
+            write_private(&path, &self.cluster);
+        }
+        path
+    }
+
     /// `authorized_keys` text granting admin and monitor.
     pub fn authorized_keys(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p.with_extension("pub")).expect("pub key");
@@ -288,6 +297,25 @@ impl TestAgent {
         }
     }
 
+    /// Adds a line to the agent's `authorized_keys` (the agent re-reads it).
+    pub fn authorize(&self, line: &str) {
+        use std::io::Write;
+        let path = self
+            .dir
+            .join("config")
+            .join(hpc::paths::AUTHORIZED_KEYS_FILE);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("authorized_keys");
+        writeln!(f, "{line}").expect("append to authorized_keys");
+    }
+
+    /// The agent's local socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("run").join(hpc::paths::AGENT_SOCKET_FILE)
+    }
+
     /// Writes a known_hosts file that lists this agent's host key.
     pub fn write_known_hosts(&self, path: &Path) {
         let key = self.host_key.to_openssh().expect("encode host key");
@@ -346,6 +374,89 @@ impl TestCluster {
             .iter()
             .map(|a| format!("{} {} 1\n", a.id, a.addr))
             .collect()
+    }
+}
+
+/// A local user made for one test (`useradd`), removed when dropped.
+pub struct TestUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// Creates a system user without a home directory, named after `tag`
+    /// and this test process (unique among parallel tests).
+    pub fn create(tag: &str) -> Self {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let name = format!("om{tag}{}x{n}", std::process::id());
+        let useradd = hpc::paths::system_program("useradd").expect("useradd is installed");
+        // useradd fails while another one holds /etc/passwd's lock: try again.
+        let mut last = String::new();
+        for _ in 0..50 {
+            let out = Command::new(&useradd)
+                .args(["--system", "--no-create-home", "--user-group"])
+                .args(["--shell", "/usr/sbin/nologin", &name])
+                .output()
+                .expect("run useradd");
+            if out.status.success() {
+                let id = |flag: &str| -> u32 {
+                    let out = Command::new("id").args([flag, &name]).output().expect("id");
+                    String::from_utf8_lossy(&out.stdout)
+                        .trim()
+                        .parse()
+                        .expect("a numeric id")
+                };
+                return Self {
+                    uid: id("-u"),
+                    gid: id("-g"),
+                    name,
+                };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("useradd {name} failed: {last}");
+    }
+
+    /// A command run as this user (its uid and group, no other groups), with
+    /// a minimal environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(program);
+        c.uid(self.uid)
+            .gid(self.gid)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/")
+            .env("OPENMOSIX_LOG", "warn");
+        c
+    }
+
+    /// Gives `path` to this user.
+    pub fn chown(&self, path: &Path) {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).expect("chown");
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        if let Some(userdel) = hpc::paths::system_program("userdel") {
+            for _ in 0..50 {
+                let ok = Command::new(&userdel)
+                    .args(["--force", &self.name])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 

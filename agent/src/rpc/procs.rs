@@ -399,6 +399,25 @@ fn pin_process(row: &ProcessInfo, seen: Option<u64>) -> Result<PidFd, RpcError> 
     Ok(fd)
 }
 
+/// Fails while the local process `pid` belongs to a job being migrated (its
+/// copy here may be frozen for the move: a signal could wake it while the
+/// target's copy runs), or whose last move is not settled yet.
+fn not_moving(ctx: &AgentContext, pid: i32) -> Result<(), RpcError> {
+    let Some(job) = ctx.jobs.running_here_with(ctx.jobs.local_pid(pid)) else {
+        return Ok(());
+    };
+    let (home, home_pid) = (job.info.home, job.info.home_pid);
+    if ctx.jobs.is_busy(home, home_pid)
+        || crate::migration::unsettled(ctx, home, home_pid).is_some()
+    {
+        return Err(RpcError::new(
+            codes::UNAVAILABLE,
+            format!("process {pid} is being migrated; try again once it has moved"),
+        ));
+    }
+    Ok(())
+}
+
 /// `proc.signal`; for a job running elsewhere, sent by its host.
 pub async fn signal(
     ctx: &AgentContext,
@@ -436,6 +455,7 @@ pub async fn signal(
         );
     }
     let row = guard_target(ctx, p.pid, p.start_time)?;
+    not_moving(ctx, p.pid)?;
     pin_process(&row, p.start_time)?.signal(row.pid, sig)?;
     tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
     ctx.request_resample();
@@ -460,7 +480,13 @@ pub async fn renice(
     }
     let nice = p.nice.min(19);
     if caller.role == hpc::model::Role::User {
-        let current = find(ctx, p.pid)?.nice;
+        let row = find(ctx, p.pid)?;
+        // The live value where the process runs here; the host's last row otherwise.
+        let current = std::fs::read(format!("/proc/{}/stat", row.pid))
+            .ok()
+            .filter(|_| ctx.jobs.away(p.pid).is_none())
+            .and_then(|b| Some(crate::sampler::parse_stat(&b)?.0.nice))
+            .unwrap_or(row.nice);
         if nice < current {
             return Err(RpcError::new(
                 codes::FORBIDDEN,

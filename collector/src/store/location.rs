@@ -107,6 +107,33 @@ fn check_directory(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The history holds every user's command lines: its file is 0640 (root and
+/// its group read it, nobody else). A missing file is created so, without
+/// following a symbolic link; an existing one loses any rights of others.
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn private_history_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_file() => Err(StoreError::Config(format!(
+            "{}: refusing a history that is not a regular file",
+            path.display()
+        ))),
+        Ok(m) if m.mode() & 0o027 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode() & 0o7750))
+                .map_err(|e| StoreError::io(path, e))
+        }
+        Ok(_) => Ok(()),
+        Err(_) => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(drop)
+            .map_err(|e| StoreError::io(path, e)),
+    }
+}
+
 /// Opens a pool on `location`. `write` creates the file or schema as needed and
 /// applies the embedded migrations; otherwise the history is opened read-only.
 pub async fn connect(location: &Location, write: bool) -> Result<AnyPool, StoreError> {
@@ -116,6 +143,7 @@ pub async fn connect(location: &Location, write: bool) -> Result<AnyPool, StoreE
             if write {
                 let dir = path.parent().unwrap_or(Path::new("/"));
                 check_directory(dir)?;
+                private_history_file(path)?;
             } else if !path.exists() {
                 return Err(StoreError::Config(format!(
                     "{}: no such history",
