@@ -9,6 +9,11 @@ set -euo pipefail
 
 CRIU_VERSION=4.1.1
 CRIU_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
+# Our build carries scripts/criu-rlimits-from-proc.patch (checkpointing another
+# user's process where root lacks CAP_SYS_RESOURCE); its version says so
+# (4.1.1.4660: CRIU wants a number there; 4660 is the agent's port).
+CRIU_LOCAL=4660
+CRIU_PATCH=$(cd "$(dirname "$0")" && pwd)/criu-rlimits-from-proc.patch
 CRIU_PREFIX=/usr/local
 BUILD_ROOT=/var/cache/openmosix/build
 
@@ -40,6 +45,8 @@ criu_ok() {
   local v
   v=$("$bin" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1)
   [ -n "$v" ] || return 1
+  # The patched build (see CRIU_LOCAL).
+  case "$v" in *".$CRIU_LOCAL") ;; *) return 1 ;; esac
   # version >= 4.1 ?
   local major minor
   major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
@@ -48,6 +55,9 @@ criu_ok() {
 
 install_criu() {
   if criu_ok; then log "CRIU $(criu --version | sed -n 's/^Version: *//p') present"; return 0; fi
+  if command -v criu >/dev/null 2>&1; then
+    log "replacing $(command -v criu) ($(criu --version 2>/dev/null | sed -n 's/^Version: *//p')) with CRIU $CRIU_VERSION.$CRIU_LOCAL"
+  fi
   apt_install ca-certificates debian-archive-keyring make gcc pkg-config \
     libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler python3-protobuf \
     libnl-3-dev libnet1-dev libcap-dev libaio-dev uuid-dev libgnutls28-dev libbsd-dev libnftables-dev \
@@ -77,7 +87,9 @@ SRC
   log "building CRIU $CRIU_VERSION (about a minute)"
   as_root rm -rf "$BUILD_ROOT/criu-$CRIU_VERSION"
   as_root tar -C "$BUILD_ROOT" -xf "$tarball"
-  as_root make -s -C "$BUILD_ROOT/criu-$CRIU_VERSION" -j"$(nproc)" criu >/dev/null
+  apt_install patch
+  as_root patch -s -d "$BUILD_ROOT/criu-$CRIU_VERSION" -p1 <"$CRIU_PATCH"
+  as_root make -s -C "$BUILD_ROOT/criu-$CRIU_VERSION" -j"$(nproc)" CRIU_VERSION_EXTRA="$CRIU_LOCAL" criu >/dev/null
   as_root install -m 0755 "$BUILD_ROOT/criu-$CRIU_VERSION/criu/criu" "$CRIU_PREFIX/sbin/criu"
   hash -r
   criu_ok || { log "installed CRIU does not report version >= 4.1"; exit 1; }

@@ -47,6 +47,31 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The version suffix of the CRIU that `scripts/install-deps.sh` builds with
+/// `scripts/criu-rlimits-from-proc.patch`, which reads other users' resource
+/// limits from `/proc/PID/limits` when root lacks `CAP_SYS_RESOURCE`.
+pub const PATCHED_SUFFIX: &str = ".4660";
+
+/// Whether this process holds `CAP_SYS_RESOURCE` (containers often drop it).
+pub fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps >> CAP_SYS_RESOURCE & 1 == 1)
+}
+
+/// Why only root's processes can be checkpointed here, if that is so: root
+/// lacks `CAP_SYS_RESOURCE` and CRIU `version` cannot do without it.
+pub fn other_users_limit(version: &str) -> Option<&'static str> {
+    (!version.ends_with(PATCHED_SUFFIX) && !has_cap_sys_resource()).then_some(
+        "only root's processes can move: root lacks CAP_SYS_RESOURCE here and this CRIU needs it for other users' (scripts/install-deps.sh builds one that does not)",
+    )
+}
+
 /// Finds CRIU (`explicit`, else the system directories), checks that only root
 /// can change it, checks its version and runs `criu check`. The error is the
 /// reason, for a person.

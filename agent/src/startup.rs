@@ -223,7 +223,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (criu, migration) = match (detected, &programs) {
         (Ok(_), Err(why)) => (None, format!("migration unavailable: {why}")),
         (Ok(c), Ok(_)) => {
-            let m = format!(
+            let mut m = format!(
                 "migration available: CRIU {} at {}{}",
                 c.version,
                 c.binary.display(),
@@ -233,6 +233,11 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
                     " (no pre-copy: the kernel does not track dirty memory)"
                 }
             );
+            if let Some(limit) = crate::criu::other_users_limit(&c.version) {
+                tracing::warn!("{limit}");
+                m.push_str("; ");
+                m.push_str(limit);
+            }
             precopy = c.mem_tracking;
             (Some(c.binary), m)
         }

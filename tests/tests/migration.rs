@@ -126,7 +126,18 @@ fn sums(path: &Path) -> Vec<String> {
 /// A lab of `nodes` nodes with every node seeing the others, a scratch
 /// directory, and an admin client of node 1 (the home in these tests).
 async fn setup(tag: &str, octet: u8, nodes: u32, label: &str) -> (TestLab, Scratch, Client) {
-    let lab = TestLab::up(tag, octet, nodes);
+    setup_with(tag, octet, nodes, label, &[]).await
+}
+
+/// [`setup`] with extra `openmosix-lab up` arguments.
+async fn setup_with(
+    tag: &str,
+    octet: u8,
+    nodes: u32,
+    label: &str,
+    extra: &[&str],
+) -> (TestLab, Scratch, Client) {
+    let lab = TestLab::up_with(tag, octet, nodes, extra);
     let dir = Scratch::new(label);
     let home = lab.client(1).await;
     all_up(&lab, nodes).await;
@@ -723,4 +734,214 @@ async fn mosrun_and_its_wrappers_place_jobs_and_return_their_status() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such program"));
     kill(&home, pid).await;
+}
+
+/// The running copies of the process whose command line holds `marker`
+/// (all lab nodes share this kernel): PIDs of its python processes that are
+/// neither zombies nor stopped.
+fn running_copies(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.starts_with("python3 ") && cmd.contains(marker)
+        })
+        .filter(|pid| !matches!(state_of(*pid), 'Z' | 'T' | 't' | '?'))
+        .collect()
+}
+
+/// The network namespace of a process (which lab node it is on).
+fn netns(pid: i32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_after_commit_leaves_exactly_one_running_copy() {
+    // Node 1 drops the connection right after sending the commit; node 2, as
+    // a target, resumes and then leaves the commit unanswered; node 3 loses
+    // its commit on the way. Node 4 behaves.
+    let (lab, dir, home) = setup_with(
+        "mc",
+        81,
+        4,
+        "commitcut",
+        &[
+            "--node-arg=1:--test-fault=drop-after-commit",
+            "--node-arg=2:--test-fault=target-silent-after-commit",
+            "--node-arg=3:--test-fault=lose-commit",
+        ],
+    )
+    .await;
+    let memory = dir.script("memory.py", MEMORY);
+    let out = dir.file("cut.out");
+    let job = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, &out.display().to_string(), "64"],
+        "cut.log",
+        false,
+    )
+    .await;
+    let marker = out.display().to_string();
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&out).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&out, 0, 3).await;
+    let node_ns: Vec<u64> = (1..=4).map(|id| netns(lab.agent_pid(id))).collect();
+    // (to, whether the move happens, where the job is afterwards)
+    for (to, moves, at) in [
+        ("4", true, 4u32), // from 1: the source drops the line after commit
+        ("2", true, 2),    // from 4: the target resumes and stays silent
+        ("3", true, 3),    // from 2: plain
+        ("4", false, 3),   // from 3: the commit is lost, the target ends its copy
+    ] {
+        let before = counts(&out).len();
+        let r = migrate(&home, job.home_pid, to).await;
+        match (&r, moves) {
+            (Ok(r), true) => assert_eq!(r.to, at, "{r:?}"),
+            (Err(e), false) => assert!(e.contains("did not take the commit"), "{e}"),
+            (other, _) => panic!("move to {to}: {other:?}"),
+        }
+        let one = wait_for(Duration::from_secs(20), || async {
+            let c = running_copies(&marker);
+            (c.len() == 1).then_some(c)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "after the move to {to}: running copies {:?}",
+                running_copies(&marker)
+            )
+        });
+        let st = status(&home, job.home_pid).await;
+        assert_eq!(st.where_, at, "{st:?}");
+        assert_eq!(
+            netns(one[0]),
+            node_ns[at as usize - 1],
+            "the one copy runs on node {at}"
+        );
+        // Still exactly one a while later (no late resume anywhere).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(running_copies(&marker), one, "after the move to {to}");
+        runs_on(&out, before, 3).await;
+        assert_continuous(&out);
+        let now = checksum_now(&home, job.home_pid, &out).await;
+        assert_eq!(now, baseline, "memory changed after the move to {to}");
+    }
+    kill(&home, job.home_pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_offers_never_take_more_image_space_than_there_is() {
+    // Node 2 takes at most 100 MiB of images at once; each job needs about 60.
+    let (lab, dir, home) =
+        setup_with("mo", 82, 2, "offers", &["--node-arg=2:--image-space=100"]).await;
+    let memory = dir.script("memory.py", MEMORY);
+    let mut jobs = Vec::new();
+    for i in 0..3 {
+        let out = dir.file(&format!("o{i}.out"));
+        let job = spawn(
+            &home,
+            &dir,
+            &["python3", &memory, &out.display().to_string(), "48"],
+            &format!("o{i}.log"),
+            false,
+        )
+        .await;
+        jobs.push((job, out));
+    }
+    let mut baselines = Vec::new();
+    for (_, out) in &jobs {
+        let sum = wait_for(Duration::from_secs(30), || async {
+            sums(out).first().cloned()
+        })
+        .await
+        .expect("checksum");
+        baselines.push(sum);
+    }
+    // Watch how much the image directory of node 2 holds while they compete.
+    let images = lab.images_dir(2);
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watch = {
+        let watching = watching.clone();
+        std::thread::spawn(move || {
+            let mut most = 0u64;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(dir_bytes(&images));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    // One connection each: a connection answers its requests in order.
+    let (h0, h1, h2) = (
+        lab.client(1).await,
+        lab.client(1).await,
+        lab.client(1).await,
+    );
+    let (a, b, c) = tokio::join!(
+        migrate(&h0, jobs[0].0.home_pid, "2"),
+        migrate(&h1, jobs[1].0.home_pid, "2"),
+        migrate(&h2, jobs[2].0.home_pid, "2"),
+    );
+    let results = [a, b, c];
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = watch.join().unwrap();
+    assert!(
+        most <= 100 << 20,
+        "node 2 held {most} bytes of images at once"
+    );
+    let moved = results.iter().filter(|r| r.is_ok()).count();
+    assert!(moved >= 1, "{results:?}");
+    assert!(moved < 3, "all three fit at once? {results:?}");
+    for ((job, out), (r, baseline)) in jobs.iter().zip(results.iter().zip(&baselines)) {
+        let expected = match r {
+            Ok(_) => 2,
+            Err(e) => {
+                assert!(e.contains("no room for the images"), "{e}");
+                1
+            }
+        };
+        let st = status(&home, job.home_pid).await;
+        assert_eq!(st.where_, expected, "{st:?}");
+        let before = counts(out).len();
+        runs_on(out, before, 3).await;
+        assert_continuous(out);
+        assert_eq!(&checksum_now(&home, job.home_pid, out).await, baseline);
+    }
+    // Room is given back: the refused ones move now, one after the other.
+    for ((job, _), r) in jobs.iter().zip(&results) {
+        if r.is_err() {
+            migrate(&home, job.home_pid, "2")
+                .await
+                .expect("there is room once the others have moved");
+        }
+    }
+    for (job, _) in &jobs {
+        kill(&home, job.home_pid).await;
+    }
+}
+
+/// Bytes of the regular files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
 }

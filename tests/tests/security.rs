@@ -825,3 +825,149 @@ async fn channels_and_sessions_are_capped_and_a_flood_keeps_nobody_out() {
     .await;
     assert!(back.is_some(), "sessions are given back when they end");
 }
+
+/// Appends 1, 2, 3, ... to a file, one line every 50 ms.
+const COUNTER: &str = "import sys, time\nf = open(sys.argv[1], 'a', buffering=1)\ni = 0\nwhile True:\n    i += 1\n    f.write(f'{i}\\n')\n    time.sleep(0.05)\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_users_run_move_and_kill_their_own_jobs_through_the_socket() {
+    let lab = testkit::TestLab::up("us", 83, 2);
+    let user = TestUser::create("sk");
+    let dir = unique_dir(base(), "sock");
+    user.chown(&dir);
+    let script = dir.join("counter.py");
+    std::fs::write(&script, COUNTER).unwrap();
+    let out = dir.join("counter.out");
+    let socket = lab.socket(1);
+    let admin = lab.client(1).await;
+    wait_for(Duration::from_secs(20), || async {
+        let n = node_seen(&admin, 2).await;
+        (n.status == Liveness::Up && n.migration.starts_with("migration available")).then_some(())
+    })
+    .await
+    .expect("node 2 up");
+    let run = |program: &str, args: &[&str]| {
+        let out = user
+            .command(testkit::bin(program))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run a tool as the user");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, who, err) = run("mosctl", &["whoami"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        who.starts_with(&format!("user (uid {}) on node 1", user.uid)),
+        "{who}"
+    );
+    let (code, _, err) = run("mosctl", &["block"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("permission denied"), "{err}");
+
+    // mosrun as the user: a job of the user's.
+    let out_s = out.display().to_string();
+    let script_s = script.display().to_string();
+    let (code, pid, err) = run(
+        "mosrun",
+        &[
+            "--detach",
+            "-o",
+            "counter.log",
+            "python3",
+            &script_s,
+            &out_s,
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let pid: i32 = pid.trim().parse().expect("mosrun prints the job's PID");
+    let job: JobInfo = admin
+        .call(methods::JOB_STATUS, json!({ "pid": pid }))
+        .await
+        .unwrap();
+    assert_eq!((job.uid, job.where_), (user.uid, 1));
+    let owner = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    assert_eq!(owner, user.uid, "the job runs as the user");
+    wait_for(Duration::from_secs(10), || async {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.lines().count() > 3)
+    })
+    .await
+    .expect("the job runs");
+
+    // migrate as the user: it moves.
+    let (code, said, err) = run("migrate", &[&pid.to_string(), "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(said.contains("moved from node 1 to node 2"), "{said}");
+    let job: JobInfo = admin
+        .call(methods::JOB_STATUS, json!({ "pid": pid }))
+        .await
+        .unwrap();
+    assert_eq!(job.where_, 2);
+
+    // Another user's (root's) job: refused, and it keeps running at home.
+    let root_out = dir.join("root.out");
+    let root_job: JobInfo = admin
+        .call(
+            methods::PROC_SPAWN,
+            SpawnParams {
+                argv: vec![
+                    "python3".into(),
+                    script_s.clone(),
+                    root_out.display().to_string(),
+                ],
+                cwd: dir.display().to_string(),
+                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                uid: 0,
+                gid: 0,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rp = root_job.home_pid.to_string();
+    for (tool, args) in [
+        ("migrate", vec![rp.as_str(), "2"]),
+        ("mosctl", vec!["kill", "-s", "KILL", rp.as_str()]),
+        ("mosctl", vec!["unlock", rp.as_str()]),
+    ] {
+        let (code, _, err) = run(tool, &args);
+        assert_eq!(code, Some(1), "{tool} {args:?} on root's job: {err}");
+        assert!(err.contains("permission denied"), "{err}");
+    }
+    let still: JobInfo = admin
+        .call(methods::JOB_STATUS, json!({ "pid": root_job.home_pid }))
+        .await
+        .unwrap();
+    assert_eq!((still.where_, still.exit), (1, None));
+
+    // mosctl kill as the user: its job ends, wherever it runs.
+    let (code, _, err) = run("mosctl", &["kill", "-s", "KILL", &pid.to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    let exit = wait_for(Duration::from_secs(20), || async {
+        let j: JobInfo = admin
+            .call(methods::JOB_STATUS, json!({ "pid": pid }))
+            .await
+            .ok()?;
+        j.exit
+    })
+    .await;
+    assert_eq!(exit, Some(128 + 9));
+    let _ = admin
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": root_job.home_pid, "signal": "KILL" }),
+        )
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
