@@ -50,8 +50,8 @@ impl Default for AdmissionLimits {
         Self {
             waiting: 256,
             per_source: 8,
-            per_source_rate: 10.0,
-            per_source_burst: 20.0,
+            per_source_rate: 50.0,
+            per_source_burst: 100.0,
             sessions: 256,
             cluster_reserved: 32,
             channels: 16,

@@ -80,6 +80,69 @@ where
     let _ = writer.await;
 }
 
+/// A request read from one line, checked for the JSON-RPC envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRequest {
+    /// Its id (`None`: a notification, which gets no answer).
+    pub id: Option<Value>,
+    /// The method.
+    pub method: String,
+    /// The params: an object, or null when absent.
+    pub params: Value,
+}
+
+/// Reads one line as a request: `Ok(None)` for a blank line, the error
+/// answer for anything that is not a valid JSON-RPC 2.0 request.
+pub fn parse_request(line: &[u8]) -> Result<Option<ParsedRequest>, Box<Response>> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_slice(line).map_err(|e| {
+        Box::new(Response::err(
+            Value::Null,
+            RpcError::new(codes::PARSE_ERROR, format!("not valid JSON: {e}")),
+        ))
+    })?;
+    let id = value.get("id").cloned();
+    let invalid = |msg: &str| {
+        Box::new(Response::err(
+            id.clone().unwrap_or(Value::Null),
+            RpcError::new(codes::INVALID_REQUEST, msg),
+        ))
+    };
+    if value.is_array() {
+        return Err(invalid(
+            "batch requests are not supported: send one request per line",
+        ));
+    }
+    let Some(obj) = value.as_object() else {
+        return Err(invalid("a request must be a JSON object"));
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(invalid("missing or wrong \"jsonrpc\": must be \"2.0\""));
+    }
+    if let Some(i) = &id
+        && !(i.is_number() || i.is_string() || i.is_null())
+    {
+        return Err(invalid("\"id\" must be a number, a string or null"));
+    }
+    let Some(method) = obj.get("method").and_then(Value::as_str) else {
+        return Err(invalid("missing \"method\" (a string)"));
+    };
+    let params = obj.get("params").cloned().unwrap_or(Value::Null);
+    if !(params.is_object() || params.is_null()) {
+        return Err(Box::new(Response::err(
+            id.unwrap_or(Value::Null),
+            RpcError::invalid_params("\"params\" must be an object"),
+        )));
+    }
+    Ok(Some(ParsedRequest {
+        id,
+        method: method.to_string(),
+        params,
+    }))
+}
+
 async fn handle_line(
     line: &[u8],
     ctx: &Arc<AgentContext>,
@@ -88,49 +151,16 @@ async fn handle_line(
     next_sub: &mut u64,
     out: &mpsc::Sender<Vec<u8>>,
 ) -> Option<Response> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            return Some(Response::err(
-                Value::Null,
-                RpcError::new(codes::PARSE_ERROR, format!("not valid JSON: {e}")),
-            ));
-        }
+    let ParsedRequest {
+        id,
+        method,
+        params: p,
+    } = match parse_request(line) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(answer) => return Some(*answer),
     };
-    let id = value.get("id").cloned();
-    let invalid = |msg: &str| {
-        Some(Response::err(
-            id.clone().unwrap_or(Value::Null),
-            RpcError::new(codes::INVALID_REQUEST, msg),
-        ))
-    };
-    if value.is_array() {
-        return invalid("batch requests are not supported: send one request per line");
-    }
-    let Some(obj) = value.as_object() else {
-        return invalid("a request must be a JSON object");
-    };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return invalid("missing or wrong \"jsonrpc\": must be \"2.0\"");
-    }
-    if let Some(i) = &id
-        && !(i.is_number() || i.is_string() || i.is_null())
-    {
-        return invalid("\"id\" must be a number, a string or null");
-    }
-    let Some(method) = obj.get("method").and_then(Value::as_str) else {
-        return invalid("missing \"method\" (a string)");
-    };
-    let p = obj.get("params").cloned().unwrap_or(Value::Null);
-    if !(p.is_object() || p.is_null()) {
-        return Some(Response::err(
-            id.unwrap_or(Value::Null),
-            RpcError::invalid_params("\"params\" must be an object"),
-        ));
-    }
+    let method = method.as_str();
     let result = match method {
         methods::SUBSCRIBE => subscribe(ctx, p, subs, next_sub, out),
         methods::UNSUBSCRIBE => params::<SubscriptionId>(method, p).and_then(|s| {
@@ -267,4 +297,36 @@ pub fn delta(old: Option<&[ProcessInfo]>, new: &[ProcessInfo]) -> ProcessDelta {
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_before_dispatch() {
+        let ok = parse_request(br#"{"jsonrpc":"2.0","id":1,"method":"node.status"}"#).unwrap();
+        assert_eq!(ok.unwrap().method, "node.status");
+        assert_eq!(parse_request(b"  \t").unwrap(), None);
+        for (bad, code) in [
+            (&b"{nope"[..], codes::PARSE_ERROR),
+            (br#"[{"jsonrpc":"2.0"}]"#, codes::INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+                codes::INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#,
+                codes::INVALID_REQUEST,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1}"#, codes::INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#,
+                codes::INVALID_PARAMS,
+            ),
+        ] {
+            let e = parse_request(bad).unwrap_err();
+            assert_eq!(e.error.map(|e| e.code), Some(code));
+        }
+    }
 }

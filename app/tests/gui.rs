@@ -1,6 +1,8 @@
 //! The real widgets (egui_kittest) driven against real agents: on loopback for
 //! the views and errors, and in a lab (network namespaces, CRIU) for starting
 //! and moving jobs. Nothing is mocked.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

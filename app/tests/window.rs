@@ -1,5 +1,7 @@
 //! A real window: `openmosixview` under Xvfb against a lab, writing its first
 //! complete frame with `--screenshot`; the picture must show the nodes.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

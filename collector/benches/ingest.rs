@@ -10,6 +10,8 @@
 //! Simulated time runs as fast as the store takes it; CPU is the process's
 //! user+system time (the SQLite worker thread included). Run with
 //! `cargo bench -p collector --bench ingest`; `BENCH_QUICK=1` shortens it.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
 

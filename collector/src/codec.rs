@@ -170,8 +170,9 @@ pub fn encode_block(samples: &[Sample]) -> Vec<u8> {
     let rows: Vec<[i64; COLUMNS]> = samples.iter().map(columns).collect();
     for col in 0..COLUMNS {
         let Some(first) = rows.first() else { break };
-        put_varint(&mut out, zigzag(first[col]));
-        let values = rows.iter().map(|r| r[col]);
+        let cell = |r: &[i64; COLUMNS]| r.get(col).copied().unwrap_or_default();
+        put_varint(&mut out, zigzag(cell(first)));
+        let values = rows.iter().map(cell);
         let diffs: Vec<i64> = values
             .clone()
             .zip(values.skip(1))
@@ -247,7 +248,9 @@ pub fn decode_block(data: &[u8]) -> Result<Vec<Sample>, CodecError> {
                     value = value.wrapping_add(d);
                 }
             }
-            row[col] = value;
+            if let Some(slot) = row.get_mut(col) {
+                *slot = value;
+            }
         }
     }
     if !r.done() {

@@ -1,5 +1,7 @@
 //! The store and query library on a known history, run the same on SQLite and
 //! on a real PostgreSQL server.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p testkit --bench agent`
 //! (the release `openmosixd` is started as a real process).
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,6 +32,7 @@ fn cpu_seconds_of(pid: u32) -> f64 {
 }
 
 fn children_cpu_seconds() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value to be overwritten.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };

@@ -7,6 +7,8 @@
 //! freeze within 1.25× the floor.
 //!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p testkit --bench migration`
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -113,10 +115,9 @@ fn floor_ms(dir: &Path, script: &str, mib: u64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "run as root (CRIU and network namespaces)"
-    );
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(euid == 0, "run as root (CRIU and network namespaces)");
     let dir = unique_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "bench-migration");
     let script = dir.join("holder.py");
     std::fs::write(&script, HOLDER).unwrap();

@@ -4,6 +4,8 @@
 //!
 //! Binaries are taken from the cargo target directory next to the test
 //! executable (`target/debug/openmosixd`), or from `$OPENMOSIX_BIN_DIR`.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

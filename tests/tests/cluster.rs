@@ -1,5 +1,7 @@
 //! Several agents sharing a map gossip their figures; a stopped node shows down;
 //! a node with another cluster key cannot inject figures.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

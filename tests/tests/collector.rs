@@ -3,6 +3,8 @@
 //! across a real CRIU migration, `-n`/`-r`/`-k` through the command line, and
 //! SIGKILL at random moments (20 times) leaving an intact history that holds
 //! every tick the collector reported committed.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! machine; each node sees only its own processes; `down` removes everything;
 //! a failed `up` leaves nothing behind. Lab names and subnets are unique per
 //! test process so runs can overlap.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::process::Command;

@@ -5,6 +5,8 @@
 //! through the home node, unmovable processes, expel and bring, and mosrun.
 //!
 //! Each test has its own lab (name and subnet unique per test and process).
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

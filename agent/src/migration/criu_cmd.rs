@@ -110,8 +110,8 @@ pub fn tree(root: i32) -> Vec<i32> {
 /// Sends SIGCONT to every process of a frozen tree.
 pub fn resume(pids: &[i32]) {
     for &p in pids {
-        // SAFETY: kill has no memory-safety preconditions; p > 0.
         if p > 0 {
+            // SAFETY: kill has no memory-safety preconditions; p > 0.
             unsafe { libc::kill(p, libc::SIGCONT) };
         }
     }
@@ -120,7 +120,7 @@ pub fn resume(pids: &[i32]) {
 /// Ends a job: SIGKILL to its PID namespace's init ends every process in it.
 pub fn kill_job(root: i32) {
     if root > 0 {
-        // SAFETY: as above.
+        // SAFETY: kill has no memory-safety preconditions; root > 0.
         unsafe { libc::kill(root, libc::SIGKILL) };
     }
 }

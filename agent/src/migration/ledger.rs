@@ -236,16 +236,10 @@ impl Ledger {
                 d.insert(id.into(), Decision::Aborted);
                 (Decision::Aborted, Some((root_pid, start_time)))
             }
-            Some(Decision::Aborted) => (Decision::Aborted, None),
-            None => {
-                // Never restored here (or forgotten long ago): remember the
-                // abort, so that a restore still under way cannot run it.
-                if valid_id(id) {
-                    let _ = self.record(id, Decision::Aborted);
-                    d.insert(id.into(), Decision::Aborted);
-                }
-                (Decision::Aborted, None)
-            }
+            // Never restored here, or forgotten long ago: it never ran. (A
+            // source asks only after `restored`, which is recorded before it
+            // is sent, so no restore of this id can still be under way.)
+            Some(Decision::Aborted) | None => (Decision::Aborted, None),
         }
     }
 
@@ -311,10 +305,14 @@ mod tests {
             "a late commit does not resume an aborted copy"
         );
         let c = new_id();
-        assert_eq!(l.settle(&c).0, Decision::Aborted);
+        assert_eq!(
+            l.settle(&c).0,
+            Decision::Aborted,
+            "never restored: never ran"
+        );
         assert!(
-            l.restored(&c, 300, 7).is_err(),
-            "asked before restored: never runs"
+            !l.dir().join(format!("{c}.in")).exists(),
+            "and nothing is kept of it"
         );
         assert!(l.restored("../../etc/passwd", 1, 1).is_err());
     }

@@ -225,8 +225,7 @@ impl Lab {
         net::ip(&["addr", "add", &format!("{subnet}.254/24"), "dev", &bridge])?;
         net::ip(&["link", "set", &bridge, "up"])?;
 
-        for i in 0..self.state.nodes.len() {
-            let node = self.state.nodes[i].clone();
+        for node in self.state.nodes.clone() {
             if net::netns_exists(&node.netns) {
                 bail!("network namespace {} exists already", node.netns);
             }
