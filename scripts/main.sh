@@ -95,5 +95,7 @@ echo
 echo "The lab runs. Talk to it with:"
 echo "  export OPENMOSIX_NODE=$OPENMOSIX_NODE OPENMOSIX_KEY=$OPENMOSIX_KEY OPENMOSIX_KNOWN_HOSTS=$OPENMOSIX_KNOWN_HOSTS"
 echo "  mosctl nodes; migrate $pid balance; mosrun -2 -o out.txt ./program; mosctl --node 10.77.0.2:4660 expel"
+echo "Any local user reaches a node without a key, on their own processes:"
+echo "  mosctl --socket /run/openmosix-lab/$lab/node1/agent.sock whoami; mosrun --socket /run/openmosix-lab/$lab/node1/agent.sock --detach CMD"
 echo "The collector records the lab's history: openmosixcollector -n LABEL | -r | -k"
 echo "Stop it (agents and jobs) with: openmosixcollector -k; openmosix-lab down --name $lab"
