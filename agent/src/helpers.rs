@@ -29,18 +29,27 @@ pub fn check_trusted(path: &Path) -> Result<(), String> {
 }
 
 fn owned_by_root(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    if meta.uid() != 0 {
+    root_only(path, meta, "the agent runs it as root")
+}
+
+/// Fails unless `meta` (of `path`) belongs to root (or this process's user)
+/// and neither group nor others may write it: for what decides what runs as
+/// root, or who is root-equivalent. `why` ends the error.
+pub fn root_only(path: &Path, meta: &std::fs::Metadata, why: &str) -> Result<(), String> {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != 0 && meta.uid() != me {
         return Err(format!(
-            "{} belongs to uid {}, not root; the agent runs it as root, so only root may own it",
+            "{} belongs to uid {}, not root; {why}",
             path.display(),
             meta.uid()
         ));
     }
     // A sticky directory (like /tmp) still lets others replace their own
-    // entries; refuse group/other write on anything the agent runs.
+    // entries: no group or other write at all.
     if meta.mode() & 0o022 != 0 {
         return Err(format!(
-            "{} is writable by others (mode {:o}); the agent runs it as root",
+            "{} is writable by others (mode {:o}; fix it with chmod go-w); {why}",
             path.display(),
             meta.mode() & 0o7777
         ));

@@ -193,30 +193,6 @@ pub fn parse_authorized_keys(text: &str) -> (Vec<AuthorizedKey>, Vec<String>) {
     (keys, problems)
 }
 
-/// Fails unless `meta` (of `path`) belongs to root (or this process's user)
-/// and nobody else may write it: a file that decides who is root-equivalent
-/// on the node must be as protected as the node's root account.
-pub fn check_protected(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(format!(
-            "{} belongs to uid {}; it must belong to root",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by others (mode {:o}); run chmod go-w",
-            path.display(),
-            meta.mode() & 0o777
-        ));
-    }
-    Ok(())
-}
-
 /// The authorized keys file, re-read when it changes.
 pub struct AuthorizedKeys {
     path: PathBuf,
@@ -268,7 +244,11 @@ impl AuthorizedKeys {
             Some(m) if m.file_type().is_symlink() => {
                 Err(format!("{shown} is a symbolic link; refusing it"))
             }
-            Some(m) => check_protected(&self.path, m),
+            Some(m) => crate::helpers::root_only(
+                &self.path,
+                m,
+                "it decides who is root-equivalent on this node",
+            ),
             None => Err(format!("{shown} is missing")),
         };
         if let Err(why) = checked {

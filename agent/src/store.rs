@@ -184,22 +184,47 @@ fn write_atomically(path: &Path, state: &PersistedState) -> Result<(), StoreErro
     };
     let bytes =
         serde_json::to_vec_pretty(state).map_err(|e| io("encode", std::io::Error::other(e)))?;
-    let tmp = path.with_extension("json.tmp");
+    replace_private_file(path, &bytes, Durability::Synced).map_err(|e| io("write", e))
+}
+
+/// Whether [`replace_private_file`] waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its directory: survives a machine crash.
+    Synced,
+    /// Survives the process, not the machine (no fsync).
+    ProcessOnly,
+}
+
+/// Replaces `path` with `bytes` atomically: a 0600 temporary file beside it,
+/// created without following a symbolic link, written, then renamed over it.
+/// A crash never leaves a half-written file.
+pub fn replace_private_file(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| io("create", e))?;
-    let written = f.write_all(&bytes).and_then(|_| f.sync_all());
+        .open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|_| match durability {
+        Durability::Synced => f.sync_all(),
+        Durability::ProcessOnly => Ok(()),
+    });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(io("write", e));
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|e| io("replace", e))?;
-    if let Some(dir) = path.parent()
+    std::fs::rename(&tmp, path)?;
+    if durability == Durability::Synced
+        && let Some(dir) = path.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
         let _ = d.sync_all();
@@ -243,7 +268,7 @@ mod tests {
         let store = Store::open(&dir.path().join("missing-dir")).unwrap();
         let err = store.update(|s| s.admin.quiet = true).unwrap_err();
         assert!(
-            err.to_string().contains("cannot create agent state"),
+            err.to_string().contains("cannot write agent state"),
             "{err}"
         );
         assert!(!store.admin().quiet);

@@ -496,6 +496,33 @@ impl Drop for Victim {
     }
 }
 
+/// Reads a `/proc/hpc` path (panics with the error: test code).
+pub async fn hpc_read(c: &Client, path: &str) -> serde_json::Value {
+    let r: hpc::protocol::PathValue = c
+        .call(
+            hpc::protocol::methods::HPC_READ,
+            hpc::protocol::PathParams { path: path.into() },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    r.value
+}
+
+/// Sends `signal` to `pid` through `c`, whatever the answer (clean-up).
+pub async fn signal(c: &Client, pid: i32, signal: &str) {
+    let p = hpc::protocol::SignalParams {
+        pid,
+        signal: signal.into(),
+        start_time: None,
+    };
+    let _ = c
+        .call_value(
+            hpc::protocol::methods::PROC_SIGNAL,
+            serde_json::to_value(p).unwrap_or_default(),
+        )
+        .await;
+}
+
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where

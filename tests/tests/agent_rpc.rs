@@ -10,19 +10,11 @@ use hpc::client::{Client, ClientError, connect_raw};
 use hpc::model::{Liveness, NodeStatus, ProcessInfo};
 use hpc::protocol::{PathValue, Update, WhoAmI, codes, methods};
 use serde_json::{Value, json};
-use testkit::{Keys, TestAgent, Victim, wait_for};
+use testkit::{Keys, TestAgent, Victim, hpc_read as read, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn base() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
-}
-
-async fn read(c: &Client, path: &str) -> Value {
-    let r: PathValue = c
-        .call(methods::HPC_READ, json!({ "path": path }))
-        .await
-        .unwrap_or_else(|e| panic!("read {path}: {e}"));
-    r.value
 }
 
 async fn rpc_err(c: &Client, method: &str, params: Value) -> (i64, String) {

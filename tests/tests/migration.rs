@@ -17,6 +17,10 @@ use hpc::protocol::{JobInfo, MigrationReport, SpawnParams, methods};
 use serde_json::json;
 use testkit::{TestLab, bin, unique_dir, wait_for};
 
+async fn kill(c: &Client, pid: i32) {
+    testkit::signal(c, pid, "KILL").await;
+}
+
 /// Appends 1, 2, 3, ... to a file, one line every 20 ms.
 const COUNTER: &str = r#"
 import sys, time
@@ -204,15 +208,6 @@ fn state_of(pid: i32) -> char {
         .ok()
         .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
         .unwrap_or('?')
-}
-
-async fn kill(c: &Client, pid: i32) {
-    let _ = c
-        .call_value(
-            methods::PROC_SIGNAL,
-            json!({ "pid": pid, "signal": "KILL" }),
-        )
-        .await;
 }
 
 /// Waits until every node sees every node up, with its host key and migration available.

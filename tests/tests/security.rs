@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hpc::client::{Client, ClientError, connect_subsystem};
 use hpc::model::{Liveness, NodeStatus, Role};
-use hpc::protocol::{GossipStats, JobInfo, PathValue, SpawnParams, WhoAmI, codes, methods};
+use hpc::protocol::{GossipStats, JobInfo, SpawnParams, WhoAmI, codes, methods};
 use serde_json::{Value, json};
 use testkit::{Keys, TestAgent, TestCluster, TestUser, Victim, unique_dir, wait_for};
 
@@ -28,19 +28,11 @@ fn user_key(keys: &Keys, agent: &TestAgent, user: &TestUser) -> PathBuf {
     path
 }
 
-async fn admin_file(c: &Client, path: &str) -> Value {
-    let r: PathValue = c
-        .call(methods::HPC_READ, json!({ "path": path }))
-        .await
-        .unwrap_or_else(|e| panic!("read {path}: {e}"));
-    r.value
-}
-
 /// The node's admin files.
 async fn admin_state(c: &Client) -> Vec<Value> {
     let mut out = Vec::new();
     for f in ["block", "stay", "lstay", "quiet", "speed", "expel"] {
-        out.push(admin_file(c, &format!("admin/{f}")).await);
+        out.push(testkit::hpc_read(c, &format!("admin/{f}")).await);
     }
     out
 }
@@ -217,7 +209,7 @@ async fn every_method_and_the_migration_subsystem_by_every_role() {
             let expected = *may == May::Cluster && role != Role::Cluster;
             assert_eq!(refused, expected, "{role} {method}: {got:?}");
             if method == &methods::PROC_SIGNAL {
-                victim_cont(c, pid).await;
+                testkit::signal(c, pid, "CONT").await;
             }
         }
     }
@@ -270,16 +262,6 @@ async fn every_method_and_the_migration_subsystem_by_every_role() {
             other.err()
         ),
     }
-}
-
-/// Undoes the admin's STOP of the victim.
-async fn victim_cont(c: &Client, pid: i32) {
-    let _ = c
-        .call_value(
-            methods::PROC_SIGNAL,
-            json!({ "pid": pid, "signal": "CONT" }),
-        )
-        .await;
 }
 
 /// A shared object that, loaded into any process, appends that process's
@@ -686,7 +668,7 @@ async fn forged_and_replayed_gossip_changes_nothing() {
     assert_ne!(now.name, "impostor");
     // The cluster still works: node 1 calls node 2 with the pinned key.
     let c2 = a2.client(&keys.admin).await;
-    assert_eq!(admin_file(&c2, "admin/mospe").await, json!(2));
+    assert_eq!(testkit::hpc_read(&c2, "admin/mospe").await, json!(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -799,8 +781,8 @@ async fn channels_and_sessions_are_capped_and_a_flood_keeps_nobody_out() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(admin_file(&a, "admin/mospe").await, json!(1));
-    assert_eq!(admin_file(&c, "admin/mospe").await, json!(1));
+    assert_eq!(testkit::hpc_read(&a, "admin/mospe").await, json!(1));
+    assert_eq!(testkit::hpc_read(&c, "admin/mospe").await, json!(1));
     drop(flood);
 
     // Sessions: with 1 (raw) + 2 (a, c) taken, admins may hold 4 of 6; the
@@ -817,7 +799,7 @@ async fn channels_and_sessions_are_capped_and_a_flood_keeps_nobody_out() {
     // with c counted, so two admins; the cluster key still gets one more.
     assert_eq!(admins.len(), 2, "two admin sessions beside raw and c");
     let c2 = agent.client(&cluster_key).await;
-    assert_eq!(admin_file(&c2, "admin/mospe").await, json!(1));
+    assert_eq!(testkit::hpc_read(&c2, "admin/mospe").await, json!(1));
     drop(admins);
     let back = wait_for(Duration::from_secs(5), || async {
         Client::connect(&addr, &agent.client_config(&keys.admin))
@@ -965,11 +947,6 @@ async fn local_users_run_move_and_kill_their_own_jobs_through_the_socket() {
     })
     .await;
     assert_eq!(exit, Some(128 + 9));
-    let _ = admin
-        .call_value(
-            methods::PROC_SIGNAL,
-            json!({ "pid": root_job.home_pid, "signal": "KILL" }),
-        )
-        .await;
+    testkit::signal(&admin, root_job.home_pid, "KILL").await;
     let _ = std::fs::remove_dir_all(&dir);
 }

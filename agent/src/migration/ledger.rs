@@ -19,8 +19,6 @@
 //! the other side's answer is then right).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -159,22 +157,12 @@ impl Ledger {
         if !valid_id(id) {
             return Err(LedgerError::BadId(id.into()));
         }
-        let io = |source| LedgerError::Io {
-            id: id.into(),
-            source,
-        };
         let path = self.dir.join(format!("{id}.{ext}"));
-        let tmp = self.dir.join(format!("{id}.{ext}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        crate::store::replace_private_file(&path, bytes, crate::store::Durability::ProcessOnly)
+            .map_err(|source| LedgerError::Io {
+                id: id.into(),
+                source,
+            })
     }
 
     fn record(&self, id: &str, d: Decision) -> Result<(), LedgerError> {
