@@ -635,10 +635,15 @@ async fn forged_and_replayed_gossip_changes_nothing() {
     for _ in 0..5 {
         sender.send_to(&fresh, public).await.unwrap();
     }
+    for t in &targets {
+        sender.send_to(&fresh, t).await.unwrap();
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     // 4. Old ones, past the (4 s) replay window.
     for d in &captured {
-        sender.send_to(d, public).await.unwrap();
+        for t in &targets {
+            sender.send_to(d, t).await.unwrap();
+        }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     imp.shutdown().await.ok();
