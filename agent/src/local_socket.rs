@@ -18,38 +18,15 @@ pub const PER_UID: usize = 32;
 /// Most connections in all.
 pub const TOTAL: usize = 256;
 
-/// Errors binding the socket.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalSocketError {
-    /// Something that is not a socket is in the way.
-    #[error("{0} exists and is not a socket; refusing to replace it")]
-    NotASocket(String),
-    /// The socket could not be created.
-    #[error("cannot create the local socket {path}: {source}")]
-    Io {
-        /// The socket's path.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
 /// Binds the socket at `path` (replacing a stale one left by a crash) with
 /// mode 0666: connecting grants nothing by itself, the caller's uid decides.
-pub fn bind(path: &Path) -> Result<UnixListener, LocalSocketError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let io = |source| LocalSocketError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(io)?,
-        Ok(_) => return Err(LocalSocketError::NotASocket(path.display().to_string())),
-        Err(_) => {}
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(io)?;
-    Ok(listener)
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    hpc::unix_socket::bind(path, 0o666).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot create the local socket {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Connections per uid.

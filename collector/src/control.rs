@@ -67,7 +67,7 @@ pub enum ControlError {
 /// or write it, so the socket is never reachable by anyone else, not even in
 /// the moment between `bind` and `chmod`.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let err = |e| ControlError::Io(path.display().to_string(), e);
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::DirBuilder::new()
@@ -84,18 +84,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
             dir.display()
         ))));
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
-        Ok(_) => {
-            return Err(err(std::io::Error::other(
-                "exists and is not a socket; refusing to replace it",
-            )));
-        }
-        Err(_) => {}
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    hpc::unix_socket::bind(path, 0o600).map_err(err)
 }
 
 /// Whether the peer of `stream` may control the collector: root or the

@@ -572,10 +572,7 @@ impl Client {
         method: &str,
         params: P,
     ) -> Result<R, ClientError> {
-        let value = self
-            .call_value(method, serde_json::to_value(params).map_err(proto)?)
-            .await?;
-        serde_json::from_value(value).map_err(proto)
+        self.call_within(method, params, self.call_timeout).await
     }
 
     /// [`Client::call`] with its own answer timeout (for long actions such as

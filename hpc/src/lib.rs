@@ -1,7 +1,8 @@
 //! The shared core of openMosixview: the cluster data model ([`model`]), the
 //! setpe-format cluster map ([`map`]), the newline-delimited JSON-RPC wire
 //! protocol spoken on the agent's `openmosix` SSH subsystem ([`protocol`],
-//! [`framing`]), well-known paths and ports ([`paths`]) and the async client
+//! [`framing`]), well-known paths and ports ([`paths`]), our daemons' Unix
+//! sockets ([`unix_socket`]) and the async client
 //! that the CLIs, the collector and the app use to talk to agents ([`client`]).
 //!
 //! The crate is named after openMosix's `/proc/hpc`, the tree our agent serves.
@@ -14,3 +15,4 @@ pub mod map;
 pub mod model;
 pub mod paths;
 pub mod protocol;
+pub mod unix_socket;

@@ -943,15 +943,7 @@ async fn local_users_run_move_and_kill_their_own_jobs_through_the_socket() {
     // mosctl kill as the user: its job ends, wherever it runs.
     let (code, _, err) = run("mosctl", &["kill", "-s", "KILL", &pid.to_string()]);
     assert_eq!(code, Some(0), "{err}");
-    let exit = wait_for(Duration::from_secs(20), || async {
-        let j: JobInfo = admin
-            .call(methods::JOB_STATUS, json!({ "pid": pid }))
-            .await
-            .ok()?;
-        j.exit
-    })
-    .await;
-    assert_eq!(exit, Some(128 + 9));
+    assert_eq!(job_end(&admin, pid).await, 128 + 9);
     testkit::signal(&admin, root_job.home_pid, "KILL").await;
     let _ = std::fs::remove_dir_all(&dir);
 }

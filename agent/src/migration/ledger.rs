@@ -94,6 +94,9 @@ pub enum LedgerError {
 pub struct Ledger {
     dir: PathBuf,
     decisions: Mutex<HashMap<String, Decision>>,
+    /// The source's migrations in doubt: the `ID.out` files, read once at
+    /// start and then kept beside them, so asking costs no disk reads.
+    doubts: Mutex<HashMap<String, InDoubt>>,
 }
 
 impl Ledger {
@@ -103,6 +106,7 @@ impl Ledger {
     /// commit and must be ended.
     pub fn open(dir: PathBuf) -> (Self, Vec<(String, Decision)>) {
         let mut decisions = HashMap::new();
+        let mut doubts = HashMap::new();
         let mut stale = Vec::new();
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = e.path();
@@ -135,22 +139,26 @@ impl Ledger {
                     stale.push((id.clone(), d));
                 }
                 decisions.insert(id, d);
+            } else if path.extension().is_some_and(|x| x == "out")
+                && let Some(d) = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<InDoubt>(&b).ok())
+            {
+                doubts.insert(id, d);
             }
         }
         (
             Self {
                 dir,
                 decisions: Mutex::new(decisions),
+                doubts: Mutex::new(doubts),
             },
             stale,
         )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Decision>> {
-        match self.decisions.lock() {
-            Ok(d) => d,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.decisions)
     }
 
     fn write(&self, id: &str, ext: &str, bytes: &[u8]) -> Result<(), LedgerError> {
@@ -238,7 +246,9 @@ impl Ledger {
             id: rec.id.clone(),
             source: std::io::Error::other(e),
         })?;
-        self.write(&rec.id, "out", &bytes)
+        self.write(&rec.id, "out", &bytes)?;
+        lock(&self.doubts).insert(rec.id.clone(), rec.clone());
+        Ok(())
     }
 
     /// Source: the outcome is known and acted on.
@@ -246,23 +256,25 @@ impl Ledger {
         if valid_id(id) {
             let _ = std::fs::remove_file(self.dir.join(format!("{id}.out")));
         }
+        lock(&self.doubts).remove(id);
     }
 
     /// Source: the migrations whose outcome is still unknown.
     pub fn unsettled(&self) -> Vec<InDoubt> {
-        std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "out"))
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<InDoubt>(&b).ok())
-            .collect()
+        lock(&self.doubts).values().cloned().collect()
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Locks `m`, also after a panic elsewhere left it poisoned (the maps stay valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

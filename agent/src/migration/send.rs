@@ -179,11 +179,6 @@ pub fn image_estimate(pids: &[i32]) -> u64 {
         .fold(0u64, u64::saturating_add)
 }
 
-/// Resident memory of a set of processes, in bytes.
-pub fn resident_bytes(pids: &[i32]) -> u64 {
-    image_estimate(pids)
-}
-
 /// A checkpointed tree, stopped: resumed when dropped unless its fate was
 /// handed on ([`FrozenTree::hand_over`]), so no error, cancelled task or
 /// shutdown can leave the process stopped.
