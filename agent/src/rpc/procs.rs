@@ -79,10 +79,18 @@ fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError
     Ok(row)
 }
 
-/// The uid owning process `pid` as callers address it: for a job of this
-/// node that runs elsewhere, the job's owner; else the local process's.
+/// The uid owning process `pid` as callers address it: for a job's command
+/// (here or away), the owner in its record, which holds from the moment the
+/// job is started (a sampling pass may still show the command as root for
+/// an instant, before it dropped to its user); else the local process's.
 pub fn owner(ctx: &AgentContext, pid: i32) -> Result<u32, RpcError> {
-    if let Some(job) = ctx.jobs.away(pid) {
+    let local = ctx.jobs.local_pid(pid);
+    let job = ctx.jobs.away(pid).or_else(|| {
+        ctx.jobs
+            .running_here_with(local)
+            .filter(|j| j.info.pid == local)
+    });
+    if let Some(job) = job {
         return Ok(job.info.uid);
     }
     Ok(find(ctx, pid)?.uid)
@@ -304,11 +312,10 @@ fn os_error(what: &str, pid: i32) -> RpcError {
     RpcError::new(codes::OS_ERROR, format!("{what} {pid} failed: {err}"))
 }
 
-/// The local process `pid` (not a job away from home) if it still is the
-/// process the caller means: not the agent itself, and not a newer process
-/// that took the PID of the one listed (its start time must be the listed
-/// one, and the caller's when the caller gave one).
-fn guard_target(ctx: &AgentContext, pid: i32, seen: Option<u64>) -> Result<ProcessInfo, RpcError> {
+/// The listed row of the local process `pid` (not a job away from home),
+/// unless it is the agent itself. Whether the process now at that PID is
+/// still the listed one is checked by [`pin_process`].
+fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     let row = find(ctx, pid)?;
     if row.pid == std::process::id() as i32 {
         return Err(RpcError::new(
@@ -316,7 +323,6 @@ fn guard_target(ctx: &AgentContext, pid: i32, seen: Option<u64>) -> Result<Proce
             "refusing to act on the openMosix agent itself",
         ));
     }
-    same_process(&row, seen)?;
     Ok(row)
 }
 
@@ -454,7 +460,7 @@ pub async fn signal(
             json!({ "pid": p.pid, "signal": v.get("signal").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
         );
     }
-    let row = guard_target(ctx, p.pid, p.start_time)?;
+    let row = guard_target(ctx, p.pid)?;
     not_moving(ctx, p.pid)?;
     pin_process(&row, p.start_time)?.signal(row.pid, sig)?;
     tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
@@ -508,7 +514,7 @@ pub async fn renice(
             json!({ "pid": p.pid, "nice": v.get("nice").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
         );
     }
-    let row = guard_target(ctx, p.pid, p.start_time)?;
+    let row = guard_target(ctx, p.pid)?;
     let pinned = pin_process(&row, p.start_time)?;
     let pid = row.pid;
     let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
