@@ -48,6 +48,8 @@ pub struct AgentContext {
     pub images: Arc<crate::image_space::ImageSpace>,
     /// Who decided what about each migration (survives restarts).
     pub ledger: crate::migration::ledger::Ledger,
+    /// Every migration this node carried out, numbered (`moves.since`).
+    pub move_log: crate::move_log::MoveLog,
     /// A fault injected on purpose by the tests (`--test-fault`); `None` in production.
     pub fault: Option<crate::migration::Fault>,
     /// Jobs started here or hosted here.

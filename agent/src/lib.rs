@@ -16,6 +16,7 @@ pub mod keys;
 pub mod load;
 pub mod local_socket;
 pub mod migration;
+pub mod move_log;
 pub mod peers;
 pub mod rpc;
 pub mod sampler;

@@ -198,6 +198,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let ledger_dir = cfg.state_dir.join("migrations");
     private_dir(&ledger_dir)?;
     let (ledger, stale_restores) = crate::migration::ledger::Ledger::open(ledger_dir);
+    let move_log = crate::move_log::MoveLog::open(cfg.state_dir.join(paths::MOVE_LOG_FILE))
+        .map_err(|e| anyhow::anyhow!("cannot open the move log: {e}"))?;
     if let Err(e) = crate::jobs::become_subreaper() {
         tracing::warn!(error = %e, "cannot become the child subreaper; migrated jobs' exit status will be lost");
     }
@@ -300,6 +302,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         precopy,
         images,
         ledger,
+        move_log,
         fault: cfg.fault,
         jobs,
         peers: crate::peers::Peers::new(cfg.config_dir.join(paths::CLUSTER_KEY_FILE)),

@@ -22,9 +22,9 @@ use hpc::model::{
 };
 use openmosixview::OpenMosixView;
 use openmosixview::app::Tab;
-use openmosixview::context::AppContext;
-use openmosixview::net::{Event, LinkState};
-use openmosixview::state::ClusterState;
+use viewer::ViewerContext;
+use viewer::net::{Event, LinkState};
+use viewer::state::ClusterState;
 
 const NODES: u32 = 256;
 const PROCESSES: usize = 10_000;
@@ -199,7 +199,7 @@ fn process_cpu() -> Duration {
 /// CPU percent of one core over `wall`: `data_every` apart new node figures
 /// arrive; a frame is built when they do, and every `repaint_every` if given.
 fn idle(wall: Duration, repaint_every: Option<Duration>) -> f64 {
-    let mut app = OpenMosixView::new(AppContext::detached(cluster(0)));
+    let mut app = OpenMosixView::new(ViewerContext::detached(cluster(0), None));
     let ctx = egui::Context::default();
     let size = (1000.0, 560.0);
     frame(&ctx, &mut app, size);
@@ -227,14 +227,14 @@ fn idle(wall: Duration, repaint_every: Option<Duration>) -> f64 {
 fn main() {
     let window = (1000.0, 560.0);
     // 1. Main view, 256 nodes.
-    let mut app = OpenMosixView::new(AppContext::detached(cluster(0)));
+    let mut app = OpenMosixView::new(ViewerContext::detached(cluster(0), None));
     let ours = measure(&mut app, window, 300, |_| {});
     let everything = (1000.0, 120.0 + 24.0 * NODES as f32);
     let base = measure(&mut app, everything, 300, |_| {});
     report("main view, 256 nodes", &ours, &base, "< 4 ms");
 
     // 2. Process box, 10,000 processes (the Processes tab: the whole cluster).
-    let mut app = OpenMosixView::new(AppContext::detached(with_processes(cluster(0))));
+    let mut app = OpenMosixView::new(ViewerContext::detached(with_processes(cluster(0)), None));
     app.tab = Tab::Processes;
     let ours = measure(&mut app, window, 300, |_| {});
     let everything = (1000.0, 140.0 + 22.0 * PROCESSES as f32);

@@ -1,20 +1,16 @@
 //! The app: one window with the menu bar, the Nodes and Processes tabs, the
 //! status bar, and the dialogs and windows the user opened.
 
-use std::collections::BTreeMap;
-
 use egui::Ui;
 use hpc::model::NodeId;
+use viewer::net::{CollectorAction, Command};
+use viewer::window::OpenWindows;
+use viewer::{Needs, Open, Scope, ViewerContext, notices};
 
-use crate::context::AppContext;
-use crate::net::{CollectorAction, Command};
 use crate::views::exec_dialog::ExecDialog;
+use crate::views::host_keys;
 use crate::views::main_view::MainView;
-use crate::views::migrator::Migrator;
-use crate::views::node_config::NodeConfigDialog;
 use crate::views::process_box::ProcessBox;
-use crate::views::remote_procs::RemoteProcs;
-use crate::views::{Open, Scope, host_keys, notices};
 
 /// The tabs of the main window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,21 +24,13 @@ pub enum Tab {
 /// The whole app's state.
 pub struct OpenMosixView {
     /// Cluster state and the network side.
-    pub cx: AppContext,
+    pub cx: ViewerContext,
     /// The selected tab.
     pub tab: Tab,
     main_view: MainView,
     cluster_procs: ProcessBox,
-    /// Open configuration dialogs.
-    pub configs: BTreeMap<Scope, NodeConfigDialog>,
-    /// The execution dialog.
-    pub exec: ExecDialog,
-    /// Open process boxes of single nodes.
-    pub boxes: BTreeMap<Scope, ProcessBox>,
-    /// Open migrators.
-    pub migrators: Vec<Migrator>,
-    /// Open remote-process windows.
-    pub remote: BTreeMap<NodeId, RemoteProcs>,
+    /// The open windows (dialogs, process boxes, migrators...).
+    pub windows: OpenWindows,
     show_notices: bool,
     checkpoint_label: String,
     watched: Vec<NodeId>,
@@ -50,17 +38,13 @@ pub struct OpenMosixView {
 
 impl OpenMosixView {
     /// The app over `cx`.
-    pub fn new(cx: AppContext) -> Self {
+    pub fn new(cx: ViewerContext) -> Self {
         Self {
             cx,
             tab: Tab::Nodes,
             main_view: MainView::default(),
             cluster_procs: ProcessBox::new(Scope::All),
-            configs: BTreeMap::new(),
-            exec: ExecDialog::default(),
-            boxes: BTreeMap::new(),
-            migrators: Vec::new(),
-            remote: BTreeMap::new(),
+            windows: OpenWindows::default(),
             show_notices: false,
             checkpoint_label: String::new(),
             watched: Vec::new(),
@@ -76,7 +60,7 @@ impl OpenMosixView {
     pub fn ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
         let mut open = Vec::new();
-        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui, &mut open));
         egui::Panel::bottom("status").show(ui, |ui| {
             notices::status_bar_ui(ui, &self.cx.state.notices, &mut self.show_notices);
         });
@@ -88,26 +72,10 @@ impl OpenMosixView {
             ui.separator();
             match self.tab {
                 Tab::Nodes => open.extend(self.main_view.ui(ui, &mut self.cx)),
-                Tab::Processes => open.extend(self.cluster_procs.ui(ui, &mut self.cx)),
+                Tab::Processes => open.extend(self.cluster_procs.box_ui(ui, &mut self.cx)),
             }
         });
-        for dialog in self.configs.values_mut() {
-            open.extend(dialog.show(&ctx, &mut self.cx));
-        }
-        self.configs.retain(|_, d| d.open);
-        for b in self.boxes.values_mut() {
-            open.extend(b.show(&ctx, &mut self.cx));
-        }
-        self.boxes.retain(|_, b| b.open);
-        for m in &mut self.migrators {
-            m.show(&ctx, &mut self.cx);
-        }
-        self.migrators.retain(|m| m.open);
-        for r in self.remote.values_mut() {
-            r.show(&ctx, &mut self.cx);
-        }
-        self.remote.retain(|_, r| r.open);
-        self.exec.show(&ctx, &mut self.cx);
+        open.extend(self.windows.show(&ctx, &mut self.cx));
         notices::window(&ctx, &self.cx.state.notices, &mut self.show_notices);
         host_keys::prompt_ui(&ctx, &mut self.cx);
         if self.cx.state.last_job.take().is_some() {
@@ -120,55 +88,27 @@ impl OpenMosixView {
         self.update_watches();
     }
 
-    /// Opens a dialog or window (or brings the existing one back).
+    /// Opens a window (or brings the open one with the same key back).
     pub fn open(&mut self, what: Open) {
         match what {
-            Open::NodeConfig(scope) => {
-                self.configs
-                    .entry(scope)
-                    .or_insert_with(|| NodeConfigDialog::new(scope));
-            }
-            Open::ProcessBox(Scope::All) => self.tab = Tab::Processes,
-            Open::ProcessBox(scope) => {
-                self.boxes
-                    .entry(scope)
-                    .or_insert_with(|| ProcessBox::new(scope));
-            }
-            Open::Migrator { home, home_pid } => {
-                if !self
-                    .migrators
-                    .iter()
-                    .any(|m| m.home == home && m.home_pid == home_pid)
-                {
-                    self.migrators.push(Migrator::new(home, home_pid));
-                }
-            }
-            Open::RemoteProcs(node) => {
-                self.remote
-                    .entry(node)
-                    .or_insert_with(|| RemoteProcs::new(node));
-            }
+            Open::Window(w) => self.windows.open(w),
+            Open::ClusterProcesses => self.tab = Tab::Processes,
         }
+    }
+
+    /// What the main window's tab and every open window need, folded.
+    pub fn needs(&self) -> Needs {
+        let tab = match self.tab {
+            Tab::Processes => Needs::all_processes(),
+            Tab::Nodes => Needs::nothing(),
+        };
+        tab.union(self.windows.needs(&self.cx))
     }
 
     /// The nodes whose process lists some open view needs.
     pub fn needed_process_lists(&self) -> Vec<NodeId> {
-        let all = self.tab == Tab::Processes || !self.migrators.is_empty();
-        let mut nodes: Vec<NodeId> = if all {
-            self.cx.state.nodes.keys().copied().collect()
-        } else {
-            self.boxes
-                .keys()
-                .filter_map(|s| match s {
-                    Scope::Node(n) => Some(*n),
-                    Scope::All => None,
-                })
-                .chain(self.remote.keys().copied())
-                .collect()
-        };
-        nodes.sort_unstable();
-        nodes.dedup();
-        nodes
+        self.needs()
+            .process_nodes(self.cx.state.nodes.keys().copied())
     }
 
     fn update_watches(&mut self) {
@@ -179,7 +119,7 @@ impl OpenMosixView {
         }
     }
 
-    fn menu_ui(&mut self, ui: &mut Ui) {
+    fn menu_ui(&mut self, ui: &mut Ui, open: &mut Vec<Open>) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 if ui.button("Quit").clicked() {
@@ -188,7 +128,7 @@ impl OpenMosixView {
             });
             ui.menu_button("Run", |ui| {
                 if ui.button("advanced execution…").clicked() {
-                    self.exec.open = true;
+                    open.push(Open::window(ExecDialog::default()));
                     ui.close();
                 }
             });

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use openmosixview::context::AppContext;
-use openmosixview::net::{Backend, LinkSettings};
+use openmosixview::OpenMosixView;
 use openmosixview::settings::{self, Settings};
-use openmosixview::{OpenMosixView, screenshot};
+use viewer::ViewerContext;
+use viewer::net::{Backend, LinkSettings};
+use viewer::screenshot;
 
 /// openmosixview: watch and steer an openMosix cluster.
 #[derive(Parser, Debug)]
@@ -73,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(hpc::paths::default_known_hosts)
         .context("no known_hosts file: give --known-hosts")?;
-    let config = openmosixview::net::BackendConfig {
+    let config = viewer::net::BackendConfig {
         seeds: s.nodes.clone(),
         links: LinkSettings {
             key: s.key.clone(),
@@ -98,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             let ctx = cc.egui_ctx.clone();
             let backend = Backend::start(config, Arc::new(move || ctx.request_repaint()))?;
             Ok(Box::new(Window {
-                view: OpenMosixView::new(AppContext::new(backend)),
+                view: OpenMosixView::new(ViewerContext::new(backend)),
                 shot: shot.map(|path| Shot {
                     path,
                     asked: false,

@@ -14,10 +14,10 @@ use egui_kittest::kittest::{NodeT, Queryable};
 use hpc::client::Client;
 use hpc::protocol::{JobInfo, PathValue, methods};
 use openmosixview::OpenMosixView;
-use openmosixview::context::AppContext;
-use openmosixview::net::{Backend, BackendConfig, LinkSettings};
 use serde_json::{Value, json};
 use testkit::{Keys, TestAgent, TestCluster, TestLab, Victim, free_port, unique_dir};
+use viewer::ViewerContext;
+use viewer::net::{Backend, BackendConfig, LinkSettings};
 
 fn base() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -44,7 +44,7 @@ fn gui(seed: &str, key: &Path, known_hosts: &Path) -> Harness<'static, OpenMosix
         collector_start_args: Vec::new(),
     };
     let backend = Backend::start(config, Arc::new(|| {})).expect("backend");
-    let app = OpenMosixView::new(AppContext::new(backend));
+    let app = OpenMosixView::new(ViewerContext::new(backend));
     Harness::builder()
         .with_size([1200.0, 900.0])
         .build_ui_state(
@@ -75,7 +75,7 @@ fn wait(
                 .state
                 .notices
                 .iter()
-                .map(openmosixview::views::notices::line)
+                .map(viewer::notices::line)
                 .collect();
             panic!(
                 "timed out waiting for {what}; notices:\n{}",
@@ -160,7 +160,7 @@ fn main_view_lists_nodes_and_the_config_dialog_shows_and_changes_real_state() {
     });
 
     // The "all nodes" dialog applies to every node.
-    h.state_mut().configs.clear();
+    h.state_mut().windows.close_all();
     h.get_by_label("all nodes").click();
     wait(&mut h, "the all-nodes dialog", |h| {
         shows(h, "all nodes configuration")
@@ -406,7 +406,9 @@ fn execution_dialog_starts_a_job_and_the_migrator_moves_it_in_a_lab() {
 
     // The migrator: refused while locked, moved home once unlocked.
     // Closed, as a user would, so that it does not cover the process box.
-    h.state_mut().exec.open = false;
+    h.state_mut()
+        .windows
+        .close(openmosixview::views::exec_dialog::key());
     h.step();
     h.get_by_label("/bin/sleep 3577").click();
     h.step();

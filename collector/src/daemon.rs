@@ -15,11 +15,11 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::control::{Incoming, Reply, Request};
-use crate::events::{Checkpoint, NodeChange, NodeMeta, ProcEvent, TickBatch};
 use crate::poller::Poller;
-use crate::sample::{NodeSample, Sample};
-use crate::store::{Location, Store, StoreError};
 use crate::tracker::{NodeProcs, Tracker};
+use history::events::{Checkpoint, NodeChange, NodeMeta, ProcEvent, TickBatch};
+use history::sample::{NodeSample, Sample};
+use history::store::{Location, Store, StoreError};
 
 /// Ticks kept in memory while the database refuses writes (an hour at 1 Hz).
 pub const MAX_QUEUED_TICKS: usize = 3600;
@@ -413,7 +413,7 @@ impl Daemon {
     }
 }
 
-fn describe(h: &crate::store::HistoryRef) -> String {
+fn describe(h: &history::store::HistoryRef) -> String {
     match &h.location {
         Location::Sqlite(p) => p.display().to_string(),
         Location::Postgres(_) => format!("history {} of {}", h.id, h.location),

@@ -19,7 +19,7 @@ use clap::Parser;
 use collector::control::{self, Request};
 use collector::daemon::{Daemon, Settings};
 use collector::pidfile::{self, PidFile};
-use collector::store::{DEFAULT_DB, Location};
+use history::store::{DEFAULT_DB, Location};
 use hpc::client::{ClientConfig, Identity};
 
 /// Default monitor key of the collector.

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use hpc::model::{NodeId, ProcessInfo};
 
-use crate::events::{ProcEnd, ProcEvent, ProcMove, ProcStart};
-use crate::store::OpenProcess;
+use history::events::{ProcEnd, ProcEvent, ProcMove, ProcStart};
+use history::store::OpenProcess;
 
 /// Ticks a process must be missing before it is taken as ended.
 pub const GRACE_TICKS: u32 = 2;

@@ -30,6 +30,8 @@ pub const CLUSTER_KEY_FILE: &str = "cluster_key";
 pub const AGENT_SOCKET_FILE: &str = "agent.sock";
 /// Subdirectory of [`STATE_DIR`] that migration images pass through.
 pub const IMAGES_DIR: &str = "images";
+/// The move log of the migrations a node carried out, in its state directory.
+pub const MOVE_LOG_FILE: &str = "moves.log";
 
 /// The `PATH` of every program run as root by the agent or the lab: system
 /// directories only, never a caller's.

@@ -94,6 +94,10 @@ pub mod methods {
     pub const CLUSTER_FORGET_HOST_KEY: &str = "cluster.forget_host_key";
     /// What the gossip transport accepted and dropped: → [`super::GossipStats`].
     pub const CLUSTER_GOSSIP_STATS: &str = "cluster.gossip_stats";
+    /// Every admin setting of the node in one answer ([`super::AdminState`]).
+    pub const ADMIN_GET: &str = "admin.get";
+    /// The migrations this node carried out, from a sequence number on.
+    pub const MOVES_SINCE: &str = "moves.since";
 }
 
 /// A JSON-RPC request (or a notification, when `id` is absent).
@@ -201,6 +205,10 @@ pub struct Notification {
     pub params: Value,
 }
 
+/// Parameters of a method that takes none (sent as `{}`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct NoParams {}
+
 /// `hpc.read` / `hpc.list` parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathParams {
@@ -225,8 +233,41 @@ pub struct WriteParams {
 pub struct PathValue {
     /// The path read or written.
     pub path: String,
-    /// Its value after the call.
+    /// Its value after the call (`admin/expel` and `admin/bring`: the number
+    /// written, 0 or 1).
     pub value: Value,
+    /// What an `admin/expel` or `admin/bring` moved, when one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves: Option<Evacuation>,
+}
+
+impl PathValue {
+    /// The value of `path` with no moves.
+    pub fn new(path: impl Into<String>, value: Value) -> Self {
+        Self {
+            path: path.into(),
+            value,
+            moves: None,
+        }
+    }
+}
+
+/// What `admin/expel` or `admin/bring` did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evacuation {
+    /// Processes moved.
+    pub moved: u32,
+    /// Processes that could not move, with why.
+    pub failed: Vec<MoveFailure>,
+}
+
+/// A process that `expel` or `bring` could not move.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveFailure {
+    /// Its PID (on the node asked).
+    pub pid: i32,
+    /// Why it did not move.
+    pub error: String,
 }
 
 /// `proc.list` filter; every given field must match.
@@ -527,6 +568,53 @@ pub struct JobInfo {
     /// The last migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migration: Option<MigrationReport>,
+}
+
+/// Params of `moves.since`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovesSinceParams {
+    /// The log the caller read before ([`MoveLogPage::epoch`]); when it is not
+    /// this node's current log, the answer starts at the log's beginning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// Sequence number of the last move the caller has (0: none).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many moves (default and ceiling: [`MOVES_PAGE_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Most moves one `moves.since` answer carries.
+pub const MOVES_PAGE_MAX: u32 = 1000;
+
+/// `moves.since` result: a page of this node's move log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MoveLogPage {
+    /// Which log this is (a new one begins when the log file is lost).
+    pub epoch: String,
+    /// The moves after the caller's `after`, oldest first.
+    pub moves: Vec<MoveRecord>,
+    /// The oldest sequence number the log still holds (older ones were dropped).
+    pub first: u64,
+    /// The newest sequence number in the log (0: empty).
+    pub last: u64,
+}
+
+/// One migration this node carried out as the source, as its move log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// Its place in the log, from 1, without gaps.
+    pub seq: u64,
+    /// The migration: identity, from, to, PID there, figures, when.
+    pub report: MigrationReport,
+    /// The job's command line.
+    pub cmdline: String,
+    /// Its owner's name.
+    pub user: String,
+    /// Its start time, seconds since the Unix epoch.
+    pub start_time: u64,
 }
 
 /// Params of `job.exited`.

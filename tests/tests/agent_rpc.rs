@@ -143,7 +143,10 @@ async fn hpc_tree_reads_writes_and_lists() {
             .call_value(methods::HPC_WRITE, json!({ "path": path, "value": 1 }))
             .await
             .unwrap();
-        assert_eq!(v, json!({ "moved": 0, "failed": [] }));
+        assert_eq!(
+            v,
+            json!({ "path": path, "value": 1, "moves": { "moved": 0, "failed": [] } })
+        );
         let f = c
             .call_value(methods::HPC_READ, json!({ "path": flag }))
             .await

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use collector::daemon::now_ms;
-use collector::query::History;
-use collector::store::{self, HistoryRef, Location};
+use history::query::History;
+use history::store::{self, HistoryRef, Location};
 use hpc::client::Client;
 use hpc::protocol::{JobInfo, SpawnParams, methods};
 use serde_json::json;
@@ -178,7 +178,7 @@ async fn records_nodes_and_processes_across_a_migration_and_an_outage() {
     assert!(st.load.is_some() && st.used_mem_kib.is_some());
 
     // The job: on node 1 before the move, on node 2 after, gone after the kill.
-    let is_job = |p: &collector::query::ProcessAt| {
+    let is_job = |p: &history::query::ProcessAt| {
         p.process.start.home == 1 && p.process.start.home_pid == job.home_pid
     };
     let at = |node, t| {

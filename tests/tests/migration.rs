@@ -680,7 +680,7 @@ async fn expel_sends_guests_home_and_bring_brings_everything_home() {
         )
         .await
         .unwrap();
-    assert_eq!(v["moved"], 2, "{v}");
+    assert_eq!(v["moves"]["moved"], 2, "{v}");
     assert_eq!(status(&c1, a.home_pid).await.where_, 1);
     assert_eq!(status(&c1, b.home_pid).await.where_, 1);
     for (c, j) in [(&c1, &a), (&c1, &b), (&c3, &g)] {

@@ -11,7 +11,9 @@ pub mod wire;
 use std::time::{Duration, Instant};
 
 use hpc::model::{LOAD_UNIT, NodeId, NodeStatus, STANDARD_SPEED};
-use hpc::protocol::{JobInfo, MigrateParams, MigrationReport, RpcError, codes, methods};
+use hpc::protocol::{
+    Evacuation, JobInfo, MigrateParams, MigrationReport, MoveFailure, RpcError, codes, methods,
+};
 use serde_json::{Value, json};
 
 use crate::context::AgentContext;
@@ -315,7 +317,7 @@ pub fn job_exited(ctx: &AgentContext, e: hpc::protocol::JobExited) -> Result<Val
 
 /// `expel`: block arrivals, then send every guest home. Returns what moved and
 /// what could not.
-pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
+pub async fn expel(ctx: &AgentContext) -> Result<Evacuation, RpcError> {
     if ctx.criu.is_none() {
         return Err(crate::rpc::needs_migration(
             ctx,
@@ -332,9 +334,8 @@ pub async fn expel(ctx: &AgentContext) -> Result<Value, RpcError> {
 }
 
 /// Moves each process home (even if locked); what moved and what could not.
-async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Value {
-    let mut moved = 0;
-    let mut failed = Vec::new();
+async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Evacuation {
+    let mut done = Evacuation::default();
     for pid in pids {
         let p = MigrateParams {
             pid,
@@ -342,16 +343,19 @@ async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Value
             force: true,
         };
         match migrate(ctx, p).await {
-            Ok(_) => moved += 1,
-            Err(e) => failed.push(json!({ "pid": pid, "error": e.message })),
+            Ok(_) => done.moved += 1,
+            Err(e) => done.failed.push(MoveFailure {
+                pid,
+                error: e.message,
+            }),
         }
     }
-    json!({ "moved": moved, "failed": failed })
+    done
 }
 
 /// `bring`: keep local processes here (`lstay`), then bring every job of this
 /// node home.
-pub async fn bring(ctx: &AgentContext) -> Result<Value, RpcError> {
+pub async fn bring(ctx: &AgentContext) -> Result<Evacuation, RpcError> {
     if ctx.criu.is_none() {
         return Err(crate::rpc::needs_migration(
             ctx,

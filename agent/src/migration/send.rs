@@ -504,6 +504,11 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
     let same = crate::sampler::start_time_of(root) == Some(doubt.root_start);
     let (home, home_pid) = (doubt.moved.home, doubt.moved.home_pid);
     if committed {
+        if let Some(report) = &doubt.moved.last_migration
+            && let Err(e) = ctx.move_log.record(&doubt.moved, report)
+        {
+            tracing::error!(error = %e, "cannot record a move in the move log");
+        }
         if let Err(e) = ctx.jobs.release_child(home, home_pid) {
             tracing::warn!(error = %e, "cannot release the source copy's child");
         }

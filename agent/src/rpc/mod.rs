@@ -128,6 +128,12 @@ pub async fn dispatch(
             tree::list(ctx, &p.path).await
         }
         methods::HPC_WRITE => hpc_write(ctx, caller, params(method, p)?).await,
+        methods::ADMIN_GET => {
+            let mut admin = ctx.store.admin();
+            admin.mospe = ctx.node_id;
+            to_value(&admin)
+        }
+        methods::MOVES_SINCE => to_value(&ctx.move_log.page(&params(method, p)?)),
         methods::NODE_STATUS => to_value(&ctx.current().status),
         methods::CLUSTER_NODES => {
             let local = ctx.current().status.clone();
@@ -225,16 +231,18 @@ async fn hpc_write(ctx: &AgentContext, caller: &Caller, p: WriteParams) -> Resul
             caller.require_admin(&what)?;
             if !tree::as_flag(&p.path, &p.value)? {
                 // Writing 0 asks for nothing, as echo 0 > /proc/hpc/admin/expel did.
-                return to_value(&PathValue {
-                    path: p.path.clone(),
-                    value: json!(0),
-                });
+                return to_value(&PathValue::new(p.path.clone(), json!(0)));
             }
-            if *action == "expel" {
-                crate::migration::expel(ctx).await
+            let moves = if *action == "expel" {
+                crate::migration::expel(ctx).await?
             } else {
-                crate::migration::bring(ctx).await
-            }
+                crate::migration::bring(ctx).await?
+            };
+            to_value(&PathValue {
+                path: p.path.clone(),
+                value: json!(1),
+                moves: Some(moves),
+            })
         }
         _ => {
             caller.require_admin(&what)?;

@@ -44,10 +44,7 @@ pub fn split(path: &str) -> Vec<&str> {
 }
 
 fn result(path: &str, value: Value) -> Result<Value, RpcError> {
-    to_value(&PathValue {
-        path: path.to_string(),
-        value,
-    })
+    to_value(&PathValue::new(path, value))
 }
 
 async fn node(ctx: &AgentContext, id: &str) -> Result<NodeStatus, RpcError> {

@@ -8,8 +8,8 @@ use egui::{Color32, RichText, Sense, Stroke, Ui, Vec2};
 use hpc::model::NodeId;
 
 use super::file_picker::{FilePicker, start_dir};
-use crate::context::AppContext;
-use crate::net::{Command, ExecMode, ExecRequest};
+use viewer::net::{Command, ExecMode, ExecRequest};
+use viewer::{Open, ViewerContext, Window};
 
 /// The radio buttons of the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +57,6 @@ impl ModeChoice {
 
 /// The dialog's state.
 pub struct ExecDialog {
-    /// Whether it is open.
-    pub open: bool,
     /// Program path.
     pub program: String,
     /// Arguments, as typed.
@@ -89,7 +87,6 @@ impl Default for ExecDialog {
             .map(|h| h.display().to_string())
             .unwrap_or_else(|| "/".into());
         Self {
-            open: false,
             program: String::new(),
             args: String::new(),
             cwd: home,
@@ -103,6 +100,36 @@ impl Default for ExecDialog {
             picker: FilePicker::new("/".into()),
             error: None,
         }
+    }
+}
+
+/// The key of the execution dialog's window.
+pub fn key() -> egui::Id {
+    egui::Id::unique("advanced-execution")
+}
+
+impl Window for ExecDialog {
+    fn key(&self) -> egui::Id {
+        key()
+    }
+
+    fn title(&self) -> String {
+        "advanced execution".into()
+    }
+
+    fn frame<'a>(&self, window: egui::Window<'a>) -> egui::Window<'a> {
+        window
+            .default_pos([40.0, 40.0])
+            .vscroll(true)
+            .resizable(false)
+    }
+
+    fn ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) -> Vec<Open> {
+        if let Some(p) = self.picker.show(ui.ctx()) {
+            self.program = p.display().to_string();
+        }
+        self.exec_ui(ui, vc);
+        Vec::new()
     }
 }
 
@@ -128,12 +155,12 @@ impl ExecDialog {
     }
 
     /// The request the dialog describes, or what is missing.
-    pub fn request(&self, cx: &AppContext) -> Result<ExecRequest, String> {
+    pub fn request(&self, cx: &ViewerContext) -> Result<ExecRequest, String> {
         let program = self.program.trim();
         if program.is_empty() {
             return Err("choose a program first".into());
         }
-        let args = crate::net::spawn_args(&self.args)?;
+        let args = viewer::net::spawn_args(&self.args)?;
         let cwd = self.cwd.trim();
         if !cwd.starts_with('/') {
             return Err("the working directory must be an absolute path".into());
@@ -162,22 +189,7 @@ impl ExecDialog {
         })
     }
 
-    /// Shows the dialog.
-    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) {
-        if let Some(p) = self.picker.show(ctx) {
-            self.program = p.display().to_string();
-        }
-        let mut is_open = self.open;
-        egui::Window::new("advanced execution")
-            .open(&mut is_open)
-            .default_pos([40.0, 40.0])
-            .vscroll(true)
-            .resizable(false)
-            .show(ctx, |ui| self.ui(ui, cx));
-        self.open = is_open;
-    }
-
-    fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) {
+    fn exec_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) {
         let nodes: Vec<NodeId> = cx.state.nodes.keys().copied().collect();
         egui::Grid::new("exec-fields")
             .num_columns(2)
@@ -264,7 +276,7 @@ impl ExecDialog {
         }
     }
 
-    fn execute_ui(&mut self, ui: &mut Ui, cx: &mut AppContext) {
+    fn execute_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) {
         let request = self.request(cx);
         match &request {
             Ok(r) => {

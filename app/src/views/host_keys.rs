@@ -2,11 +2,11 @@
 //! trusts it (it is recorded in known_hosts) or not. Changed keys are never
 //! offered here; they are refused with a warning.
 
-use crate::context::AppContext;
-use crate::net::Command;
+use viewer::ViewerContext;
+use viewer::net::Command;
 
 /// Shows the first pending prompt as a modal dialog.
-pub fn prompt_ui(ctx: &egui::Context, cx: &mut AppContext) {
+pub fn prompt_ui(ctx: &egui::Context, cx: &mut ViewerContext) {
     let Some(prompt) = cx.state.host_key_prompts.first().cloned() else {
         return;
     };

@@ -8,11 +8,11 @@ use egui::{Color32, RichText, Ui};
 use hpc::model::NodeId;
 use serde_json::json;
 
-use super::widgets::{bytes, lamp, percent_bar};
-use super::{Open, Scope};
-use crate::context::AppContext;
-use crate::net::{Command, LinkState};
-use crate::state::ClusterLink;
+use viewer::ViewerContext;
+use viewer::net::{Command, LinkState};
+use viewer::state::ClusterLink;
+use viewer::widgets::{bytes, lamp, percent_bar};
+use viewer::{Open, Scope};
 
 /// Row height of the node list.
 const ROW_HEIGHT: f32 = 22.0;
@@ -27,7 +27,7 @@ pub struct MainView {
 
 impl MainView {
     /// Draws the view; returns what the user asked to open.
-    pub fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) -> Vec<Open> {
+    pub fn ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) -> Vec<Open> {
         let mut open = Vec::new();
         match &cx.state.link {
             ClusterLink::Connecting => {
@@ -61,7 +61,7 @@ impl MainView {
         open
     }
 
-    fn all_nodes_row_ui(&mut self, ui: &mut Ui, cx: &mut AppContext, open: &mut Vec<Open>) {
+    fn all_nodes_row_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext, open: &mut Vec<Open>) {
         let up = cx.state.up_nodes();
         let total = cx.state.nodes.len();
         let (mut cpus, mut mem, mut tmem, mut load) = (0u32, 0u64, 0u64, 0f32);
@@ -102,7 +102,9 @@ impl MainView {
                 .on_hover_text("configure every node at once")
                 .clicked()
             {
-                open.push(Open::NodeConfig(Scope::All));
+                open.push(Open::window(super::node_config::NodeConfigDialog::new(
+                    Scope::All,
+                )));
             }
             self.speed_ui(ui, cx, Scope::All, avg_speed, up);
             percent_bar(ui, avg_load, 120.0, 75.0);
@@ -112,7 +114,13 @@ impl MainView {
         });
     }
 
-    fn node_row_ui(&mut self, ui: &mut Ui, cx: &mut AppContext, id: NodeId, open: &mut Vec<Open>) {
+    fn node_row_ui(
+        &mut self,
+        ui: &mut Ui,
+        cx: &mut ViewerContext,
+        id: NodeId,
+        open: &mut Vec<Open>,
+    ) {
         let Some(node) = cx.state.nodes.get(&id).cloned() else {
             return;
         };
@@ -136,7 +144,9 @@ impl MainView {
                 .on_hover_text(format!("configure node {id}"))
                 .clicked()
             {
-                open.push(Open::NodeConfig(Scope::Node(id)));
+                open.push(Open::window(super::node_config::NodeConfigDialog::new(
+                    Scope::Node(id),
+                )));
             }
             if !up {
                 let why = node.status.reason.clone().unwrap_or_else(|| "down".into());
@@ -169,7 +179,7 @@ impl MainView {
     fn speed_ui(
         &mut self,
         ui: &mut Ui,
-        cx: &mut AppContext,
+        cx: &mut ViewerContext,
         scope: Scope,
         current: u32,
         nodes: Vec<NodeId>,

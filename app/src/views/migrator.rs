@@ -4,9 +4,9 @@
 use egui::{Color32, Ui};
 use hpc::model::NodeId;
 
-use super::widgets::status_color;
-use crate::context::AppContext;
-use crate::net::Command;
+use viewer::net::Command;
+use viewer::widgets::status_color;
+use viewer::{Needs, Open, ViewerContext, Window};
 
 /// The migrator of one process, followed by identity wherever it moves.
 pub struct Migrator {
@@ -14,11 +14,33 @@ pub struct Migrator {
     pub home: NodeId,
     /// PID at home.
     pub home_pid: i32,
-    /// Whether the window is open.
-    pub open: bool,
     nice: i32,
     nice_dirty: bool,
     target: Option<NodeId>,
+}
+
+impl Window for Migrator {
+    fn key(&self) -> egui::Id {
+        egui::Id::unique(("migrator", self.home, self.home_pid))
+    }
+
+    fn title(&self) -> String {
+        format!("migrator: process {} of node {}", self.home_pid, self.home)
+    }
+
+    fn frame<'a>(&self, window: egui::Window<'a>) -> egui::Window<'a> {
+        window.default_width(420.0)
+    }
+
+    fn ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) -> Vec<Open> {
+        self.migrator_ui(ui, vc);
+        Vec::new()
+    }
+
+    /// The process may be anywhere: every node's list.
+    fn needs(&self, _vc: &ViewerContext) -> Needs {
+        Needs::all_processes()
+    }
 }
 
 impl Migrator {
@@ -27,30 +49,13 @@ impl Migrator {
         Self {
             home,
             home_pid,
-            open: true,
             nice: 0,
             nice_dirty: false,
             target: None,
         }
     }
 
-    /// The window title.
-    pub fn title(&self) -> String {
-        format!("migrator: process {} of node {}", self.home_pid, self.home)
-    }
-
-    /// Shows the window.
-    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) {
-        let mut is_open = self.open;
-        egui::Window::new(self.title())
-            .id(egui::Id::unique(("migrator", self.home, self.home_pid)))
-            .open(&mut is_open)
-            .default_width(420.0)
-            .show(ctx, |ui| self.ui(ui, cx));
-        self.open = is_open;
-    }
-
-    fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) {
+    fn migrator_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) {
         let Some((node, p)) = cx
             .state
             .find_job(self.home, self.home_pid)

@@ -5,16 +5,13 @@ use egui::{Color32, Ui};
 use hpc::model::{AdminState, NodeId};
 use serde_json::json;
 
-use super::{Open, Scope};
-use crate::context::AppContext;
-use crate::net::Command;
+use viewer::net::Command;
+use viewer::{Open, Scope, ViewerContext, Window};
 
 /// The configuration dialog of a node or of all nodes.
 pub struct NodeConfigDialog {
     /// Which nodes it configures.
     pub scope: Scope,
-    /// Whether the window is open.
-    pub open: bool,
 }
 
 /// One admin flag of the dialog.
@@ -58,38 +55,40 @@ const FLAGS: &[Flag] = &[
     },
 ];
 
-impl NodeConfigDialog {
-    /// A dialog for `scope`, open.
-    pub fn new(scope: Scope) -> Self {
-        Self { scope, open: true }
+impl Window for NodeConfigDialog {
+    fn key(&self) -> egui::Id {
+        egui::Id::unique(("node-config", self.scope))
     }
 
-    /// The window title.
-    pub fn title(&self) -> String {
+    fn title(&self) -> String {
         format!("{} configuration", self.scope.label())
     }
 
-    fn nodes(&self, cx: &AppContext) -> Vec<NodeId> {
+    fn frame<'a>(&self, window: egui::Window<'a>) -> egui::Window<'a> {
+        window.resizable(false)
+    }
+
+    fn ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) -> Vec<Open> {
+        let mut open = Vec::new();
+        self.config_ui(ui, vc, &mut open);
+        open
+    }
+}
+
+impl NodeConfigDialog {
+    /// A dialog for `scope`, open.
+    pub fn new(scope: Scope) -> Self {
+        Self { scope }
+    }
+
+    fn nodes(&self, cx: &ViewerContext) -> Vec<NodeId> {
         match self.scope {
             Scope::All => cx.state.up_nodes(),
             Scope::Node(n) => vec![n],
         }
     }
 
-    /// Shows the window; returns what the user asked to open.
-    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) -> Vec<Open> {
-        let mut open = Vec::new();
-        let mut is_open = self.open;
-        egui::Window::new(self.title())
-            .id(egui::Id::unique(("node-config", self.scope)))
-            .open(&mut is_open)
-            .resizable(false)
-            .show(ctx, |ui| self.ui(ui, cx, &mut open));
-        self.open = is_open;
-        open
-    }
-
-    fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext, open: &mut Vec<Open>) {
+    fn config_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext, open: &mut Vec<Open>) {
         let nodes = self.nodes(cx);
         let states: Vec<(NodeId, Option<AdminState>)> = nodes
             .iter()
@@ -214,12 +213,12 @@ impl NodeConfigDialog {
         ui.separator();
         ui.horizontal(|ui| {
             if ui.button("process box").clicked() {
-                open.push(Open::ProcessBox(self.scope));
+                open.push(super::process_box::open(self.scope));
             }
             if let Scope::Node(n) = self.scope
                 && ui.button("remote processes").clicked()
             {
-                open.push(Open::RemoteProcs(n));
+                open.push(Open::window(super::remote_procs::RemoteProcs::new(n)));
             }
             if ui.button("refresh").clicked() {
                 for n in &nodes {

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use egui::{Color32, RichText, Sense, Ui};
 use hpc::model::{NodeId, ProcessInfo};
 
-use super::widgets::bytes;
-use super::{Open, Scope};
-use crate::context::AppContext;
-use crate::state::{ClusterState, identity, runs_on};
+use viewer::ViewerContext;
+use viewer::state::{ClusterState, identity, runs_on};
+use viewer::widgets::bytes;
+use viewer::{Needs, Open, Scope, Window};
 
 /// Row height.
 const ROW_HEIGHT: f32 = 20.0;
@@ -97,6 +97,40 @@ impl Column {
     }
 }
 
+/// Opens the process box of `scope`: the main window's Processes tab for the
+/// whole cluster, a window for one node.
+pub fn open(scope: Scope) -> Open {
+    match scope {
+        Scope::All => Open::ClusterProcesses,
+        Scope::Node(_) => Open::window(ProcessBox::new(scope)),
+    }
+}
+
+impl Window for ProcessBox {
+    fn key(&self) -> egui::Id {
+        egui::Id::unique(("process-box", self.scope))
+    }
+
+    fn title(&self) -> String {
+        format!("process box: {}", self.scope.label())
+    }
+
+    fn frame<'a>(&self, window: egui::Window<'a>) -> egui::Window<'a> {
+        window.default_size([900.0, 500.0])
+    }
+
+    fn ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) -> Vec<Open> {
+        self.box_ui(ui, vc)
+    }
+
+    fn needs(&self, _vc: &ViewerContext) -> Needs {
+        match self.scope {
+            Scope::All => Needs::all_processes(),
+            Scope::Node(n) => Needs::processes_of([n]),
+        }
+    }
+}
+
 /// One visible row: where to find the process, and its tree depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Row {
@@ -122,8 +156,6 @@ struct CacheKey {
 pub struct ProcessBox {
     /// Which processes it lists.
     pub scope: Scope,
-    /// Whether the window is open (unused for the cluster tab).
-    pub open: bool,
     /// Sort column.
     pub sort: Column,
     /// Sort order.
@@ -142,7 +174,6 @@ impl ProcessBox {
     pub fn new(scope: Scope) -> Self {
         Self {
             scope,
-            open: true,
             sort: Column::Cpu,
             descending: true,
             filter: String::new(),
@@ -151,11 +182,6 @@ impl ProcessBox {
             rows: Vec::new(),
             key: None,
         }
-    }
-
-    /// The window title.
-    pub fn title(&self) -> String {
-        format!("process box: {}", self.scope.label())
     }
 
     /// The rows in display order (rebuilt only when data, sort or filter changed).
@@ -174,21 +200,8 @@ impl ProcessBox {
         &self.rows
     }
 
-    /// Shows the box as a window.
-    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) -> Vec<Open> {
-        let mut open = Vec::new();
-        let mut is_open = self.open;
-        egui::Window::new(self.title())
-            .id(egui::Id::unique(("process-box", self.scope)))
-            .open(&mut is_open)
-            .default_size([900.0, 500.0])
-            .show(ctx, |ui| open = self.ui(ui, cx));
-        self.open = is_open;
-        open
-    }
-
     /// Draws the box; returns what the user asked to open.
-    pub fn ui(&mut self, ui: &mut Ui, cx: &mut AppContext) -> Vec<Open> {
+    pub fn box_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) -> Vec<Open> {
         let mut open = Vec::new();
         ui.horizontal(|ui| {
             let l = ui.label("filter");
@@ -205,12 +218,12 @@ impl ProcessBox {
                 .clicked()
                 && let Some((home, home_pid)) = selected
             {
-                open.push(Open::Migrator { home, home_pid });
+                open.push(Open::window(super::migrator::Migrator::new(home, home_pid)));
             }
             if let Scope::Node(n) = self.scope
                 && ui.button("manage procs from remote").clicked()
             {
-                open.push(Open::RemoteProcs(n));
+                open.push(Open::window(super::remote_procs::RemoteProcs::new(n)));
             }
         });
         let watched = match self.scope {
@@ -352,7 +365,7 @@ impl ProcessBox {
             self.selected = Some((row.node, row.pid));
         }
         if response.double_clicked() {
-            open.push(Open::Migrator { home, home_pid });
+            open.push(Open::window(super::migrator::Migrator::new(home, home_pid)));
         }
     }
 }
@@ -464,7 +477,7 @@ mod tests {
 
     fn state_with(procs: Vec<ProcessInfo>) -> ClusterState {
         let mut s = ClusterState::default();
-        s.apply(crate::net::Event::Processes {
+        s.apply(viewer::net::Event::Processes {
             node: 1,
             delta: ProcessDelta {
                 added: procs,

@@ -2,82 +2,76 @@
 //! home is elsewhere), with "go home" and "go to best node".
 
 use hpc::model::NodeId;
-
-use crate::context::AppContext;
-use crate::net::Command;
-use crate::state::identity;
+use viewer::net::Command;
+use viewer::state::identity;
+use viewer::{Needs, Open, ViewerContext, Window};
 
 /// The guests of one node.
 pub struct RemoteProcs {
     /// The node.
     pub node: NodeId,
-    /// Whether the window is open.
-    pub open: bool,
 }
 
 impl RemoteProcs {
-    /// The window for `node`, open.
+    /// The window for `node`.
     pub fn new(node: NodeId) -> Self {
-        Self { node, open: true }
+        Self { node }
+    }
+}
+
+impl Window for RemoteProcs {
+    fn key(&self) -> egui::Id {
+        egui::Id::unique(("remote-procs", self.node))
     }
 
-    /// The window title.
-    pub fn title(&self) -> String {
+    fn title(&self) -> String {
         format!("remote processes on node {}", self.node)
     }
 
-    /// Shows the window.
-    pub fn show(&mut self, ctx: &egui::Context, cx: &mut AppContext) {
-        let mut is_open = self.open;
+    fn needs(&self, _vc: &ViewerContext) -> Needs {
+        Needs::processes_of([self.node])
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewerContext) -> Vec<Open> {
         let node = self.node;
-        egui::Window::new(self.title())
-            .id(egui::Id::unique(("remote-procs", node)))
-            .open(&mut is_open)
-            .show(ctx, |ui| {
-                let Some(table) = cx.state.processes.get(&node) else {
-                    ui.label("loading the process list…");
-                    return;
-                };
-                let mut guests: Vec<_> = table
-                    .values()
-                    .filter(|p| identity(node, p).0 != node)
-                    .cloned()
-                    .collect();
-                guests.sort_by_key(|p| p.pid);
-                if guests.is_empty() {
-                    ui.label("no guests: no process from another node runs here");
+        let Some(table) = cx.state.processes.get(&node) else {
+            ui.label("loading the process list…");
+            return Vec::new();
+        };
+        let mut guests: Vec<_> = table
+            .values()
+            .filter(|p| identity(node, p).0 != node)
+            .cloned()
+            .collect();
+        guests.sort_by_key(|p| p.pid);
+        if guests.is_empty() {
+            ui.label("no guests: no process from another node runs here");
+        }
+        egui::Grid::new(("guests", node))
+            .striped(true)
+            .show(ui, |ui| {
+                for h in ["PID", "home", "user", "command", "", ""] {
+                    ui.strong(h);
                 }
-                egui::Grid::new(("guests", node))
-                    .striped(true)
-                    .show(ui, |ui| {
-                        for h in ["PID", "home", "user", "command", "", ""] {
-                            ui.strong(h);
+                ui.end_row();
+                for p in guests {
+                    let (home, home_pid) = identity(node, &p);
+                    ui.label(p.pid.to_string());
+                    ui.label(format!("node {home} (PID {home_pid})"));
+                    ui.label(&p.user);
+                    ui.label(&p.cmdline);
+                    for (label, to) in [("go home", "home"), ("go to best node", "balance")] {
+                        if ui.button(label).clicked() {
+                            cx.send(Command::Migrate {
+                                node,
+                                pid: p.pid,
+                                to: to.into(),
+                            });
                         }
-                        ui.end_row();
-                        for p in guests {
-                            let (home, home_pid) = identity(node, &p);
-                            ui.label(p.pid.to_string());
-                            ui.label(format!("node {home} (PID {home_pid})"));
-                            ui.label(&p.user);
-                            ui.label(&p.cmdline);
-                            if ui.button("go home").clicked() {
-                                cx.send(Command::Migrate {
-                                    node,
-                                    pid: p.pid,
-                                    to: "home".into(),
-                                });
-                            }
-                            if ui.button("go to best node").clicked() {
-                                cx.send(Command::Migrate {
-                                    node,
-                                    pid: p.pid,
-                                    to: "balance".into(),
-                                });
-                            }
-                            ui.end_row();
-                        }
-                    });
+                    }
+                    ui.end_row();
+                }
             });
-        self.open = is_open;
+        Vec::new()
     }
 }

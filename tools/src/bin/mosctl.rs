@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use hpc::client::{Client, ClientError};
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
 use hpc::protocol::{
-    ForgottenHostKey, NodeParams, PathParams, PathValue, ProcWriteParams, SignalParams, WhoAmI,
-    WriteParams, methods,
+    ForgottenHostKey, NoParams, NodeParams, PathParams, PathValue, ProcWriteParams, SignalParams,
+    WhoAmI, WriteParams, methods,
 };
 use serde_json::{Value, json};
 use tools::connect::{EXIT_FAILED, NodeArgs, exit_code};
@@ -149,33 +149,24 @@ async fn main() -> ExitCode {
 
 /// `expel`/`bring`: waits until every process moved; fails listing those that could not.
 async fn evacuate(c: &Client, path: &str, what: &str, j: bool) -> Result<String, ClientError> {
-    let v: Value = c
+    let v: PathValue = c
         .call_within(
             methods::HPC_WRITE,
             WriteParams {
                 path: path.into(),
-                value: json!(1),
+                value: Value::from(1),
                 pid: None,
             },
             std::time::Duration::from_secs(3600),
         )
         .await?;
-    let moved = v.get("moved").and_then(Value::as_u64).unwrap_or(0);
-    let failed: Vec<String> = v
-        .get("failed")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|f| {
-                    format!(
-                        "{}: {}",
-                        f.get("pid").unwrap_or(&Value::Null),
-                        f.get("error").and_then(Value::as_str).unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let ev = v.moves.unwrap_or_default();
+    let moved = ev.moved;
+    let failed: Vec<String> = ev
+        .failed
+        .iter()
+        .map(|f| format!("{}: {}", f.pid, f.error))
+        .collect();
     if !failed.is_empty() {
         return Err(ClientError::Rpc(hpc::protocol::RpcError::new(
             hpc::protocol::codes::MIGRATION_FAILED,
@@ -186,7 +177,7 @@ async fn evacuate(c: &Client, path: &str, what: &str, j: bool) -> Result<String,
         )));
     }
     Ok(if j {
-        v.to_string()
+        json!({ "moved": moved, "failed": ev.failed }).to_string()
     } else {
         format!("{moved} {what}")
     })
@@ -214,34 +205,15 @@ async fn read(c: &Client, path: &str) -> Result<Value, ClientError> {
 }
 
 async fn admin(c: &Client) -> Result<AdminState, ClientError> {
-    let mut a = AdminState::default();
-    for (f, slot) in [
-        ("stay", &mut a.stay),
-        ("lstay", &mut a.lstay),
-        ("block", &mut a.block),
-        ("quiet", &mut a.quiet),
-    ] {
-        *slot = read(c, &format!("admin/{f}")).await?.as_u64() == Some(1);
-    }
-    for (f, slot) in [
-        ("decay-interval", &mut a.decay_interval),
-        ("slow-decay", &mut a.slow_decay),
-        ("fast-decay", &mut a.fast_decay),
-        ("speed", &mut a.speed),
-        ("yardstick", &mut a.yardstick),
-        ("mospe", &mut a.mospe),
-    ] {
-        *slot = read(c, &format!("admin/{f}")).await?.as_u64().unwrap_or(0) as u32;
-    }
-    Ok(a)
+    c.call(methods::ADMIN_GET, NoParams {}).await
 }
 
 /// The status of node `id` (this node when `None`).
 async fn node(c: &Client, id: Option<NodeId>) -> Result<NodeStatus, ClientError> {
     match id {
-        None => c.call(methods::NODE_STATUS, json!({})).await,
+        None => c.call(methods::NODE_STATUS, NoParams {}).await,
         Some(id) => {
-            let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, json!({})).await?;
+            let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, NoParams {}).await?;
             nodes
                 .into_iter()
                 .find(|n| n.id == id)
@@ -367,7 +339,7 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
             Ok(if j { v.to_string() } else { String::new() })
         }
         Cmd::Whoami => {
-            let me: WhoAmI = c.call(methods::WHOAMI, json!({})).await?;
+            let me: WhoAmI = c.call(methods::WHOAMI, NoParams {}).await?;
             Ok(if j {
                 json!(me).to_string()
             } else {
@@ -419,8 +391,8 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
 }
 
 async fn whois(c: &Client, who: Option<&str>, j: bool) -> Result<String, ClientError> {
-    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, json!({})).await?;
-    let me: WhoAmI = c.call(methods::WHOAMI, json!({})).await?;
+    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, NoParams {}).await?;
+    let me: WhoAmI = c.call(methods::WHOAMI, NoParams {}).await?;
     let found = match who {
         None => nodes.iter().find(|n| n.id == me.node),
         Some(w) => match w.parse::<NodeId>() {
@@ -445,7 +417,7 @@ async fn whois(c: &Client, who: Option<&str>, j: bool) -> Result<String, ClientE
 }
 
 async fn status(c: &Client, id: Option<NodeId>, j: bool) -> Result<String, ClientError> {
-    let me: WhoAmI = c.call(methods::WHOAMI, json!({})).await?;
+    let me: WhoAmI = c.call(methods::WHOAMI, NoParams {}).await?;
     let n = node(c, id).await?;
     let local = id.is_none_or(|i| i == me.node);
     let a = if local { Some(admin(c).await?) } else { None };
@@ -482,7 +454,7 @@ async fn status(c: &Client, id: Option<NodeId>, j: bool) -> Result<String, Clien
 }
 
 async fn nodes_table(c: &Client, j: bool) -> Result<String, ClientError> {
-    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, json!({})).await?;
+    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, NoParams {}).await?;
     Ok(if j {
         json!(nodes).to_string()
     } else {

@@ -190,7 +190,8 @@ fn status(name: &str, as_json: bool) -> anyhow::Result<()> {
         .build()?;
     let nodes: Vec<NodeStatus> = rt.block_on(async {
         let c = Client::connect(&first.addr, &config).await?;
-        c.call(methods::CLUSTER_NODES, json!({})).await
+        c.call(methods::CLUSTER_NODES, hpc::protocol::NoParams {})
+            .await
     })?;
     if as_json {
         let agents: Vec<_> = lab.state.nodes.iter().map(|n| json!({ "id": n.id, "addr": n.addr, "netns": n.netns, "pid": n.pid, "running": n.pid.is_some_and(state::alive) })).collect();

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use hpc::client::{Client, ClientConfig, ClientError, Identity};
 use hpc::model::{NodeId, NodeStatus, Role};
-use hpc::protocol::{WhoAmI, methods};
+use hpc::protocol::{NoParams, WhoAmI, methods};
 use russh::keys::PublicKey;
-use serde_json::json;
 
 use super::{Event, LinkState};
 
@@ -198,7 +197,7 @@ impl LinkPool {
         match self.open(node).await {
             Ok(client) => {
                 let role = client
-                    .call::<_, WhoAmI>(methods::WHOAMI, json!({}))
+                    .call::<_, WhoAmI>(methods::WHOAMI, NoParams {})
                     .await
                     .map(|w| w.role)
                     .unwrap_or(Role::Monitor);

@@ -8,8 +8,13 @@ use std::time::Duration;
 
 use hpc::client::Client;
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
-use hpc::protocol::{JobInfo, MigrationReport, PathValue, methods};
-use serde_json::{Value, json};
+use hpc::protocol::{
+    JobInfo, MigrateParams, MigrationReport, NoParams, PathValue, ProcWriteParams, ReniceParams,
+    SignalParams, SpawnParams, SubscribeParams, WriteParams, methods,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -18,8 +23,8 @@ use super::links::{LinkPool, LinkSettings, link_state};
 use super::spawn::ExecRequest;
 use super::{Command, Event};
 
-/// Wakes the UI when an event is queued (eframe: `ctx.request_repaint()`).
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+use crate::tasks::Tasks;
+pub use crate::tasks::Waker;
 
 /// How long an expel, bring or migration may take before the app stops waiting.
 const LONG_ACTION: Duration = Duration::from_secs(900);
@@ -63,24 +68,38 @@ pub struct BackendConfig {
 pub struct Backend {
     commands: mpsc::UnboundedSender<Command>,
     events: std::sync::mpsc::Receiver<Event>,
+    tasks: Tasks,
 }
 
 impl Backend {
-    /// Starts the runtime thread.
+    /// Starts the runtime: the network side on its own thread, the views'
+    /// work ([`Backend::tasks`]) on two workers.
     pub fn start(config: BackendConfig, wake: Waker) -> std::io::Result<Self> {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = std::sync::mpsc::channel();
-        let sink = EventSink { tx: ev_tx, wake };
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        let sink = EventSink {
+            tx: ev_tx,
+            wake: wake.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("openmosixview-worker")
             .enable_all()
             .build()?;
+        let tasks = Tasks::new(runtime.handle().clone(), wake);
         std::thread::Builder::new()
             .name("openmosixview-net".into())
             .spawn(move || runtime.block_on(run(config, cmd_rx, sink)))?;
         Ok(Self {
             commands: cmd_tx,
             events: ev_rx,
+            tasks,
         })
+    }
+
+    /// The runner for the views' own work, on this backend's runtime.
+    pub fn tasks(&self) -> Tasks {
+        self.tasks.clone()
     }
 
     /// Sends a command (never blocks).
@@ -167,7 +186,7 @@ async fn watch_cluster(pool: Arc<LinkPool>, config: Arc<BackendConfig>, sink: Ev
             continue;
         };
         match client
-            .call::<_, Vec<NodeStatus>>(methods::CLUSTER_NODES, json!({}))
+            .call::<_, Vec<NodeStatus>>(methods::CLUSTER_NODES, NoParams {})
             .await
         {
             Ok(nodes) => {
@@ -224,27 +243,7 @@ async fn refresh_admin(pool: &LinkPool, node: NodeId, sink: &EventSink) {
 }
 
 async fn read_admin(client: &Client) -> Result<AdminState, hpc::client::ClientError> {
-    let read = |f: &'static str| async move {
-        let v: PathValue = client
-            .call(methods::HPC_READ, json!({ "path": format!("admin/{f}") }))
-            .await?;
-        Ok::<u64, hpc::client::ClientError>(v.value.as_u64().unwrap_or(0))
-    };
-    let flag = |n: u64| n == 1;
-    Ok(AdminState {
-        stay: flag(read("stay").await?),
-        lstay: flag(read("lstay").await?),
-        block: flag(read("block").await?),
-        quiet: flag(read("quiet").await?),
-        decay_interval: read("decay-interval").await? as u32,
-        slow_decay: read("slow-decay").await? as u32,
-        fast_decay: read("fast-decay").await? as u32,
-        speed: read("speed").await? as u32,
-        // Not exposed under /proc/hpc: unknown to a client.
-        speed_set_by_admin: false,
-        mospe: read("mospe").await? as u32,
-        yardstick: read("yardstick").await? as u32,
-    })
+    client.call(methods::ADMIN_GET, NoParams {}).await
 }
 
 /// Keeps one node's process list current over its own connection, reconnecting
@@ -256,9 +255,13 @@ async fn watch_processes(pool: Arc<LinkPool>, node: NodeId, sink: EventSink) {
             Ok(client) => {
                 backoff = Duration::from_secs(1);
                 let subscribed = client
-                    .call_value(
+                    .call::<_, Value>(
                         methods::SUBSCRIBE,
-                        json!({ "interval_ms": 1000, "status": false, "processes": true }),
+                        SubscribeParams {
+                            interval_ms: 1000,
+                            status: false,
+                            processes: true,
+                        },
                     )
                     .await;
                 match (subscribed, client.take_updates()) {
@@ -331,15 +334,18 @@ async fn perform(
         Command::Migrate { node, pid, to } => {
             let what = format!("migrate process {pid} (node {node}) to {to}");
             let result = async {
-                let v = call_within(
+                let r: MigrationReport = call_within(
                     &pool,
                     node,
                     methods::PROC_MIGRATE,
-                    json!({ "pid": pid, "to": to }),
+                    MigrateParams {
+                        pid,
+                        to,
+                        force: false,
+                    },
                     LONG_ACTION,
                 )
                 .await?;
-                let r: MigrationReport = serde_json::from_value(v).map_err(|e| e.to_string())?;
                 Ok(format!(
                     "now on node {} as PID {} ({} ms, frozen {} ms, {} KiB)",
                     r.to,
@@ -354,7 +360,11 @@ async fn perform(
         }
         Command::Signal { node, pid, signal } => {
             let what = format!("SIG{signal} to process {pid} on node {node}");
-            let params = json!({ "pid": pid, "signal": signal });
+            let params = SignalParams {
+                pid,
+                signal,
+                start_time: None,
+            };
             act(
                 &pool,
                 node,
@@ -368,7 +378,11 @@ async fn perform(
         }
         Command::Renice { node, pid, nice } => {
             let what = format!("renice process {pid} on node {node} to {nice}");
-            let params = json!({ "pid": pid, "nice": nice });
+            let params = ReniceParams {
+                pid,
+                nice,
+                start_time: None,
+            };
             act(
                 &pool,
                 node,
@@ -387,7 +401,7 @@ async fn perform(
             value,
         } => {
             let what = format!("process {pid} on node {node}: {field} = {value}");
-            let params = json!({ "pid": pid, "field": field, "value": value });
+            let params = ProcWriteParams { pid, field, value };
             act(
                 &pool,
                 node,
@@ -416,37 +430,32 @@ async fn perform(
 }
 
 /// Calls `method` on `node` and reports the outcome as `what`.
-async fn act(
+async fn act<P: Serialize>(
     pool: &LinkPool,
     node: NodeId,
     method: &str,
-    params: Value,
+    params: P,
     what: String,
     ok: &str,
     sink: &EventSink,
 ) {
-    let result = call(pool, node, method, params)
+    let result = call_within::<_, Value>(pool, node, method, params, hpc::client::CALL_TIMEOUT)
         .await
         .map(|_| ok.to_string());
     sink.send(Event::Done { what, result });
 }
 
-/// Calls `method` on `node` with the client's usual answer timeout.
-async fn call(pool: &LinkPool, node: NodeId, method: &str, params: Value) -> Result<Value, String> {
-    call_within(pool, node, method, params, hpc::client::CALL_TIMEOUT).await
-}
-
 /// Calls `method` on `node`, waiting at most `timeout` for the answer.
-async fn call_within(
+async fn call_within<P: Serialize, R: DeserializeOwned>(
     pool: &LinkPool,
     node: NodeId,
     method: &str,
-    params: Value,
+    params: P,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<R, String> {
     let client = pool.get(node).await.map_err(|e| e.to_string())?;
     client
-        .call_value_within(method, params, timeout)
+        .call_within(method, params, timeout)
         .await
         .map_err(|e| e.to_string())
 }
@@ -457,11 +466,15 @@ async fn write_admin(
     path: &str,
     value: &Value,
 ) -> Result<String, String> {
-    let v = call_within(
+    let v: PathValue = call_within(
         pool,
         node,
         methods::HPC_WRITE,
-        json!({ "path": path, "value": value }),
+        WriteParams {
+            path: path.into(),
+            value: value.clone(),
+            pid: None,
+        },
         LONG_ACTION,
     )
     .await?;
@@ -469,21 +482,18 @@ async fn write_admin(
 }
 
 /// The answer of an admin write, for a person (`expel`/`bring` report moves).
-fn describe_write(v: &Value) -> String {
-    let result = v.get("value").unwrap_or(v);
-    match (
-        result.get("moved"),
-        result.get("failed").and_then(Value::as_array),
-    ) {
-        (Some(moved), Some(failed)) if !failed.is_empty() => {
-            let reasons: Vec<String> = failed
+fn describe_write(v: &PathValue) -> String {
+    match &v.moves {
+        Some(m) if !m.failed.is_empty() => {
+            let reasons: Vec<String> = m
+                .failed
                 .iter()
-                .map(|f| format!("{}: {}", f["pid"], f["error"].as_str().unwrap_or("?")))
+                .map(|f| format!("{}: {}", f.pid, f.error))
                 .collect();
-            format!("moved {moved}; could not move {}", reasons.join("; "))
+            format!("moved {}; could not move {}", m.moved, reasons.join("; "))
         }
-        (Some(moved), _) => format!("moved {moved}"),
-        _ => format!("now {result}"),
+        Some(m) => format!("moved {}", m.moved),
+        None => format!("now {}", v.value),
     }
 }
 
@@ -493,13 +503,13 @@ fn describe_write(v: &Value) -> String {
 async fn switch(pool: &LinkPool, node: NodeId, on: bool) -> Result<String, String> {
     let flag = u8::from(!on);
     for f in ["block", "stay", "lstay", "quiet"] {
-        write_admin(pool, node, &format!("admin/{f}"), &json!(flag)).await?;
+        write_admin(pool, node, &format!("admin/{f}"), &Value::from(flag)).await?;
     }
     if on {
         return Ok("balancing on: guests accepted, automigration on".into());
     }
-    let expelled = write_admin(pool, node, "admin/expel", &json!(1)).await?;
-    let brought = write_admin(pool, node, "admin/bring", &json!(1)).await?;
+    let expelled = write_admin(pool, node, "admin/expel", &Value::from(1)).await?;
+    let brought = write_admin(pool, node, "admin/bring", &Value::from(1)).await?;
     Ok(format!("stopped; expel: {expelled}; bring: {brought}"))
 }
 
@@ -541,10 +551,17 @@ async fn execute(pool: &LinkPool, request: ExecRequest, sink: &EventSink) {
         .collect();
     let mut started = Vec::new();
     for launch in launches {
-        let spawn = json!({
-            "argv": argv, "cwd": request.cwd, "env": env, "uid": uid, "gid": gid,
-            "stdout": request.output, "lock": launch.lock, "decay": launch.decay,
-        });
+        let spawn = SpawnParams {
+            argv: argv.clone(),
+            cwd: request.cwd.clone(),
+            env: env.clone(),
+            uid,
+            gid,
+            stdout: Some(request.output.clone()),
+            stderr: None,
+            lock: launch.lock,
+            decay: launch.decay,
+        };
         let job: JobInfo = match client.call(methods::PROC_SPAWN, spawn).await {
             Ok(j) => j,
             Err(e) => {
@@ -558,18 +575,26 @@ async fn execute(pool: &LinkPool, request: ExecRequest, sink: &EventSink) {
         let mut node = request.home;
         if let Some(target) = launch.target {
             let moved = client
-                .call_value_within(
+                .call_within::<_, Value>(
                     methods::PROC_MIGRATE,
-                    json!({ "pid": job.home_pid, "to": target.to_string(), "force": true }),
+                    MigrateParams {
+                        pid: job.home_pid,
+                        to: target.to_string(),
+                        force: true,
+                    },
                     LONG_ACTION,
                 )
                 .await;
             if let Err(e) = moved {
                 // As `mosrun` without -F: a job that cannot go where it was sent is stopped.
                 let _ = client
-                    .call_value(
+                    .call::<_, Value>(
                         methods::PROC_SIGNAL,
-                        json!({ "pid": job.home_pid, "signal": "KILL" }),
+                        SignalParams {
+                            pid: job.home_pid,
+                            signal: "KILL".into(),
+                            start_time: None,
+                        },
                     )
                     .await;
                 sink.send(Event::Done {

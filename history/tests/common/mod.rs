@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use collector::store::Location;
+use history::store::Location;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]

@@ -1,33 +1,40 @@
-//! The context every view gets: the cluster state to read and the way to ask
-//! the network side for something.
+//! The context every view gets each frame: the cluster state to read, the way
+//! to ask the network side for something, and the task runner for a view's
+//! own slow work.
 
 use crate::net::{Backend, Command};
 use crate::state::ClusterState;
+use crate::tasks::Tasks;
 
 /// Shared by all views.
-pub struct AppContext {
+pub struct ViewerContext {
     /// What is known about the cluster.
     pub state: ClusterState,
     backend: Option<Backend>,
+    tasks: Option<Tasks>,
     /// Commands issued while no backend is attached (benchmarks, offline views).
     pub outbox: Vec<Command>,
 }
 
-impl AppContext {
-    /// A context talking to `backend`.
+impl ViewerContext {
+    /// A context talking to `backend`; views' work runs on its runtime.
     pub fn new(backend: Backend) -> Self {
+        let tasks = Some(backend.tasks());
         Self {
             state: ClusterState::default(),
             backend: Some(backend),
+            tasks,
             outbox: Vec::new(),
         }
     }
 
-    /// A context with no network side: commands collect in [`AppContext::outbox`].
-    pub fn detached(state: ClusterState) -> Self {
+    /// A context with no network side: commands collect in
+    /// [`ViewerContext::outbox`]; views' work runs on `tasks`, if given.
+    pub fn detached(state: ClusterState, tasks: Option<Tasks>) -> Self {
         Self {
             state,
             backend: None,
+            tasks,
             outbox: Vec::new(),
         }
     }
@@ -38,6 +45,11 @@ impl AppContext {
             Some(b) => b.send(command),
             None => self.outbox.push(command),
         }
+    }
+
+    /// The runner for views' slow work (None in a context built without one).
+    pub fn tasks(&self) -> Option<&Tasks> {
+        self.tasks.as_ref()
     }
 
     /// Applies every queued event; true when something arrived.

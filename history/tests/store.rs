@@ -5,13 +5,13 @@
 
 mod common;
 
-use collector::events::{
+use common::{Backend, TestDb};
+use history::events::{
     Checkpoint, NodeChange, NodeMeta, ProcEnd, ProcEvent, ProcMove, ProcStart, TickBatch,
 };
-use collector::query::History;
-use collector::sample::{Metric, NodeSample, Sample};
-use collector::store::{self, BLOCK_TICKS, Store};
-use common::{Backend, TestDb};
+use history::query::History;
+use history::sample::{Metric, NodeSample, Sample};
+use history::store::{self, BLOCK_TICKS, Store};
 
 const T0: i64 = 1_800_000_000_000;
 const TICKS: i64 = 150;

@@ -9,17 +9,17 @@
 //!
 //! Simulated time runs as fast as the store takes it; CPU is the process's
 //! user+system time (the SQLite worker thread included). Run with
-//! `cargo bench -p collector --bench ingest`; `BENCH_QUICK=1` shortens it.
+//! `cargo bench -p history --bench ingest`; `BENCH_QUICK=1` shortens it.
 // Test code: a failed unwrap, expect or index is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
 
-use collector::events::TickBatch;
-use collector::query::History;
-use collector::sample::{Metric, NodeSample, Sample};
-use collector::store::sql::{Val, insert_rows, int, query};
-use collector::store::{Location, Store};
+use history::events::TickBatch;
+use history::query::History;
+use history::sample::{Metric, NodeSample, Sample};
+use history::store::sql::{Val, insert_rows, int, query};
+use history::store::{Location, Store};
 use sqlx::AnyPool;
 
 const T0: i64 = 1_800_000_000_000;
@@ -218,7 +218,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median ms of `runs` runs of our 12-hour query (node 1, load, 2000 buckets).
 async fn query_ours(path: &std::path::Path, ticks: i64, runs: usize) -> (f64, usize) {
-    let h = History::open(&collector::store::HistoryRef {
+    let h = History::open(&history::store::HistoryRef {
         location: Location::Sqlite(path.to_path_buf()),
         id: 1,
     })
