@@ -34,6 +34,8 @@ pub struct OpenMosixView {
     show_notices: bool,
     checkpoint_label: String,
     watched: Vec<NodeId>,
+    /// The history the Analyzer menu opens.
+    pub history: history::store::Location,
 }
 
 impl OpenMosixView {
@@ -48,6 +50,7 @@ impl OpenMosixView {
             show_notices: false,
             checkpoint_label: String::new(),
             watched: Vec::new(),
+            history: history::store::Location::Sqlite(history::store::DEFAULT_DB.into()),
         }
     }
 
@@ -158,6 +161,17 @@ impl OpenMosixView {
                         ui.close();
                     }
                 });
+            });
+            ui.menu_button("Analyzer", |ui| {
+                let source = analyzer::Source::current_of(self.history.clone());
+                if ui.button("load and memory overview").clicked() {
+                    open.push(Open::window(analyzer::Analyzer::new(source.clone())));
+                    ui.close();
+                }
+                if ui.button("process history").clicked() {
+                    open.push(Open::window(analyzer::ProcessHistory::new(source)));
+                    ui.close();
+                }
             });
             ui.menu_button("View", |ui| {
                 if ui.button("Nodes").clicked() {

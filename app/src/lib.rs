@@ -6,6 +6,7 @@
 pub mod app;
 pub mod balance;
 pub mod settings;
+pub mod standalone;
 pub mod views;
 
 pub use app::OpenMosixView;

@@ -1,5 +1,7 @@
 //! `openmosixview [--node HOST[:PORT]]... [--key FILE] [--known-hosts FILE]
-//! [--screenshot FILE]`: the openMosix cluster view.
+//! [--history DB] [--screenshot FILE]`: the openMosix cluster view.
+//! `openmosixview --analyzer [HISTORY]` (or the link `openmosixanalyzer
+//! [HISTORY]`): the analyzer on its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use openmosixview::OpenMosixView;
 use openmosixview::settings::{self, Settings};
+use openmosixview::standalone::AnalyzerApp;
 use viewer::ViewerContext;
 use viewer::net::{Backend, LinkSettings};
 use viewer::screenshot;
@@ -36,11 +39,26 @@ struct Args {
     /// Write the first complete frame to this PNG file, then quit.
     #[arg(long)]
     screenshot: Option<PathBuf>,
+    /// The history the analyzer reads: a SQLite file or a postgres:// URL
+    /// (default: the saved one, else /var/lib/openmosix/history/current.db).
+    #[arg(long)]
+    history: Option<String>,
+    /// Open only the analyzer (of HISTORY, when given).
+    #[arg(long)]
+    analyzer: bool,
+    /// The history to analyze with --analyzer (as --history).
+    #[arg(value_name = "HISTORY")]
+    history_arg: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
-    hpc::logging::init("openmosixview=info,warn");
+    hpc::logging::init("openmosixview=info,analyzer=info,warn");
     let args = Args::parse();
+    let called_analyzer = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n == "openmosixanalyzer"))
+        .unwrap_or(false);
     let config_path = args.config.clone().or_else(settings::default_path);
     let mut s = match &config_path {
         Some(p) => Settings::load(p)?,
@@ -58,6 +76,22 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.collector_args.is_empty() {
         s.collector_start_args = args.collector_args.clone();
+    }
+    if args.history.is_some() {
+        s.history = args.history.clone();
+    }
+    let history: history::store::Location = args
+        .history_arg
+        .clone()
+        .or_else(|| s.history.clone())
+        .unwrap_or_else(|| history::store::DEFAULT_DB.to_string())
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.analyzer || called_analyzer {
+        return run_analyzer(history, args.screenshot.clone());
+    }
+    if args.history_arg.is_some() {
+        anyhow::bail!("a HISTORY argument goes with --analyzer (or use --history)");
     }
     if given && let Some(p) = &config_path {
         // Remember what was given, so that the next start needs no options.
@@ -98,8 +132,10 @@ fn main() -> anyhow::Result<()> {
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
             let backend = Backend::start(config, Arc::new(move || ctx.request_repaint()))?;
+            let mut view = OpenMosixView::new(ViewerContext::new(backend));
+            view.history = history;
             Ok(Box::new(Window {
-                view: OpenMosixView::new(ViewerContext::new(backend)),
+                view: Mode::Cluster(Box::new(view)),
                 shot: shot.map(|path| Shot {
                     path,
                     asked: false,
@@ -118,9 +154,44 @@ struct Shot {
     started: Instant,
 }
 
+/// Runs the analyzer alone.
+fn run_analyzer(history: history::store::Location, shot: Option<PathBuf>) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("openMosixanalyzer")
+            .with_inner_size([1100.0, 720.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "openmosixanalyzer",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let app = AnalyzerApp::new(history, Arc::new(move || ctx.request_repaint()))?;
+            Ok(Box::new(Window {
+                view: Mode::Analyzer(Box::new(app)),
+                shot: shot.map(|path| Shot {
+                    path,
+                    asked: false,
+                    started: Instant::now(),
+                }),
+            }))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// What the window shows.
+enum Mode {
+    /// The cluster view with every window.
+    Cluster(Box<OpenMosixView>),
+    /// The analyzer alone.
+    Analyzer(Box<AnalyzerApp>),
+}
+
 /// The eframe side: events in `logic`, the frame in `ui`.
 struct Window {
-    view: OpenMosixView,
+    view: Mode,
     shot: Option<Shot>,
 }
 
@@ -129,11 +200,16 @@ const SHOT_PATIENCE: Duration = Duration::from_secs(30);
 
 impl eframe::App for Window {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        self.view.logic();
+        let complete = match &mut self.view {
+            Mode::Cluster(v) => {
+                v.logic();
+                screenshot::frame_complete(&v.cx.state)
+            }
+            Mode::Analyzer(a) => a.complete(),
+        };
         if let Some(shot) = &mut self.shot
             && !shot.asked
         {
-            let complete = screenshot::frame_complete(&self.view.cx.state);
             if complete || shot.started.elapsed() > SHOT_PATIENCE {
                 shot.asked = true;
                 let (path, ctx2) = (shot.path.clone(), ctx.clone());
@@ -153,6 +229,9 @@ impl eframe::App for Window {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.view.ui(ui);
+        match &mut self.view {
+            Mode::Cluster(v) => v.ui(ui),
+            Mode::Analyzer(a) => a.ui(ui),
+        }
     }
 }

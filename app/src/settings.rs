@@ -21,6 +21,10 @@ pub struct Settings {
     pub collector_program: String,
     /// Arguments added to `openmosixcollector -d` by Collector → Start.
     pub collector_start_args: Vec<String>,
+    /// The history the analyzer opens: a SQLite file or a PostgreSQL URL
+    /// (default: the collector's, /var/lib/openmosix/history/current.db).
+    #[serde(default)]
+    pub history: Option<String>,
 }
 
 impl Default for Settings {
@@ -32,6 +36,7 @@ impl Default for Settings {
             refresh_ms: 1000,
             collector_program: "openmosixcollector".into(),
             collector_start_args: Vec::new(),
+            history: None,
         }
     }
 }

@@ -17,9 +17,10 @@ use tokio::time::MissedTickBehavior;
 use crate::control::{Incoming, Reply, Request};
 use crate::poller::Poller;
 use crate::tracker::{NodeProcs, Tracker};
-use history::events::{Checkpoint, NodeChange, NodeMeta, ProcEvent, TickBatch};
+use history::events::{Checkpoint, MoveCursor, NodeChange, NodeMeta, ProcEvent, TickBatch};
 use history::sample::{NodeSample, Sample};
 use history::store::{Location, Store, StoreError};
+use hpc::protocol::{MoveLogPage, MoveRecord, MovesSinceParams};
 
 /// Ticks kept in memory while the database refuses writes (an hour at 1 Hz).
 pub const MAX_QUEUED_TICKS: usize = 3600;
@@ -69,6 +70,8 @@ pub struct Daemon {
     /// Ended jobs whose exit code the home has not reported yet: (process,
     /// identity, ticks left to ask).
     awaiting_exit: Vec<(i64, (NodeId, i32), u32)>,
+    /// How far each node's move log has been read (written with the moves).
+    cursors: HashMap<NodeId, MoveCursor>,
 }
 
 impl Daemon {
@@ -87,6 +90,12 @@ impl Daemon {
             answer_timeout,
         );
         poller.add_seeds(store.known_addrs().await?);
+        let cursors = store
+            .move_cursors()
+            .await?
+            .into_iter()
+            .map(|c| (c.node, c))
+            .collect();
         tracing::info!(
             history = %describe(&store.history()),
             running = tracker.running(),
@@ -104,6 +113,7 @@ impl Daemon {
             failing: false,
             ticks: 0,
             awaiting_exit: Vec::new(),
+            cursors,
         })
     }
 
@@ -155,13 +165,30 @@ impl Daemon {
 
     /// One tick: poll, track, write.
     async fn tick(&mut self) {
-        let (answers, left) = self.poller.poll().await;
+        let cursors = &self.cursors;
+        let (answers, left) = self
+            .poller
+            .poll(|node| match cursors.get(&node) {
+                Some(c) => MovesSinceParams {
+                    epoch: Some(c.epoch.clone()),
+                    after: c.seq,
+                    limit: None,
+                },
+                None => MovesSinceParams::default(),
+            })
+            .await;
         let t = self.tick_time();
         let mut batch = TickBatch {
             t_ms: t,
             ..TickBatch::default()
         };
         let mut lists = Vec::with_capacity(answers.len());
+        let mut logged = Vec::new();
+        for a in answers.iter() {
+            if let Some(page) = &a.moves {
+                logged.extend(self.new_moves(a.node, page, &mut batch));
+            }
+        }
         for a in answers {
             let known = self.known.entry(a.node).or_insert_with(|| Known {
                 name: String::new(),
@@ -216,7 +243,8 @@ impl Daemon {
                 reason: "left the cluster".into(),
             });
         }
-        batch.procs = self.tracker.update(t, &lists);
+        batch.procs = self.tracker.apply_moves(t, logged);
+        batch.procs.extend(self.tracker.update(t, &lists));
         batch.procs.extend(ended);
         self.add_job_figures(&mut batch.procs, t).await;
         for e in &batch.procs {
@@ -231,6 +259,52 @@ impl Daemon {
         if due && let Err(e) = self.rotate().await {
             tracing::error!(error = %e, "archiving the history failed");
         }
+    }
+
+    /// The moves of `node`'s log page that are new to this history, and its
+    /// cursor moved past them (recorded in `batch`). A node read for the first
+    /// time in this history gives the moves made since the history began (so
+    /// moves made while the collector was down are not lost).
+    fn new_moves(
+        &mut self,
+        node: NodeId,
+        page: &MoveLogPage,
+        batch: &mut TickBatch,
+    ) -> Vec<MoveRecord> {
+        let known = self.cursors.get(&node);
+        let same_log = known.is_some_and(|c| c.epoch == page.epoch);
+        let after = known.filter(|_| same_log).map_or(0, |c| c.seq);
+        if let Some(c) = known
+            && same_log
+            && page.first > c.seq + 1
+        {
+            tracing::warn!(
+                node,
+                lost = page.first - c.seq - 1,
+                "moves dropped from the node's log before they were read"
+            );
+        }
+        let since = if known.is_some() {
+            i64::MIN
+        } else {
+            self.store.as_ref().map_or(i64::MIN, |s| s.started_ms())
+        };
+        let fresh: Vec<MoveRecord> = page
+            .moves
+            .iter()
+            .filter(|m| m.seq > after && m.report.at_ms as i64 >= since)
+            .cloned()
+            .collect();
+        let cursor = MoveCursor {
+            node,
+            epoch: page.epoch.clone(),
+            seq: page.moves.last().map_or(after, |m| m.seq.max(after)),
+        };
+        if self.cursors.get(&node) != Some(&cursor) {
+            batch.cursors.push(cursor.clone());
+            self.cursors.insert(node, cursor);
+        }
+        fresh
     }
 
     /// Fills in what a job's home knows: a move's duration, freeze time and
@@ -253,7 +327,8 @@ impl Daemon {
         self.awaiting_exit = waiting;
         for e in events.iter_mut() {
             let id = match e {
-                ProcEvent::Move(m) => m.id,
+                // Moves from the logs carry their figures already.
+                ProcEvent::Move(m) if m.freeze_ms.is_none() => m.id,
                 ProcEvent::End(end) if end.reason == "exited" => end.id,
                 _ => continue,
             };
@@ -404,6 +479,8 @@ impl Daemon {
         self.queued.push(TickBatch {
             t_ms: now,
             procs: self.tracker.carry_over(),
+            // The new history reads the logs on from where the old one stopped.
+            cursors: self.cursors.values().cloned().collect(),
             ..TickBatch::default()
         });
         self.flush().await;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use hpc::client::{Client, ClientConfig, ClientError};
 use hpc::model::{NodeId, NodeStatus, ProcessInfo};
-use hpc::protocol::{JobInfo, PidParams, ProcListParams, methods};
+use hpc::protocol::{
+    JobInfo, MoveLogPage, MovesSinceParams, NoParams, PidParams, ProcListParams, methods,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -28,10 +30,19 @@ pub struct NodeAnswer {
     pub addr: String,
     /// Its status and process list, or why it could not be read.
     pub result: Result<(NodeStatus, Vec<ProcessInfo>), String>,
+    /// The moves its log holds after the cursor asked with (None when the
+    /// log could not be read this tick: the next tick asks again).
+    pub moves: Option<MoveLogPage>,
 }
 
+/// What a worker answers for one tick.
+type TickAnswer = (
+    Result<(NodeStatus, Vec<ProcessInfo>), String>,
+    Option<MoveLogPage>,
+);
+
 enum Request {
-    Tick(oneshot::Sender<Result<(NodeStatus, Vec<ProcessInfo>), String>>),
+    Tick(MovesSinceParams, oneshot::Sender<TickAnswer>),
     Job(i32, oneshot::Sender<Option<JobInfo>>),
 }
 
@@ -79,15 +90,9 @@ impl Poller {
     async fn membership(&mut self) -> Option<Vec<NodeStatus>> {
         if let Some(c) = &self.seed {
             match c
-                .call_value_within(
-                    methods::CLUSTER_NODES,
-                    serde_json::json!({}),
-                    self.answer_timeout,
-                )
+                .call_within(methods::CLUSTER_NODES, NoParams {}, self.answer_timeout)
                 .await
-                .and_then(|v| {
-                    serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
-                }) {
+            {
                 Ok(nodes) => return Some(nodes),
                 Err(e) => {
                     tracing::warn!(seed = c.addr(), error = %e, "seed stopped answering");
@@ -173,28 +178,35 @@ impl Poller {
         }
     }
 
-    /// One tick: follows the node list, then asks every node at once. Returns
-    /// every node's answer (in node order) and the nodes that left the cluster.
-    pub async fn poll(&mut self) -> (Vec<NodeAnswer>, Vec<NodeId>) {
+    /// One tick: follows the node list, then asks every node at once for its
+    /// figures, processes and the moves its log holds after `cursor(node)`.
+    /// Returns every node's answer (in node order) and the nodes that left.
+    pub async fn poll(
+        &mut self,
+        cursor: impl Fn(NodeId) -> MovesSinceParams,
+    ) -> (Vec<NodeAnswer>, Vec<NodeId>) {
         let left = self.follow_membership().await;
         let deadline = Instant::now() + self.answer_timeout;
         let mut pending = Vec::new();
         for (id, w) in &self.workers {
             let (tx, rx) = oneshot::channel();
-            let sent = w.tx.try_send(Request::Tick(tx)).is_ok();
+            let sent = w.tx.try_send(Request::Tick(cursor(*id), tx)).is_ok();
             pending.push((*id, w.name.clone(), w.addr.clone(), sent.then_some(rx)));
         }
         let mut answers = Vec::with_capacity(pending.len());
         for (node, name, addr, rx) in pending {
-            let result = match rx {
-                None => Err("still busy with the previous tick".to_string()),
+            let (result, moves) = match rx {
+                None => (Err("still busy with the previous tick".to_string()), None),
                 Some(rx) => match tokio::time::timeout_at(deadline, rx).await {
                     Ok(Ok(r)) => r,
-                    Ok(Err(_)) => Err("worker stopped".to_string()),
-                    Err(_) => Err(format!(
-                        "no answer within {} ms",
-                        self.answer_timeout.as_millis()
-                    )),
+                    Ok(Err(_)) => (Err("worker stopped".to_string()), None),
+                    Err(_) => (
+                        Err(format!(
+                            "no answer within {} ms",
+                            self.answer_timeout.as_millis()
+                        )),
+                        None,
+                    ),
                 },
             };
             answers.push(NodeAnswer {
@@ -202,6 +214,7 @@ impl Poller {
                 name,
                 addr,
                 result,
+                moves,
             });
         }
         answers.sort_by_key(|a| a.node);
@@ -256,27 +269,28 @@ async fn worker(
             }
         }
         match req {
-            Request::Tick(reply) => {
+            Request::Tick(cursor, reply) => {
                 let Some(c) = client.clone() else {
-                    let _ = reply.send(Err(last_error.clone()));
+                    let _ = reply.send((Err(last_error.clone()), None));
                     continue;
                 };
-                let (status, procs) = tokio::join!(
-                    c.call_value_within(methods::NODE_STATUS, serde_json::json!({}), timeout),
-                    c.call_value_within(
+                let (status, procs, moves) = tokio::join!(
+                    c.call_within::<_, NodeStatus>(methods::NODE_STATUS, NoParams {}, timeout),
+                    c.call_within::<_, Vec<ProcessInfo>>(
                         methods::PROC_LIST,
-                        serde_json::to_value(ProcListParams::default()).unwrap_or_default(),
+                        ProcListParams::default(),
                         timeout
                     ),
+                    c.call_within::<_, MoveLogPage>(methods::MOVES_SINCE, cursor, timeout),
                 );
-                let answer = status.and_then(|s| {
-                    let procs = procs?;
-                    let decode = |e: serde_json::Error| ClientError::Protocol(e.to_string());
-                    Ok((
-                        serde_json::from_value::<NodeStatus>(s).map_err(decode)?,
-                        serde_json::from_value::<Vec<ProcessInfo>>(procs).map_err(decode)?,
-                    ))
-                });
+                let moves = match moves {
+                    Ok(page) => Some(page),
+                    Err(e) => {
+                        tracing::debug!(node, %addr, error = %e, "cannot read the move log");
+                        None
+                    }
+                };
+                let answer = status.and_then(|s| Ok((s, procs?)));
                 let answer = answer.map_err(|e| {
                     if matches!(e, ClientError::Closed | ClientError::Timeout(_)) {
                         tracing::info!(node, %addr, error = %e, "connection lost");
@@ -286,19 +300,14 @@ async fn worker(
                     last_error = e.to_string();
                     last_error.clone()
                 });
-                let _ = reply.send(answer);
+                let _ = reply.send((answer, moves));
             }
             Request::Job(pid, reply) => {
                 let info = match &client {
                     Some(c) => c
-                        .call_value_within(
-                            methods::JOB_STATUS,
-                            serde_json::to_value(PidParams { pid }).unwrap_or_default(),
-                            timeout,
-                        )
+                        .call_within(methods::JOB_STATUS, PidParams { pid }, timeout)
                         .await
-                        .ok()
-                        .and_then(|v| serde_json::from_value(v).ok()),
+                        .ok(),
                     None => None,
                 };
                 let _ = reply.send(info);

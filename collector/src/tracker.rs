@@ -8,6 +8,12 @@
 //! missing from every answer for [`GRACE_TICKS`] ticks in a row (a migration's
 //! hand-over can hide it for one), and its end time is the first tick it was
 //! missing.
+//!
+//! Moves come from the agents' move logs ([`Tracker::apply_moves`]): every
+//! move, with its figures, however fast they follow each other. A process
+//! seen on another node than the logs say is taken as moved there only after
+//! [`INFER_TICKS`] ticks with no logged move explaining it (an agent that died
+//! before logging its move, or an agent too old to log).
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,9 +21,18 @@ use hpc::model::{NodeId, ProcessInfo};
 
 use history::events::{ProcEnd, ProcEvent, ProcMove, ProcStart};
 use history::store::OpenProcess;
+use hpc::protocol::MoveRecord;
 
 /// Ticks a process must be missing before it is taken as ended.
 pub const GRACE_TICKS: u32 = 2;
+
+/// Ticks a process must be seen on another node, with no logged move
+/// explaining it, before that move is recorded from the sighting.
+pub const INFER_TICKS: u32 = 3;
+
+/// Ended processes remembered for late moves from logs that could not be read
+/// at the time (their source agent was unreachable).
+const ENDED_MEMORY: usize = 4096;
 
 /// Our own job-namespace init: listed with its job's identity, but the job's
 /// command is the process that history is about.
@@ -37,6 +52,16 @@ struct Tracked {
     job: bool,
     missing_since: Option<i64>,
     missing_ticks: u32,
+    /// Seen on another node than recorded: (node, PID there, since, ticks).
+    elsewhere: Option<(NodeId, i32, i64, u32)>,
+}
+
+impl Tracked {
+    /// Whether a logged move with this start time (seconds) is about this
+    /// process rather than an earlier one with the same identity.
+    fn same_start(&self, start_time: u64) -> bool {
+        (self.start.started_ms / 1000 - start_time as i64).abs() <= 2
+    }
 }
 
 /// One node's answer for a tick.
@@ -55,6 +80,8 @@ pub struct Tracker {
     next_id: i64,
     /// Identities of the jobs the last update ended.
     ended_jobs: HashMap<i64, Identity>,
+    /// Recently ended processes: (identity, number, start ms), oldest first.
+    ended: std::collections::VecDeque<(Identity, i64, i64)>,
 }
 
 /// Whether a row is a kernel thread (no user-space command line).
@@ -80,6 +107,7 @@ impl Tracker {
                         job: false,
                         missing_since: None,
                         missing_ticks: 0,
+                        elsewhere: None,
                     },
                 )
             })
@@ -88,6 +116,7 @@ impl Tracker {
             alive,
             next_id: next_id.max(1),
             ended_jobs: HashMap::new(),
+            ended: Default::default(),
         }
     }
 
@@ -166,19 +195,32 @@ impl Tracker {
                     t.missing_since = None;
                     t.missing_ticks = 0;
                     t.job |= jobs.contains(key);
-                    if t.node != *node {
+                    if t.node == *node {
+                        t.elsewhere = None;
+                        t.pid = p.pid;
+                        continue;
+                    }
+                    let seen = match t.elsewhere {
+                        Some((n, _, since, ticks)) if n == *node => (since, ticks + 1),
+                        _ => (t_ms, 1),
+                    };
+                    t.elsewhere = Some((*node, p.pid, seen.0, seen.1));
+                    if seen.1 >= INFER_TICKS {
+                        // No log explained it: record the move as seen.
                         events.push(ProcEvent::Move(ProcMove {
                             id: t.id,
-                            t_ms,
+                            t_ms: seen.0,
                             from: t.node,
                             to: *node,
                             pid: p.pid,
                             duration_ms: None,
                             freeze_ms: None,
+                            bytes: None,
                         }));
                         t.node = *node;
+                        t.pid = p.pid;
+                        t.elsewhere = None;
                     }
-                    t.pid = p.pid;
                 }
                 None => {
                     let id = self.next_id;
@@ -204,6 +246,7 @@ impl Tracker {
                             job: jobs.contains(key),
                             missing_since: None,
                             missing_ticks: 0,
+                            elsewhere: None,
                         },
                     );
                 }
@@ -233,8 +276,104 @@ impl Tracker {
             }
         }
         for key in ended {
-            if let Some(t) = self.alive.remove(&key).filter(|t| t.job) {
-                self.ended_jobs.insert(t.id, key);
+            if let Some(t) = self.alive.remove(&key) {
+                self.remember_end(key, &t);
+                if t.job {
+                    self.ended_jobs.insert(t.id, key);
+                }
+            }
+        }
+        events
+    }
+
+    fn remember_end(&mut self, key: Identity, t: &Tracked) {
+        self.ended.push_back((key, t.id, t.start.started_ms));
+        while self.ended.len() > ENDED_MEMORY {
+            self.ended.pop_front();
+        }
+    }
+
+    /// Turns moves read from the agents' logs into events, in the order each
+    /// process made them. A move of a process never seen (it started and
+    /// moved between two ticks) first records its start; a late move of a
+    /// process that has since ended is added to that process.
+    pub fn apply_moves(&mut self, t_ms: i64, mut moves: Vec<MoveRecord>) -> Vec<ProcEvent> {
+        moves.sort_by_key(|m| {
+            (
+                m.report.home,
+                m.report.home_pid,
+                m.report.nmigs,
+                m.report.at_ms,
+            )
+        });
+        let mut events = Vec::new();
+        for m in moves {
+            let r = &m.report;
+            let key = (r.home, r.home_pid);
+            let mv = |id| {
+                ProcEvent::Move(ProcMove {
+                    id,
+                    t_ms: i64::try_from(r.at_ms).unwrap_or(t_ms),
+                    from: r.from,
+                    to: r.to,
+                    pid: r.pid,
+                    duration_ms: Some(r.total_ms as i64),
+                    freeze_ms: Some(r.freeze_ms as i64),
+                    bytes: i64::try_from(r.bytes).ok(),
+                })
+            };
+            if let Some(t) = self
+                .alive
+                .get_mut(&key)
+                .filter(|t| t.same_start(m.start_time))
+            {
+                events.push(mv(t.id));
+                t.node = r.to;
+                t.pid = r.pid;
+                t.job = true;
+                t.elsewhere = None;
+                continue;
+            }
+            let late = self.ended.iter().rev().find(|(k, _, started)| {
+                *k == key && (started / 1000 - m.start_time as i64).abs() <= 2
+            });
+            if let Some((_, id, _)) = late {
+                events.push(mv(*id));
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let start = ProcStart {
+                id,
+                home: r.home,
+                home_pid: r.home_pid,
+                node: r.from,
+                pid: if r.from == r.home { r.home_pid } else { 0 },
+                cmd: m.cmdline.clone(),
+                owner: m.user.clone(),
+                started_ms: (m.start_time as i64).saturating_mul(1000).min(t_ms),
+            };
+            events.push(ProcEvent::Start(start.clone()));
+            events.push(mv(id));
+            let fresh = Tracked {
+                id,
+                start,
+                node: r.to,
+                pid: r.pid,
+                job: true,
+                missing_since: None,
+                missing_ticks: 0,
+                elsewhere: None,
+            };
+            if let Some(old) = self.alive.insert(key, fresh) {
+                // An earlier process with this identity (its PID was reused).
+                events.push(ProcEvent::End(ProcEnd {
+                    id: old.id,
+                    t_ms,
+                    reason: "exited".into(),
+                    exit_code: None,
+                }));
+                self.remember_end(key, &old);
             }
         }
         events
@@ -340,21 +479,25 @@ mod tests {
             ],
         );
         assert!(ev.is_empty());
-        let ev = t.update(
-            12_000,
-            &[
-                (1, NodeProcs::Listed(vec![job(100, 2)])),
-                (
-                    2,
-                    NodeProcs::Listed(vec![
-                        job(55, 2),
-                        row(54, 1, 100, 2, "openmosix-jobinit -- counter"),
-                    ]),
-                ),
-            ],
-        );
-        match &ev[..] {
-            [ProcEvent::Move(m)] => assert_eq!((m.from, m.to, m.pid), (1, 2, 55)),
+        let there = [
+            (1, NodeProcs::Listed(vec![job(100, 2)])),
+            (
+                2,
+                NodeProcs::Listed(vec![
+                    job(55, 2),
+                    row(54, 1, 100, 2, "openmosix-jobinit -- counter"),
+                ]),
+            ),
+        ];
+        // No move log explains it: taken as moved once seen there for
+        // INFER_TICKS ticks, at the first sighting.
+        assert!(t.update(12_000, &there).is_empty());
+        assert!(t.update(12_500, &there).is_empty());
+        match &t.update(12_800, &there)[..] {
+            [ProcEvent::Move(m)] => {
+                assert_eq!((m.from, m.to, m.pid, m.t_ms), (1, 2, 55, 12_000));
+                assert_eq!(m.freeze_ms, None);
+            }
             other => panic!("{other:?}"),
         }
         // Node 2 silent: nothing is concluded.
@@ -379,6 +522,84 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(t.running(), 0);
+    }
+
+    fn logged(seq: u64, from: NodeId, to: NodeId, pid: i32, nmigs: u32) -> MoveRecord {
+        MoveRecord {
+            seq,
+            report: hpc::protocol::MigrationReport {
+                home: 1,
+                home_pid: 100,
+                from,
+                to,
+                pid,
+                bytes: 4096,
+                freeze_ms: 90 + u64::from(nmigs),
+                total_ms: 150,
+                nmigs,
+                at_ms: 10_000 + u64::from(nmigs) * 200,
+                ..Default::default()
+            },
+            cmdline: "counter".into(),
+            user: "root".into(),
+            // As the tracker recorded it (clamped to its first tick, 9 s).
+            start_time: 9,
+        }
+    }
+
+    #[test]
+    fn logged_moves_are_recorded_in_order_with_figures_and_never_twice() {
+        let mut t = Tracker::resume(Vec::new(), 1);
+        let job = |pid, where_| row(pid, 1, 100, where_, "counter");
+        let listed = |n1: Vec<ProcessInfo>, n2, n3| {
+            [
+                (1, NodeProcs::Listed(n1)),
+                (2, NodeProcs::Listed(n2)),
+                (3, NodeProcs::Listed(n3)),
+            ]
+        };
+        t.update(9_000, &listed(vec![job(100, 1)], vec![], vec![]));
+        // Three hops within one tick, logged by three sources, read out of order.
+        let ev = t.apply_moves(
+            11_000,
+            vec![
+                logged(7, 3, 1, 100, 3),
+                logged(4, 1, 2, 55, 1),
+                logged(9, 2, 3, 77, 2),
+            ],
+        );
+        let hops: Vec<(NodeId, NodeId, Option<i64>)> = ev
+            .iter()
+            .map(|e| match e {
+                ProcEvent::Move(m) => (m.from, m.to, m.freeze_ms),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(hops, [(1, 2, Some(91)), (2, 3, Some(92)), (3, 1, Some(93))]);
+        // The lists agree with the logs: nothing more is concluded.
+        assert!(
+            t.update(11_000, &listed(vec![job(100, 1)], vec![], vec![]))
+                .is_empty()
+        );
+        // A list read before the log: the sighting waits, the log explains it.
+        let stale = listed(vec![job(100, 2)], vec![job(56, 2)], vec![]);
+        assert!(t.update(12_000, &stale).is_empty());
+        let ev = t.apply_moves(13_000, vec![logged(5, 1, 2, 56, 4)]);
+        assert_eq!(ev.len(), 1);
+        for tick in 13_000..13_005 {
+            assert!(
+                t.update(tick, &stale).is_empty(),
+                "no second move from the sighting"
+            );
+        }
+        // A job that started and moved between two ticks: its start comes from the log.
+        let mut fresh = Tracker::resume(Vec::new(), 1);
+        let ev = fresh.apply_moves(20_000, vec![logged(1, 1, 2, 55, 1)]);
+        assert_eq!(kinds(&ev), ["move", "start"]);
+        match &ev[0] {
+            ProcEvent::Start(s) => assert_eq!((s.node, s.pid, s.cmd.as_str()), (1, 100, "counter")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

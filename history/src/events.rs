@@ -67,6 +67,8 @@ pub struct ProcMove {
     pub duration_ms: Option<i64>,
     /// How long it was frozen (ms), when the home reported it.
     pub freeze_ms: Option<i64>,
+    /// Image bytes moved, when the move was logged by its source.
+    pub bytes: Option<i64>,
 }
 
 /// A process ended (or vanished).
@@ -109,6 +111,17 @@ pub struct Checkpoint {
     pub label: String,
 }
 
+/// How far the collector has read one node's move log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveCursor {
+    /// The node.
+    pub node: NodeId,
+    /// Which log (a node that lost its log begins a new epoch).
+    pub epoch: String,
+    /// The last sequence number read.
+    pub seq: u64,
+}
+
 /// Everything one tick adds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickBatch {
@@ -124,4 +137,7 @@ pub struct TickBatch {
     pub procs: Vec<ProcEvent>,
     /// Checkpoints asked for since the last tick.
     pub checkpoints: Vec<Checkpoint>,
+    /// Move-log positions after the moves in `procs` (written with them, so a
+    /// restarted collector reads on from exactly there).
+    pub cursors: Vec<MoveCursor>,
 }

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod events;
+pub mod overview;
 pub mod query;
 pub mod sample;
 pub mod store;

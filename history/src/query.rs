@@ -197,11 +197,11 @@ impl History {
         &self.history
     }
 
-    fn err(&self, e: sqlx::Error) -> StoreError {
+    pub(crate) fn err(&self, e: sqlx::Error) -> StoreError {
         StoreError::db(&self.history.location, e)
     }
 
-    async fn rows(&self, sql: &str, binds: &[i64]) -> Result<Vec<AnyRow>, StoreError> {
+    pub(crate) async fn rows(&self, sql: &str, binds: &[i64]) -> Result<Vec<AnyRow>, StoreError> {
         let mut q = query(sql.to_string());
         for b in binds {
             q = q.bind(*b);
@@ -456,7 +456,7 @@ impl History {
     pub async fn moves(&self, id: i64) -> Result<Vec<ProcMove>, StoreError> {
         let rows = self
             .rows(
-                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms FROM moves \
+                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms, bytes FROM moves \
                  WHERE history = $1 AND process = $2 ORDER BY t",
                 &[self.history.id, id],
             )
@@ -471,6 +471,7 @@ impl History {
                     pid: int(r, 3)? as i32,
                     duration_ms: r.try_get(4)?,
                     freeze_ms: r.try_get(5)?,
+                    bytes: r.try_get(6)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

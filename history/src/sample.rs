@@ -69,6 +69,8 @@ impl Sample {
             Metric::Rmem => self.rmem_kib as f64,
             Metric::Tmem => self.tmem_kib as f64,
             Metric::UsedMem => self.used_kib() as f64,
+            Metric::UsedPercent if self.tmem_kib == 0 => 0.0,
+            Metric::UsedPercent => self.used_kib() as f64 * 100.0 / self.tmem_kib as f64,
         })
     }
 }
@@ -101,11 +103,13 @@ pub enum Metric {
     Tmem,
     /// Used memory (tmem - mem), KiB.
     UsedMem,
+    /// Used memory in percent of the total.
+    UsedPercent,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 9] = [
         Metric::Load,
         Metric::Util,
         Metric::Cpus,
@@ -114,6 +118,7 @@ impl Metric {
         Metric::Rmem,
         Metric::Tmem,
         Metric::UsedMem,
+        Metric::UsedPercent,
     ];
 
     /// The name used on the command line and in charts.
@@ -127,6 +132,7 @@ impl Metric {
             Metric::Rmem => "rmem",
             Metric::Tmem => "tmem",
             Metric::UsedMem => "used",
+            Metric::UsedPercent => "used%",
         }
     }
 }

@@ -101,6 +101,7 @@ fn batch(i: i64) -> TickBatch {
             pid: 900,
             duration_ms: Some(250),
             freeze_ms: Some(80),
+            bytes: Some(4 << 20),
         })),
         120 => b.procs.push(ProcEvent::End(ProcEnd {
             id: 1,

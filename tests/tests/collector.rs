@@ -374,3 +374,96 @@ fn daemon_mode_pid_file_and_kill() {
     assert!(!out.status.success() && text(&out).contains("not running"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every move is in the history, however fast they come: a job hops ten
+/// times around a lab, 200 ms apart, while the collector samples only every
+/// second and is killed and restarted in the middle (three hops happen while
+/// it is down). The history holds exactly the ten moves, in order, each with
+/// the figures its migration reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
+    let lab = TestLab::up("ch", 84, 3);
+    let admin = lab.client(1).await;
+    let job = spawn_sleep(&admin, 600).await;
+    let mut col = TestCollector::start(base(), &lab, "1s", &[]);
+    let h = current(&col);
+    let seen = wait_for(Duration::from_secs(20), || async {
+        let hist = History::open(&h).await.ok()?;
+        let rec = hist.find_process(1, job.home_pid).await.ok()?;
+        hist.close().await;
+        (!rec.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the job is recorded; log:\n{}",
+        col.log_text()
+    );
+    let gossip_up = wait_for(Duration::from_secs(30), || async {
+        let nodes: Vec<hpc::model::NodeStatus> =
+            admin.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
+        (nodes.len() == 3 && nodes.iter().all(|n| n.status == hpc::model::Liveness::Up))
+            .then_some(())
+    })
+    .await;
+    assert!(gossip_up.is_some(), "node 1 sees every node up");
+
+    let targets = [2, 3, 1, 2, 3, 1, 2, 3, 1, 2];
+    let mut reports = Vec::new();
+    for (i, to) in targets.iter().enumerate() {
+        if i == 5 {
+            col.kill();
+        }
+        if i == 8 {
+            col.restart();
+        }
+        let r: hpc::protocol::MigrationReport = admin
+            .call_within(
+                methods::PROC_MIGRATE,
+                hpc::protocol::MigrateParams {
+                    pid: job.home_pid,
+                    to: to.to_string(),
+                    force: false,
+                },
+                Duration::from_secs(120),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("hop {i} to node {to}: {e}"));
+        assert_eq!(r.to, *to);
+        reports.push(r);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let moves = wait_for(Duration::from_secs(30), || async {
+        let hist = History::open(&h).await.ok()?;
+        let rec = hist.find_process(1, job.home_pid).await.ok()?;
+        let moves = hist.moves(rec.first()?.start.id).await.ok()?;
+        hist.close().await;
+        (moves.len() >= 10).then_some((rec, moves))
+    })
+    .await;
+    let log = col.log_text();
+    let (rec, moves) = moves.unwrap_or_else(|| panic!("ten moves recorded; log:\n{log}"));
+    assert_eq!(rec.len(), 1, "one process across the restart: {rec:?}");
+    assert_eq!(moves.len(), 10, "{moves:?}");
+    let mut from = 1;
+    for (i, (m, r)) in moves.iter().zip(&reports).enumerate() {
+        assert_eq!((m.from, m.to, m.pid), (from, r.to, r.pid), "hop {i}: {m:?}");
+        assert_eq!(m.t_ms, r.at_ms as i64, "hop {i}");
+        assert_eq!(m.freeze_ms, Some(r.freeze_ms as i64), "hop {i}");
+        assert_eq!(m.duration_ms, Some(r.total_ms as i64), "hop {i}");
+        assert_eq!(m.bytes, Some(r.bytes as i64), "hop {i}");
+        from = r.to;
+    }
+    // And never twice: nothing more arrives on later ticks.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let hist = History::open(&h).await.unwrap();
+    assert_eq!(hist.moves(rec[0].start.id).await.unwrap().len(), 10);
+    hist.close().await;
+    let _ = admin
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": job.home_pid, "signal": "KILL" }),
+        )
+        .await;
+}

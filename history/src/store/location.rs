@@ -74,17 +74,46 @@ fn redact(url: &str) -> String {
 }
 
 fn migrator(location: &Location) -> Migrator {
-    let sql = match location {
-        Location::Sqlite(_) => include_str!("../../migrations/sqlite/0001_history.sql"),
-        Location::Postgres(_) => include_str!("../../migrations/postgres/0001_history.sql"),
+    let steps: [(i64, &'static str, &'static str); 2] = match location {
+        Location::Sqlite(_) => [
+            (
+                1,
+                "history",
+                include_str!("../../migrations/sqlite/0001_history.sql"),
+            ),
+            (
+                2,
+                "moves and summaries",
+                include_str!("../../migrations/sqlite/0002_moves_and_summaries.sql"),
+            ),
+        ],
+        Location::Postgres(_) => [
+            (
+                1,
+                "history",
+                include_str!("../../migrations/postgres/0001_history.sql"),
+            ),
+            (
+                2,
+                "moves and summaries",
+                include_str!("../../migrations/postgres/0002_moves_and_summaries.sql"),
+            ),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("history"),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        steps
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Refuses a history directory that others could write to (the original

@@ -17,7 +17,7 @@ use std::path::Path;
 use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::codec;
-use crate::events::{ProcEvent, ProcStart, TickBatch};
+use crate::events::{MoveCursor, ProcEvent, ProcStart, TickBatch};
 use crate::sample::{NodeSample, Sample};
 pub use location::{DEFAULT_DB, Location};
 use sql::{Val, insert_rows, int, query};
@@ -244,6 +244,25 @@ impl Store {
         Ok(int(&row, 0).map_err(|e| self.err(e))? + 1)
     }
 
+    /// How far the current history has read each node's move log.
+    pub async fn move_cursors(&self) -> Result<Vec<MoveCursor>, StoreError> {
+        let rows = query("SELECT node, epoch, seq FROM move_cursors WHERE history = $1".into())
+            .bind(self.history)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(MoveCursor {
+                    node: int(r, 0)? as u32,
+                    epoch: r.try_get(1)?,
+                    seq: u64::try_from(int(r, 2)?).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Agent addresses the history knows (extra seeds when the first is down).
     pub async fn known_addrs(&self) -> Result<Vec<String>, StoreError> {
         let rows = query("SELECT DISTINCT addr FROM nodes ORDER BY addr".into())
@@ -436,6 +455,19 @@ async fn write_batch(
         .map(|c| vec![h.clone(), Val::Int(c.t_ms), Val::Text(c.label.clone())])
         .collect();
     insert_rows(conn, "checkpoints (history, t, label)", checkpoints).await?;
+    for c in &b.cursors {
+        query(
+            "INSERT INTO move_cursors (history, node, epoch, seq) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (history, node) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq"
+                .into(),
+        )
+        .bind(history)
+        .bind(i64::from(c.node))
+        .bind(c.epoch.clone())
+        .bind(i64::try_from(c.seq).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
     write_process_events(conn, history, &b.procs).await
 }
 
@@ -469,6 +501,7 @@ async fn write_process_events(
                 Val::Int(m.pid.into()),
                 Val::OptInt(m.duration_ms),
                 Val::OptInt(m.freeze_ms),
+                Val::OptInt(m.bytes),
             ]),
             ProcEvent::End(_) | ProcEvent::Exit { .. } => {}
         }
@@ -481,7 +514,7 @@ async fn write_process_events(
     .await?;
     insert_rows(
         conn,
-        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms)",
+        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms, bytes)",
         moves,
     )
     .await?;
