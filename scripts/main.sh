@@ -25,6 +25,8 @@ done
 for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
   ln -sfn mosrun "/usr/local/bin/$w"
 done
+# The analyzer alone, under its original name.
+ln -sfn openmosixview /usr/local/bin/openmosixanalyzer
 install -d -m 0700 /etc/openmosix /var/lib/openmosix
 install -d -m 0755 /run/openmosix
 install -m 0644 assets/systemd/openmosixd.service /etc/openmosix/openmosixd.service.example

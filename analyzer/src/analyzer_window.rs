@@ -14,11 +14,11 @@ use std::time::Duration;
 use egui::{Id, Ui};
 use history::overview::{Overview, Report};
 use history::store::{HistoryInfo, Location};
-use viewer::tasks::{Pending, Poll, Tasks};
+use viewer::tasks::{Pending, Tasks};
 use viewer::{Open, ViewerContext, Window};
 
 use crate::chart::{ChartData, Kind, chart_ui};
-use crate::source::{self, Source};
+use crate::source::{self, Source, take};
 use crate::time::{datetime, duration};
 
 /// The default window: the last 12 hours.
@@ -176,11 +176,9 @@ impl Analyzer {
 
     /// Takes what arrived; starts what is due.
     fn poll(&mut self, tasks: &Tasks) {
-        if let Some(p) = &mut self.pending {
-            match p.poll() {
-                Poll::Running => {}
-                Poll::Ready(Ok(ov)) => {
-                    self.pending = None;
+        if let Some(r) = take(&mut self.pending) {
+            match r {
+                Ok(ov) => {
                     self.error = None;
                     if self.overview.is_none() || self.asked.is_none() {
                         self.reset = Some((ov.from_ms, ov.to_ms));
@@ -189,38 +187,18 @@ impl Analyzer {
                     self.memory = ChartData::build(&ov, Kind::Memory);
                     self.overview = Some(ov);
                 }
-                Poll::Ready(Err(e)) => {
-                    self.pending = None;
-                    self.error = Some(e);
-                }
-                Poll::Lost => self.pending = None,
+                Err(e) => self.error = Some(e),
             }
         }
-        if let Some(p) = &mut self.pending_report {
-            match p.poll() {
-                Poll::Running => {}
-                Poll::Ready(r) => {
-                    self.pending_report = None;
-                    match r {
-                        Ok(r) => self.report = Some(r),
-                        Err(e) => self.error = Some(e),
-                    }
-                }
-                Poll::Lost => self.pending_report = None,
-            }
+        match take(&mut self.pending_report) {
+            Some(Ok(r)) => self.report = Some(r),
+            Some(Err(e)) => self.error = Some(e),
+            None => {}
         }
-        if let Some(p) = &mut self.pending_archives {
-            match p.poll() {
-                Poll::Running => {}
-                Poll::Ready(r) => {
-                    self.pending_archives = None;
-                    match r {
-                        Ok(list) => self.archives = Some(list),
-                        Err(e) => self.error = Some(e),
-                    }
-                }
-                Poll::Lost => self.pending_archives = None,
-            }
+        match take(&mut self.pending_archives) {
+            Some(Ok(list)) => self.archives = Some(list),
+            Some(Err(e)) => self.error = Some(e),
+            None => {}
         }
         if self.overview.is_none() && self.pending.is_none() && self.error.is_none() {
             self.query(tasks, None);

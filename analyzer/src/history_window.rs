@@ -10,10 +10,10 @@ use egui::{Color32, Id, Ui};
 use history::events::{Checkpoint, ProcMove};
 use history::query::{ProcessAt, ProcessRecord};
 use hpc::model::NodeId;
-use viewer::tasks::{Pending, Poll, Tasks};
+use viewer::tasks::{Pending, Tasks};
 use viewer::{Open, ViewerContext, Window};
 
-use crate::source::Source;
+use crate::source::{Source, take};
 use crate::time::{datetime, duration};
 
 /// A process's journey: its record and its moves.
@@ -100,10 +100,7 @@ impl ProcessHistory {
                 Ok((span, cps))
             }));
         }
-        if let Some(p) = &mut self.pending_frame
-            && let Some(r) = take(p)
-        {
-            self.pending_frame = None;
+        if let Some(r) = take(&mut self.pending_frame) {
             match r {
                 Ok((span, cps)) => {
                     self.span = span;
@@ -117,10 +114,7 @@ impl ProcessHistory {
                 Err(e) => self.error = Some(e),
             }
         }
-        if let Some(p) = &mut self.pending_at
-            && let Some(r) = take(p)
-        {
-            self.pending_at = None;
+        if let Some(r) = take(&mut self.pending_at) {
             match r {
                 Ok(list) => self.processes = list,
                 Err(e) => self.error = Some(e),
@@ -136,10 +130,7 @@ impl ProcessHistory {
                 r
             }));
         }
-        if let Some(p) = &mut self.pending_journey
-            && let Some(r) = take(p)
-        {
-            self.pending_journey = None;
+        if let Some(r) = take(&mut self.pending_journey) {
             match r {
                 Ok(j) => self.journey = Some(j),
                 Err(e) => self.error = Some(e),
@@ -341,15 +332,6 @@ impl ProcessHistory {
         if let Some(t) = jump {
             self.at_ms = t;
         }
-    }
-}
-
-/// The result of `p` if it is there (a lost task counts as an error).
-fn take<T>(p: &mut Pending<Result<T, String>>) -> Option<Result<T, String>> {
-    match p.poll() {
-        Poll::Running => None,
-        Poll::Ready(r) => Some(r),
-        Poll::Lost => Some(Err("the query stopped".into())),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use history::query::History;
 use history::store::{self, HistoryInfo, HistoryRef, Location};
+use viewer::tasks::{Pending, Poll};
 
 /// The history a view reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,4 +63,16 @@ pub async fn list(location: Location) -> Result<Vec<HistoryInfo>, String> {
     store::list_histories(&location)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The result of a view's query once it is there, clearing `slot` (a query
+/// that ended without a result counts as an error).
+pub fn take<T>(slot: &mut Option<Pending<Result<T, String>>>) -> Option<Result<T, String>> {
+    let got = match slot.as_mut()?.poll() {
+        Poll::Running => return None,
+        Poll::Ready(r) => r,
+        Poll::Lost => Err("the query stopped".into()),
+    };
+    *slot = None;
+    Some(got)
 }
