@@ -318,12 +318,12 @@ impl Analyzer {
     }
 }
 
-fn fig(s: Option<history::query::Stat>, scale: f64, unit: &str) -> [String; 3] {
+fn fig(s: Option<history::query::Stat>, unit: &str) -> [String; 3] {
     match s {
         Some(s) => [
-            format!("{:.1}{unit}", s.avg / scale),
-            format!("{:.1}{unit}", s.min / scale),
-            format!("{:.1}{unit}", s.max / scale),
+            format!("{:.1}{unit}", s.avg),
+            format!("{:.1}{unit}", s.min),
+            format!("{:.1}{unit}", s.max),
         ],
         None => ["-".into(), "-".into(), "-".into()],
     }
@@ -361,18 +361,18 @@ fn report_table(ui: &mut Ui, r: &Report) {
         for (name, n) in r
             .nodes
             .iter()
-            .map(|n| (format!("node {}", n.stats.node), n))
+            .map(|n| (format!("node {}", n.node), n))
             .chain(std::iter::once(("cluster".to_string(), &r.cluster)))
         {
             ui.label(name);
-            for v in fig(n.stats.load, 1.0, "") {
+            for v in fig(n.load, "") {
                 ui.label(v);
             }
-            for v in fig(n.mem_percent, 1.0, " %") {
+            for v in fig(n.mem_percent, " %") {
                 ui.label(v);
             }
-            ui.label(duration(n.stats.up_ms));
-            ui.label(duration(n.down_ms));
+            ui.label(duration(n.summary.up_ms));
+            ui.label(duration(n.summary.down_ms));
             ui.label(n.started.to_string());
             ui.label(n.moves_in.to_string());
             ui.label(n.moves_out.to_string());

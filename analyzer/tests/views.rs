@@ -238,35 +238,46 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
     assert!(mem.nodes[0].points.iter().all(|p| (p.y - 50.0).abs() < 0.1));
 
     // Find out statistics: the figures equal the same figures computed by SQL
-    // (counts) and from the samples written (load and memory).
+    // over the stored data (the blocks' summaries, the processes and moves),
+    // and the samples written.
     h.get_by_label("find out statistics").click();
     wait(&mut h, "the statistics", |v| v.analyzer.report().is_some());
     let report = h.state().analyzer.report().unwrap().clone();
-    let (sql_started, sql_in, sql_out): (i64, i64, i64) = rt.block_on(async {
-        let Location::Sqlite(path) = &loc else {
-            unreachable!()
-        };
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
+    let (sql_started, sql_in, sql_out, sql_load, sql_down): (i64, i64, i64, (i64, i64, f64), i64) =
+        rt.block_on(async {
+            let Location::Sqlite(path) = &loc else {
+                unreachable!()
+            };
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.display()))
+                .await
+                .unwrap();
+            let one = |sql: &'static str| {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(sql)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap()
+                }
+            };
+            let load: (i64, i64, f64) = sqlx::query_as(
+                "SELECT MIN(load_min), MAX(load_max), SUM(load_sum) * 1.0 / SUM(n_up) \
+             FROM blocks WHERE node = 2",
+            )
+            .fetch_one(&pool)
             .await
             .unwrap();
-        let one = |sql: &'static str| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            }
-        };
-        (
-            one("SELECT COUNT(*) FROM processes WHERE node = 1").await,
-            one("SELECT COUNT(*) FROM moves WHERE to_node = 2").await,
-            one("SELECT COUNT(*) FROM moves WHERE from_node = 1").await,
-        )
-    });
-    let n1 = report.nodes.iter().find(|n| n.stats.node == 1).unwrap();
-    let n2 = report.nodes.iter().find(|n| n.stats.node == 2).unwrap();
-    let n3 = report.nodes.iter().find(|n| n.stats.node == 3).unwrap();
+            (
+                one("SELECT COUNT(*) FROM processes WHERE node = 1").await,
+                one("SELECT COUNT(*) FROM moves WHERE to_node = 2").await,
+                one("SELECT COUNT(*) FROM moves WHERE from_node = 1").await,
+                load,
+                one("SELECT SUM(down_ms) FROM blocks WHERE node = 3").await,
+            )
+        });
+    let n1 = report.nodes.iter().find(|n| n.node == 1).unwrap();
+    let n2 = report.nodes.iter().find(|n| n.node == 2).unwrap();
+    let n3 = report.nodes.iter().find(|n| n.node == 3).unwrap();
     assert_eq!(n1.started as i64, sql_started);
     assert_eq!(n2.moves_in as i64, sql_in);
     assert_eq!(n1.moves_out as i64, sql_out);
@@ -274,10 +285,14 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
     let max = written.iter().map(|s| s.load).max().unwrap();
     let min = written.iter().map(|s| s.load).min().unwrap();
     let avg = written.iter().map(|s| f64::from(s.load)).sum::<f64>() / TICKS as f64;
-    let got = n2.stats.load.unwrap();
+    let got = n2.load.unwrap();
     assert_eq!((got.min, got.max), (f64::from(min), f64::from(max)));
     assert!((got.avg - avg).abs() < 1e-9, "{} vs {avg}", got.avg);
-    assert_eq!(n3.down_ms, 60_000, "node 3 was down for 60 samples");
+    assert_eq!((got.min as i64, got.max as i64), (sql_load.0, sql_load.1));
+    assert!((got.avg - sql_load.2).abs() < 1e-9);
+    assert_eq!(n3.summary.down_ms, 60_000, "node 3 was down for 60 samples");
+    assert_eq!(n3.summary.down_ms, sql_down);
+    assert_eq!(report.covered, Some((t0, t0 + (TICKS - 1) * 1000)));
     assert_eq!(report.cluster.moves_in, 1);
     assert_eq!(report.cluster.started, 2);
 

@@ -11,3 +11,4 @@ pub mod overview;
 pub mod query;
 pub mod sample;
 pub mod store;
+pub mod summary;

@@ -7,10 +7,16 @@ use std::collections::BTreeMap;
 
 use hpc::model::NodeId;
 
+use sqlx::Row;
+
+use crate::codec;
 use crate::events::{Checkpoint, NodeChange};
-use crate::query::{Bucket, History, NodeStats, Stat, downsample, node_stats};
+use crate::query::{Bucket, History, Stat, downsample};
 use crate::sample::{Metric, Sample};
 use crate::store::StoreError;
+use crate::store::sql::int;
+use crate::store::summaries;
+use crate::summary::{DAY_MS, HOUR_MS, Summary, median_step};
 
 /// One node's (or the cluster's) lines of the overview.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,16 +59,77 @@ pub struct Overview {
     pub outages: Vec<Outage>,
     /// First and last sample of the whole history.
     pub span: Option<(i64, i64)>,
+    /// Where the figures came from.
+    pub level: Option<Level>,
 }
 
+/// Where an overview's figures come from, by the span it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Every sample (spans up to about 4 samples per bucket).
+    Raw,
+    /// The blocks' summaries, a minute each.
+    Blocks,
+    /// Rollups of this span (ms): an hour or a day.
+    Rollup(i64),
+}
+
+impl Level {
+    /// The coarsest level that still gives about four values per bucket.
+    pub fn for_span(span_ms: i64, columns: usize) -> Level {
+        let limit = 4 * columns.max(1) as i64;
+        if span_ms / 1000 <= limit {
+            Level::Raw
+        } else if span_ms / 60_000 <= limit {
+            Level::Blocks
+        } else if span_ms / HOUR_MS <= limit {
+            Level::Rollup(HOUR_MS)
+        } else {
+            Level::Rollup(DAY_MS)
+        }
+    }
+}
+
+/// A node's summary over `[t0, t1]`.
+type Piece = (NodeId, i64, i64, Summary);
+
 impl History {
-    /// The overview of `[from, to]` in `columns` buckets.
+    /// The overview of `[from, to]` in `columns` buckets, from every sample
+    /// for short spans and from the stored summaries for long ones.
     pub async fn overview(
         &self,
         from: i64,
         to: i64,
         columns: usize,
     ) -> Result<Overview, StoreError> {
+        let level = Level::for_span(to - from, columns);
+        let (nodes, cluster, bucket_ms) = match level {
+            Level::Raw => self.raw_lines(from, to, columns).await?,
+            _ => {
+                let pieces = self.summaries(level, from, to).await?;
+                summary_lines(&pieces, from, to, columns)
+            }
+        };
+        let changes = self.node_events(None, i64::MIN, to).await?;
+        Ok(Overview {
+            from_ms: from,
+            to_ms: to,
+            bucket_ms,
+            level: Some(level),
+            nodes,
+            cluster,
+            checkpoints: self.checkpoints(from, to).await?,
+            outages: outages(&changes, from, to),
+            span: self.span().await?,
+        })
+    }
+
+    async fn raw_lines(
+        &self,
+        from: i64,
+        to: i64,
+        columns: usize,
+    ) -> Result<(BTreeMap<NodeId, Lines>, Lines, i64), StoreError> {
         let per_node = self.samples_by_node(None, from, to).await?;
         let metrics = [Metric::Load, Metric::UsedPercent];
         let mut nodes = BTreeMap::new();
@@ -81,32 +148,96 @@ impl History {
                 },
             );
         }
-        let cluster = cluster_lines(&per_node, from, to, columns);
-        let changes = self.node_events(None, i64::MIN, to).await?;
-        Ok(Overview {
-            from_ms: from,
-            to_ms: to,
-            bucket_ms,
+        Ok((
             nodes,
-            cluster,
-            checkpoints: self.checkpoints(from, to).await?,
-            outages: outages(&changes, from, to),
-            span: self.span().await?,
-        })
+            cluster_lines(&per_node, from, to, columns),
+            bucket_ms,
+        ))
+    }
+
+    /// Every node's summaries at `level` that overlap `[from, to]`, with the
+    /// staged ticks (not folded yet) for the block level.
+    pub async fn summaries(
+        &self,
+        level: Level,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Piece>, StoreError> {
+        let h = self.history().id;
+        let cols = summaries::COLUMNS;
+        let mut out = Vec::new();
+        let rows = match level {
+            Level::Rollup(span) => {
+                self.rows(
+                    &format!(
+                        "SELECT node, t0, t0 + span_ms - 1, NULL, {cols} FROM rollups \
+                         WHERE history = $1 AND span_ms = $2 AND t0 <= $3 AND t0 + span_ms > $4"
+                    ),
+                    &[h, span, to, from],
+                )
+                .await?
+            }
+            Level::Raw | Level::Blocks => {
+                self.rows(
+                    &format!(
+                        "SELECT node, t0, t1, CASE WHEN n IS NULL THEN data END, {cols} \
+                         FROM blocks WHERE history = $1 AND t1 >= $2 AND t0 <= $3"
+                    ),
+                    &[h, from, to],
+                )
+                .await?
+            }
+        };
+        for r in &rows {
+            let get = |i| int(r, i).map_err(|e| self.err(e));
+            let (node, t0, t1) = (get(0)? as NodeId, get(1)?, get(2)?);
+            let summary = match summaries::read(r, 4).map_err(|e| self.err(e))? {
+                Some(s) => s,
+                None => {
+                    // A block from before summaries were stored: decode it.
+                    let data: Vec<u8> = r.try_get(3).map_err(|e| self.err(e))?;
+                    let samples = codec::decode_block(&data)?;
+                    Summary::of(&samples, median_step(&samples))
+                }
+            };
+            out.push((node, t0, t1, summary));
+        }
+        if !matches!(level, Level::Rollup(_)) {
+            let ticks = self
+                .rows(
+                    "SELECT t, data FROM ticks WHERE history = $1 AND t >= $2 AND t <= $3 ORDER BY t",
+                    &[h, from, to],
+                )
+                .await?;
+            for r in &ticks {
+                let t = int(r, 0).map_err(|e| self.err(e))?;
+                let data: Vec<u8> = r.try_get(1).map_err(|e| self.err(e))?;
+                for ns in codec::decode_tick(t, &data)? {
+                    out.push((ns.node, t, t, Summary::of(&[ns.sample], 1000)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The "find out" statistics over `[from, to]`: each node's and the
     /// cluster's load and memory, time up and down, processes started and
-    /// moves in and out.
+    /// moves in and out. The figures come from the stored summaries (whole
+    /// blocks, or hours or days for long spans): [`Report::covered`] says
+    /// which span they cover.
     pub async fn report(&self, from: i64, to: i64) -> Result<Report, StoreError> {
-        let per_node = self.samples_by_node(None, from, to).await?;
+        let level = match Level::for_span(to - from, 200) {
+            Level::Raw => Level::Blocks,
+            l => l,
+        };
+        let pieces = self.summaries(level, from, to).await?;
         let h = self.history().id;
         let count = |sql: &'static str| async move {
             let rows = self.rows(sql, &[h, from, to]).await?;
             let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
             for r in &rows {
-                let node = crate::store::sql::int(r, 0).map_err(|e| self.err(e))? as NodeId;
-                let n = crate::store::sql::int(r, 1).map_err(|e| self.err(e))?;
+                let node = int(r, 0).map_err(|e| self.err(e))? as NodeId;
+                let n = int(r, 1).map_err(|e| self.err(e))?;
                 out.insert(node, u64::try_from(n).unwrap_or(0));
             }
             Ok::<_, StoreError>(out)
@@ -126,42 +257,37 @@ impl History {
              AND t >= $2 AND t <= $3 GROUP BY from_node",
         )
         .await?;
-        let mut nodes = Vec::new();
-        let mut all = Vec::new();
-        for (node, samples) in &per_node {
-            all.extend_from_slice(samples);
-            let get = |m: &BTreeMap<NodeId, u64>| m.get(node).copied().unwrap_or(0);
-            nodes.push(NodeReport {
-                stats: node_stats(*node, samples),
-                down_ms: down_ms(samples),
-                started: get(&started),
-                moves_in: get(&moves_in),
-                moves_out: get(&moves_out),
-                mem_percent: stat_of(samples, Metric::UsedPercent),
-            });
+        let mut per_node: BTreeMap<NodeId, Summary> = BTreeMap::new();
+        let mut all = Summary::default();
+        for (node, _, _, s) in &pieces {
+            per_node.entry(*node).or_default().merge(s);
+            all.merge(s);
         }
-        let covered = all
+        let covered = pieces
             .iter()
-            .map(|s| s.t_ms)
+            .map(|p| p.1)
             .min()
-            .zip(all.iter().map(|s| s.t_ms).max());
-        let cluster = NodeReport {
-            stats: {
-                let mut s = node_stats(0, &[]);
-                s.samples = nodes.iter().map(|n| n.stats.samples).sum();
-                s.up_samples = nodes.iter().map(|n| n.stats.up_samples).sum();
-                s.up_ms = nodes.iter().map(|n| n.stats.up_ms).sum();
-                s.load = stat_of(&all, Metric::Load);
-                s.used_mem_kib = stat_of(&all, Metric::UsedMem);
-                s.mem_kib = stat_of(&all, Metric::Mem);
-                s
-            },
-            down_ms: nodes.iter().map(|n| n.down_ms).sum(),
-            started: started.values().sum(),
-            moves_in: moves_in.values().sum(),
-            moves_out: moves_out.values().sum(),
-            mem_percent: stat_of(&all, Metric::UsedPercent),
-        };
+            .zip(pieces.iter().map(|p| p.2).max());
+        let get = |m: &BTreeMap<NodeId, u64>, n: NodeId| m.get(&n).copied().unwrap_or(0);
+        let nodes = per_node
+            .iter()
+            .map(|(n, s)| {
+                NodeReport::of(
+                    *n,
+                    s,
+                    get(&started, *n),
+                    get(&moves_in, *n),
+                    get(&moves_out, *n),
+                )
+            })
+            .collect();
+        let cluster = NodeReport::of(
+            0,
+            &all,
+            started.values().sum(),
+            moves_in.values().sum(),
+            moves_out.values().sum(),
+        );
         Ok(Report {
             from_ms: from,
             to_ms: to,
@@ -175,18 +301,44 @@ impl History {
 /// The "find out" statistics of one node (or of the cluster, node 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeReport {
-    /// Load and memory while up, time up.
-    pub stats: NodeStats,
-    /// Time down (ms), counted as time up is.
-    pub down_ms: i64,
+    /// The node (0: the cluster).
+    pub node: NodeId,
+    /// What the figures are made of (samples, time up and down, min/max/sum).
+    pub summary: Summary,
+    /// Load while up.
+    pub load: Option<Stat>,
+    /// Used memory in percent while up.
+    pub mem_percent: Option<Stat>,
     /// Processes first seen on it.
     pub started: u64,
     /// Moves that arrived.
     pub moves_in: u64,
     /// Moves that left.
     pub moves_out: u64,
-    /// Used memory in percent while up.
-    pub mem_percent: Option<Stat>,
+}
+
+impl NodeReport {
+    fn of(node: NodeId, s: &Summary, started: u64, moves_in: u64, moves_out: u64) -> Self {
+        let load = match (s.load.min, s.load.max, s.load_avg()) {
+            (Some(min), Some(max), Some(avg)) => Some(Stat {
+                min: min as f64,
+                max: max as f64,
+                avg,
+            }),
+            _ => None,
+        };
+        Self {
+            node,
+            summary: *s,
+            load,
+            mem_percent: s
+                .mem_percent()
+                .map(|(avg, min, max)| Stat { min, max, avg }),
+            started,
+            moves_in,
+            moves_out,
+        }
+    }
 }
 
 /// The "find out" statistics of a range.
@@ -196,37 +348,65 @@ pub struct Report {
     pub from_ms: i64,
     /// Its end.
     pub to_ms: i64,
-    /// First and last sample in it: the span the figures cover.
+    /// The span the figures cover: from the first summarised block's start to
+    /// the last one's end (whole blocks, hours or days).
     pub covered: Option<(i64, i64)>,
     /// Per node.
     pub nodes: Vec<NodeReport>,
-    /// The whole cluster (samples of every node together; counts summed).
+    /// The whole cluster (every node's samples together; counts summed).
     pub cluster: NodeReport,
 }
 
-/// min/max/avg of `metric` over the up samples.
-fn stat_of(samples: &[Sample], metric: Metric) -> Option<Stat> {
-    let mut vals = samples.iter().filter_map(|s| s.value(metric));
-    let first = vals.next()?;
-    let (mut min, mut max, mut sum, mut n) = (first, first, first, 1u64);
-    for v in vals {
-        min = min.min(v);
-        max = max.max(v);
-        sum += v;
-        n += 1;
+/// Buckets from summaries: per node min/max/mean load and used memory %; the
+/// cluster's mean load and memory used of all in percent of their total.
+fn summary_lines(
+    pieces: &[Piece],
+    from: i64,
+    to: i64,
+    columns: usize,
+) -> (BTreeMap<NodeId, Lines>, Lines, i64) {
+    let columns = columns.max(1) as i64;
+    let width = (((to - from).max(1) + columns - 1) / columns).max(1);
+    let mut per: BTreeMap<NodeId, BTreeMap<i64, Summary>> = BTreeMap::new();
+    let mut all: BTreeMap<i64, Summary> = BTreeMap::new();
+    for (node, t0, t1, s) in pieces {
+        let mid = t0 + (t1 - t0) / 2;
+        let b = ((mid - from) / width).clamp(0, columns - 1);
+        per.entry(*node).or_default().entry(b).or_default().merge(s);
+        all.entry(b).or_default().merge(s);
     }
-    Some(Stat {
-        min,
-        max,
-        avg: sum / n as f64,
-    })
-}
-
-/// Time down: each down sample counts until the next sample, at most two
-/// sampling steps, as [`node_stats`] counts time up.
-fn down_ms(samples: &[Sample]) -> i64 {
-    let flipped: Vec<Sample> = samples.iter().map(|s| Sample { up: !s.up, ..*s }).collect();
-    node_stats(0, &flipped).up_ms
+    let lines = |m: &BTreeMap<i64, Summary>, band: bool| {
+        let mut l = Lines::default();
+        for (b, s) in m {
+            let t_ms = from + b * width;
+            if let (Some(avg), Some(min), Some(max)) = (s.load_avg(), s.load.min, s.load.max) {
+                let (min, max) = if band {
+                    (min as f64, max as f64)
+                } else {
+                    (avg, avg)
+                };
+                l.load.push(Bucket {
+                    t_ms,
+                    samples: s.n_up as u64,
+                    stat: Stat { min, max, avg },
+                });
+            }
+            if let Some((avg, min, max)) = s.mem_percent() {
+                let (min, max) = if band { (min, max) } else { (avg, avg) };
+                l.mem.push(Bucket {
+                    t_ms,
+                    samples: s.n_up as u64,
+                    stat: Stat { min, max, avg },
+                });
+            }
+        }
+        l
+    };
+    (
+        per.iter().map(|(n, m)| (*n, lines(m, true))).collect(),
+        lines(&all, false),
+        width,
+    )
 }
 
 /// The cluster's lines: per bucket, the mean of the up nodes' loads and the

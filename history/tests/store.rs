@@ -9,9 +9,11 @@ use common::{Backend, TestDb};
 use history::events::{
     Checkpoint, NodeChange, NodeMeta, ProcEnd, ProcEvent, ProcMove, ProcStart, TickBatch,
 };
+use history::overview::Level;
 use history::query::History;
 use history::sample::{Metric, NodeSample, Sample};
 use history::store::{self, BLOCK_TICKS, Store};
+use history::summary::{self, HOUR_MS};
 
 const T0: i64 = 1_800_000_000_000;
 const TICKS: i64 = 150;
@@ -279,6 +281,130 @@ async fn rotation_archives_the_history(backend: Backend) {
     store.close().await;
 }
 
+/// Node `n`'s sample at second `i` of a three-day import: a spike of 9000 on
+/// node 2 at hour 30, node 1 down for hour 50.
+fn long_sample(n: u32, i: i64) -> Sample {
+    let t = T0 + i * 1000;
+    if n == 1 && (50 * 3600..51 * 3600).contains(&i) {
+        return Sample::down(t);
+    }
+    Sample {
+        t_ms: t,
+        up: true,
+        cpus: 2,
+        speed: 10_000,
+        load: if n == 2 && i == 30 * 3600 + 17 {
+            9000
+        } else {
+            ((i / 60 + i64::from(n)) % 200) as u32
+        },
+        util: 100,
+        mem_kib: 500_000,
+        rmem_kib: 400_000,
+        tmem_kib: 1_000_000,
+    }
+}
+
+async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut store = Store::open(db.location.clone(), T0).await.unwrap();
+    let secs = 3 * 86_400;
+    // Imported a day at a time, as a generator or an import would.
+    for day in 0..3 {
+        let mut chunk = std::collections::BTreeMap::new();
+        for n in 1..=2u32 {
+            let s: Vec<Sample> = (day * 86_400..(day + 1) * 86_400)
+                .map(|i| long_sample(n, i))
+                .collect();
+            chunk.insert(n, s);
+        }
+        store.import(&chunk).await.unwrap();
+    }
+    let h = History::open(&store.history()).await.unwrap();
+    let end = T0 + (secs - 1) * 1000;
+    // Every level keeps the spike and the outage, whatever the span.
+    for (span_ms, columns, level) in [
+        (3_600_000, 1200, Level::Raw),
+        (86_400_000, 1200, Level::Blocks),
+        (3 * 86_400_000 - 1000, 600, Level::Rollup(HOUR_MS)),
+    ] {
+        let from = end - span_ms;
+        let ov = h.overview(from, end, columns).await.unwrap();
+        assert_eq!(ov.level, Some(level), "{span_ms}");
+        assert_eq!(ov.nodes.len(), 2);
+        let max2 = ov.nodes[&2]
+            .load
+            .iter()
+            .map(|b| b.stat.max)
+            .fold(0.0, f64::max);
+        let spike_in = from <= T0 + (30 * 3600 + 17) * 1000;
+        assert_eq!(max2 == 9000.0, spike_in, "{level:?}");
+        assert!(
+            ov.nodes[&1]
+                .mem
+                .iter()
+                .all(|b| (b.stat.avg - 50.0).abs() < 1e-9)
+        );
+    }
+    assert_eq!(
+        Level::for_span(365 * 86_400_000, 1200),
+        Level::Rollup(summary::DAY_MS)
+    );
+    let year = h.overview(end - 365 * 86_400_000, end, 1200).await.unwrap();
+    let days = end.div_euclid(summary::DAY_MS) - T0.div_euclid(summary::DAY_MS) + 1;
+    assert_eq!(year.nodes[&2].load.len() as i64, days, "a day rollup per calendar day");
+    assert_eq!(
+        year.nodes[&2]
+            .load
+            .iter()
+            .map(|b| b.stat.max)
+            .fold(0.0, f64::max),
+        9000.0
+    );
+
+    // The report equals the figures of the samples, and SQL over the rollups.
+    let r = h.report(T0, end).await.unwrap();
+    let n1 = r.nodes.iter().find(|n| n.node == 1).unwrap();
+    assert_eq!(n1.summary.n, secs);
+    assert_eq!(n1.summary.n_up, secs - 3600);
+    assert_eq!(
+        (n1.summary.up_ms, n1.summary.down_ms),
+        ((secs - 3600) * 1000, 3600 * 1000)
+    );
+    let loads: Vec<i64> = (0..secs)
+        .map(|i| long_sample(2, i))
+        .map(|s| i64::from(s.load))
+        .collect();
+    let n2 = r.nodes.iter().find(|n| n.node == 2).unwrap();
+    let avg = loads.iter().sum::<i64>() as f64 / loads.len() as f64;
+    let got = n2.load.unwrap();
+    assert_eq!(got.max, 9000.0);
+    assert!((got.avg - avg).abs() < 1e-9);
+    // Three days are read from hour rollups: whole hours are covered.
+    assert_eq!(r.covered, Some((T0, T0 + 3 * 86_400_000 - 1)));
+    let pool = history::store::location::connect(&db.location, false)
+        .await
+        .unwrap();
+    let row = history::store::sql::query(
+        "SELECT COUNT(*), CAST(SUM(load_sum) AS BIGINT), CAST(SUM(n_up) AS BIGINT), \
+         MAX(load_max) FROM rollups \
+         WHERE span_ms = $1 AND node = 2"
+            .into(),
+    )
+    .bind(summary::HOUR_MS)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let get = |i| history::store::sql::int(&row, i).unwrap();
+    assert_eq!(get(0), 72, "an hour rollup per hour");
+    assert_eq!(get(1), loads.iter().sum::<i64>());
+    assert_eq!(get(2), secs);
+    assert_eq!(get(3), 9000);
+    pool.close().await;
+    h.close().await;
+    store.close().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -297,6 +423,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    summaries_and_rollups_answer_long_spans,
     known_history_answers_every_query,
     rotation_archives_the_history
 );

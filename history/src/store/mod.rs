@@ -10,6 +10,7 @@
 
 pub mod location;
 pub mod sql;
+pub mod summaries;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use crate::codec;
 use crate::events::{MoveCursor, ProcEvent, ProcStart, TickBatch};
 use crate::sample::{NodeSample, Sample};
+use crate::summary::{Summary, median_step};
 pub use location::{DEFAULT_DB, Location};
 use sql::{Val, insert_rows, int, query};
 
@@ -318,6 +320,22 @@ impl Store {
         }
     }
 
+    /// Writes `samples` (per node, in time order, older than anything staged)
+    /// straight into blocks of [`BLOCK_TICKS`] samples with their summaries
+    /// and rollups, in one transaction: for importing or generating long
+    /// histories without going through ticks.
+    pub async fn import(&mut self, samples: &BTreeMap<u32, Vec<Sample>>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let blocks: Vec<(u32, Vec<Sample>)> = samples
+            .iter()
+            .flat_map(|(node, s)| s.chunks(BLOCK_TICKS).map(|c| (*node, c.to_vec())))
+            .collect();
+        write_blocks(&mut tx, self.history, &blocks)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
     /// Closes the pool (after the last write).
     pub async fn close(self) {
         self.pool.close().await;
@@ -548,6 +566,43 @@ async fn write_process_events(
     Ok(())
 }
 
+/// Writes one block per (node, samples) with its summary, and adds the
+/// summaries to the hour and day rollups.
+async fn write_blocks(
+    conn: &mut AnyConnection,
+    history: i64,
+    blocks: &[(u32, Vec<Sample>)],
+) -> Result<(), sqlx::Error> {
+    let mut rows = Vec::with_capacity(blocks.len());
+    let mut sums = Vec::with_capacity(blocks.len());
+    for (node, samples) in blocks {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            continue;
+        };
+        let summary = Summary::of(samples, median_step(samples));
+        let mut row = vec![
+            Val::Int(history),
+            Val::Int((*node).into()),
+            Val::Int(first.t_ms),
+            Val::Int(last.t_ms),
+            Val::Bytes(codec::encode_block(samples)),
+        ];
+        row.extend(summaries::values(&summary));
+        rows.push(row);
+        sums.push((*node, first.t_ms, summary));
+    }
+    insert_rows(
+        conn,
+        &format!(
+            "blocks (history, node, t0, t1, data, {})",
+            summaries::COLUMNS
+        ),
+        rows,
+    )
+    .await?;
+    summaries::add_to_rollups(conn, history, &sums).await
+}
+
 /// Folds every staged tick of `history` into one block per node.
 async fn fold_ticks(conn: &mut AnyConnection, history: i64) -> Result<(), sqlx::Error> {
     let rows = query("SELECT t, data FROM ticks WHERE history = $1 ORDER BY t".into())
@@ -572,20 +627,8 @@ async fn fold_ticks(conn: &mut AnyConnection, history: i64) -> Result<(), sqlx::
             per_node.entry(node).or_default().push(sample);
         }
     }
-    let blocks = per_node
-        .into_iter()
-        .filter_map(|(node, samples)| {
-            let (first, last) = (samples.first()?.t_ms, samples.last()?.t_ms);
-            Some(vec![
-                Val::Int(history),
-                Val::Int(node.into()),
-                Val::Int(first),
-                Val::Int(last),
-                Val::Bytes(codec::encode_block(&samples)),
-            ])
-        })
-        .collect();
-    insert_rows(conn, "blocks (history, node, t0, t1, data)", blocks).await?;
+    let blocks: Vec<(u32, Vec<Sample>)> = per_node.into_iter().collect();
+    write_blocks(conn, history, &blocks).await?;
     query("DELETE FROM ticks WHERE history = $1 AND t <= $2".into())
         .bind(history)
         .bind(last)

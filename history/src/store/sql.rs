@@ -49,6 +49,16 @@ pub async fn insert_rows(
     into: &str,
     rows: Vec<Vec<Val>>,
 ) -> Result<(), sqlx::Error> {
+    insert_rows_then(conn, into, rows, "").await
+}
+
+/// [`insert_rows`] with `then` after the values (an `ON CONFLICT` clause).
+pub async fn insert_rows_then(
+    conn: &mut AnyConnection,
+    into: &str,
+    rows: Vec<Vec<Val>>,
+    then: &str,
+) -> Result<(), sqlx::Error> {
     let Some(width) = rows.first().map(Vec::len) else {
         return Ok(());
     };
@@ -66,6 +76,7 @@ pub async fn insert_rows(
             }
             sql.push(')');
         }
+        sql.push_str(then);
         bind_all(query(sql), chunk.into_iter().flatten())
             .execute(&mut *conn)
             .await?;
