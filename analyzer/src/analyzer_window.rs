@@ -17,8 +17,8 @@ use history::store::{HistoryInfo, Location};
 use viewer::tasks::{Pending, Tasks};
 use viewer::{Open, ViewerContext, Window};
 
-use crate::chart::{ChartData, Kind, chart_ui};
-use crate::source::{self, Source, take};
+use crate::chart::{ChartCache, ChartData, Kind, chart_ui};
+use crate::source::{Source, take};
 use crate::time::{datetime, duration};
 
 /// The default window: the last 12 hours.
@@ -32,6 +32,8 @@ pub struct Analyzer {
     overview: Option<Overview>,
     load: ChartData,
     memory: ChartData,
+    load_cache: ChartCache,
+    memory_cache: ChartCache,
     /// The range asked for last (ms).
     asked: Option<(i64, i64)>,
     /// The range the charts show (ms), as the user left it.
@@ -70,6 +72,8 @@ impl Analyzer {
             overview: None,
             load: ChartData::default(),
             memory: ChartData::default(),
+            load_cache: ChartCache::default(),
+            memory_cache: ChartCache::default(),
             asked: None,
             shown: None,
             reset: None,
@@ -131,16 +135,12 @@ impl Analyzer {
                 None => {
                     let end = h
                         .span()
-                        .await
-                        .map_err(|e| e.to_string())?
+                        .await?
                         .map_or(hpc::clock::now_ms() as i64, |(_, b)| b);
                     (end - DEFAULT_SPAN_MS, end)
                 }
             };
-            let ov = h
-                .overview(from, to, COLUMNS)
-                .await
-                .map_err(|e| e.to_string());
+            let ov = h.overview(from, to, COLUMNS).await;
             h.close().await;
             ov
         }));
@@ -231,8 +231,8 @@ impl Analyzer {
         ui.horizontal(|ui| {
             ui.menu_button("File", |ui| {
                 if self.archives.is_none() && self.pending_archives.is_none() {
-                    let location = self.source.history.location.clone();
-                    self.pending_archives = Some(tasks.run(source::list(location)));
+                    let source = self.source.clone();
+                    self.pending_archives = Some(tasks.run(async move { source.list().await }));
                 }
                 match &self.archives {
                     None => {
@@ -241,7 +241,7 @@ impl Analyzer {
                     Some(list) => {
                         let mut chosen = None;
                         for info in list.iter().rev() {
-                            let s = Source::listed(info);
+                            let s = self.source.listed(info);
                             let label = format!(
                                 "{} {} ({} - {})",
                                 if info.ended_ms.is_none() {
@@ -273,7 +273,8 @@ impl Analyzer {
                     if ui.button("open").clicked() {
                         match self.other.trim().parse::<Location>() {
                             Ok(loc) => {
-                                self.open_source(Source::current_of(loc));
+                                let socket = self.source.socket.clone();
+                                self.open_source(Source::current_of(loc).with_socket(socket));
                                 ui.close();
                             }
                             Err(e) => self.error = Some(e.to_string()),
@@ -290,7 +291,7 @@ impl Analyzer {
                     let source = self.source.clone();
                     self.pending_report = Some(tasks.run(async move {
                         let h = source.open().await?;
-                        let r = h.report(a, b).await.map_err(|e| e.to_string());
+                        let r = h.report(a, b).await;
                         h.close().await;
                         r
                     }));
@@ -428,9 +429,16 @@ impl Window for Analyzer {
                 let height = ((ui.available_height() - 40.0) / 2.0).max(120.0);
                 let reset = self.reset.take();
                 ui.strong(Kind::Load.title());
-                let shown = chart_ui(ui, &self.load, link, height, reset);
+                let shown = chart_ui(ui, &self.load, &mut self.load_cache, link, height, reset);
                 ui.strong(Kind::Memory.title());
-                let shown2 = chart_ui(ui, &self.memory, link, height, reset);
+                let shown2 = chart_ui(
+                    ui,
+                    &self.memory,
+                    &mut self.memory_cache,
+                    link,
+                    height,
+                    reset,
+                );
                 let moved = shown.moved || shown2.moved;
                 self.shown = Some(shown.x_ms);
                 if moved {

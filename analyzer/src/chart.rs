@@ -3,9 +3,19 @@
 //! vertical lines, outages as shaded spans. The points are built once when
 //! data arrives ([`ChartData::build`]), two per bucket (its min and max), so a
 //! frame draws at most about two points per pixel column whatever the span.
+//!
+//! With many nodes (more than [`DIRECT_POINTS`] points) the node lines are
+//! drawn into an image once per view (span, size or data) and each frame
+//! shows that image ([`ChartCache`]), so a frame's cost does not grow with the
+//! number of nodes either; the cluster line, checkpoints and outages stay
+//! plot items.
 
-use egui::{Color32, Id, Ui};
-use egui_plot::{HoverPosition, Legend, Line, Plot, PlotPoint, PlotPoints, Span, VLine};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use egui::{Color32, ColorImage, Id, Pos2, Ui, Vec2};
+use egui_plot::{
+    HoverPosition, Legend, Line, Plot, PlotImage, PlotPoint, PlotPoints, PlotTransform, Span, VLine,
+};
 use history::overview::{Lines, Overview};
 use history::query::Bucket;
 use hpc::model::NodeId;
@@ -16,6 +26,11 @@ pub const HOT_LOAD: f64 = 75.0;
 pub const CHECKPOINT_BLUE: Color32 = Color32::from_rgb(40, 90, 230);
 /// Red, for load above [`HOT_LOAD`].
 pub const HOT_RED: Color32 = Color32::from_rgb(230, 30, 30);
+/// Above this many points the node lines are drawn into an image.
+pub const DIRECT_POINTS: usize = 40_000;
+
+/// Numbers each [`ChartData`], so an image of an older one is not reused.
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Which chart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +82,12 @@ pub struct ChartData {
     pub checkpoints: Vec<(f64, String)>,
     /// Outages: (node, from s, to s, reason).
     pub outages: Vec<(NodeId, f64, f64, String)>,
+    /// Which data this is (for [`ChartCache`]).
+    pub version: u64,
+    /// The largest value drawn.
+    pub y_max: f64,
+    /// Points of every node line together.
+    pub node_points: usize,
 }
 
 fn series(node: NodeId, buckets: &[Bucket], bucket_ms: i64, hot: bool) -> Series {
@@ -98,13 +119,22 @@ impl ChartData {
     /// The chart of `kind` over `ov`.
     pub fn build(ov: &Overview, kind: Kind) -> Self {
         let hot = kind == Kind::Load;
+        let nodes: Vec<Series> = ov
+            .nodes
+            .iter()
+            .map(|(n, l)| series(*n, kind.buckets(l), ov.bucket_ms, hot))
+            .collect();
+        let y_max = nodes
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .map(|p| p.y)
+            .fold(0.0, f64::max);
         Self {
             kind: Some(kind),
-            nodes: ov
-                .nodes
-                .iter()
-                .map(|(n, l)| series(*n, kind.buckets(l), ov.bucket_ms, hot))
-                .collect(),
+            version: VERSIONS.fetch_add(1, Ordering::Relaxed),
+            y_max,
+            node_points: nodes.iter().map(|s| s.points.len()).sum(),
+            nodes,
             cluster: series(0, kind.buckets(&ov.cluster), ov.bucket_ms, hot),
             checkpoints: ov
                 .checkpoints
@@ -154,15 +184,34 @@ pub struct Shown {
     pub moved: bool,
 }
 
+/// What a chart keeps between frames: the image of its node lines.
+#[derive(Default)]
+pub struct ChartCache {
+    key: Option<RasterKey>,
+    texture: Option<egui::TextureHandle>,
+    /// How often the node lines were drawn into the image.
+    pub redraws: u64,
+}
+
+/// The view an image was drawn for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RasterKey {
+    bounds: [f64; 4],
+    size: [usize; 2],
+    version: u64,
+}
+
 /// Draws `data`; `reset` sets the x range to `range_ms` (new data of another
 /// span). Charts of the same `link` group pan and zoom together.
 pub fn chart_ui(
     ui: &mut Ui,
     data: &ChartData,
+    cache: &mut ChartCache,
     link: Id,
     height: f32,
     reset: Option<(i64, i64)>,
 ) -> Shown {
+    let raster = data.node_points > DIRECT_POINTS;
     let kind = data.kind.unwrap_or(Kind::Load);
     let id = ui.scope_id().with(kind.title());
     let mut plot = Plot::new(id)
@@ -200,6 +249,9 @@ pub fn chart_ui(
     let response = plot.show(ui, |p| {
         if let Some((a, b)) = reset {
             p.set_plot_bounds_x(a as f64 / 1000.0..=b as f64 / 1000.0);
+            // The image of the lines is drawn for the bounds a frame shows:
+            // the next frame has the new ones.
+            p.ctx().request_repaint();
         }
         for (node, from, to, reason) in &data.outages {
             p.span(
@@ -207,18 +259,24 @@ pub fn chart_ui(
                     .fill(Color32::from_rgba_unmultiplied(200, 60, 60, 24)),
             );
         }
-        for s in &data.nodes {
-            p.line(
-                Line::new(format!("node {}", s.node), PlotPoints::Borrowed(&s.points))
-                    .color(node_color(s.node)),
-            );
+        if raster {
+            p.set_plot_bounds_y(0.0..=(data.y_max * 1.05).max(1.0));
+            raster_ui(p, data, cache);
+        } else {
+            for s in &data.nodes {
+                p.line(
+                    Line::new(format!("node {}", s.node), PlotPoints::Borrowed(&s.points))
+                        .color(node_color(s.node)),
+                );
+            }
         }
         p.line(
             Line::new("cluster", PlotPoints::Borrowed(&data.cluster.points))
                 .color(Color32::from_gray(60))
                 .width(2.0),
         );
-        for s in data.nodes.iter().chain(std::iter::once(&data.cluster)) {
+        let direct: &[Series] = if raster { &[] } else { &data.nodes };
+        for s in direct.iter().chain(std::iter::once(&data.cluster)) {
             for run in &s.hot {
                 p.line(
                     Line::new("load above 75", PlotPoints::Borrowed(run))
@@ -248,5 +306,211 @@ pub fn chart_ui(
             || (r.hovered()
                 && ui
                     .input(|i| i.smooth_scroll_delta != egui::Vec2::ZERO || i.zoom_delta() != 1.0)),
+    }
+}
+
+/// Shows the node lines as an image, drawn again when the view changed.
+fn raster_ui(p: &mut egui_plot::PlotUi<'_>, data: &ChartData, cache: &mut ChartCache) {
+    let t = *p.transform();
+    let frame = *t.frame();
+    let b = t.bounds();
+    let (min, max) = (b.min(), b.max());
+    let ppp = p.ctx().pixels_per_point();
+    let size = [
+        (frame.width() * ppp).round().max(0.0) as usize,
+        (frame.height() * ppp).round().max(0.0) as usize,
+    ];
+    let valid = size[0] > 0
+        && size[1] > 0
+        && min.iter().chain(max.iter()).all(|v| v.is_finite())
+        && max[0] > min[0]
+        && max[1] > min[1];
+    if !valid {
+        return;
+    }
+    let key = RasterKey {
+        bounds: [min[0], min[1], max[0], max[1]],
+        size,
+        version: data.version,
+    };
+    // While the user drags, the image drawn for the old view moves with the
+    // plot; it is drawn again for the new view once the drag ends.
+    let dragging = p.response().dragged() && cache.texture.is_some();
+    if cache.key != Some(key) && !dragging {
+        let image = rasterize(data, &t, frame.min, size, ppp);
+        match &mut cache.texture {
+            Some(tex) => tex.set(image, egui::TextureOptions::LINEAR),
+            None => {
+                cache.texture = Some(p.ctx().load_texture(
+                    "overview-lines",
+                    image,
+                    egui::TextureOptions::LINEAR,
+                ))
+            }
+        }
+        cache.key = Some(key);
+        cache.redraws += 1;
+    }
+    if let (Some(tex), Some(drawn)) = (&cache.texture, cache.key) {
+        let [x0, y0, x1, y1] = drawn.bounds;
+        let center = PlotPoint::new((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        let size = Vec2::new((x1 - x0) as f32, (y1 - y0) as f32);
+        p.image(
+            PlotImage::new(
+                format!("{} nodes", data.nodes.len()),
+                tex.id(),
+                center,
+                size,
+            )
+            .allow_hover(false),
+        );
+    }
+}
+
+/// The node lines (and their runs above [`HOT_LOAD`]) drawn into an image of
+/// `size` pixels covering the plot's frame.
+fn rasterize(
+    data: &ChartData,
+    t: &PlotTransform,
+    origin: Pos2,
+    size: [usize; 2],
+    ppp: f32,
+) -> ColorImage {
+    let [w, h] = size;
+    let mut pixels = vec![Color32::TRANSPARENT; w * h];
+    let to_px = |pt: &PlotPoint| {
+        let s = t.position_from_point(pt);
+        ((s.x - origin.x) * ppp, (s.y - origin.y) * ppp)
+    };
+    let mut line = |pts: &[PlotPoint], color: Color32, thick: usize| {
+        let mut prev: Option<(f32, f32)> = None;
+        for pt in pts {
+            let cur = to_px(pt);
+            let from = prev.unwrap_or(cur);
+            prev = Some(cur);
+            // Only the part inside the image is drawn.
+            if let Some((a, b)) = clip(from, cur, w as f32 - 0.001, h as f32 - 0.001) {
+                segment(&mut pixels, w, h, a, b, color, thick);
+            }
+        }
+    };
+    for s in &data.nodes {
+        line(&s.points, node_color(s.node), 1);
+    }
+    for s in &data.nodes {
+        for run in &s.hot {
+            line(run, HOT_RED, 2);
+        }
+    }
+    ColorImage::new(size, pixels)
+}
+
+/// Fills the pixels the segment `a`–`b` crosses, column by column (each
+/// column from the segment's height at its left edge to its height at its
+/// right edge, `thick` pixels down), so a steep segment costs its pixels and
+/// no more.
+fn segment(
+    pixels: &mut [Color32],
+    w: usize,
+    h: usize,
+    a: (f32, f32),
+    b: (f32, f32),
+    color: Color32,
+    thick: usize,
+) {
+    let (a, b) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+    let dx = b.0 - a.0;
+    let y_at = |x: f32| {
+        if dx < 1e-6 {
+            a.1
+        } else {
+            a.1 + (x - a.0) / dx * (b.1 - a.1)
+        }
+    };
+    let (first, last) = (a.0.max(0.0) as usize, (b.0.max(0.0) as usize).min(w - 1));
+    for x in first..=last {
+        let (l, r) = ((x as f32).max(a.0), ((x + 1) as f32).min(b.0));
+        let (ya, yb) = if dx < 1e-6 {
+            (a.1, b.1)
+        } else {
+            (y_at(l), y_at(r))
+        };
+        let top = ya.min(yb).max(0.0) as usize;
+        let bottom = ((ya.max(yb).max(0.0) as usize) + thick - 1).min(h - 1);
+        for y in top..=bottom {
+            if let Some(px) = pixels.get_mut(y * w + x) {
+                *px = color;
+            }
+        }
+    }
+}
+
+/// The part of the segment `a`–`b` inside `[0, w] × [0, h]` (Liang–Barsky),
+/// or None when it is all outside.
+fn clip(a: (f32, f32), b: (f32, f32), w: f32, h: f32) -> Option<((f32, f32), (f32, f32))> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f32, 1.0f32);
+    for (p, q) in [(-dx, a.0), (dx, w - a.0), (-dy, a.1), (dy, h - a.1)] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let r = q / p;
+            if p < 0.0 {
+                t0 = t0.max(r);
+            } else {
+                t1 = t1.min(r);
+            }
+        }
+    }
+    (t0 <= t1 && t0.is_finite() && t1.is_finite()).then_some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_clipped_to_the_image() {
+        assert_eq!(
+            clip((-10.0, 5.0), (10.0, 5.0), 4.0, 8.0),
+            Some(((0.0, 5.0), (4.0, 5.0)))
+        );
+        assert_eq!(clip((-1e12, 1.0), (-1e11, 2.0), 100.0, 100.0), None);
+        assert_eq!(
+            clip((1.0, 1.0), (2.0, 2.0), 4.0, 4.0),
+            Some(((1.0, 1.0), (2.0, 2.0)))
+        );
+    }
+
+    #[test]
+    fn hot_runs_hold_only_points_above_75() {
+        let b = |t, min, max| Bucket {
+            t_ms: t,
+            samples: 1,
+            stat: history::query::Stat {
+                min,
+                max,
+                avg: (min + max) / 2.0,
+            },
+        };
+        let s = series(
+            1,
+            &[
+                b(0, 10.0, 20.0),
+                b(1000, 50.0, 90.0),
+                b(2000, 80.0, 95.0),
+                b(3000, 1.0, 2.0),
+            ],
+            1000,
+            true,
+        );
+        assert_eq!(s.hot.len(), 1);
+        assert!(s.hot[0].iter().all(|p| p.y > HOT_LOAD));
+        assert_eq!(s.hot[0].len(), 3);
     }
 }

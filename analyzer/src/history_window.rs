@@ -91,11 +91,8 @@ impl ProcessHistory {
             let source = self.source.clone();
             self.pending_frame = Some(tasks.run(async move {
                 let h = source.open().await?;
-                let span = h.span().await.map_err(|e| e.to_string())?;
-                let cps = h
-                    .checkpoints(i64::MIN, i64::MAX)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let span = h.span().await?;
+                let cps = h.checkpoints(i64::MIN, i64::MAX).await?;
                 h.close().await;
                 Ok((span, cps))
             }));
@@ -125,7 +122,7 @@ impl ProcessHistory {
             self.asked_at = Some(t);
             self.pending_at = Some(tasks.run(async move {
                 let h = source.open().await?;
-                let r = h.processes_at(None, t).await.map_err(|e| e.to_string());
+                let r = h.processes_at(t).await;
                 h.close().await;
                 r
             }));
@@ -152,15 +149,12 @@ impl ProcessHistory {
             self.pending_journey = Some(tasks.run(async move {
                 let h = source.open().await?;
                 let (home, home_pid) = known.ok_or("the process is not listed at this instant")?;
-                let records = h
-                    .find_process(home, home_pid)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let records = h.find_process(home, home_pid).await?;
                 let process = records
                     .into_iter()
                     .find(|r| r.start.id == id)
                     .ok_or("the process is not in this history")?;
-                let moves = h.moves(id).await.map_err(|e| e.to_string())?;
+                let moves = h.moves(id).await?;
                 h.close().await;
                 Ok(Journey { process, moves })
             }));

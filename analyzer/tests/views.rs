@@ -343,15 +343,92 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
         next.close().await;
         archived
     });
-    let list = rt.block_on(analyzer::source::list(loc.clone())).unwrap();
+    let current = Source::current_of(loc.clone());
+    let list = rt.block_on(current.list()).unwrap();
     let info = list
         .iter()
         .find(|i| i.history == archive)
         .expect("archive listed");
-    let mut h2 = harness(Source::listed(info));
+    let mut h2 = harness(current.listed(info));
     wait(&mut h2, "the archive's overview", |v| {
         v.analyzer.overview().is_some()
     });
     assert_eq!(h2.state().analyzer.load_chart().nodes.len(), 3);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With many nodes the lines are drawn into an image once per view: frames
+/// that change nothing reuse it, a new span draws it again.
+#[test]
+fn many_node_lines_are_drawn_once_per_view() {
+    use analyzer::chart::{ChartCache, ChartData, DIRECT_POINTS, Kind, chart_ui};
+    use history::overview::{Lines, Overview};
+    use history::query::{Bucket, Stat};
+    let t0 = 1_800_000_000_000i64;
+    let bucket = |i: i64, v: f64| Bucket {
+        t_ms: t0 + i * 60_000,
+        samples: 60,
+        stat: Stat {
+            min: v,
+            max: v + 30.0,
+            avg: v + 10.0,
+        },
+    };
+    let nodes = (1..=64u32)
+        .map(|n| {
+            let load: Vec<Bucket> = (0..720).map(|i| bucket(i, f64::from(n % 90))).collect();
+            (
+                n,
+                Lines {
+                    mem: load.clone(),
+                    load,
+                },
+            )
+        })
+        .collect();
+    let ov = Overview {
+        from_ms: t0,
+        to_ms: t0 + 720 * 60_000,
+        bucket_ms: 60_000,
+        nodes,
+        ..Overview::default()
+    };
+    let data = ChartData::build(&ov, Kind::Load);
+    assert!(data.node_points > DIRECT_POINTS);
+    assert!(data.nodes.iter().any(|s| !s.hot.is_empty()));
+    let ctx = egui::Context::default();
+    let mut cache = ChartCache::default();
+    let link = egui::Id::unique("test");
+    let run = |cache: &mut ChartCache, reset| {
+        let mut out = ctx.run_ui(
+            egui::RawInput {
+                screen_rect: Some(egui::Rect::from_min_size(
+                    egui::Pos2::ZERO,
+                    egui::vec2(1000.0, 600.0),
+                )),
+                ..Default::default()
+            },
+            |ui| {
+                chart_ui(ui, &data, cache, link, 400.0, reset);
+            },
+        );
+        ctx.tessellate(std::mem::take(&mut out.shapes), out.pixels_per_point);
+        // No GPU here: the texture uploads are dropped.
+        out.textures_delta.clear();
+    };
+    run(&mut cache, Some((ov.from_ms, ov.to_ms)));
+    // The new span settles within three frames (x, then y bounds)...
+    for _ in 0..3 {
+        run(&mut cache, None);
+    }
+    let drawn = cache.redraws;
+    assert!((1..=3).contains(&drawn), "{drawn}");
+    // ...then frames that change nothing reuse the image.
+    for _ in 0..5 {
+        run(&mut cache, None);
+    }
+    assert_eq!(cache.redraws, drawn, "nothing changed: the image is reused");
+    run(&mut cache, Some((ov.from_ms + 3_600_000, ov.to_ms)));
+    run(&mut cache, None);
+    assert!(cache.redraws > drawn, "a new span draws the lines again");
 }

@@ -8,10 +8,12 @@
 //! [`daemon`] assembles a [`history::events::TickBatch`] →
 //! [`history::store::Store`] writes it in one transaction →
 //! [`history::query::History`] reads it back. [`control`] and [`pidfile`]
-//! serve the `-k`/`-n`/`-r` command line.
+//! serve the `-k`/`-n`/`-r` command line; [`query_socket`] answers history
+//! queries for local users in the reader group.
 
 pub mod control;
 pub mod daemon;
 pub mod pidfile;
 pub mod poller;
+pub mod query_socket;
 pub mod tracker;

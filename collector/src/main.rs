@@ -19,6 +19,7 @@ use clap::Parser;
 use collector::control::{self, Request};
 use collector::daemon::{Daemon, Settings};
 use collector::pidfile::{self, PidFile};
+use collector::query_socket;
 use history::store::{DEFAULT_DB, Location};
 use hpc::client::{ClientConfig, Identity};
 
@@ -86,6 +87,13 @@ struct Cli {
     /// Control socket of the running collector.
     #[arg(long, default_value = control::DEFAULT_SOCKET)]
     control: PathBuf,
+    /// Socket on which the collector answers history queries of local users
+    /// in the reader group ("none" to serve none).
+    #[arg(long, default_value = history::remote::DEFAULT_QUERY_SOCKET)]
+    query_socket: PathBuf,
+    /// Group whose members may read the history through the query socket.
+    #[arg(long, default_value = history::remote::DEFAULT_READER_GROUP)]
+    reader_group: String,
     /// Log file of the daemon (-d).
     #[arg(long, default_value = DEFAULT_LOG)]
     log_file: PathBuf,
@@ -160,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.foreground {
         hpc::logging::init("info,russh=warn,sqlx=warn");
         let pid = PidFile::acquire(&cli.pid_file)?;
-        let result = serve(settings, &cli.control, || {});
+        let result = serve(settings, &cli, || {});
         drop(pid);
         return result;
     }
@@ -192,17 +200,26 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
 
 /// Runs the collector on this thread until SIGTERM/SIGINT; `ready` is called
 /// once the history is open and the control socket listens.
-fn serve(settings: Settings, socket: &Path, ready: impl FnOnce()) -> anyhow::Result<()> {
+fn serve(settings: Settings, cli: &Cli, ready: impl FnOnce()) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
+        let db = settings.db.clone();
         let daemon = Daemon::start(settings).await?;
-        let listener = control::bind(socket)?;
+        let listener = control::bind(&cli.control)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(control::serve(listener, tx));
+        if cli.query_socket != Path::new("none") {
+            let queries = query_socket::bind(&cli.query_socket)?;
+            let readers = query_socket::Readers::of_group(&cli.reader_group);
+            if readers.gid.is_none() {
+                tracing::warn!(group = %cli.reader_group, "no such group: only root may read the history through the query socket");
+            }
+            tokio::spawn(query_socket::serve(queries, db, readers));
+        }
         ready();
         let stop = async {
             let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
@@ -219,7 +236,10 @@ fn serve(settings: Settings, socket: &Path, ready: impl FnOnce()) -> anyhow::Res
             }
         };
         let result = daemon.run(rx, stop).await;
-        let _ = std::fs::remove_file(socket);
+        let _ = std::fs::remove_file(&cli.control);
+        if cli.query_socket != Path::new("none") {
+            let _ = std::fs::remove_file(&cli.query_socket);
+        }
         result.map_err(anyhow::Error::from)
     })
 }
@@ -286,7 +306,7 @@ fn daemon_child(cli: &Cli, settings: Settings, report: &mut std::fs::File) -> an
     }
     hpc::logging::init_file("info,russh=warn,sqlx=warn", log);
     let pid = PidFile::acquire(&cli.pid_file)?;
-    let result = serve(settings, &cli.control, || {
+    let result = serve(settings, cli, || {
         let _ = writeln!(report, "ok {}", std::process::id());
         let _ = report.flush();
     });

@@ -9,7 +9,10 @@
 //!   figure that does not change (CPUs, speed, total memory, a steady clock) costs
 //!   about one byte per block, not per sample.
 
+use std::collections::BTreeMap;
+
 use crate::sample::{NodeSample, Sample};
+use crate::summary::{MinMaxSum, Summary};
 use hpc::model::NodeId;
 
 /// Format tag of both encodings.
@@ -259,6 +262,94 @@ pub fn decode_block(data: &[u8]) -> Result<Vec<Sample>, CodecError> {
     rows.into_iter().map(from_columns).collect()
 }
 
+/// Encodes a row of packed summaries: each entry's slot (its place in the
+/// row's period, in units of the row's span) and its summary.
+pub fn encode_summaries(entries: &BTreeMap<u32, Summary>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 24);
+    put_varint(&mut out, entries.len() as u64);
+    for (slot, s) in entries {
+        put_varint(&mut out, u64::from(*slot));
+        let flags = u8::from(s.load.min.is_some()) | (u8::from(s.used.min.is_some()) << 1);
+        out.push(flags);
+        for v in [
+            s.first_ms,
+            s.last_ms - s.first_ms,
+            s.n,
+            s.n_up,
+            s.up_ms,
+            s.down_ms,
+        ] {
+            put_varint(&mut out, zigzag(v));
+        }
+        if let (Some(a), Some(b)) = (s.load.min, s.load.max) {
+            put_varint(&mut out, zigzag(a));
+            put_varint(&mut out, zigzag(b));
+        }
+        put_varint(&mut out, zigzag(s.load.sum));
+        if let (Some(a), Some(b)) = (s.used.min, s.used.max) {
+            put_varint(&mut out, zigzag(a));
+            put_varint(&mut out, zigzag(b));
+        }
+        put_varint(&mut out, zigzag(s.used.sum));
+        put_varint(&mut out, zigzag(s.tmem_sum));
+    }
+    out
+}
+
+/// Decodes a row of [`encode_summaries`].
+pub fn decode_summaries(data: &[u8]) -> Result<BTreeMap<u32, Summary>, CodecError> {
+    let mut r = Reader::new(data);
+    let n = r.varint()?;
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let slot = u32::try_from(r.varint()?).map_err(|_| CodecError("slot"))?;
+        let flags = r.byte()?;
+        let mut next = || r.varint().map(unzigzag);
+        let first_ms = next()?;
+        let last_ms = first_ms + next()?;
+        let (n, n_up, up_ms, down_ms) = (next()?, next()?, next()?, next()?);
+        let load_mm = if flags & 1 != 0 {
+            (Some(next()?), Some(next()?))
+        } else {
+            (None, None)
+        };
+        let load_sum = next()?;
+        let used_mm = if flags & 2 != 0 {
+            (Some(next()?), Some(next()?))
+        } else {
+            (None, None)
+        };
+        let used_sum = next()?;
+        let tmem_sum = next()?;
+        out.insert(
+            slot,
+            Summary {
+                first_ms,
+                last_ms,
+                n,
+                n_up,
+                up_ms,
+                down_ms,
+                load: MinMaxSum {
+                    min: load_mm.0,
+                    max: load_mm.1,
+                    sum: load_sum,
+                },
+                used: MinMaxSum {
+                    min: used_mm.0,
+                    max: used_mm.1,
+                    sum: used_sum,
+                },
+                tmem_sum,
+            },
+        );
+    }
+    if !r.done() {
+        return Err(CodecError("trailing bytes"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +420,25 @@ mod tests {
         let mut long = blob.clone();
         long.push(0);
         assert!(decode_block(&long).is_err());
+    }
+
+    #[test]
+    fn packed_summaries_round_trip() {
+        let samples: Vec<Sample> = (0..60)
+            .map(|i| Sample {
+                t_ms: i * 1000,
+                up: i != 7,
+                load: i as u32 * 3,
+                tmem_kib: 1000,
+                mem_kib: 300,
+                ..Sample::default()
+            })
+            .collect();
+        let mut rows = BTreeMap::new();
+        rows.insert(0, Summary::of(&samples, 1000));
+        rows.insert(63, Summary::of(&[Sample::down(5)], 1000));
+        let data = encode_summaries(&rows);
+        assert_eq!(decode_summaries(&data).unwrap(), rows);
+        assert!(decode_summaries(&data[..data.len() - 1]).is_err());
     }
 }

@@ -6,7 +6,7 @@ use crate::sample::NodeSample;
 use hpc::model::NodeId;
 
 /// A node as the history names it (written when first seen or renamed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeMeta {
     /// openMosix node id.
     pub id: NodeId,
@@ -17,7 +17,7 @@ pub struct NodeMeta {
 }
 
 /// A node went up or down.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeChange {
     /// The node.
     pub node: NodeId,
@@ -30,7 +30,7 @@ pub struct NodeChange {
 }
 
 /// A process appeared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcStart {
     /// Its number in this history.
     pub id: i64,
@@ -51,7 +51,7 @@ pub struct ProcStart {
 }
 
 /// A process moved between nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcMove {
     /// The process.
     pub id: i64,
@@ -72,7 +72,7 @@ pub struct ProcMove {
 }
 
 /// A process ended (or vanished).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcEnd {
     /// The process.
     pub id: i64,
@@ -85,7 +85,7 @@ pub struct ProcEnd {
 }
 
 /// A change in the process history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProcEvent {
     /// Appeared.
     Start(ProcStart),
@@ -103,7 +103,7 @@ pub enum ProcEvent {
 }
 
 /// A checkpoint (`openmosixcollector -n LABEL`); the analyzer draws it as a blue line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     /// When (ms).
     pub t_ms: i64,
@@ -112,7 +112,7 @@ pub struct Checkpoint {
 }
 
 /// How far the collector has read one node's move log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MoveCursor {
     /// The node.
     pub node: NodeId,

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod events;
 pub mod overview;
 pub mod query;
+pub mod remote;
 pub mod sample;
 pub mod store;
 pub mod summary;

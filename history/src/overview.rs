@@ -16,10 +16,10 @@ use crate::sample::{Metric, Sample};
 use crate::store::StoreError;
 use crate::store::sql::int;
 use crate::store::summaries;
-use crate::summary::{DAY_MS, HOUR_MS, Summary, median_step};
+use crate::summary::{DAY_MS, HOUR_MS, MINUTE_MS, Summary};
 
 /// One node's (or the cluster's) lines of the overview.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lines {
     /// openMosix load per bucket.
     pub load: Vec<Bucket>,
@@ -28,7 +28,7 @@ pub struct Lines {
 }
 
 /// An interval in which a node was down.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outage {
     /// The node.
     pub node: NodeId,
@@ -41,7 +41,7 @@ pub struct Outage {
 }
 
 /// The analyzer's overview of `[from_ms, to_ms]`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Overview {
     /// Start of the range (ms).
     pub from_ms: i64,
@@ -64,13 +64,13 @@ pub struct Overview {
 }
 
 /// Where an overview's figures come from, by the span it covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Level {
     /// Every sample (spans up to about 4 samples per bucket).
     Raw,
-    /// The blocks' summaries, a minute each.
-    Blocks,
-    /// Rollups of this span (ms): an hour or a day.
+    /// The minute series.
+    Minutes,
+    /// The series of this span (ms): an hour or a day.
     Rollup(i64),
 }
 
@@ -81,7 +81,7 @@ impl Level {
         if span_ms / 1000 <= limit {
             Level::Raw
         } else if span_ms / 60_000 <= limit {
-            Level::Blocks
+            Level::Minutes
         } else if span_ms / HOUR_MS <= limit {
             Level::Rollup(HOUR_MS)
         } else {
@@ -102,7 +102,19 @@ impl History {
         to: i64,
         columns: usize,
     ) -> Result<Overview, StoreError> {
-        let level = Level::for_span(to - from, columns);
+        self.overview_at(Level::for_span(to - from, columns), from, to, columns)
+            .await
+    }
+
+    /// [`History::overview`] from the figures of `level` (the benchmarks
+    /// compare the levels).
+    pub async fn overview_at(
+        &self,
+        level: Level,
+        from: i64,
+        to: i64,
+        columns: usize,
+    ) -> Result<Overview, StoreError> {
         let (nodes, cluster, bucket_ms) = match level {
             Level::Raw => self.raw_lines(from, to, columns).await?,
             _ => {
@@ -155,8 +167,9 @@ impl History {
         ))
     }
 
-    /// Every node's summaries at `level` that overlap `[from, to]`, with the
-    /// staged ticks (not folded yet) for the block level.
+    /// Every node's summaries at `level` that overlap `[from, to]` (the
+    /// minute series for [`Level::Raw`] and [`Level::Minutes`]), with the
+    /// staged ticks (not folded yet) at the minute level.
     pub async fn summaries(
         &self,
         level: Level,
@@ -164,45 +177,34 @@ impl History {
         to: i64,
     ) -> Result<Vec<Piece>, StoreError> {
         let h = self.history().id;
-        let cols = summaries::COLUMNS;
-        let mut out = Vec::new();
-        let rows = match level {
-            Level::Rollup(span) => {
-                self.rows(
-                    &format!(
-                        "SELECT node, t0, t0 + span_ms - 1, NULL, {cols} FROM rollups \
-                         WHERE history = $1 AND span_ms = $2 AND t0 <= $3 AND t0 + span_ms > $4"
-                    ),
-                    &[h, span, to, from],
-                )
-                .await?
-            }
-            Level::Raw | Level::Blocks => {
-                self.rows(
-                    &format!(
-                        "SELECT node, t0, t1, CASE WHEN n IS NULL THEN data END, {cols} \
-                         FROM blocks WHERE history = $1 AND t1 >= $2 AND t0 <= $3"
-                    ),
-                    &[h, from, to],
-                )
-                .await?
-            }
+        let span = match level {
+            Level::Rollup(span) => span,
+            Level::Raw | Level::Minutes => MINUTE_MS,
         };
+        let row = span * summaries::SLOTS;
+        let rows = self
+            .rows(
+                "SELECT node, t0, data FROM series WHERE history = $1 AND span_ms = $2 \
+                 AND t0 <= $3 AND t0 > $4",
+                &[h, span, to, from - row],
+            )
+            .await?;
+        let mut out = Vec::new();
         for r in &rows {
-            let get = |i| int(r, i).map_err(|e| self.err(e));
-            let (node, t0, t1) = (get(0)? as NodeId, get(1)?, get(2)?);
-            let summary = match summaries::read(r, 4).map_err(|e| self.err(e))? {
-                Some(s) => s,
-                None => {
-                    // A block from before summaries were stored: decode it.
-                    let data: Vec<u8> = r.try_get(3).map_err(|e| self.err(e))?;
-                    let samples = codec::decode_block(&data)?;
-                    Summary::of(&samples, median_step(&samples))
+            let (node, t0) = (
+                int(r, 0).map_err(|e| self.err(e))? as NodeId,
+                int(r, 1).map_err(|e| self.err(e))?,
+            );
+            let data: Vec<u8> = r.try_get(2).map_err(|e| self.err(e))?;
+            for (slot, s) in codec::decode_summaries(&data)? {
+                let a = t0 + i64::from(slot) * span;
+                let b = a + span - 1;
+                if b >= from && a <= to {
+                    out.push((node, a, b, s));
                 }
-            };
-            out.push((node, t0, t1, summary));
+            }
         }
-        if !matches!(level, Level::Rollup(_)) {
+        if span == MINUTE_MS {
             let ticks = self
                 .rows(
                     "SELECT t, data FROM ticks WHERE history = $1 AND t >= $2 AND t <= $3 ORDER BY t",
@@ -223,11 +225,11 @@ impl History {
     /// The "find out" statistics over `[from, to]`: each node's and the
     /// cluster's load and memory, time up and down, processes started and
     /// moves in and out. The figures come from the stored summaries (whole
-    /// blocks, or hours or days for long spans): [`Report::covered`] says
+    /// minutes, or hours or days for long spans): [`Report::covered`] says
     /// which span they cover.
     pub async fn report(&self, from: i64, to: i64) -> Result<Report, StoreError> {
         let level = match Level::for_span(to - from, 200) {
-            Level::Raw => Level::Blocks,
+            Level::Raw => Level::Minutes,
             l => l,
         };
         let pieces = self.summaries(level, from, to).await?;
@@ -263,11 +265,7 @@ impl History {
             per_node.entry(*node).or_default().merge(s);
             all.merge(s);
         }
-        let covered = pieces
-            .iter()
-            .map(|p| p.1)
-            .min()
-            .zip(pieces.iter().map(|p| p.2).max());
+        let covered = (all.n > 0).then_some((all.first_ms, all.last_ms));
         let get = |m: &BTreeMap<NodeId, u64>, n: NodeId| m.get(&n).copied().unwrap_or(0);
         let nodes = per_node
             .iter()
@@ -299,7 +297,7 @@ impl History {
 }
 
 /// The "find out" statistics of one node (or of the cluster, node 0).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeReport {
     /// The node (0: the cluster).
     pub node: NodeId,
@@ -342,14 +340,14 @@ impl NodeReport {
 }
 
 /// The "find out" statistics of a range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// The range asked for (ms).
     pub from_ms: i64,
     /// Its end.
     pub to_ms: i64,
-    /// The span the figures cover: from the first summarised block's start to
-    /// the last one's end (whole blocks, hours or days).
+    /// The span the figures cover: the first and the last sample summarised
+    /// (whole minutes, hours or days around the range asked for).
     pub covered: Option<(i64, i64)>,
     /// Per node.
     pub nodes: Vec<NodeReport>,
@@ -370,7 +368,12 @@ fn summary_lines(
     let mut per: BTreeMap<NodeId, BTreeMap<i64, Summary>> = BTreeMap::new();
     let mut all: BTreeMap<i64, Summary> = BTreeMap::new();
     for (node, t0, t1, s) in pieces {
-        let mid = t0 + (t1 - t0) / 2;
+        let (a, b) = if s.n > 0 {
+            (s.first_ms, s.last_ms)
+        } else {
+            (*t0, *t1)
+        };
+        let mid = a + (b - a) / 2;
         let b = ((mid - from) / width).clamp(0, columns - 1);
         per.entry(*node).or_default().entry(b).or_default().merge(s);
         all.entry(b).or_default().merge(s);

@@ -17,7 +17,7 @@ use crate::store::sql::{int, query};
 use crate::store::{HistoryRef, START_COLUMNS, START_WIDTH, StoreError, latest_move, read_start};
 
 /// A node the history has seen.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRow {
     /// openMosix id.
     pub id: NodeId,
@@ -30,7 +30,7 @@ pub struct NodeRow {
 }
 
 /// min/max/avg of one metric over some samples.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stat {
     /// Smallest value.
     pub min: f64,
@@ -91,7 +91,7 @@ impl UpFigures {
 }
 
 /// One bucket of a downsampled series.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     /// Bucket start (ms).
     pub t_ms: i64,
@@ -114,7 +114,7 @@ pub struct Series {
 }
 
 /// A process as the history knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessRecord {
     /// How it was first recorded: number, identity, first node and PID, command, owner, start.
     pub start: ProcStart,
@@ -127,7 +127,7 @@ pub struct ProcessRecord {
 }
 
 /// A process at one instant: where it was and under which PID.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessAt {
     /// The process.
     pub process: ProcessRecord,
@@ -138,7 +138,7 @@ pub struct ProcessAt {
 }
 
 /// Statistics of one node over a range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStats {
     /// The node.
     pub node: NodeId,
@@ -158,7 +158,7 @@ pub struct NodeStats {
 }
 
 /// Statistics of the whole cluster over a range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterStats {
     /// Each node's statistics.
     pub nodes: Vec<NodeStats>,
@@ -233,11 +233,15 @@ impl History {
     /// The first and last sample times, if any.
     pub async fn span(&self) -> Result<Option<(i64, i64)>, StoreError> {
         let h = self.history.id;
+        // Each bound its own subquery, so each is one step down an index
+        // (a year of blocks is not scanned).
         let rows = self
             .rows(
-                "SELECT MIN(t0), MAX(t1) FROM blocks WHERE history = $1 \
-                 UNION ALL SELECT MIN(t), MAX(t) FROM ticks WHERE history = $2",
-                &[h, h],
+                "SELECT (SELECT t0 FROM blocks WHERE history = $1 ORDER BY t1 LIMIT 1), \
+                 (SELECT MAX(t1) FROM blocks WHERE history = $2) \
+                 UNION ALL SELECT (SELECT MIN(t) FROM ticks WHERE history = $3), \
+                 (SELECT MAX(t) FROM ticks WHERE history = $4)",
+                &[h, h, h, h],
             )
             .await?;
         let mut span: Option<(i64, i64)> = None;

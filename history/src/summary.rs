@@ -1,18 +1,21 @@
 //! A summary of some samples of one node: how many, time up and down, and
 //! min/max/sum of the load and of the used memory. Each block of the store
-//! carries one, and the `rollups` table holds them per hour and per day, so
+//! carries one, and the `series` table holds them per minute, hour and day, so
 //! overviews and statistics of long spans read a few integers per node and
-//! span instead of decoding every sample; two summaries merge exactly.
+//! minute, hour or day instead of decoding every sample; two summaries merge
+//! exactly.
 
 use crate::sample::Sample;
 
-/// Hour rollups' span (ms).
+/// Minute series' span (ms).
+pub const MINUTE_MS: i64 = 60_000;
+/// Hour series' span (ms).
 pub const HOUR_MS: i64 = 3_600_000;
-/// Day rollups' span (ms).
+/// Day series' span (ms).
 pub const DAY_MS: i64 = 86_400_000;
 
 /// min/max/sum of one figure over the up samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct MinMaxSum {
     /// Smallest (None when no sample was up).
     pub min: Option<i64>,
@@ -43,8 +46,12 @@ impl MinMaxSum {
 }
 
 /// The summary of some samples of one node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// First sample's time (ms; 0 when there is none).
+    pub first_ms: i64,
+    /// Last sample's time (ms).
+    pub last_ms: i64,
     /// Samples.
     pub n: i64,
     /// Samples while up.
@@ -67,7 +74,11 @@ impl Summary {
     /// `step_ms` (gaps count at most two steps).
     pub fn of(samples: &[Sample], step_ms: i64) -> Self {
         let step = step_ms.max(1);
-        let mut s = Summary::default();
+        let mut s = Summary {
+            first_ms: samples.first().map_or(0, |x| x.t_ms),
+            last_ms: samples.last().map_or(0, |x| x.t_ms),
+            ..Summary::default()
+        };
         for (i, x) in samples.iter().enumerate() {
             let dt = samples
                 .get(i + 1)
@@ -88,6 +99,14 @@ impl Summary {
 
     /// Adds `o` (samples of the same node from another span).
     pub fn merge(&mut self, o: &Summary) {
+        if o.n > 0 {
+            if self.n == 0 {
+                (self.first_ms, self.last_ms) = (o.first_ms, o.last_ms);
+            } else {
+                self.first_ms = self.first_ms.min(o.first_ms);
+                self.last_ms = self.last_ms.max(o.last_ms);
+            }
+        }
         self.n += o.n;
         self.n_up += o.n_up;
         self.up_ms += o.up_ms;

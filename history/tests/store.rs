@@ -305,7 +305,7 @@ fn long_sample(n: u32, i: i64) -> Sample {
     }
 }
 
-async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
+async fn summaries_and_series_answer_long_spans(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut store = Store::open(db.location.clone(), T0).await.unwrap();
     let secs = 3 * 86_400;
@@ -325,7 +325,7 @@ async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
     // Every level keeps the spike and the outage, whatever the span.
     for (span_ms, columns, level) in [
         (3_600_000, 1200, Level::Raw),
-        (86_400_000, 1200, Level::Blocks),
+        (86_400_000, 1200, Level::Minutes),
         (3 * 86_400_000 - 1000, 600, Level::Rollup(HOUR_MS)),
     ] {
         let from = end - span_ms;
@@ -352,7 +352,11 @@ async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
     );
     let year = h.overview(end - 365 * 86_400_000, end, 1200).await.unwrap();
     let days = end.div_euclid(summary::DAY_MS) - T0.div_euclid(summary::DAY_MS) + 1;
-    assert_eq!(year.nodes[&2].load.len() as i64, days, "a day rollup per calendar day");
+    assert_eq!(
+        year.nodes[&2].load.len() as i64,
+        days,
+        "a day summary per calendar day"
+    );
     assert_eq!(
         year.nodes[&2]
             .load
@@ -362,7 +366,7 @@ async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
         9000.0
     );
 
-    // The report equals the figures of the samples, and SQL over the rollups.
+    // The report equals the figures of the samples, and SQL over the blocks.
     let r = h.report(T0, end).await.unwrap();
     let n1 = r.nodes.iter().find(|n| n.node == 1).unwrap();
     assert_eq!(n1.summary.n, secs);
@@ -380,26 +384,36 @@ async fn summaries_and_rollups_answer_long_spans(backend: Backend) {
     let got = n2.load.unwrap();
     assert_eq!(got.max, 9000.0);
     assert!((got.avg - avg).abs() < 1e-9);
-    // Three days are read from hour rollups: whole hours are covered.
-    assert_eq!(r.covered, Some((T0, T0 + 3 * 86_400_000 - 1)));
+    // Read from the hour series; the span is the samples'.
+    assert_eq!(r.covered, Some((T0, end)));
     let pool = history::store::location::connect(&db.location, false)
         .await
         .unwrap();
     let row = history::store::sql::query(
         "SELECT COUNT(*), CAST(SUM(load_sum) AS BIGINT), CAST(SUM(n_up) AS BIGINT), \
-         MAX(load_max) FROM rollups \
-         WHERE span_ms = $1 AND node = 2"
+         MAX(load_max) FROM blocks WHERE node = 2"
             .into(),
     )
-    .bind(summary::HOUR_MS)
     .fetch_one(&pool)
     .await
     .unwrap();
     let get = |i| history::store::sql::int(&row, i).unwrap();
-    assert_eq!(get(0), 72, "an hour rollup per hour");
+    assert_eq!(get(0), secs / 60, "a block per minute");
     assert_eq!(get(1), loads.iter().sum::<i64>());
     assert_eq!(get(2), secs);
     assert_eq!(get(3), 9000);
+    // The hour series: 64 hours to a row.
+    let rows = history::store::sql::query(
+        "SELECT COUNT(*) FROM series WHERE span_ms = $1 AND node = 2".into(),
+    )
+    .bind(HOUR_MS)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let first = history::store::summaries::slot_of(HOUR_MS, T0).0;
+    let last = history::store::summaries::slot_of(HOUR_MS, end).0;
+    let expected = (last - first) / (64 * HOUR_MS) + 1;
+    assert_eq!(history::store::sql::int(&rows, 0).unwrap(), expected);
     pool.close().await;
     h.close().await;
     store.close().await;
@@ -423,7 +437,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
-    summaries_and_rollups_answer_long_spans,
+    summaries_and_series_answer_long_spans,
     known_history_answers_every_query,
     rotation_archives_the_history
 );

@@ -467,3 +467,149 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
         )
         .await;
 }
+
+/// A group made for a test, removed at the end even when the test fails.
+struct TestGroup(String);
+
+impl TestGroup {
+    fn create(tag: &str) -> Self {
+        let name = format!("om{tag}{}", std::process::id());
+        let groupadd = hpc::paths::system_program("groupadd").expect("groupadd is installed");
+        let ok = std::process::Command::new(groupadd)
+            .args(["--system", &name])
+            .status()
+            .expect("run groupadd");
+        assert!(ok.success(), "groupadd {name}");
+        Self(name)
+    }
+
+    fn add(&self, user: &testkit::TestUser) {
+        let usermod = hpc::paths::system_program("usermod").expect("usermod is installed");
+        let ok = std::process::Command::new(usermod)
+            .args(["-aG", &self.0, &user.name])
+            .status()
+            .expect("run usermod");
+        assert!(ok.success(), "usermod -aG {} {}", self.0, user.name);
+    }
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        if let Some(groupdel) = hpc::paths::system_program("groupdel") {
+            let _ = std::process::Command::new(groupdel).arg(&self.0).status();
+        }
+    }
+}
+
+/// A directory under /run (every user can reach it), removed at the end.
+struct RunDir(std::path::PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Sends one query line to the socket as `user` (with perl, a client that is
+/// not ours) and returns the answer line.
+fn ask_as(user: &testkit::TestUser, socket: &Path, query: &str) -> String {
+    let script = "use IO::Socket::UNIX; \
+        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $ARGV[0]) or die \"connect: $!\\n\"; \
+        print $s \"$ARGV[1]\\n\"; my $l = <$s>; print $l;";
+    let out = user
+        .command("/usr/bin/perl")
+        .args(["-e", script])
+        .arg(socket)
+        .arg(query)
+        .output()
+        .expect("run perl");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A desktop user who may not read the history files reads the live history
+/// through the collector's query socket when it is in the reader group; a
+/// user outside the group is refused with the reason; the analyzer falls
+/// back to the socket when it cannot open the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_group_members_read_the_history_through_the_collector() {
+    let lab = TestLab::up("cq", 85, 2);
+    let group = TestGroup::create("rd");
+    let reader = testkit::TestUser::create("qa");
+    let outsider = testkit::TestUser::create("qb");
+    group.add(&reader);
+    let run = RunDir(std::path::PathBuf::from(format!(
+        "/run/openmosix-test-history-{}",
+        std::process::id()
+    )));
+    let socket = run.0.join("history.sock");
+    let socket_arg = socket.display().to_string();
+    let col = TestCollector::start(
+        base(),
+        &lab,
+        "500ms",
+        &["--query-socket", &socket_arg, "--reader-group", &group.0],
+    );
+    let h = current(&col);
+    let sampled = wait_for(Duration::from_secs(20), || async {
+        let hist = History::open(&h).await.ok()?;
+        let s = hist.span().await.ok()??;
+        hist.close().await;
+        (s.1 > s.0).then_some(())
+    })
+    .await;
+    assert!(sampled.is_some(), "samples; log:\n{}", col.log_text());
+
+    // The history file itself is closed to both users.
+    let db = col.db().display().to_string();
+    let direct = reader
+        .command("/usr/bin/perl")
+        .args([
+            "-e",
+            "open(my $f, '<', $ARGV[0]) or print \"denied\"; print \"\\n\";",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&direct.stdout).trim(), "denied");
+
+    // The reader asks the collector: the span and an overview of every node.
+    let span = ask_as(&reader, &socket, r#"{"query":"span"}"#);
+    assert!(span.contains(r#""answer":"span""#), "{span}");
+    let now = now_ms();
+    let overview = ask_as(
+        &reader,
+        &socket,
+        &format!(
+            r#"{{"query":"overview","from":{},"to":{now},"columns":100}}"#,
+            now - 60_000
+        ),
+    );
+    let parsed: history::remote::Answer =
+        serde_json::from_str(overview.trim()).unwrap_or_else(|e| panic!("{e}: {overview}"));
+    match parsed {
+        history::remote::Answer::Overview(o) => {
+            assert_eq!(o.nodes.keys().copied().collect::<Vec<_>>(), [1, 2])
+        }
+        other => panic!("{other:?}"),
+    }
+    // Someone outside the group is told why not.
+    let refused = ask_as(&outsider, &socket, r#"{"query":"span"}"#);
+    assert!(
+        refused.contains("permission denied") && refused.contains(&group.0),
+        "{refused}"
+    );
+    // A bad query is an error, not a crash.
+    let bad = ask_as(&reader, &socket, r#"{"query":"drop tables"}"#);
+    assert!(bad.contains("bad query"), "{bad}");
+
+    // The analyzer reads through the collector when the database cannot be
+    // opened (here: a path that does not exist on this side).
+    let source = analyzer::Source::current_of(Location::Sqlite(run.0.join("elsewhere.db")))
+        .with_socket(socket.clone());
+    let reader_side = source.open().await.expect("open through the collector");
+    assert!(reader_side.through_collector());
+    let ov = reader_side.overview(now - 60_000, now, 200).await.unwrap();
+    assert_eq!(ov.nodes.len(), 2);
+    let listed = source.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+}

@@ -23,24 +23,15 @@ ALTER TABLE blocks ADD COLUMN used_max BIGINT;
 ALTER TABLE blocks ADD COLUMN used_sum BIGINT;
 ALTER TABLE blocks ADD COLUMN tmem_sum BIGINT;
 CREATE INDEX blocks_time ON blocks (history, t1);
--- The same summaries per node over an hour and a day (span_ms), for spans of
--- weeks and years. min/max are NULL when the node was never up in the span.
-CREATE TABLE rollups (
+-- The summaries per node and minute, hour and day (span_ms), packed 64 to a
+-- row (codec.rs encode_summaries; t0 is the row's start, a multiple of 64
+-- spans), so an overview of any span reads a few rows per node.
+CREATE TABLE series (
     history BIGINT NOT NULL,
     span_ms BIGINT NOT NULL,
     t0 BIGINT NOT NULL,
     node BIGINT NOT NULL,
-    n BIGINT NOT NULL,
-    n_up BIGINT NOT NULL,
-    up_ms BIGINT NOT NULL,
-    down_ms BIGINT NOT NULL,
-    load_min BIGINT,
-    load_max BIGINT,
-    load_sum BIGINT NOT NULL,
-    used_min BIGINT,
-    used_max BIGINT,
-    used_sum BIGINT NOT NULL,
-    tmem_sum BIGINT NOT NULL,
+    data BYTEA NOT NULL,
     PRIMARY KEY (history, span_ms, t0, node)
 );
 CREATE INDEX moves_time ON moves (history, t);

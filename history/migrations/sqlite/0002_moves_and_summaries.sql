@@ -23,24 +23,15 @@ ALTER TABLE blocks ADD COLUMN used_max INTEGER;
 ALTER TABLE blocks ADD COLUMN used_sum INTEGER;
 ALTER TABLE blocks ADD COLUMN tmem_sum INTEGER;
 CREATE INDEX blocks_time ON blocks (history, t1);
--- The same summaries per node over an hour and a day (span_ms), for spans of
--- weeks and years. min/max are NULL when the node was never up in the span.
-CREATE TABLE rollups (
+-- The summaries per node and minute, hour and day (span_ms), packed 64 to a
+-- row (codec.rs encode_summaries; t0 is the row's start, a multiple of 64
+-- spans), so an overview of any span reads a few rows per node.
+CREATE TABLE series (
     history INTEGER NOT NULL,
     span_ms INTEGER NOT NULL,
     t0 INTEGER NOT NULL,
     node INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    n_up INTEGER NOT NULL,
-    up_ms INTEGER NOT NULL,
-    down_ms INTEGER NOT NULL,
-    load_min INTEGER,
-    load_max INTEGER,
-    load_sum INTEGER NOT NULL,
-    used_min INTEGER,
-    used_max INTEGER,
-    used_sum INTEGER NOT NULL,
-    tmem_sum INTEGER NOT NULL,
+    data BLOB NOT NULL,
     PRIMARY KEY (history, span_ms, t0, node)
 ) WITHOUT ROWID;
 CREATE INDEX moves_time ON moves (history, t);

@@ -322,7 +322,7 @@ impl Store {
 
     /// Writes `samples` (per node, in time order, older than anything staged)
     /// straight into blocks of [`BLOCK_TICKS`] samples with their summaries
-    /// and rollups, in one transaction: for importing or generating long
+    /// and series, in one transaction: for importing or generating long
     /// histories without going through ticks.
     pub async fn import(&mut self, samples: &BTreeMap<u32, Vec<Sample>>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
@@ -567,7 +567,7 @@ async fn write_process_events(
 }
 
 /// Writes one block per (node, samples) with its summary, and adds the
-/// summaries to the hour and day rollups.
+/// summaries to the minute, hour and day series.
 async fn write_blocks(
     conn: &mut AnyConnection,
     history: i64,
@@ -600,7 +600,7 @@ async fn write_blocks(
         rows,
     )
     .await?;
-    summaries::add_to_rollups(conn, history, &sums).await
+    summaries::add_to_series(conn, history, &sums).await
 }
 
 /// Folds every staged tick of `history` into one block per node.

@@ -39,8 +39,11 @@ pub fn query(sql: String) -> Query<'static, Any, AnyArguments> {
     sqlx::query(AssertSqlSafe(sql))
 }
 
-/// Most bound values per statement (below SQLite's 32766 and PostgreSQL's 65535).
-const MAX_BINDS: usize = 30_000;
+/// Most bound values per statement. Far below the backends' limits (SQLite
+/// 32766, PostgreSQL 65535): sqlx binds each value by looking up the names of
+/// all parameters before it, so a statement's cost grows with the square of
+/// its binds (30,000 binds made an import 30 times slower).
+const MAX_BINDS: usize = 999;
 
 /// `INSERT INTO <into> VALUES (...), (...)` for `rows`, in as few statements as
 /// the bind limits allow. `into` is e.g. `"moves (history, process, t)"`.

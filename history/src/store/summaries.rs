@@ -1,20 +1,18 @@
-//! Writing and reading the summaries of blocks and rollups
-//! ([`crate::summary::Summary`]).
+//! Writing and reading summaries ([`crate::summary::Summary`]): each block's
+//! own (columns of `blocks`, for SQL), and the minute, hour and day series
+//! (`series`, 64 packed to a row) the overviews read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::AnyConnection;
-use sqlx::any::AnyRow;
 
-use super::sql::{Val, insert_rows_then};
-use crate::summary::{DAY_MS, HOUR_MS, MinMaxSum, Summary};
+use super::sql::{Val, insert_rows_then, int, query};
+use crate::codec;
+use crate::summary::{DAY_MS, HOUR_MS, MINUTE_MS, Summary};
 
-/// The summary columns, in the order [`values`] gives and [`read`] reads.
+/// The summary columns of `blocks`, in the order [`values`] gives.
 pub const COLUMNS: &str =
     "n, n_up, up_ms, down_ms, load_min, load_max, load_sum, used_min, used_max, used_sum, tmem_sum";
-/// How many columns [`COLUMNS`] is.
-pub const WIDTH: usize = 11;
-
 /// A summary's column values.
 pub fn values(s: &Summary) -> Vec<Val> {
     vec![
@@ -32,94 +30,81 @@ pub fn values(s: &Summary) -> Vec<Val> {
     ]
 }
 
-/// Reads a summary from the [`WIDTH`] columns of `row` starting at `at`;
-/// None when the row has none (a block written before summaries existed).
-pub fn read(row: &AnyRow, at: usize) -> Result<Option<Summary>, sqlx::Error> {
-    let opt = |i: usize| sqlx::Row::try_get::<Option<i64>, _>(row, at + i);
-    let Some(n) = opt(0)? else {
-        return Ok(None);
-    };
-    let req = |i: usize| opt(i).map(|v| v.unwrap_or(0));
-    Ok(Some(Summary {
-        n,
-        n_up: req(1)?,
-        up_ms: req(2)?,
-        down_ms: req(3)?,
-        load: MinMaxSum {
-            min: opt(4)?,
-            max: opt(5)?,
-            sum: req(6)?,
-        },
-        used: MinMaxSum {
-            min: opt(7)?,
-            max: opt(8)?,
-            sum: req(9)?,
-        },
-        tmem_sum: req(10)?,
-    }))
+/// Summaries packed in one `series` row.
+pub const SLOTS: i64 = 64;
+
+/// The row start and slot of the entry of span `span` holding time `t`.
+pub fn slot_of(span: i64, t: i64) -> (i64, u32) {
+    let row = span * SLOTS;
+    let t0 = t.div_euclid(row) * row;
+    (t0, ((t - t0) / span) as u32)
 }
 
-/// Adds block summaries (node, block start, summary) to the hour and day
-/// rollups, merging with what is there, in the caller's transaction.
-pub async fn add_to_rollups(
+/// Adds block summaries (node, block start, summary) to the minute, hour and
+/// day series, merging with what is stored, in the caller's transaction.
+pub async fn add_to_series(
     conn: &mut AnyConnection,
     history: i64,
     blocks: &[(u32, i64, Summary)],
 ) -> Result<(), sqlx::Error> {
-    let mut merged: BTreeMap<(i64, i64, u32), Summary> = BTreeMap::new();
-    for (node, t0, s) in blocks {
-        for span in [HOUR_MS, DAY_MS] {
-            merged
-                .entry((span, t0.div_euclid(span) * span, *node))
+    let mut fresh: BTreeMap<(i64, i64, u32), BTreeMap<u32, Summary>> = BTreeMap::new();
+    for (node, t, s) in blocks {
+        for span in [MINUTE_MS, HOUR_MS, DAY_MS] {
+            let (t0, slot) = slot_of(span, *t);
+            fresh
+                .entry((span, t0, *node))
+                .or_default()
+                .entry(slot)
                 .or_default()
                 .merge(s);
         }
     }
-    let rows = merged
+    // What the touched rows hold already.
+    let keys: BTreeSet<(i64, i64)> = fresh.keys().map(|(s, t, _)| (*s, *t)).collect();
+    for (span, t0) in keys {
+        let rows = query(
+            "SELECT node, data FROM series WHERE history = $1 AND span_ms = $2 AND t0 = $3".into(),
+        )
+        .bind(history)
+        .bind(span)
+        .bind(t0)
+        .fetch_all(&mut *conn)
+        .await?;
+        for r in &rows {
+            let node = int(r, 0)? as u32;
+            let Some(entries) = fresh.get_mut(&(span, t0, node)) else {
+                continue;
+            };
+            let data: Vec<u8> = sqlx::Row::try_get(r, 1)?;
+            match codec::decode_summaries(&data) {
+                Ok(stored) => {
+                    for (slot, s) in stored {
+                        entries.entry(slot).or_default().merge(&s);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(span, t0, node, error = %e, "replacing an undecodable series row")
+                }
+            }
+        }
+    }
+    let rows = fresh
         .into_iter()
-        .map(|((span, t0, node), s)| {
-            let mut row = vec![
+        .map(|((span, t0, node), entries)| {
+            vec![
                 Val::Int(history),
                 Val::Int(span),
                 Val::Int(t0),
                 Val::Int(node.into()),
-            ];
-            row.extend(values(&s));
-            row
+                Val::Bytes(codec::encode_summaries(&entries)),
+            ]
         })
         .collect();
-    let keep_min = |c: &str| {
-        format!(
-            "{c} = CASE WHEN rollups.{c} IS NULL OR excluded.{c} < rollups.{c} \
-             THEN excluded.{c} ELSE rollups.{c} END"
-        )
-    };
-    let keep_max = |c: &str| {
-        format!(
-            "{c} = CASE WHEN rollups.{c} IS NULL OR excluded.{c} > rollups.{c} \
-             THEN excluded.{c} ELSE rollups.{c} END"
-        )
-    };
-    let add = |c: &str| format!("{c} = rollups.{c} + excluded.{c}");
-    let set = [
-        add("n"),
-        add("n_up"),
-        add("up_ms"),
-        add("down_ms"),
-        keep_min("load_min"),
-        keep_max("load_max"),
-        add("load_sum"),
-        keep_min("used_min"),
-        keep_max("used_max"),
-        add("used_sum"),
-        add("tmem_sum"),
-    ]
-    .join(", ");
     insert_rows_then(
         conn,
-        &format!("rollups (history, span_ms, t0, node, {COLUMNS})"),
+        "series (history, span_ms, t0, node, data)",
         rows,
-        &format!(" ON CONFLICT (history, span_ms, t0, node) DO UPDATE SET {set}"),
+        " ON CONFLICT (history, span_ms, t0, node) DO UPDATE SET data = excluded.data",
     )
     .await
 }
