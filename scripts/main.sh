@@ -89,9 +89,15 @@ else
   display=$(head -n1 "$labdir/xvfb.display")
   DISPLAY=":$display" openmosixview "${view_args[@]}" --screenshot "$labdir/openmosixview.png" \
     >"$labdir/openmosixview.log" 2>&1 || echo "openmosixview failed: see $labdir/openmosixview.log"
+  # The history the collector wrote, in the analyzer and the process history.
+  DISPLAY=":$display" openmosixanalyzer --screenshot "$labdir/analyzer.png" \
+    >>"$labdir/openmosixview.log" 2>&1 || echo "the analyzer failed: see $labdir/openmosixview.log"
+  DISPLAY=":$display" openmosixview --process-history --screenshot "$labdir/history.png" \
+    >>"$labdir/openmosixview.log" 2>&1 || echo "the process history failed: see $labdir/openmosixview.log"
   kill "$xvfb_pid" 2>/dev/null || true
   rm -f "$labdir/xvfb.display"
-  echo "no display: openmosixview ran on Xvfb; its window is in $labdir/openmosixview.png"
+  echo "no display: openmosixview ran on Xvfb; its window is in $labdir/openmosixview.png,"
+  echo "the analyzer's in $labdir/analyzer.png and the process history's in $labdir/history.png"
 fi
 echo
 echo "The lab runs. Talk to it with:"

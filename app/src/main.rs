@@ -1,7 +1,8 @@
 //! `openmosixview [--node HOST[:PORT]]... [--key FILE] [--known-hosts FILE]
 //! [--history DB] [--screenshot FILE]`: the openMosix cluster view.
 //! `openmosixview --analyzer [HISTORY]` (or the link `openmosixanalyzer
-//! [HISTORY]`): the analyzer on its own.
+//! [HISTORY]`): the analyzer on its own; `--process-history [HISTORY]` the
+//! process history on its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,9 @@ struct Args {
     /// Open only the analyzer (of HISTORY, when given).
     #[arg(long)]
     analyzer: bool,
+    /// Open only the process history (openMosixhistory) of HISTORY.
+    #[arg(long)]
+    process_history: bool,
     /// The history to analyze with --analyzer (as --history).
     #[arg(value_name = "HISTORY")]
     history_arg: Option<String>,
@@ -87,8 +91,8 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| history::store::DEFAULT_DB.to_string())
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if args.analyzer || called_analyzer {
-        return run_analyzer(history, args.screenshot.clone());
+    if args.analyzer || args.process_history || called_analyzer {
+        return run_analyzer(history, args.process_history, args.screenshot.clone());
     }
     if args.history_arg.is_some() {
         anyhow::bail!("a HISTORY argument goes with --analyzer (or use --history)");
@@ -155,7 +159,11 @@ struct Shot {
 }
 
 /// Runs the analyzer alone.
-fn run_analyzer(history: history::store::Location, shot: Option<PathBuf>) -> anyhow::Result<()> {
+fn run_analyzer(
+    history: history::store::Location,
+    processes: bool,
+    shot: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("openMosixanalyzer")
@@ -167,7 +175,10 @@ fn run_analyzer(history: history::store::Location, shot: Option<PathBuf>) -> any
         options,
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
-            let app = AnalyzerApp::new(history, Arc::new(move || ctx.request_repaint()))?;
+            let mut app = AnalyzerApp::new(history, Arc::new(move || ctx.request_repaint()))?;
+            if processes {
+                app.show_processes();
+            }
             Ok(Box::new(Window {
                 view: Mode::Analyzer(Box::new(app)),
                 shot: shot.map(|path| Shot {

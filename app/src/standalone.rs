@@ -15,6 +15,8 @@ pub struct AnalyzerApp {
     pub cx: ViewerContext,
     /// The analyzer, drawn in the main panel.
     pub analyzer: analyzer::Analyzer,
+    /// The process history, drawn in the main panel instead when set.
+    pub processes: Option<analyzer::ProcessHistory>,
     /// Other windows (the process history).
     pub windows: OpenWindows,
 }
@@ -26,13 +28,24 @@ impl AnalyzerApp {
         Ok(Self {
             cx: ViewerContext::detached(Default::default(), Some(tasks)),
             analyzer: analyzer::Analyzer::new(analyzer::Source::current_of(location)),
+            processes: None,
             windows: OpenWindows::default(),
         })
     }
 
-    /// Whether the charts show data (for `--screenshot`).
+    /// Shows the process history (openMosixhistory) instead of the charts.
+    pub fn show_processes(&mut self) {
+        self.processes = Some(analyzer::ProcessHistory::new(
+            self.analyzer.source().clone(),
+        ));
+    }
+
+    /// Whether the main panel shows data (for `--screenshot`).
     pub fn complete(&self) -> bool {
-        self.analyzer.overview().is_some() && !self.analyzer.busy()
+        match &self.processes {
+            Some(p) => p.listed_at().is_some(),
+            None => self.analyzer.overview().is_some() && !self.analyzer.busy(),
+        }
     }
 
     /// Builds one frame.
@@ -55,8 +68,9 @@ impl AnalyzerApp {
                 ui.label(self.analyzer.title());
             });
         });
-        egui::CentralPanel::default().show(ui, |ui| {
-            open.extend(self.analyzer.ui(ui, &mut self.cx));
+        egui::CentralPanel::default().show(ui, |ui| match &mut self.processes {
+            Some(p) => open.extend(p.ui(ui, &mut self.cx)),
+            None => open.extend(self.analyzer.ui(ui, &mut self.cx)),
         });
         open.extend(self.windows.show(&ctx, &mut self.cx));
         for o in open {
