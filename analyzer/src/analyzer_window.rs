@@ -132,13 +132,14 @@ impl Analyzer {
             let h = source.open().await?;
             let (from, to) = match range {
                 Some(r) => r,
-                None => {
-                    let end = h
-                        .span()
-                        .await?
-                        .map_or(hpc::clock::now_ms() as i64, |(_, b)| b);
-                    (end - DEFAULT_SPAN_MS, end)
-                }
+                // The last 12 h, or the whole history when it is shorter.
+                None => match h.span().await? {
+                    Some((start, end)) => ((end - DEFAULT_SPAN_MS).max(start), end),
+                    None => {
+                        let now = hpc::clock::now_ms() as i64;
+                        (now - DEFAULT_SPAN_MS, now)
+                    }
+                },
             };
             let ov = h.overview(from, to, COLUMNS).await;
             h.close().await;

@@ -40,6 +40,8 @@ pub struct ProcessHistory {
     processes: Vec<ProcessAt>,
     pending_at: Option<Pending<Result<Vec<ProcessAt>, String>>>,
     selected: Option<i64>,
+    /// A process to select once the list shows it: (home, PID at home).
+    wanted: Option<(NodeId, i32)>,
     journey: Option<Journey>,
     pending_journey: Option<Pending<Result<Journey, String>>>,
     error: Option<String>,
@@ -58,6 +60,7 @@ impl ProcessHistory {
             processes: Vec::new(),
             pending_at: None,
             selected: None,
+            wanted: None,
             journey: None,
             pending_journey: None,
             error: None,
@@ -74,9 +77,27 @@ impl ProcessHistory {
         self.asked_at.filter(|_| self.pending_at.is_none())
     }
 
+    /// Whether a process is selected (or wanted) whose journey is not read yet.
+    pub fn waiting_for_journey(&self) -> bool {
+        (self.wanted.is_some() && self.listed_at().is_none())
+            || (self.selected.is_some() && self.journey.is_none() && self.error.is_none())
+    }
+
     /// The selected process's journey (once read).
     pub fn journey(&self) -> Option<&Journey> {
         self.journey.as_ref()
+    }
+
+    /// Shows the instant `t_ms` (instead of the history's end).
+    pub fn at(mut self, t_ms: i64) -> Self {
+        self.at_ms = t_ms;
+        self
+    }
+
+    /// Selects the process `home`/`home_pid` once the list shows it.
+    pub fn select_identity(mut self, home: NodeId, home_pid: i32) -> Self {
+        self.wanted = Some((home, home_pid));
+        self
     }
 
     /// Selects process number `id` (its journey is read).
@@ -113,7 +134,18 @@ impl ProcessHistory {
         }
         if let Some(r) = take(&mut self.pending_at) {
             match r {
-                Ok(list) => self.processes = list,
+                Ok(list) => {
+                    self.processes = list;
+                    if let Some((home, pid)) = self.wanted
+                        && let Some(p) = self.processes.iter().find(|p| {
+                            (p.process.start.home, p.process.start.home_pid) == (home, pid)
+                        })
+                    {
+                        let id = p.process.start.id;
+                        self.wanted = None;
+                        self.select(id);
+                    }
+                }
                 Err(e) => self.error = Some(e),
             }
         }
@@ -240,7 +272,7 @@ impl ProcessHistory {
                                         {
                                             clicked = Some(s.id);
                                         }
-                                        ui.label(&s.cmd);
+                                        ui.label(short(&s.cmd)).on_hover_text(&s.cmd);
                                         ui.label(&s.owner);
                                         ui.label(format!("node {} (PID {})", s.home, s.home_pid));
                                         if migrated {
@@ -277,7 +309,9 @@ impl ProcessHistory {
         let s = &j.process.start;
         ui.strong(format!(
             "journey of {} (node {}, PID {})",
-            s.cmd, s.home, s.home_pid
+            short(&s.cmd),
+            s.home,
+            s.home_pid
         ));
         let mut jump = None;
         egui::Grid::new("journey").striped(true).show(ui, |ui| {
@@ -326,6 +360,17 @@ impl ProcessHistory {
         if let Some(t) = jump {
             self.at_ms = t;
         }
+    }
+}
+
+/// A command line cut to fit a table column (the whole one on hover).
+fn short(cmd: &str) -> String {
+    const MAX: usize = 60;
+    if cmd.chars().count() <= MAX {
+        cmd.to_string()
+    } else {
+        let cut: String = cmd.chars().take(MAX - 1).collect();
+        format!("{cut}…")
     }
 }
 

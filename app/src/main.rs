@@ -50,6 +50,13 @@ struct Args {
     /// Open only the process history (openMosixhistory) of HISTORY.
     #[arg(long)]
     process_history: bool,
+    /// With --process-history: the instant to show ("2026-12-02 10:30:00",
+    /// local time, or milliseconds since the Unix epoch).
+    #[arg(long, value_parser = parse_instant)]
+    at: Option<i64>,
+    /// With --process-history: the process to select, HOME:PID.
+    #[arg(long, value_parser = parse_identity)]
+    process: Option<(u32, i32)>,
     /// The history to analyze with --analyzer (as --history).
     #[arg(value_name = "HISTORY")]
     history_arg: Option<String>,
@@ -92,7 +99,12 @@ fn main() -> anyhow::Result<()> {
         .parse()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.analyzer || args.process_history || called_analyzer {
-        return run_analyzer(history, args.process_history, args.screenshot.clone());
+        let processes = (args.process_history || args.at.is_some() || args.process.is_some())
+            .then_some(ProcessView {
+                at: args.at,
+                select: args.process,
+            });
+        return run_analyzer(history, processes, args.screenshot.clone());
     }
     if args.history_arg.is_some() {
         anyhow::bail!("a HISTORY argument goes with --analyzer (or use --history)");
@@ -159,9 +171,42 @@ struct Shot {
 }
 
 /// Runs the analyzer alone.
+/// Parses an instant: local date and time, or milliseconds since the epoch.
+fn parse_instant(s: &str) -> Result<i64, String> {
+    use chrono::TimeZone;
+    if let Ok(ms) = s.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
+        .map_err(|e| format!("`{s}`: {e} (give YYYY-MM-DD HH:MM:SS or milliseconds)"))?;
+    chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| format!("`{s}` does not exist in the local time zone"))
+}
+
+/// Parses HOME:PID.
+fn parse_identity(s: &str) -> Result<(u32, i32), String> {
+    let (home, pid) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: give HOME:PID, e.g. 1:4242"))?;
+    Ok((
+        home.parse()
+            .map_err(|_| format!("`{home}` is not a node id"))?,
+        pid.parse().map_err(|_| format!("`{pid}` is not a PID"))?,
+    ))
+}
+
+/// What the process history shows first.
+struct ProcessView {
+    at: Option<i64>,
+    select: Option<(u32, i32)>,
+}
+
 fn run_analyzer(
     history: history::store::Location,
-    processes: bool,
+    processes: Option<ProcessView>,
     shot: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
@@ -176,8 +221,8 @@ fn run_analyzer(
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
             let mut app = AnalyzerApp::new(history, Arc::new(move || ctx.request_repaint()))?;
-            if processes {
-                app.show_processes();
+            if let Some(view) = processes {
+                app.show_processes(view.at, view.select);
             }
             Ok(Box::new(Window {
                 view: Mode::Analyzer(Box::new(app)),

@@ -33,17 +33,24 @@ impl AnalyzerApp {
         })
     }
 
-    /// Shows the process history (openMosixhistory) instead of the charts.
-    pub fn show_processes(&mut self) {
-        self.processes = Some(analyzer::ProcessHistory::new(
-            self.analyzer.source().clone(),
-        ));
+    /// Shows the process history (openMosixhistory) instead of the charts,
+    /// at instant `at` (default: the history's end), with the process
+    /// `select` (home, PID at home) selected.
+    pub fn show_processes(&mut self, at: Option<i64>, select: Option<(u32, i32)>) {
+        let mut p = analyzer::ProcessHistory::new(self.analyzer.source().clone());
+        if let Some(t) = at {
+            p = p.at(t);
+        }
+        if let Some((home, pid)) = select {
+            p = p.select_identity(home, pid);
+        }
+        self.processes = Some(p);
     }
 
     /// Whether the main panel shows data (for `--screenshot`).
     pub fn complete(&self) -> bool {
         match &self.processes {
-            Some(p) => p.listed_at().is_some(),
+            Some(p) => p.listed_at().is_some() && !p.waiting_for_journey(),
             None => self.analyzer.overview().is_some() && !self.analyzer.busy(),
         }
     }

@@ -709,6 +709,10 @@ impl TestCollector {
             dir.join("current.db").display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--query-socket") {
+            // Tests run side by side: none takes the default query socket.
+            args.extend(["--query-socket".to_string(), "none".to_string()]);
+        }
         let mut c = Self {
             dir,
             args,

@@ -302,6 +302,8 @@ fn daemon_mode_pid_file_and_kill() {
         flag("collector.pid"),
         "--control".into(),
         flag("collector.sock"),
+        "--query-socket".into(),
+        "none".into(),
         "--log-file".into(),
         flag("log/collector.log"),
         "--interval".into(),
