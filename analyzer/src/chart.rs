@@ -65,6 +65,8 @@ pub struct Series {
     pub node: NodeId,
     /// Two points per bucket (min, max) at the bucket's middle; x in seconds.
     pub points: Vec<PlotPoint>,
+    /// Where a gap in the data starts a new piece (indices into `points`).
+    pub breaks: Vec<usize>,
     /// Contiguous runs of points above [`HOT_LOAD`] (drawn red over the line).
     pub hot: Vec<Vec<PlotPoint>>,
 }
@@ -92,9 +94,30 @@ pub struct ChartData {
 
 fn series(node: NodeId, buckets: &[Bucket], bucket_ms: i64, hot: bool) -> Series {
     let mut points = Vec::with_capacity(buckets.len() * 2);
+    let mut breaks = Vec::new();
     let mut runs: Vec<Vec<PlotPoint>> = Vec::new();
     let mut run: Vec<PlotPoint> = Vec::new();
+    // A gap of three usual steps (the node was down, or nothing recorded)
+    // breaks the line rather than drawing across it.
+    let mut steps: Vec<i64> = buckets
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] => Some(b.t_ms - a.t_ms),
+            _ => None,
+        })
+        .collect();
+    steps.sort_unstable();
+    let usual = steps.get(steps.len() / 2).copied().unwrap_or(bucket_ms);
+    let gap = 3 * usual.max(bucket_ms);
+    let mut last_t: Option<i64> = None;
     for b in buckets {
+        if last_t.is_some_and(|t| b.t_ms - t > gap) {
+            breaks.push(points.len());
+            if !run.is_empty() {
+                runs.push(std::mem::take(&mut run));
+            }
+        }
+        last_t = Some(b.t_ms);
         let x = (b.t_ms + bucket_ms / 2) as f64 / 1000.0;
         let pair = [PlotPoint::new(x, b.stat.min), PlotPoint::new(x, b.stat.max)];
         let n = if b.stat.min == b.stat.max { 1 } else { 2 };
@@ -111,7 +134,22 @@ fn series(node: NodeId, buckets: &[Bucket], bucket_ms: i64, hot: bool) -> Series
     Series {
         node,
         points,
+        breaks,
         hot: runs,
+    }
+}
+
+impl Series {
+    /// The points in pieces, split where the data has a gap.
+    pub fn pieces(&self) -> impl Iterator<Item = &[PlotPoint]> {
+        let mut bounds = vec![0];
+        bounds.extend(self.breaks.iter().copied());
+        bounds.push(self.points.len());
+        let pts = &self.points;
+        (0..bounds.len().saturating_sub(1)).filter_map(move |i| {
+            let (a, b) = (*bounds.get(i)?, *bounds.get(i + 1)?);
+            pts.get(a..b)
+        })
     }
 }
 
@@ -264,17 +302,21 @@ pub fn chart_ui(
             raster_ui(p, data, cache);
         } else {
             for s in &data.nodes {
-                p.line(
-                    Line::new(format!("node {}", s.node), PlotPoints::Borrowed(&s.points))
-                        .color(node_color(s.node)),
-                );
+                for piece in s.pieces() {
+                    p.line(
+                        Line::new(format!("node {}", s.node), PlotPoints::Borrowed(piece))
+                            .color(node_color(s.node)),
+                    );
+                }
             }
         }
-        p.line(
-            Line::new("cluster", PlotPoints::Borrowed(&data.cluster.points))
-                .color(Color32::from_gray(60))
-                .width(2.0),
-        );
+        for piece in data.cluster.pieces() {
+            p.line(
+                Line::new("cluster", PlotPoints::Borrowed(piece))
+                    .color(Color32::from_gray(60))
+                    .width(2.0),
+            );
+        }
         let direct: &[Series] = if raster { &[] } else { &data.nodes };
         for s in direct.iter().chain(std::iter::once(&data.cluster)) {
             for run in &s.hot {
@@ -395,7 +437,9 @@ fn rasterize(
         }
     };
     for s in &data.nodes {
-        line(&s.points, node_color(s.node), 1);
+        for piece in s.pieces() {
+            line(piece, node_color(s.node), 1);
+        }
     }
     for s in &data.nodes {
         for run in &s.hot {
@@ -512,5 +556,25 @@ mod tests {
         assert_eq!(s.hot.len(), 1);
         assert!(s.hot[0].iter().all(|p| p.y > HOT_LOAD));
         assert_eq!(s.hot[0].len(), 3);
+    }
+
+    #[test]
+    fn a_gap_in_the_data_breaks_the_line() {
+        let b = |t| Bucket {
+            t_ms: t,
+            samples: 1,
+            stat: history::query::Stat {
+                min: 1.0,
+                max: 1.0,
+                avg: 1.0,
+            },
+        };
+        let buckets: Vec<Bucket> = [0, 1000, 2000, 3000, 60_000, 61_000, 62_000]
+            .into_iter()
+            .map(b)
+            .collect();
+        let s = series(1, &buckets, 1000, false);
+        let pieces: Vec<usize> = s.pieces().map(<[PlotPoint]>::len).collect();
+        assert_eq!(pieces, [4, 3]);
     }
 }
