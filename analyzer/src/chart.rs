@@ -99,15 +99,7 @@ fn series(node: NodeId, buckets: &[Bucket], bucket_ms: i64, hot: bool) -> Series
     let mut run: Vec<PlotPoint> = Vec::new();
     // A gap of three usual steps (the node was down, or nothing recorded)
     // breaks the line rather than drawing across it.
-    let mut steps: Vec<i64> = buckets
-        .windows(2)
-        .filter_map(|w| match w {
-            [a, b] => Some(b.t_ms - a.t_ms),
-            _ => None,
-        })
-        .collect();
-    steps.sort_unstable();
-    let usual = steps.get(steps.len() / 2).copied().unwrap_or(bucket_ms);
+    let usual = history::summary::median_gap(buckets.iter().map(|b| b.t_ms)).unwrap_or(bucket_ms);
     let gap = 3 * usual.max(bucket_ms);
     let mut last_t: Option<i64> = None;
     for b in buckets {

@@ -313,46 +313,49 @@ impl ProcessHistory {
             s.home,
             s.home_pid
         ));
-        let mut jump = None;
-        egui::Grid::new("journey").striped(true).show(ui, |ui| {
-            ui.label(datetime(s.started_ms));
-            ui.label(format!(
-                "started on node {} as PID {} by {}",
-                s.node, s.pid, s.owner
-            ));
-            if ui.small_button("go").clicked() {
-                jump = Some(s.started_ms);
-            }
-            ui.end_row();
-            for m in &j.moves {
-                ui.label(datetime(m.t_ms));
-                let figures = match (m.freeze_ms, m.bytes) {
-                    (Some(f), Some(b)) => format!(", frozen {f} ms, {} KiB", b / 1024),
-                    (Some(f), None) => format!(", frozen {f} ms"),
-                    _ => String::new(),
-                };
-                ui.label(format!(
+        // (when, what happened, the instant its "go" button shows)
+        let mut events = vec![(
+            s.started_ms,
+            format!("started on node {} as PID {} by {}", s.node, s.pid, s.owner),
+            s.started_ms,
+        )];
+        for m in &j.moves {
+            let figures = match (m.freeze_ms, m.bytes) {
+                (Some(f), Some(b)) => format!(", frozen {f} ms, {} KiB", b / 1024),
+                (Some(f), None) => format!(", frozen {f} ms"),
+                _ => String::new(),
+            };
+            events.push((
+                m.t_ms,
+                format!(
                     "moved node {} -> node {} (PID {}){figures}",
                     m.from, m.to, m.pid
-                ));
-                if ui.small_button("go").clicked() {
-                    jump = Some(m.t_ms);
-                }
-                ui.end_row();
-            }
-            if let Some(end) = j.process.ended_ms {
-                ui.label(datetime(end));
-                let code = j
-                    .process
-                    .exit_code
-                    .map_or(String::new(), |c| format!(", exit code {c}"));
-                ui.label(format!(
+                ),
+                m.t_ms,
+            ));
+        }
+        if let Some(end) = j.process.ended_ms {
+            let code = j
+                .process
+                .exit_code
+                .map_or(String::new(), |c| format!(", exit code {c}"));
+            events.push((
+                end,
+                format!(
                     "ended ({}{code}) after {}",
                     j.process.end_reason.clone().unwrap_or_default(),
                     duration(end - s.started_ms)
-                ));
+                ),
+                end - 1,
+            ));
+        }
+        let mut jump = None;
+        egui::Grid::new("journey").striped(true).show(ui, |ui| {
+            for (t, what, go) in &events {
+                ui.label(datetime(*t));
+                ui.label(what);
                 if ui.small_button("go").clicked() {
-                    jump = Some(end - 1);
+                    jump = Some(*go);
                 }
                 ui.end_row();
             }

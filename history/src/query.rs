@@ -577,15 +577,7 @@ pub fn downsample(
 
 /// Statistics of one node's samples (time order).
 pub fn node_stats(node: NodeId, samples: &[Sample]) -> NodeStats {
-    let mut steps: Vec<i64> = samples
-        .windows(2)
-        .filter_map(|w| match w {
-            [a, b] => Some(b.t_ms - a.t_ms),
-            _ => None,
-        })
-        .collect();
-    steps.sort_unstable();
-    let step = steps.get(steps.len() / 2).copied().unwrap_or(1000).max(1);
+    let step = crate::summary::median_step(samples);
     let mut figures = UpFigures::default();
     let mut up_ms = 0;
     for (i, s) in samples.iter().enumerate() {

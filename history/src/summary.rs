@@ -136,17 +136,25 @@ impl Summary {
     }
 }
 
-/// The median step between samples (1 s when there are fewer than two).
-pub fn median_step(samples: &[Sample]) -> i64 {
-    let mut steps: Vec<i64> = samples
+/// The median gap between consecutive times (None for fewer than two).
+pub fn median_gap(times: impl Iterator<Item = i64>) -> Option<i64> {
+    let times: Vec<i64> = times.collect();
+    let mut gaps: Vec<i64> = times
         .windows(2)
         .filter_map(|w| match w {
-            [a, b] => Some(b.t_ms - a.t_ms),
+            [a, b] => Some(b - a),
             _ => None,
         })
         .collect();
-    steps.sort_unstable();
-    steps.get(steps.len() / 2).copied().unwrap_or(1000).max(1)
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied()
+}
+
+/// The median step between samples (1 s when there are fewer than two).
+pub fn median_step(samples: &[Sample]) -> i64 {
+    median_gap(samples.iter().map(|s| s.t_ms))
+        .unwrap_or(1000)
+        .max(1)
 }
 
 #[cfg(test)]
