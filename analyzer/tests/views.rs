@@ -316,6 +316,21 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
         .map(|p| (p.node, p.process.start.id, p.process.start.home))
         .collect();
     assert_eq!(listed, [(2, 1, 1), (3, 2, 3)]);
+    // Exactly what the store says ran then.
+    let stored: Vec<(u32, i64, u32)> = rt.block_on(async {
+        let h = history::query::History::open(&history::store::HistoryRef {
+            location: loc.clone(),
+            id: 1,
+        })
+        .await
+        .unwrap();
+        let at = h.processes_at(None, t0 + 250_000).await.unwrap();
+        h.close().await;
+        at.iter()
+            .map(|p| (p.node, p.process.start.id, p.process.start.home))
+            .collect()
+    });
+    assert_eq!(listed, stored);
     assert!(h.query_by_label("migrated").is_some());
     h.get_by_label("901").click();
     wait(&mut h, "the journey", |v| {

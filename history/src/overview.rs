@@ -115,11 +115,21 @@ impl History {
         to: i64,
         columns: usize,
     ) -> Result<Overview, StoreError> {
-        let (nodes, cluster, bucket_ms) = match level {
-            Level::Raw => self.raw_lines(from, to, columns).await?,
+        let (nodes, cluster, bucket_ms, level) = match level {
+            Level::Raw => {
+                let (n, c, b) = self.raw_lines(from, to, columns).await?;
+                (n, c, b, level)
+            }
             _ => {
                 let pieces = self.summaries(level, from, to).await?;
-                summary_lines(&pieces, from, to, columns)
+                if pieces.is_empty() && self.has_blocks(from, to).await? {
+                    // A history written before the series existed: decode.
+                    let (n, c, b) = self.raw_lines(from, to, columns).await?;
+                    (n, c, b, Level::Raw)
+                } else {
+                    let (n, c, b) = summary_lines(&pieces, from, to, columns);
+                    (n, c, b, level)
+                }
             }
         };
         let changes = self.node_events(None, i64::MIN, to).await?;
@@ -134,6 +144,17 @@ impl History {
             outages: outages(&changes, from, to),
             span: self.span().await?,
         })
+    }
+
+    /// Whether any block overlaps `[from, to]`.
+    async fn has_blocks(&self, from: i64, to: i64) -> Result<bool, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT t0 FROM blocks WHERE history = $1 AND t1 >= $2 AND t0 <= $3 LIMIT 1",
+                &[self.history().id, from, to],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     async fn raw_lines(
