@@ -411,12 +411,11 @@ fn rasterize(
     ppp: f32,
 ) -> ColorImage {
     let [w, h] = size;
-    let mut pixels = vec![Color32::TRANSPARENT; w * h];
     let to_px = |pt: &PlotPoint| {
         let s = t.position_from_point(pt);
         ((s.x - origin.x) * ppp, (s.y - origin.y) * ppp)
     };
-    let mut line = |pts: &[PlotPoint], color: Color32, thick: usize| {
+    let line = |pixels: &mut [Color32], pts: &[PlotPoint], color: Color32, thick: usize| {
         let mut prev: Option<(f32, f32)> = None;
         for pt in pts {
             let cur = to_px(pt);
@@ -424,18 +423,47 @@ fn rasterize(
             prev = Some(cur);
             // Only the part inside the image is drawn.
             if let Some((a, b)) = clip(from, cur, w as f32 - 0.001, h as f32 - 0.001) {
-                segment(&mut pixels, w, h, a, b, color, thick);
+                segment(pixels, w, h, a, b, color, thick);
             }
         }
     };
-    for s in &data.nodes {
-        for piece in s.pieces() {
-            line(piece, node_color(s.node), 1);
+    // The nodes in two halves on two threads, each into its own image; the
+    // second half is laid over the first.
+    let draw = |nodes: &[Series]| {
+        let mut pixels = vec![Color32::TRANSPARENT; w * h];
+        for s in nodes {
+            for piece in s.pieces() {
+                line(&mut pixels, piece, node_color(s.node), 1);
+            }
+        }
+        pixels
+    };
+    let (first, second) = data.nodes.split_at(data.nodes.len() / 2);
+    let (mut pixels, over) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| draw(second));
+        let mine = draw(first);
+        (mine, other.join().ok())
+    });
+    match over {
+        Some(over) => {
+            for (px, o) in pixels.iter_mut().zip(over) {
+                if o != Color32::TRANSPARENT {
+                    *px = o;
+                }
+            }
+        }
+        // The helper thread panicked (it cannot, short of a bug): draw here.
+        None => {
+            for s in second {
+                for piece in s.pieces() {
+                    line(&mut pixels, piece, node_color(s.node), 1);
+                }
+            }
         }
     }
     for s in &data.nodes {
         for run in &s.hot {
-            line(run, HOT_RED, 2);
+            line(&mut pixels, run, HOT_RED, 2);
         }
     }
     ColorImage::new(size, pixels)
