@@ -444,21 +444,11 @@ fn rasterize(
         let mine = draw(first);
         (mine, other.join().ok())
     });
-    match over {
-        Some(over) => {
-            for (px, o) in pixels.iter_mut().zip(over) {
-                if o != Color32::TRANSPARENT {
-                    *px = o;
-                }
-            }
-        }
-        // The helper thread panicked (it cannot, short of a bug): draw here.
-        None => {
-            for s in second {
-                for piece in s.pieces() {
-                    line(&mut pixels, piece, node_color(s.node), 1);
-                }
-            }
+    // Should the helper thread have panicked (a bug), its half is drawn here.
+    let over = over.unwrap_or_else(|| draw(second));
+    for (px, o) in pixels.iter_mut().zip(over) {
+        if o != Color32::TRANSPARENT {
+            *px = o;
         }
     }
     for s in &data.nodes {
