@@ -182,6 +182,10 @@ impl OpenMosixView {
                     self.tab = Tab::Processes;
                     ui.close();
                 }
+                if ui.button("migration monitor").clicked() {
+                    open.push(Open::window(migmon::Migmon::default()));
+                    ui.close();
+                }
                 if ui.button("Notices").clicked() {
                     self.show_notices = true;
                     ui.close();
