@@ -154,6 +154,9 @@ impl Analyzer {
         let task = tasks.handle().spawn(async move {
             let mut last = None;
             loop {
+                // Opened anew each time and closed at once: a connection held
+                // open would keep the collector from archiving the history
+                // (leaving WAL mode needs the only connection).
                 if let Ok(h) = source.open().await {
                     if let Ok(Some((_, end))) = h.span().await
                         && last != Some(end)
