@@ -1,16 +1,36 @@
-//! The migmon window: the picture of [`crate::layout`], and the gestures on
-//! it. Dragging a square and dropping it on a penguin sends
-//! `Command::Migrate` to that node; double-clicking a square that runs away
-//! from home sends it home. The outcome comes back as a notice, and the next
-//! process lists move the square.
+//! The migmon window: the picture of [`crate::layout`], moving as
+//! [`crate::motion`] says, and the gestures on it. The whole picture is one
+//! widget that finds the square or penguin under the pointer itself (2,000
+//! squares as 2,000 widgets would cost a frame its budget):
+//!
+//! - drag a square onto a penguin: the process migrates there;
+//! - double-click a square away from home: it goes home;
+//! - right-click a square: home, best node, lock/unlock, SIGSTOP/SIGCONT,
+//!   kill;
+//! - click a penguin: it becomes the main node.
+//!
+//! Every action is a [`ProcessAction`] sent as the migrator sends it; its
+//! progress and outcome come back through [`viewer::moves`].
 
-use egui::{Color32, Id, Rect, Sense, Stroke, Ui, Vec2};
+use std::time::{Duration, Instant};
+
+use egui::{Color32, Id, Pos2, Rect, Sense, Stroke, Ui, Vec2};
 use hpc::model::NodeId;
-use viewer::net::{Command, LinkState};
+use viewer::actions::ProcessAction;
+use viewer::moves::Identity;
+use viewer::net::LinkState;
+use viewer::state::NodeEntry;
 use viewer::{Needs, Open, ViewerContext, Window};
 
-use crate::layout::{Layout, Square, layout};
+use crate::layout::{Layout, LayoutKey, Square, layout};
+use crate::motion::Motion;
+use crate::paint::{self, AT_HOME, AWAY, MOVING, REFUSED, STUCK};
 use crate::penguin::{self, Mood};
+
+/// Penguins at least this tall carry their label; smaller ones on hover.
+const LABEL_FROM: f32 = 26.0;
+/// How often the picture is redrawn while something moves.
+const ANIMATION_FRAME: Duration = Duration::from_millis(16);
 
 /// The migration monitor.
 pub struct Migmon {
@@ -20,36 +40,54 @@ pub struct Migmon {
     pub movable_only: bool,
     /// Filter by user or command.
     pub filter: String,
-    /// The picture as last drawn (the tests find squares and penguins in it).
-    pub last: Layout,
+    /// Keep the layout until what it depends on changes (the benchmark's
+    /// baseline turns this off).
+    pub cache_layout: bool,
+    layout: Layout,
+    key: Option<LayoutKey>,
+    motion: Motion,
+    /// The square being dragged.
+    drag: Option<Identity>,
+    /// The square whose menu is open.
+    menu_for: Option<Identity>,
+    /// The squares drawn mid-glide in the last frame, and where.
+    gliding: Vec<(Identity, Pos2)>,
 }
 
 impl Default for Migmon {
     fn default() -> Self {
         Self {
             main: 0,
-            movable_only: true,
+            movable_only: false,
             filter: String::new(),
-            last: Layout::default(),
+            cache_layout: true,
+            layout: Layout::default(),
+            key: None,
+            motion: Motion::default(),
+            drag: None,
+            menu_for: None,
+            gliding: Vec::new(),
         }
     }
 }
 
 impl Migmon {
-    /// What a process's square says on hover.
-    fn tooltip(sq: &Square) -> String {
-        let p = &sq.info;
-        let mut t = format!(
-            "PID {} (home node {}, PID {} there)\n{}\nuser {}\nruns on node {}",
-            p.pid, sq.home, sq.home_pid, p.cmdline, p.user, sq.runs_on
-        );
-        if p.lock {
-            t.push_str("\nlocked to its node");
+    /// A monitor centred on `main`.
+    pub fn new(main: NodeId) -> Self {
+        Self {
+            main,
+            ..Self::default()
         }
-        if !p.cantmove.is_empty() {
-            t.push_str(&format!("\ncannot move: {}", p.cantmove));
-        }
-        t
+    }
+
+    /// The picture as last laid out (squares and penguins with their places).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The squares drawn mid-glide in the last frame, and where.
+    pub fn gliding(&self) -> &[(Identity, Pos2)] {
+        &self.gliding
     }
 
     /// Draws the picture and handles the gestures.
@@ -58,11 +96,114 @@ impl Migmon {
         if !nodes.contains(&self.main) {
             self.main = nodes.first().copied().unwrap_or(0);
         }
+        self.toolbar_ui(ui, &nodes);
+        let (area, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+        let now = Instant::now();
+        let key = LayoutKey::of(&vc.state, self.main, area, self.movable_only, &self.filter);
+        if !self.cache_layout || self.key.as_ref() != Some(&key) {
+            self.layout = layout(&vc.state, self.main, area, self.movable_only, &self.filter);
+            self.motion.update(&self.layout, now);
+            self.key = Some(key);
+        }
+        let painter = ui.painter_at(area);
+        let pointer = response.hover_pos().or(response.interact_pointer_pos());
+
+        // Gestures.
+        if response.drag_started() {
+            let origin = ui.input(|i| i.pointer.press_origin());
+            self.drag = origin.and_then(|p| self.layout.square_at(p)).map(|s| s.id);
+        }
+        if response.drag_stopped()
+            && let Some(id) = self.drag.take()
+            && let Some(sq) = self.layout.square(id)
+            && let Some(to) = pointer.and_then(|p| self.layout.penguin_at(p))
+            && to != sq.runs_on
+        {
+            vc.act(sq.listed_on, sq.pid, ProcessAction::MoveTo(to));
+        }
+        let under = match self.drag {
+            Some(_) => None,
+            None => pointer.and_then(|p| self.layout.square_at(p)).cloned(),
+        };
+        if response.double_clicked()
+            && let Some(sq) = &under
+            && sq.migrated()
+        {
+            vc.act(sq.listed_on, sq.pid, ProcessAction::Home);
+        }
+        if response.clicked()
+            && under.is_none()
+            && let Some(n) = pointer.and_then(|p| self.layout.penguin_at(p))
+        {
+            self.main = n;
+        }
+        if response.secondary_clicked() {
+            self.menu_for = under.as_ref().map(|s| s.id);
+        }
+
+        // The picture: lines home under everything, then penguins, squares.
+        self.lines_ui(&painter, now);
+        let drop_on = match (self.drag, pointer) {
+            (Some(_), Some(p)) => self.layout.penguin_at(p),
+            _ => None,
+        };
+        let hovered_penguin = pointer.and_then(|p| self.layout.penguin_at(p));
+        for pg in &self.layout.penguins {
+            let entry = vc.state.nodes.get(&pg.node);
+            let busy = entry.map_or(0.0, |e| e.load_percent() / 100.0);
+            penguin::draw(
+                &painter,
+                pg.at,
+                pg.size,
+                mood(entry),
+                busy,
+                pg.node == self.main,
+            );
+            if drop_on == Some(pg.node) {
+                let ok = mood(entry) == Mood::Up;
+                painter.circle_stroke(
+                    pg.at,
+                    pg.size * 0.75,
+                    Stroke::new(3.0, if ok { MOVING } else { REFUSED }),
+                );
+            }
+            if pg.size >= LABEL_FROM || hovered_penguin == Some(pg.node) {
+                painter.text(
+                    pg.at + Vec2::new(0.0, pg.size * 0.62 + 2.0),
+                    egui::Align2::CENTER_TOP,
+                    penguin_label(pg.node, entry),
+                    egui::FontId::proportional(11.0),
+                    ui.visuals().text_color(),
+                );
+            }
+        }
+        let animating = self.squares_ui(ui, &painter, vc, pointer, now);
+
+        // Menu and tooltips.
+        response.context_menu(|ui| self.menu_ui(ui, vc));
+        if self.drag.is_none() && !response.context_menu_opened() {
+            if let Some(sq) = &under {
+                response.on_hover_ui_at_pointer(|ui| {
+                    ui.label(tooltip(sq, vc));
+                });
+            } else if let Some(n) = hovered_penguin {
+                let text = penguin_tooltip(n, vc.state.nodes.get(&n));
+                response.on_hover_ui_at_pointer(|ui| {
+                    ui.label(text);
+                });
+            }
+        }
+        if animating || self.drag.is_some() {
+            ui.ctx().request_repaint_after(ANIMATION_FRAME);
+        }
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut Ui, nodes: &[NodeId]) {
         ui.horizontal(|ui| {
             egui::ComboBox::from_label("main node")
                 .selected_text(format!("node {}", self.main))
                 .show_ui(ui, |ui| {
-                    for n in &nodes {
+                    for n in nodes {
                         ui.selectable_value(&mut self.main, *n, format!("node {n}"));
                     }
                 });
@@ -75,103 +216,253 @@ impl Migmon {
             )
             .labelled_by(l.id);
         });
-        let (area, _) = ui.allocate_exact_size(ui.available_size(), Sense::hover());
-        let lay = layout(&vc.state, self.main, area, self.movable_only, &self.filter);
-        let painter = ui.painter_at(area);
-        // Lines home first, under everything.
-        for sq in lay.squares.iter().filter(|s| s.migrated()) {
-            if let Some(home) = lay.penguin(sq.home) {
-                painter.line_segment(
-                    [home, sq.rect.center()],
-                    Stroke::new(1.0, Color32::from_rgb(60, 170, 80)),
-                );
+        ui.weak(
+            "drag a process onto a penguin to migrate it; double-click a green one to send it \
+             home; right-click for more",
+        );
+    }
+
+    /// A line from each migrated process's home to where it is drawn.
+    fn lines_ui(&self, painter: &egui::Painter, now: Instant) {
+        for sq in self.layout.squares.iter().filter(|s| s.migrated()) {
+            if let Some(home) = self.layout.penguin(sq.home()) {
+                let at = self.motion.position(sq.id, sq.rect.center(), now);
+                painter.line_segment([home.at, at], Stroke::new(1.0, AWAY.gamma_multiply(0.7)));
             }
         }
-        for (node, at) in &lay.penguins {
-            let entry = vc.state.nodes.get(node);
-            let mood = match entry {
-                Some(e) if !e.is_up() => Mood::Down,
-                Some(e) if e.admin.as_ref().is_some_and(|a| a.block) => Mood::Blocking,
-                _ => Mood::Up,
-            };
-            let busy = entry.map_or(0.0, |e| e.load_percent() / 100.0);
-            penguin::draw(
-                &painter,
-                *at,
-                lay.penguin_size,
-                mood,
-                busy,
-                *node == self.main,
-            );
-            let name = entry.map_or(String::new(), |e| e.status.name.clone());
-            painter.text(
-                *at + Vec2::new(0.0, lay.penguin_size * 0.62 + 2.0),
-                egui::Align2::CENTER_TOP,
-                format!("{node} {name}"),
-                egui::FontId::proportional(11.0),
-                ui.visuals().text_color(),
-            );
-            let why = entry.and_then(|e| match &e.link {
-                LinkState::Connected(_) if e.is_up() => None,
-                _ => e
-                    .status
-                    .reason
-                    .clone()
-                    .or(e.link.reason().map(str::to_string)),
-            });
-            let hit = Rect::from_center_size(*at, Vec2::splat(lay.penguin_size));
-            let r = ui.interact(hit, Id::unique(("penguin", *node)), Sense::click());
-            if r.clicked() {
-                self.main = *node;
+    }
+
+    /// Draws every square (gliding, moving, refused, dragged); true while
+    /// something changes by itself.
+    fn squares_ui(
+        &mut self,
+        ui: &Ui,
+        painter: &egui::Painter,
+        vc: &ViewerContext,
+        pointer: Option<Pos2>,
+        now: Instant,
+    ) -> bool {
+        let moves = &vc.state.moves;
+        let t = ui.input(|i| i.time) as f32;
+        let mut animating = false;
+        self.gliding.clear();
+        for sq in &self.layout.squares {
+            let dragged = self.drag == Some(sq.id);
+            let place = self.motion.position(sq.id, sq.rect.center(), now);
+            if self.motion.gliding(sq.id, now) {
+                self.gliding.push((sq.id, place));
+                animating = true;
             }
-            r.on_hover_text(match why {
-                Some(w) => format!("node {node}: {w}"),
-                None => format!("node {node}: load {:.0}", busy * 100.0),
-            });
-        }
-        let pointer = ui.ctx().pointer_interact_pos();
-        let mut command = None;
-        for sq in &lay.squares {
-            let id = Id::unique(("square", sq.home, sq.home_pid));
-            let r = ui.interact(sq.rect, id, Sense::click_and_drag());
             let fill = if sq.migrated() {
-                Color32::from_rgb(40, 180, 60)
-            } else if sq.info.lock || !sq.info.cantmove.is_empty() {
-                Color32::from_gray(120)
+                AWAY
+            } else if !sq.movable() {
+                STUCK
             } else {
-                Color32::from_rgb(70, 120, 220)
+                AT_HOME
             };
-            let mut rect = sq.rect;
-            if r.dragged()
-                && let Some(p) = pointer
-            {
-                rect = Rect::from_center_size(p, sq.rect.size() * 1.5);
+            let rect = Rect::from_center_size(place, sq.rect.size());
+            if dragged {
+                // A ghost where it runs; the square itself under the pointer.
+                painter.rect_stroke(rect, 1.0, Stroke::new(1.0, fill), egui::StrokeKind::Inside);
+                if let Some(p) = pointer {
+                    let held = Rect::from_center_size(p, sq.rect.size().max(Vec2::splat(8.0)));
+                    painter.rect_filled(held, 1.0, fill);
+                }
+                continue;
             }
             painter.rect_filled(rect, 1.0, fill);
-            if r.drag_stopped() {
-                if let Some(to) = pointer.and_then(|p| lay.penguin_at(p))
-                    && to != sq.runs_on
-                {
-                    command = Some(Command::Migrate {
-                        node: sq.listed_on,
-                        pid: sq.pid,
-                        to: to.to_string(),
-                    });
-                }
-            } else if r.double_clicked() && sq.migrated() {
-                command = Some(Command::Migrate {
-                    node: sq.listed_on,
-                    pid: sq.pid,
-                    to: "home".into(),
-                });
+            if sq.info.lock {
+                painter.rect_stroke(
+                    rect.expand(1.0),
+                    1.0,
+                    Stroke::new(1.0, Color32::from_rgb(200, 160, 30)),
+                    egui::StrokeKind::Outside,
+                );
             }
-            r.on_hover_text(Self::tooltip(sq));
+            if let Some(flight) = moves.in_flight(sq.id) {
+                animating = true;
+                let radius = rect.width().max(6.0) * 0.9 + 3.0;
+                paint::progress_ring(painter, place, radius, moves.estimate(flight), t);
+                let target = flight
+                    .to
+                    .parse::<NodeId>()
+                    .ok()
+                    .and_then(|n| self.layout.penguin(n));
+                if let Some(pg) = target {
+                    painter.line_segment([place, pg.at], Stroke::new(1.0, MOVING));
+                }
+                painter.text(
+                    place + Vec2::new(radius + 3.0, 0.0),
+                    egui::Align2::LEFT_CENTER,
+                    format!(
+                        "-> {} {:.1} s",
+                        flight.to,
+                        flight.since.elapsed().as_secs_f32()
+                    ),
+                    egui::FontId::proportional(10.0),
+                    MOVING,
+                );
+            } else if let Some(outcome) = moves.outcome(sq.id) {
+                animating = true;
+                if let Err(why) = &outcome.result {
+                    paint::refused_mark(painter, rect);
+                    painter.text(
+                        rect.right_center() + Vec2::new(4.0, 0.0),
+                        egui::Align2::LEFT_CENTER,
+                        paint::short(why, 60),
+                        egui::FontId::proportional(10.0),
+                        REFUSED,
+                    );
+                }
+            }
         }
-        if let Some(c) = command {
-            vc.send(c);
-        }
-        self.last = lay;
+        animating
     }
+
+    /// The right-click menu of a square.
+    fn menu_ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) {
+        let Some(sq) = self.menu_for.and_then(|id| self.layout.square(id)).cloned() else {
+            ui.label("right-click a process for its actions");
+            return;
+        };
+        ui.label(format!(
+            "PID {}: {}",
+            sq.pid,
+            paint::short(&sq.info.cmdline, 40)
+        ));
+        ui.separator();
+        let mut chosen = None;
+        if ui
+            .add_enabled(sq.migrated(), egui::Button::new("home"))
+            .clicked()
+        {
+            chosen = Some(ProcessAction::Home);
+        }
+        if ui.button("best node").clicked() {
+            chosen = Some(ProcessAction::Best);
+        }
+        ui.menu_button("migrate to", |ui| {
+            for pg in &self.layout.penguins {
+                if pg.node != sq.runs_on && ui.button(format!("node {}", pg.node)).clicked() {
+                    chosen = Some(ProcessAction::MoveTo(pg.node));
+                }
+            }
+        });
+        ui.separator();
+        let lock = ProcessAction::Lock(!sq.info.lock);
+        let others = [
+            ProcessAction::Stop,
+            ProcessAction::Cont,
+            ProcessAction::Kill,
+        ];
+        for action in std::iter::once(lock).chain(others) {
+            if ui.button(action.label()).clicked() {
+                chosen = Some(action);
+            }
+        }
+        if let Some(action) = chosen {
+            vc.act(sq.listed_on, sq.pid, action);
+            self.menu_for = None;
+            ui.close();
+        }
+    }
+}
+
+/// A penguin's mood from its node's state.
+fn mood(entry: Option<&NodeEntry>) -> Mood {
+    match entry {
+        Some(e) if !e.is_up() => Mood::Down,
+        Some(e) if e.admin.as_ref().is_some_and(|a| a.block) || !e.status.accepts => Mood::Blocking,
+        _ => Mood::Up,
+    }
+}
+
+/// The words under a penguin.
+fn penguin_label(node: NodeId, entry: Option<&NodeEntry>) -> String {
+    let name = entry.map_or("", |e| e.status.name.as_str());
+    match mood(entry) {
+        Mood::Down => format!("{node} {name} (down)"),
+        Mood::Blocking => format!("{node} {name} (blocks arrivals)"),
+        Mood::Up => format!("{node} {name}"),
+    }
+}
+
+/// What a penguin says on hover.
+fn penguin_tooltip(node: NodeId, entry: Option<&NodeEntry>) -> String {
+    let Some(e) = entry else {
+        return format!("node {node}");
+    };
+    let why = match &e.link {
+        LinkState::Connected(_) if e.is_up() => None,
+        link => e
+            .status
+            .reason
+            .clone()
+            .or(link.reason().map(str::to_string)),
+    };
+    let mut t = format!(
+        "node {node} ({}, {})\nload {:.0} %, memory used {:.0} %",
+        e.status.name,
+        e.status.addr,
+        e.load_percent(),
+        e.mem_used_percent()
+    );
+    match mood(entry) {
+        Mood::Down => t.push_str(&format!(
+            "\ndown: {}",
+            why.unwrap_or_else(|| "no news from it".into())
+        )),
+        Mood::Blocking => t.push_str("\nblocks arrivals (admin/block)"),
+        Mood::Up => {
+            if let Some(w) = why {
+                t.push_str(&format!("\n{w}"));
+            }
+        }
+    }
+    t.push_str("\nclick: put it in the middle");
+    t
+}
+
+/// What a process's square says on hover.
+fn tooltip(sq: &Square, vc: &ViewerContext) -> String {
+    let p = &sq.info;
+    let mut t = format!(
+        "PID {} on node {}\n{}\nuser {}\nhome node {} (PID {} there), runs on node {}",
+        p.pid,
+        sq.runs_on,
+        p.cmdline,
+        p.user,
+        sq.home(),
+        sq.id.1,
+        sq.runs_on
+    );
+    if let Some(m) = vc.state.moves.last_move(sq.id) {
+        t.push_str(&format!(
+            "\nlast move: node {} -> {}, frozen {} ms ({} ms in all)",
+            m.from, m.to, m.freeze_ms, m.total_ms
+        ));
+    } else if p.nmigs > 0 {
+        t.push_str(&format!("\n{} moves so far", p.nmigs));
+    }
+    if p.lock {
+        t.push_str("\nlocked to its node (lock = 1)");
+    }
+    if !p.cantmove.is_empty() {
+        t.push_str(&format!("\ncannot move: {}", p.cantmove));
+    }
+    if let Some(f) = vc.state.moves.in_flight(sq.id) {
+        t.push_str(&format!(
+            "\nmoving to {} for {:.1} s",
+            f.to,
+            f.since.elapsed().as_secs_f32()
+        ));
+    } else if let Some(o) = vc.state.moves.outcome(sq.id) {
+        match &o.result {
+            Ok(r) => t.push_str(&format!("\nmoved to node {}", r.to)),
+            Err(e) => t.push_str(&format!("\nnot moved to {}: {e}", o.to)),
+        }
+    }
+    t
 }
 
 impl Window for Migmon {
@@ -184,7 +475,7 @@ impl Window for Migmon {
     }
 
     fn frame<'a>(&self, window: egui::Window<'a>) -> egui::Window<'a> {
-        window.default_size([720.0, 620.0])
+        window.default_size([760.0, 700.0])
     }
 
     fn ui(&mut self, ui: &mut Ui, vc: &mut ViewerContext) -> Vec<Open> {

@@ -6,6 +6,7 @@
 
 use egui::{Event, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use hpc::model::{ClusterMask, DecayClass, Liveness, NodeStatus, ProcessDelta, ProcessInfo};
 use migmon::Migmon;
 use viewer::ViewerContext;
@@ -113,13 +114,13 @@ fn dragging_a_square_onto_a_penguin_migrates_and_double_clicking_sends_home() {
         .with_step_dt(1.0 / 60.0)
         .build_ui_state(|ui, v: &mut View| v.mig.migmon_ui(ui, &mut v.cx), view);
     h.run_steps(2);
-    let lay = h.state().mig.last.clone();
+    let lay = h.state().mig.layout().clone();
     assert_eq!(lay.penguins.len(), 2);
-    let home_job = lay.squares.iter().find(|s| s.home_pid == 100).unwrap();
-    let away_job = lay.squares.iter().find(|s| s.home_pid == 200).unwrap();
+    let home_job = lay.squares.iter().find(|s| s.id.1 == 100).unwrap();
+    let away_job = lay.squares.iter().find(|s| s.id.1 == 200).unwrap();
     assert!(!home_job.migrated());
     assert!(away_job.migrated() && away_job.runs_on == 2 && away_job.pid == 777);
-    let (from, to) = (home_job.rect.center(), lay.penguin(2).unwrap());
+    let (from, to) = (home_job.rect.center(), lay.penguin(2).unwrap().at);
 
     // Press on job 100, drag it in steps onto node 2's penguin, release.
     move_to(&mut h, from);
@@ -155,4 +156,125 @@ fn take(h: &mut Harness<'_, View>) -> Vec<(&'static str, u32, i32, String)> {
             _ => None,
         })
         .collect()
+}
+
+fn harness(view: View) -> Harness<'static, View> {
+    Harness::builder()
+        .with_size([800.0, 700.0])
+        .with_step_dt(1.0 / 60.0)
+        .build_ui_state(|ui, v: &mut View| v.mig.migmon_ui(ui, &mut v.cx), view)
+}
+
+fn detached() -> View {
+    View {
+        cx: ViewerContext::detached(state(), None),
+        mig: Migmon::default(),
+    }
+}
+
+#[test]
+fn the_right_click_menu_sends_the_migrators_commands() {
+    let mut h = harness(detached());
+    h.run_steps(2);
+    let at = h
+        .state()
+        .mig
+        .layout()
+        .square((1, 100))
+        .unwrap()
+        .rect
+        .center();
+    move_to(&mut h, at);
+    for pressed in [true, false] {
+        h.input_mut().events.push(Event::PointerButton {
+            pos: at,
+            button: PointerButton::Secondary,
+            pressed,
+            modifiers: Modifiers::default(),
+        });
+        h.step();
+    }
+    h.run_steps(2);
+    h.get_by_label("lock").click();
+    h.run_steps(2);
+    let sent: Vec<_> = h.state_mut().cx.outbox.drain(..).collect();
+    assert!(
+        matches!(&sent[..], [Command::ProcWrite { node: 1, pid: 100, field, value }]
+            if field == "lock" && value == &serde_json::json!(1)),
+        "{sent:?}"
+    );
+    assert!(h.query_by_label("lock").is_none(), "the menu closed");
+}
+
+#[test]
+fn a_move_seen_in_the_lists_glides_and_a_refusal_is_told_on_the_square() {
+    let mut h = harness(detached());
+    h.run_steps(2);
+    let lay = h.state().mig.layout().clone();
+    let from = lay.square((1, 100)).unwrap().rect.center();
+    // Job 100 moves to node 2 (as `migrate` on a command line would).
+    let moved = |s: &mut ClusterState| {
+        s.apply(NetEvent::Processes {
+            node: 1,
+            delta: ProcessDelta {
+                changed: vec![process(100, 1, 100, 2)],
+                ..ProcessDelta::default()
+            },
+            reset: false,
+        });
+        s.apply(NetEvent::Processes {
+            node: 2,
+            delta: ProcessDelta {
+                added: vec![process(888, 1, 100, 0)],
+                ..ProcessDelta::default()
+            },
+            reset: false,
+        });
+    };
+    moved(&mut h.state_mut().cx.state);
+    h.step();
+    let to = h
+        .state()
+        .mig
+        .layout()
+        .square((1, 100))
+        .unwrap()
+        .rect
+        .center();
+    assert!(to.distance(from) > 50.0);
+    let mut midway = Vec::new();
+    for _ in 0..200 {
+        h.step();
+        midway.extend(h.state().mig.gliding().iter().map(|(_, p)| *p));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if h.state().mig.gliding().is_empty() && !midway.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        midway
+            .iter()
+            .any(|p| p.distance(from) > 10.0 && p.distance(to) > 10.0),
+        "the square glides from node 1 to node 2: {midway:?}"
+    );
+    assert!(h.state().mig.gliding().is_empty(), "the glide ends");
+
+    // A refused move of the job is told on its square's tooltip.
+    h.state_mut()
+        .cx
+        .act(2, 888, viewer::actions::ProcessAction::MoveTo(1));
+    h.state_mut().cx.state.apply(NetEvent::Migrated {
+        node: 2,
+        pid: 888,
+        to: "1".into(),
+        result: Err("process 888 is locked".into()),
+    });
+    move_to(&mut h, to);
+    // A tooltip waits for the pointer to rest.
+    h.run_steps(90);
+    assert!(
+        h.query_all_by_label_contains("not moved to 1: process 888 is locked")
+            .next()
+            .is_some()
+    );
 }

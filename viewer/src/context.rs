@@ -2,8 +2,9 @@
 //! to ask the network side for something, and the task runner for a view's
 //! own slow work.
 
+use crate::actions::ProcessAction;
 use crate::net::{Backend, Command};
-use crate::state::ClusterState;
+use crate::state::{ClusterState, identity};
 use crate::tasks::Tasks;
 
 /// Shared by all views.
@@ -41,10 +42,24 @@ impl ViewerContext {
 
     /// Asks the network side for something (never blocks).
     pub fn send(&mut self, command: Command) {
+        if let Command::Migrate { node, pid, to } = &command {
+            let (identity, bytes) = self
+                .state
+                .processes
+                .get(node)
+                .and_then(|t| t.get(pid))
+                .map_or(((*node, *pid), 0), |p| (identity(*node, p), p.rss));
+            self.state.moves.begin(*node, *pid, identity, to, bytes);
+        }
         match &self.backend {
             Some(b) => b.send(command),
             None => self.outbox.push(command),
         }
+    }
+
+    /// Carries out `action` on the process `pid` that `node` lists.
+    pub fn act(&mut self, node: hpc::model::NodeId, pid: i32, action: ProcessAction) {
+        self.send(action.command(node, pid));
     }
 
     /// The runner for views' slow work (None in a context built without one).

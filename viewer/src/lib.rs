@@ -13,7 +13,9 @@
 //!   collector; the UI never waits on it.
 //! - [`widgets`], [`notices`], [`screenshot`]: pieces the views share.
 
+pub mod actions;
 pub mod context;
+pub mod moves;
 pub mod net;
 pub mod notices;
 pub mod screenshot;

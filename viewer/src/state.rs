@@ -7,6 +7,9 @@ use std::time::SystemTime;
 
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus, ProcessInfo, Role};
 
+use hpc::protocol::MigrationReport;
+
+use crate::moves::Moves;
 use crate::net::{Event, LinkState};
 
 /// One node as the main view shows it.
@@ -89,6 +92,8 @@ pub struct ClusterState {
     pub host_key_prompts: Vec<HostKeyPrompt>,
     /// The last job started from the execution dialog: (home, home PID).
     pub last_job: Option<(NodeId, i32)>,
+    /// Migrations under way, their outcomes and each process's last move.
+    pub moves: Moves,
     /// Bumped on every event (frames are built only when it changes or on input).
     pub version: u64,
 }
@@ -106,6 +111,7 @@ impl Default for ClusterState {
             notices: Vec::new(),
             host_key_prompts: Vec::new(),
             last_job: None,
+            moves: Moves::default(),
             version: 0,
         }
     }
@@ -179,6 +185,24 @@ impl ClusterState {
                 }
             }
             Event::Done { what, result } => self.notice(&what, result),
+            Event::Migrated {
+                node,
+                pid,
+                to,
+                result,
+            } => {
+                let what = format!("migrate process {pid} (node {node}) to {to}");
+                self.notice(
+                    &what,
+                    result.as_ref().map(describe_move).map_err(Clone::clone),
+                );
+                self.moves.end(node, pid, result);
+            }
+            Event::Moves { moves, .. } => {
+                for m in moves {
+                    self.moves.record(m.report);
+                }
+            }
             Event::JobStarted { home, home_pid, .. } => self.last_job = Some((home, home_pid)),
         }
     }
@@ -247,6 +271,18 @@ impl ClusterState {
             .or_else(|| candidates.first())
             .copied()
     }
+}
+
+/// A finished migration, for a person.
+pub fn describe_move(r: &MigrationReport) -> String {
+    format!(
+        "now on node {} as PID {} ({} ms, frozen {} ms, {} KiB)",
+        r.to,
+        r.pid,
+        r.total_ms,
+        r.freeze_ms,
+        r.bytes / 1024
+    )
 }
 
 /// The node a process runs on (a home lists its migrated processes with

@@ -4,6 +4,7 @@
 use egui::{Color32, Ui};
 use hpc::model::NodeId;
 
+use viewer::actions::ProcessAction;
 use viewer::net::Command;
 use viewer::widgets::status_color;
 use viewer::{Needs, Open, ViewerContext, Window};
@@ -104,12 +105,7 @@ impl Migrator {
             .on_hover_text("/proc/PID/lock: a locked process is moved only by expel and bring")
             .changed()
         {
-            cx.send(Command::ProcWrite {
-                node,
-                pid: p.pid,
-                field: "lock".into(),
-                value: serde_json::json!(u8::from(locked)),
-            });
+            cx.act(node, p.pid, ProcessAction::Lock(locked));
         }
         ui.separator();
         ui.label("click a node and \"migrate\", or double-click it:");
@@ -136,11 +132,7 @@ impl Migrator {
                 self.target = Some(id);
             }
             if response.double_clicked() && !here && can_move {
-                cx.send(Command::Migrate {
-                    node,
-                    pid: p.pid,
-                    to: id.to_string(),
-                });
+                cx.act(node, p.pid, ProcessAction::MoveTo(id));
             }
         }
         let target = self.target.filter(|t| *t != node);
@@ -150,42 +142,30 @@ impl Migrator {
             .clicked()
             && let Some(t) = target
         {
-            cx.send(Command::Migrate {
-                node,
-                pid: p.pid,
-                to: t.to_string(),
-            });
+            cx.act(node, p.pid, ProcessAction::MoveTo(t));
         }
         ui.separator();
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(can_move, egui::Button::new("home"))
-                .clicked()
-            {
-                cx.send(Command::Migrate {
-                    node,
-                    pid: p.pid,
-                    to: "home".into(),
-                });
+            for action in [ProcessAction::Home, ProcessAction::Best] {
+                let hint = match action {
+                    ProcessAction::Best => "the least loaded node that has room",
+                    _ => "back to the node it was started on",
+                };
+                if ui
+                    .add_enabled(can_move, egui::Button::new(action.label()))
+                    .on_hover_text(hint)
+                    .clicked()
+                {
+                    cx.act(node, p.pid, action);
+                }
             }
-            if ui
-                .add_enabled(can_move, egui::Button::new("best"))
-                .on_hover_text("the least loaded node that has room")
-                .clicked()
-            {
-                cx.send(Command::Migrate {
-                    node,
-                    pid: p.pid,
-                    to: "balance".into(),
-                });
-            }
-            for (label, signal) in [("kill", "KILL"), ("SIGSTOP", "STOP"), ("SIGCONT", "CONT")] {
-                if ui.button(label).clicked() {
-                    cx.send(Command::Signal {
-                        node,
-                        pid: p.pid,
-                        signal: signal.into(),
-                    });
+            for action in [
+                ProcessAction::Kill,
+                ProcessAction::Stop,
+                ProcessAction::Cont,
+            ] {
+                if ui.button(action.label()).clicked() {
+                    cx.act(node, p.pid, action);
                 }
             }
         });

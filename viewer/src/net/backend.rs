@@ -9,8 +9,9 @@ use std::time::Duration;
 use hpc::client::Client;
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
 use hpc::protocol::{
-    JobInfo, MigrateParams, MigrationReport, NoParams, PathValue, ProcWriteParams, ReniceParams,
-    SignalParams, SpawnParams, SubscribeParams, WriteParams, methods,
+    JobInfo, MigrateParams, MoveLogPage, MoveRecord, MovesSinceParams, NoParams, PathValue,
+    ProcWriteParams, ReniceParams, SignalParams, SpawnParams, SubscribeParams, WriteParams,
+    methods,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -266,13 +267,27 @@ async fn watch_processes(pool: Arc<LinkPool>, node: NodeId, sink: EventSink) {
                     .await;
                 match (subscribed, client.take_updates()) {
                     (Ok(_), Some(mut updates)) => {
-                        while let Some(u) = updates.recv().await {
-                            if let Some(delta) = u.processes {
-                                sink.send(Event::Processes {
-                                    node,
-                                    delta,
-                                    reset: u.seq == 0,
-                                });
+                        let mut log = MoveLogReader::default();
+                        let mut tick = tokio::time::interval(MOVE_LOG_POLL);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        loop {
+                            tokio::select! {
+                                u = updates.recv() => {
+                                    let Some(u) = u else { break };
+                                    if let Some(delta) = u.processes {
+                                        sink.send(Event::Processes {
+                                            node,
+                                            delta,
+                                            reset: u.seq == 0,
+                                        });
+                                    }
+                                }
+                                _ = tick.tick() => {
+                                    let moves = log.poll(&client).await;
+                                    if !moves.is_empty() {
+                                        sink.send(Event::Moves { node, moves });
+                                    }
+                                }
                             }
                         }
                         sink.send(Event::Done {
@@ -294,6 +309,77 @@ async fn watch_processes(pool: Arc<LinkPool>, node: NodeId, sink: EventSink) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// How often a watched node's move log is read.
+const MOVE_LOG_POLL: Duration = Duration::from_secs(1);
+/// How many of a node's past moves are read when watching starts.
+const MOVE_LOG_BACKLOG: u64 = 500;
+
+/// Follows one node's move log: the last `MOVE_LOG_BACKLOG` moves first,
+/// then each new one once.
+#[derive(Default)]
+struct MoveLogReader {
+    /// The log's epoch and the last sequence number read.
+    at: Option<(String, u64)>,
+}
+
+impl MoveLogReader {
+    /// The moves logged since the last call (none when the node cannot say:
+    /// an older agent, or a link problem the process list reports).
+    async fn poll(&mut self, client: &Client) -> Vec<MoveRecord> {
+        let (epoch, after) = match &self.at {
+            Some((e, a)) => (Some(e.clone()), *a),
+            None => {
+                let head: Result<MoveLogPage, _> = client
+                    .call(
+                        methods::MOVES_SINCE,
+                        MovesSinceParams {
+                            epoch: None,
+                            after: 0,
+                            limit: Some(1),
+                        },
+                    )
+                    .await;
+                match head {
+                    Ok(h) => (Some(h.epoch), h.last.saturating_sub(MOVE_LOG_BACKLOG)),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the move log");
+                        return Vec::new();
+                    }
+                }
+            }
+        };
+        let page: Result<MoveLogPage, _> = client
+            .call(
+                methods::MOVES_SINCE,
+                MovesSinceParams {
+                    epoch: epoch.clone(),
+                    after,
+                    limit: None,
+                },
+            )
+            .await;
+        match page {
+            Ok(p) => {
+                // A new log (the file was lost) starts over from its beginning.
+                let last = p.moves.last().map_or(
+                    if Some(&p.epoch) == epoch.as_ref() {
+                        after
+                    } else {
+                        0
+                    },
+                    |m| m.seq,
+                );
+                self.at = Some((p.epoch, last));
+                p.moves
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the move log");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -332,31 +418,24 @@ async fn perform(
         }
         Command::RefreshAdmin(node) => refresh_admin(&pool, node, &sink).await,
         Command::Migrate { node, pid, to } => {
-            let what = format!("migrate process {pid} (node {node}) to {to}");
-            let result = async {
-                let r: MigrationReport = call_within(
-                    &pool,
-                    node,
-                    methods::PROC_MIGRATE,
-                    MigrateParams {
-                        pid,
-                        to,
-                        force: false,
-                    },
-                    LONG_ACTION,
-                )
-                .await?;
-                Ok(format!(
-                    "now on node {} as PID {} ({} ms, frozen {} ms, {} KiB)",
-                    r.to,
-                    r.pid,
-                    r.total_ms,
-                    r.freeze_ms,
-                    r.bytes / 1024
-                ))
-            }
+            let result = call_within(
+                &pool,
+                node,
+                methods::PROC_MIGRATE,
+                MigrateParams {
+                    pid,
+                    to: to.clone(),
+                    force: false,
+                },
+                LONG_ACTION,
+            )
             .await;
-            sink.send(Event::Done { what, result });
+            sink.send(Event::Migrated {
+                node,
+                pid,
+                to,
+                result,
+            });
         }
         Command::Signal { node, pid, signal } => {
             let what = format!("SIG{signal} to process {pid} on node {node}");

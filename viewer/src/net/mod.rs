@@ -13,6 +13,7 @@ pub use links::LinkSettings;
 pub use spawn::{ExecMode, ExecRequest, split_args as spawn_args};
 
 use hpc::model::{AdminState, NodeId, NodeStatus, ProcessDelta, Role};
+use hpc::protocol::{MigrationReport, MoveRecord};
 use serde_json::Value;
 
 /// How the app's connection to one node stands.
@@ -173,6 +174,25 @@ pub enum Event {
         what: String,
         /// Ok with a result text, or the error.
         result: Result<String, String>,
+    },
+    /// A migration the app asked for ended.
+    Migrated {
+        /// Node that listed the process.
+        node: NodeId,
+        /// Its PID there.
+        pid: i32,
+        /// Where it was asked to go.
+        to: String,
+        /// The agent's report, or why it did not move.
+        result: Result<MigrationReport, String>,
+    },
+    /// New entries of a watched node's move log (migrations it carried out
+    /// as the source, whoever asked for them).
+    Moves {
+        /// The node.
+        node: NodeId,
+        /// The moves, oldest first.
+        moves: Vec<MoveRecord>,
     },
     /// A job was started by advanced execution.
     JobStarted {
