@@ -25,8 +25,9 @@ done
 for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
   ln -sfn mosrun "/usr/local/bin/$w"
 done
-# The analyzer alone, under its original name.
+# The analyzer and the migration monitor alone, under their original names.
 ln -sfn openmosixview /usr/local/bin/openmosixanalyzer
+ln -sfn openmosixview /usr/local/bin/openmosixmigmon
 install -d -m 0700 /etc/openmosix /var/lib/openmosix
 install -d -m 0755 /run/openmosix
 install -m 0644 assets/systemd/openmosixd.service /etc/openmosix/openmosixd.service.example
@@ -71,6 +72,10 @@ echo "last lines of its output, continuous across the moves:"
 tail -n 3 "$demo/counter.out"
 sleep 1
 openmosixcollector -n "demo job moved around the lab" >/dev/null
+echo "== a few jobs of node 1 left on the other nodes (for the migration monitor)"
+for to in 2 2 3 4 4 4; do
+  (cd "$demo" && runon "$to" --detach -o sleepers.out sleep 1800) | sed "s/^/job /; s/\$/ on node $to/"
+done
 echo "collector: $(openmosixcollector --status)"
 echo "== openmosixview attached to the lab"
 view_args=(--node 10.77.0.1:4660 --key "$labdir/admin_key" --known-hosts "$labdir/known_hosts"
@@ -83,7 +88,7 @@ else
   # No desktop here: open the window on a private Xvfb display and keep a
   # picture of it; run `openmosixview ${view_args[*]:0:6}` from a desktop session.
   : >"$labdir/xvfb.display"
-  Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$labdir/xvfb.display" 2>/dev/null &
+  Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp 3>"$labdir/xvfb.display" 2>/dev/null &
   xvfb_pid=$!
   for _ in $(seq 1 100); do [ -s "$labdir/xvfb.display" ] && break; sleep 0.1; done
   display=$(head -n1 "$labdir/xvfb.display")
@@ -94,10 +99,14 @@ else
     >>"$labdir/openmosixview.log" 2>&1 || echo "the analyzer failed: see $labdir/openmosixview.log"
   DISPLAY=":$display" openmosixview --process-history --screenshot "$labdir/history.png" \
     >>"$labdir/openmosixview.log" 2>&1 || echo "the process history failed: see $labdir/openmosixview.log"
+  # The migration monitor: node 1's jobs around the penguins that run them.
+  DISPLAY=":$display" openmosixmigmon "${view_args[@]}" --screenshot "$labdir/migmon.png" \
+    >>"$labdir/openmosixview.log" 2>&1 || echo "the migration monitor failed: see $labdir/openmosixview.log"
   kill "$xvfb_pid" 2>/dev/null || true
   rm -f "$labdir/xvfb.display"
   echo "no display: openmosixview ran on Xvfb; its window is in $labdir/openmosixview.png,"
-  echo "the analyzer's in $labdir/analyzer.png and the process history's in $labdir/history.png"
+  echo "the analyzer's in $labdir/analyzer.png, the process history's in $labdir/history.png"
+  echo "and the migration monitor's in $labdir/migmon.png"
 fi
 echo
 echo "The lab runs. Talk to it with:"

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testkit::thread_cpu;
 
 use analyzer::chart::{ChartCache, ChartData, Kind, chart_ui};
 use egui_plot::{Line, Plot, PlotPoint, PlotPoints};
@@ -33,16 +34,6 @@ use history::store::{HistoryRef, Location, Store};
 const COLUMNS: usize = 1200;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the given timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn scratch() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

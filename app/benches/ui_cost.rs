@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::time::{Duration, Instant};
+use testkit::thread_cpu;
 
 use hpc::model::{
     AdminState, ClusterMask, DecayClass, Liveness, NodeStatus, ProcessDelta, ProcessInfo, Role,
@@ -28,16 +29,6 @@ use viewer::state::ClusterState;
 
 const NODES: u32 = 256;
 const PROCESSES: usize = 10_000;
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the given timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 fn node(id: u32, tick: u32) -> NodeStatus {
     NodeStatus {

@@ -5,7 +5,7 @@ use egui::Ui;
 use hpc::model::NodeId;
 use viewer::net::{CollectorAction, Command};
 use viewer::window::OpenWindows;
-use viewer::{Needs, Open, Scope, ViewerContext, notices};
+use viewer::{Needs, Open, Scope, ViewerContext, Window, notices, screenshot};
 
 use crate::views::exec_dialog::ExecDialog;
 use crate::views::host_keys;
@@ -36,6 +36,9 @@ pub struct OpenMosixView {
     watched: Vec<NodeId>,
     /// The history the Analyzer menu opens.
     pub history: history::store::Location,
+    /// A window shown as the whole main panel instead of the tabs
+    /// (`openmosixview --migmon`).
+    pub solo: Option<Box<dyn Window>>,
 }
 
 impl OpenMosixView {
@@ -51,7 +54,24 @@ impl OpenMosixView {
             checkpoint_label: String::new(),
             watched: Vec::new(),
             history: history::store::Location::Sqlite(history::store::DEFAULT_DB.into()),
+            solo: None,
         }
+    }
+
+    /// The app showing only `window` in its main panel (the menus stay;
+    /// View -> Nodes goes back to the tabs).
+    pub fn solo(mut self, window: impl Window + 'static) -> Self {
+        self.solo = Some(Box::new(window));
+        self
+    }
+
+    /// Whether the first frame worth a screenshot can be drawn: the nodes
+    /// and their state are in, and for a solo window every up node's
+    /// process list too.
+    pub fn complete(&self) -> bool {
+        let s = &self.cx.state;
+        screenshot::frame_complete(s)
+            && (self.solo.is_none() || s.up_nodes().iter().all(|n| s.processes.contains_key(n)))
     }
 
     /// Applies queued events; true when something arrived.
@@ -68,6 +88,10 @@ impl OpenMosixView {
             notices::status_bar_ui(ui, &self.cx.state.notices, &mut self.show_notices);
         });
         egui::CentralPanel::default().show(ui, |ui| {
+            if let Some(w) = &mut self.solo {
+                open.extend(w.ui(ui, &mut self.cx));
+                return;
+            }
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.tab, Tab::Nodes, "Nodes");
                 ui.selectable_value(&mut self.tab, Tab::Processes, "Processes");
@@ -95,15 +119,19 @@ impl OpenMosixView {
     pub fn open(&mut self, what: Open) {
         match what {
             Open::Window(w) => self.windows.open(w),
-            Open::ClusterProcesses => self.tab = Tab::Processes,
+            Open::ClusterProcesses => {
+                self.tab = Tab::Processes;
+                self.solo = None;
+            }
         }
     }
 
     /// What the main window's tab and every open window need, folded.
     pub fn needs(&self) -> Needs {
-        let tab = match self.tab {
-            Tab::Processes => Needs::all_processes(),
-            Tab::Nodes => Needs::nothing(),
+        let tab = match (&self.solo, self.tab) {
+            (Some(w), _) => w.needs(&self.cx),
+            (None, Tab::Processes) => Needs::all_processes(),
+            (None, Tab::Nodes) => Needs::nothing(),
         };
         tab.union(self.windows.needs(&self.cx))
     }
@@ -176,10 +204,12 @@ impl OpenMosixView {
             ui.menu_button("View", |ui| {
                 if ui.button("Nodes").clicked() {
                     self.tab = Tab::Nodes;
+                    self.solo = None;
                     ui.close();
                 }
                 if ui.button("Processes").clicked() {
                     self.tab = Tab::Processes;
+                    self.solo = None;
                     ui.close();
                 }
                 if ui.button("migration monitor").clicked() {

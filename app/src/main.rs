@@ -2,7 +2,8 @@
 //! [--history DB] [--screenshot FILE]`: the openMosix cluster view.
 //! `openmosixview --analyzer [HISTORY]` (or the link `openmosixanalyzer
 //! [HISTORY]`): the analyzer on its own; `--process-history [HISTORY]` the
-//! process history on its own.
+//! process history on its own. `openmosixview --migmon [--main-node N]` (or
+//! the link `openmosixmigmon`): the migration monitor as the main window.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,12 @@ struct Args {
     /// Open only the analyzer (of HISTORY, when given).
     #[arg(long)]
     analyzer: bool,
+    /// Open the migration monitor (openMosixmigmon) as the main window.
+    #[arg(long)]
+    migmon: bool,
+    /// With --migmon: the node in the middle (default: the first node).
+    #[arg(long, value_name = "NODE")]
+    main_node: Option<u32>,
     /// Open only the process history (openMosixhistory) of HISTORY.
     #[arg(long)]
     process_history: bool,
@@ -65,11 +72,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     hpc::logging::init("openmosixview=info,analyzer=info,warn");
     let args = Args::parse();
-    let called_analyzer = std::env::args_os()
+    let called = std::env::args_os()
         .next()
         .map(PathBuf::from)
-        .and_then(|p| p.file_name().map(|n| n == "openmosixanalyzer"))
-        .unwrap_or(false);
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let called_analyzer = called == "openmosixanalyzer";
+    let migmon = args.migmon || called == "openmosixmigmon";
     let config_path = args.config.clone().or_else(settings::default_path);
     let mut s = match &config_path {
         Some(p) => Settings::load(p)?,
@@ -137,11 +146,20 @@ fn main() -> anyhow::Result<()> {
     };
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
-            .with_title("openMosixview")
-            .with_inner_size([1000.0, 560.0]),
+            .with_title(if migmon {
+                "openMosixmigmon"
+            } else {
+                "openMosixview"
+            })
+            .with_inner_size(if migmon {
+                [900.0, 860.0]
+            } else {
+                [1000.0, 560.0]
+            }),
         ..Default::default()
     };
     let shot = args.screenshot.clone();
+    let main_node = args.main_node.unwrap_or(0);
     eframe::run_native(
         "openmosixview",
         options,
@@ -150,6 +168,9 @@ fn main() -> anyhow::Result<()> {
             let backend = Backend::start(config, Arc::new(move || ctx.request_repaint()))?;
             let mut view = OpenMosixView::new(ViewerContext::new(backend));
             view.history = history;
+            if migmon {
+                view = view.solo(migmon::Migmon::new(main_node));
+            }
             Ok(Box::new(Window {
                 view: Mode::Cluster(Box::new(view)),
                 shot: shot.map(|path| Shot {
@@ -259,7 +280,7 @@ impl eframe::App for Window {
         let complete = match &mut self.view {
             Mode::Cluster(v) => {
                 v.logic();
-                screenshot::frame_complete(&v.cx.state)
+                v.complete()
             }
             Mode::Analyzer(a) => a.complete(),
         };

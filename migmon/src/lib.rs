@@ -11,6 +11,7 @@ pub mod layout;
 pub mod motion;
 pub mod paint;
 pub mod penguin;
+pub mod picture;
 pub mod window;
 
 pub use window::Migmon;

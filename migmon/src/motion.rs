@@ -101,6 +101,15 @@ impl Motion {
             .is_some_and(|g| now.duration_since(g.start) < GLIDE)
     }
 
+    /// The processes gliding at `now`.
+    pub fn moving(&self, now: Instant) -> Vec<Identity> {
+        self.glides
+            .iter()
+            .filter(|(_, g)| now.duration_since(g.start) < GLIDE)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether anything is gliding at `now` (the view then repaints).
     pub fn any(&self, now: Instant) -> bool {
         self.glides

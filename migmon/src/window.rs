@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use egui::{Color32, Id, Pos2, Rect, Sense, Stroke, Ui, Vec2};
+use egui::{Id, Pos2, Rect, Sense, Shape, Stroke, Ui, Vec2};
 use hpc::model::NodeId;
 use viewer::actions::ProcessAction;
 use viewer::moves::Identity;
@@ -24,8 +24,9 @@ use viewer::{Needs, Open, ViewerContext, Window};
 
 use crate::layout::{Layout, LayoutKey, Square, layout};
 use crate::motion::Motion;
-use crate::paint::{self, AT_HOME, AWAY, MOVING, REFUSED, STUCK};
-use crate::penguin::{self, Mood};
+use crate::paint::{self, MOVING, REFUSED};
+use crate::penguin::Mood;
+use crate::picture::{self, Look, Picture};
 
 /// Penguins at least this tall carry their label; smaller ones on hover.
 const LABEL_FROM: f32 = 26.0;
@@ -52,6 +53,10 @@ pub struct Migmon {
     menu_for: Option<Identity>,
     /// The squares drawn mid-glide in the last frame, and where.
     gliding: Vec<(Identity, Pos2)>,
+    /// Bumped with each new layout.
+    generation: u64,
+    /// The still part of the picture.
+    picture: Picture,
 }
 
 impl Default for Migmon {
@@ -67,6 +72,8 @@ impl Default for Migmon {
             drag: None,
             menu_for: None,
             gliding: Vec::new(),
+            generation: 0,
+            picture: Picture::default(),
         }
     }
 }
@@ -103,6 +110,7 @@ impl Migmon {
         if !self.cache_layout || self.key.as_ref() != Some(&key) {
             self.layout = layout(&vc.state, self.main, area, self.movable_only, &self.filter);
             self.motion.update(&self.layout, now);
+            self.generation += 1;
             self.key = Some(key);
         }
         let painter = ui.painter_at(area);
@@ -141,8 +149,31 @@ impl Migmon {
             self.menu_for = under.as_ref().map(|s| s.id);
         }
 
-        // The picture: lines home under everything, then penguins, squares.
-        self.lines_ui(&painter, now);
+        // The still picture (one kept mesh), then what moves, then overlays.
+        let looks: Vec<Look> = self
+            .layout
+            .penguins
+            .iter()
+            .map(|pg| {
+                let entry = vc.state.nodes.get(&pg.node);
+                Look::new(
+                    pg.node,
+                    mood(entry),
+                    entry.map_or(0.0, |e| e.load_percent()),
+                )
+            })
+            .collect();
+        let mut moving = self.motion.moving(now);
+        moving.extend(self.drag);
+        let mesh = self.picture.mesh(
+            ui.ctx(),
+            &self.layout,
+            self.generation,
+            looks,
+            self.main,
+            moving.clone(),
+        );
+        painter.add(Shape::mesh(mesh));
         let drop_on = match (self.drag, pointer) {
             (Some(_), Some(p)) => self.layout.penguin_at(p),
             _ => None,
@@ -150,15 +181,6 @@ impl Migmon {
         let hovered_penguin = pointer.and_then(|p| self.layout.penguin_at(p));
         for pg in &self.layout.penguins {
             let entry = vc.state.nodes.get(&pg.node);
-            let busy = entry.map_or(0.0, |e| e.load_percent() / 100.0);
-            penguin::draw(
-                &painter,
-                pg.at,
-                pg.size,
-                mood(entry),
-                busy,
-                pg.node == self.main,
-            );
             if drop_on == Some(pg.node) {
                 let ok = mood(entry) == Mood::Up;
                 painter.circle_stroke(
@@ -177,7 +199,8 @@ impl Migmon {
                 );
             }
         }
-        let animating = self.squares_ui(ui, &painter, vc, pointer, now);
+        self.moving_ui(&painter, &moving, pointer, now);
+        let animating = !moving.is_empty() | self.overlays_ui(ui, &painter, vc);
 
         // Menu and tooltips.
         response.context_menu(|ui| self.menu_ui(ui, vc));
@@ -222,101 +245,91 @@ impl Migmon {
         );
     }
 
-    /// A line from each migrated process's home to where it is drawn.
-    fn lines_ui(&self, painter: &egui::Painter, now: Instant) {
-        for sq in self.layout.squares.iter().filter(|s| s.migrated()) {
-            if let Some(home) = self.layout.penguin(sq.home()) {
-                let at = self.motion.position(sq.id, sq.rect.center(), now);
-                painter.line_segment([home.at, at], Stroke::new(1.0, AWAY.gamma_multiply(0.7)));
-            }
-        }
-    }
-
-    /// Draws every square (gliding, moving, refused, dragged); true while
-    /// something changes by itself.
-    fn squares_ui(
+    /// The squares that glide or are dragged, and their lines home: at
+    /// their place of the moment, or under the pointer (a ghost at their place).
+    fn moving_ui(
         &mut self,
-        ui: &Ui,
         painter: &egui::Painter,
-        vc: &ViewerContext,
+        moving: &[Identity],
         pointer: Option<Pos2>,
         now: Instant,
-    ) -> bool {
-        let moves = &vc.state.moves;
-        let t = ui.input(|i| i.time) as f32;
-        let mut animating = false;
+    ) {
         self.gliding.clear();
-        for sq in &self.layout.squares {
-            let dragged = self.drag == Some(sq.id);
+        let mut shapes = Vec::new();
+        for sq in moving.iter().filter_map(|id| self.layout.square(*id)) {
             let place = self.motion.position(sq.id, sq.rect.center(), now);
-            if self.motion.gliding(sq.id, now) {
-                self.gliding.push((sq.id, place));
-                animating = true;
-            }
-            let fill = if sq.migrated() {
-                AWAY
-            } else if !sq.movable() {
-                STUCK
-            } else {
-                AT_HOME
-            };
             let rect = Rect::from_center_size(place, sq.rect.size());
-            if dragged {
-                // A ghost where it runs; the square itself under the pointer.
-                painter.rect_stroke(rect, 1.0, Stroke::new(1.0, fill), egui::StrokeKind::Inside);
+            if self.drag == Some(sq.id) {
+                shapes.push(Shape::rect_stroke(
+                    rect,
+                    1.0,
+                    Stroke::new(1.0, picture::fill(sq)),
+                    egui::StrokeKind::Inside,
+                ));
                 if let Some(p) = pointer {
                     let held = Rect::from_center_size(p, sq.rect.size().max(Vec2::splat(8.0)));
-                    painter.rect_filled(held, 1.0, fill);
+                    picture::square_shapes(sq, held, &mut shapes);
                 }
                 continue;
             }
-            painter.rect_filled(rect, 1.0, fill);
-            if sq.info.lock {
-                painter.rect_stroke(
-                    rect.expand(1.0),
-                    1.0,
-                    Stroke::new(1.0, Color32::from_rgb(200, 160, 30)),
-                    egui::StrokeKind::Outside,
-                );
+            self.gliding.push((sq.id, place));
+            if sq.migrated() {
+                shapes.extend(picture::line_home(&self.layout, sq, place));
             }
-            if let Some(flight) = moves.in_flight(sq.id) {
-                animating = true;
-                let radius = rect.width().max(6.0) * 0.9 + 3.0;
-                paint::progress_ring(painter, place, radius, moves.estimate(flight), t);
-                let target = flight
-                    .to
-                    .parse::<NodeId>()
-                    .ok()
-                    .and_then(|n| self.layout.penguin(n));
-                if let Some(pg) = target {
-                    painter.line_segment([place, pg.at], Stroke::new(1.0, MOVING));
-                }
-                painter.text(
-                    place + Vec2::new(radius + 3.0, 0.0),
-                    egui::Align2::LEFT_CENTER,
-                    format!(
-                        "-> {} {:.1} s",
-                        flight.to,
-                        flight.since.elapsed().as_secs_f32()
-                    ),
-                    egui::FontId::proportional(10.0),
-                    MOVING,
-                );
-            } else if let Some(outcome) = moves.outcome(sq.id) {
-                animating = true;
-                if let Err(why) = &outcome.result {
-                    paint::refused_mark(painter, rect);
-                    painter.text(
-                        rect.right_center() + Vec2::new(4.0, 0.0),
-                        egui::Align2::LEFT_CENTER,
-                        paint::short(why, 60),
-                        egui::FontId::proportional(10.0),
-                        REFUSED,
-                    );
-                }
-            }
+            picture::square_shapes(sq, rect, &mut shapes);
         }
-        animating
+        painter.extend(shapes);
+    }
+
+    /// Migrations under way (a progress ring, a line to where it goes) and
+    /// recent refusals (a red cross and the reason); true while any shows.
+    fn overlays_ui(&self, ui: &Ui, painter: &egui::Painter, vc: &ViewerContext) -> bool {
+        let moves = &vc.state.moves;
+        let t = ui.input(|i| i.time) as f32;
+        let mut any = false;
+        for flight in moves.all_in_flight() {
+            let Some(sq) = self.layout.square(flight.identity) else {
+                continue;
+            };
+            any = true;
+            let place = sq.rect.center();
+            let radius = sq.rect.width().max(6.0) * 0.9 + 3.0;
+            paint::progress_ring(painter, place, radius, moves.estimate(flight), t);
+            let target = flight
+                .to
+                .parse::<NodeId>()
+                .ok()
+                .and_then(|n| self.layout.penguin(n));
+            if let Some(pg) = target {
+                painter.line_segment([place, pg.at], Stroke::new(1.0, MOVING));
+            }
+            painter.text(
+                place + Vec2::new(radius + 3.0, 0.0),
+                egui::Align2::LEFT_CENTER,
+                format!(
+                    "-> {} {:.1} s",
+                    flight.to,
+                    flight.since.elapsed().as_secs_f32()
+                ),
+                egui::FontId::proportional(10.0),
+                MOVING,
+            );
+        }
+        for (id, outcome) in moves.outcomes() {
+            let (Some(sq), Err(why)) = (self.layout.square(*id), &outcome.result) else {
+                continue;
+            };
+            any = true;
+            paint::refused_mark(painter, sq.rect);
+            painter.text(
+                sq.rect.right_center() + Vec2::new(4.0, 0.0),
+                egui::Align2::LEFT_CENTER,
+                paint::short(why, 60),
+                egui::FontId::proportional(10.0),
+                REFUSED,
+            );
+        }
+        any
     }
 
     /// The right-click menu of a square.

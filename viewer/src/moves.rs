@@ -134,6 +134,13 @@ impl Moves {
             .filter(|o| o.at.elapsed() < OUTCOME_SHOWN)
     }
 
+    /// Every recent outcome still shown, by identity.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&Identity, &Outcome)> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| o.at.elapsed() < OUTCOME_SHOWN)
+    }
+
     /// The process's last move, as far as known.
     pub fn last_move(&self, identity: Identity) -> Option<&MigrationReport> {
         self.last.get(&identity)
