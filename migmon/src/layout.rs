@@ -19,6 +19,10 @@ const MAX_SIDE: f32 = 12.0;
 const MIN_SIDE: f32 = 3.0;
 /// Distance between square centres on a ring, in sides.
 const PITCH: f32 = 1.5;
+/// Penguins at least this tall carry their label; smaller ones on hover.
+pub const LABEL_FROM: f32 = 26.0;
+/// The height of a penguin's label.
+const LABEL_HEIGHT: f32 = 14.0;
 
 /// A process square.
 #[derive(Debug, Clone, PartialEq)]
@@ -202,7 +206,13 @@ pub fn layout(
             continue;
         };
         procs.sort_by_key(|(id, _, _)| *id);
-        let first = penguin.size * 0.8;
+        // Clear of the penguin's rings (load, main) and of its label.
+        let label = if penguin.size >= LABEL_FROM {
+            LABEL_HEIGHT
+        } else {
+            0.0
+        };
+        let first = penguin.size * 0.72 + 3.0 + label;
         let room = if penguin.node == main {
             outer * 0.62
         } else {
@@ -275,9 +285,9 @@ fn penguins(state: &ClusterState, main: NodeId, area: Rect) -> Vec<Penguin> {
     out
 }
 
-/// `count` spots on rings around `center` from radius `first` outwards,
-/// keeping within `room` where the squares can shrink enough: the side of
-/// the squares, and the spots.
+/// `count` spots on rings around `center`, the squares' inner edge at
+/// radius `first` outwards, keeping within `room` where the squares can
+/// shrink enough: the side of the squares, and the spots.
 pub fn rings(center: Pos2, count: usize, first: f32, room: f32) -> (f32, Vec<Pos2>) {
     if count == 0 {
         return (MAX_SIDE, Vec::new());
@@ -287,7 +297,7 @@ pub fn rings(center: Pos2, count: usize, first: f32, room: f32) -> (f32, Vec<Pos
     let side = ((annulus / count as f32).sqrt() / PITCH).clamp(MIN_SIDE, MAX_SIDE);
     let step = side * PITCH;
     let mut spots = Vec::with_capacity(count);
-    let mut radius = first;
+    let mut radius = first + side * 0.5;
     let mut ring = 0;
     while spots.len() < count {
         let capacity = ((TAU * radius / step).floor() as usize).max(1);

@@ -22,14 +22,12 @@ use viewer::net::LinkState;
 use viewer::state::NodeEntry;
 use viewer::{Needs, Open, ViewerContext, Window};
 
-use crate::layout::{Layout, LayoutKey, Square, layout};
+use crate::layout::{LABEL_FROM, Layout, LayoutKey, Square, layout};
 use crate::motion::Motion;
 use crate::paint::{self, MOVING, REFUSED};
 use crate::penguin::Mood;
 use crate::picture::{self, Look, Picture};
 
-/// Penguins at least this tall carry their label; smaller ones on hover.
-const LABEL_FROM: f32 = 26.0;
 /// How often the picture is redrawn while something moves.
 const ANIMATION_FRAME: Duration = Duration::from_millis(16);
 
