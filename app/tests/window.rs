@@ -1,5 +1,6 @@
 //! A real window: `openmosixview` under Xvfb against a lab, writing its first
-//! complete frame with `--screenshot`; the picture must show the nodes.
+//! complete frame with `--screenshot`; the picture must show the nodes. Then
+//! the same binary as `openmosixmigmon`: penguins and a migrated job.
 // Test code: a failed unwrap, expect or index is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpc::model::{Liveness, NodeStatus};
-use hpc::protocol::methods;
+use hpc::protocol::{JobInfo, SpawnParams, methods};
 use serde_json::json;
 use testkit::{TestLab, bin, unique_dir};
 
@@ -27,7 +28,7 @@ impl Xvfb {
                 "1",
                 "-screen",
                 "0",
-                "1280x800x24",
+                "1280x1024x24",
                 "-nolisten",
                 "tcp",
             ])
@@ -70,6 +71,21 @@ fn wait_until_settled(lab: &TestLab, nodes: usize) {
     });
 }
 
+/// Waits for the app to write its screenshot and quit (120 s at most).
+fn wait_for_exit(app: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = app.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = app.kill();
+            panic!("the app did not write its screenshot and quit within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(path).expect("open png"),
@@ -104,17 +120,7 @@ fn the_window_shows_the_lab_and_writes_its_screenshot() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start openmosixview");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = app.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = app.kill();
-            panic!("openmosixview did not write its screenshot and quit within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_for_exit(&mut app);
     let mut log = String::new();
     if let Some(mut e) = app.stderr.take() {
         use std::io::Read;
@@ -141,5 +147,74 @@ fn the_window_shows_the_lab_and_writes_its_screenshot() {
     // The saved configuration remembers the node for the next start.
     let config = std::fs::read_to_string(dir.join("config.json")).expect("config saved");
     assert!(config.contains(&lab.addr(1)), "{config}");
+
+    // The migration monitor under its own name, with a job of node 1 on node 2.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let home = rt.block_on(lab.client(1));
+    let job: JobInfo = rt
+        .block_on(home.call(
+            methods::PROC_SPAWN,
+            SpawnParams {
+                argv: vec!["/bin/sleep".into(), "3591".into()],
+                cwd: lab.dir.display().to_string(),
+                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                uid: 0,
+                gid: 0,
+                stdout: None,
+                stderr: None,
+                lock: false,
+                decay: None,
+            },
+        ))
+        .expect("spawn");
+    rt.block_on(home.call_value(
+        methods::PROC_MIGRATE,
+        json!({ "pid": job.home_pid, "to": "2" }),
+    ))
+    .expect("migrate");
+    let link = dir.join("openmosixmigmon");
+    std::os::unix::fs::symlink(bin("openmosixview"), &link).expect("link");
+    let shot = dir.join("migmon.png");
+    let mut app = Command::new(&link)
+        .args(["--node", &lab.addr(1), "--key"])
+        .arg(lab.admin_key())
+        .arg("--known-hosts")
+        .arg(lab.known_hosts())
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--screenshot")
+        .arg(&shot)
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start openmosixmigmon");
+    let status = wait_for_exit(&mut app);
+    let mut log = String::new();
+    if let Some(mut e) = app.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut log);
+    }
+    assert!(status.success(), "openmosixmigmon failed: {status}\n{log}");
+    let (_, _, rgba) = decode(&shot);
+    let count = |want: [u8; 3]| {
+        rgba.chunks_exact(4)
+            .filter(|p| p[0] == want[0] && p[1] == want[1] && p[2] == want[2])
+            .count()
+    };
+    // Three penguins' white bellies, and the job's green square at node 2.
+    let bellies = count([245, 245, 240]);
+    assert!(bellies >= 3 * 200, "three penguins: {bellies} belly pixels");
+    let green = count([40, 180, 60]);
+    assert!(green >= 40, "a green square: {green} green pixels");
+    rt.block_on(home.call_value(
+        methods::PROC_SIGNAL,
+        json!({ "pid": job.home_pid, "signal": "KILL" }),
+    ))
+    .ok();
     std::fs::remove_dir_all(&dir).ok();
 }
