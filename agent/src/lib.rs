@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod criu;
+pub mod deputy;
 pub mod gossip_transport;
 pub mod helpers;
 pub mod image_space;

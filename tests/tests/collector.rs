@@ -401,14 +401,19 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
         "the job is recorded; log:\n{}",
         col.log_text()
     );
-    let gossip_up = wait_for(Duration::from_secs(30), || async {
-        let nodes: Vec<hpc::model::NodeStatus> =
-            admin.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
-        (nodes.len() == 3 && nodes.iter().all(|n| n.status == hpc::model::Liveness::Up))
-            .then_some(())
-    })
-    .await;
-    assert!(gossip_up.is_some(), "node 1 sees every node up");
+    // Every node sees every other up (each hop is asked of the node the job
+    // runs on, which checks its target).
+    for id in 1..=3 {
+        let c = lab.client(id).await;
+        let gossip_up = wait_for(Duration::from_secs(30), || async {
+            let nodes: Vec<hpc::model::NodeStatus> =
+                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
+            (nodes.len() == 3 && nodes.iter().all(|n| n.status == hpc::model::Liveness::Up))
+                .then_some(())
+        })
+        .await;
+        assert!(gossip_up.is_some(), "node {id} sees every node up");
+    }
 
     let targets = [2, 3, 1, 2, 3, 1, 2, 3, 1, 2];
     let mut reports = Vec::new();
