@@ -127,6 +127,76 @@ pub fn deep_reason(pid: i32) -> Option<String> {
     None
 }
 
+/// Why a single process (moving on its own, `moving` being what goes with
+/// it) cannot leave what it shares with processes that stay, said before
+/// anything is frozen: a terminal, a socket (its peer or its connection
+/// stays), a pipe another process holds an end of. None when nothing holds
+/// it back.
+pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut pipes = Vec::new();
+    for fd in fds.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        let n = fd.file_name().to_string_lossy().into_owned();
+        if target.starts_with("/dev/pts/")
+            || target.starts_with("/dev/tty")
+            || target == "/dev/console"
+        {
+            return Some(format!(
+                "terminal: fd {n} is its terminal ({target}), which cannot follow it (run it with its output in a file)"
+            ));
+        }
+        if target.starts_with("socket:[") {
+            return Some(format!(
+                "socket: fd {n} is a socket ({target}); its peer or its connection stays on this node"
+            ));
+        }
+        if let Some(inode) = target.strip_prefix("pipe:[") {
+            pipes.push((n, inode.trim_end_matches(']').to_string()));
+        }
+    }
+    if pipes.is_empty() {
+        return None;
+    }
+    // Who else holds an end of those pipes.
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if other == pid || moving.contains(&other) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if let Some((n, _)) = pipes
+                .iter()
+                .find(|(_, inode)| target == format!("pipe:[{inode}]"))
+            {
+                let comm =
+                    std::fs::read_to_string(format!("/proc/{other}/comm")).unwrap_or_default();
+                return Some(format!(
+                    "pipe: fd {n} is a pipe shared with process {other} ({}), which stays",
+                    comm.trim()
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,9 @@ pub struct AgentContext {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Connections to the other agents.
     pub peers: crate::peers::Peers,
+    /// The stopped originals of this node's single processes that run
+    /// elsewhere (or in a namespace of their own here).
+    pub deputies: crate::deputy::Deputies,
 }
 
 impl AgentContext {

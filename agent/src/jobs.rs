@@ -36,6 +36,13 @@ pub struct JobRecord {
     /// When the job ended (ms since the Unix epoch).
     #[serde(default)]
     pub ended_ms: u64,
+    /// A single process's deputy here at home (its original, stopped; 0: none).
+    #[serde(default)]
+    pub deputy: i32,
+    /// Where a single process's placeholder writes how it ended (on the node
+    /// it runs on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_file: Option<PathBuf>,
 }
 
 /// The persisted key of a job.
@@ -154,7 +161,10 @@ impl Jobs {
             return Some(j.clone());
         }
         let ns = pid_ns(pid)?;
+        // A single process not (yet) in a namespace of its own shares the
+        // node's: nothing else is part of it.
         here.into_iter()
+            .filter(|j| !(j.info.single && j.info.root_pid == j.info.pid))
             .find(|j| pid_ns(j.info.root_pid).is_some_and(|n| n == ns))
     }
 
@@ -291,8 +301,39 @@ impl Jobs {
             .map(|r| r.clone())
             .unwrap_or_default();
         let mut added = false;
-        for j in state.jobs.values().map(|r| &r.info) {
-            if j.home != self.node || j.where_ == self.node || j.exit.is_some() {
+        // A single process's deputy is shown as the process it stands for:
+        // hidden while the process runs here (its row is the process's), the
+        // process's row in its place while it runs elsewhere.
+        let mut hidden = Vec::new();
+        for r in state.jobs.values() {
+            let j = &r.info;
+            if r.deputy <= 0 || j.exit.is_some() {
+                continue;
+            }
+            let Ok(i) = procs.binary_search_by_key(&r.deputy, |p| p.pid) else {
+                continue;
+            };
+            if j.where_ == self.node {
+                hidden.push(r.deputy);
+                continue;
+            }
+            let mut row = remote
+                .get(&j.home_pid)
+                .cloned()
+                .unwrap_or_else(|| placeholder_row(j));
+            mark(&mut row, j);
+            if let Some(deputy) = procs.get_mut(i) {
+                row.pid = deputy.pid;
+                row.ppid = deputy.ppid;
+                *deputy = row;
+            }
+        }
+        if !hidden.is_empty() {
+            procs.retain(|p| !hidden.contains(&p.pid));
+        }
+        for r in state.jobs.values() {
+            let j = &r.info;
+            if j.home != self.node || j.where_ == self.node || j.exit.is_some() || r.deputy > 0 {
                 continue;
             }
             if procs.binary_search_by_key(&j.home_pid, |p| p.pid).is_ok() {
@@ -433,6 +474,8 @@ impl Jobs {
             decay: p.decay,
             mask: Default::default(),
             exit: None,
+            signal: None,
+            single: false,
             last_migration: None,
         };
         let recorded = self.put(JobRecord {
@@ -472,6 +515,16 @@ impl Jobs {
                 continue;
             };
             changed = true;
+            // A single process's placeholder wrote how it really ended.
+            let end = r.status_file.as_deref().and_then(placeholder_end);
+            let (code, signal) = match end {
+                Some(crate::deputy::End::Exit(c)) => (c, None),
+                Some(crate::deputy::End::Signal(s)) => (128 + s, Some(s)),
+                None => (code, None),
+            };
+            if let Some(f) = &r.status_file {
+                let _ = std::fs::remove_file(f);
+            }
             // Decided on the record as it is now, not on the copy above: a
             // migration may have moved the job meanwhile.
             let mut ended = false;
@@ -480,8 +533,10 @@ impl Jobs {
                     return;
                 }
                 rec.reap_pid = 0;
+                rec.status_file = None;
                 if rec.info.where_ == self.node && rec.info.exit.is_none() {
                     rec.info.exit = Some(code);
+                    rec.info.signal = signal;
                     rec.ended_ms = now_ms();
                     ended = true;
                 }
@@ -583,6 +638,88 @@ async fn first_child_within(pid: i32, limit: Duration) -> Option<i32> {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// A placeholder namespace started for a single process to be restored in.
+#[derive(Debug, Clone)]
+pub struct Placeholder {
+    /// The agent's child (`unshare`), whose exit ends it.
+    pub unshare: i32,
+    /// Its init (`openmosix-jobinit --placeholder`), PID 1 inside.
+    pub init: i32,
+    /// Where the init writes how the process ended.
+    pub status_file: PathBuf,
+}
+
+impl Jobs {
+    /// Starts a placeholder PID namespace whose init waits for the process
+    /// that will have PID `wait_for` in it; ready when this returns.
+    pub async fn start_placeholder(
+        &self,
+        wait_for: i32,
+        status_file: PathBuf,
+    ) -> Result<Placeholder, String> {
+        let programs = self.programs.as_ref().map_err(|why| why.clone())?;
+        let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(32768);
+        // The helpers that enter the namespace take PIDs after this one: far
+        // from the process's own.
+        let last = if wait_for > pid_max / 2 {
+            300
+        } else {
+            pid_max - 1000
+        };
+        let child = crate::helpers::root_command(&programs.unshare)
+            .args(["--pid", "--fork"])
+            .arg(&programs.jobinit)
+            .arg("--placeholder")
+            .arg(wait_for.to_string())
+            .arg(last.to_string())
+            .arg(&status_file)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start a namespace for it: {e}"))?;
+        let unshare = child.id() as i32;
+        // Dropped without waiting: the reaper waits for it.
+        drop(child);
+        let started = Placeholder {
+            unshare,
+            init: first_child_within(unshare, Duration::from_secs(3))
+                .await
+                .unwrap_or(0),
+            status_file,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let ready =
+                std::fs::read_to_string(&started.status_file).is_ok_and(|s| s.starts_with("ready"));
+            if ready && started.init > 0 {
+                return Ok(started);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                crate::migration::criu_cmd::kill_job(started.init);
+                self.add_stray(unshare);
+                return Err("its namespace did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// How a single process ended, as its placeholder wrote it.
+pub fn placeholder_end(status_file: &Path) -> Option<crate::deputy::End> {
+    let text = std::fs::read_to_string(status_file).ok()?;
+    let (kind, n) = text.trim().split_once(' ')?;
+    let n: i32 = n.parse().ok()?;
+    match kind {
+        "exit" => Some(crate::deputy::End::Exit(n)),
+        "signal" => Some(crate::deputy::End::Signal(n)),
+        _ => None,
     }
 }
 

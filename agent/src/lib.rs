@@ -23,6 +23,7 @@ pub mod rpc;
 pub mod sampler;
 pub mod sampling;
 pub mod server;
+pub mod signals;
 pub mod speed;
 pub mod startup;
 pub mod store;

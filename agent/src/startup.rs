@@ -290,6 +290,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         cfg.config_dir.join(paths::AUTHORIZED_KEYS_FILE),
         cluster_key.public_key().clone(),
     );
+    let (deputies, deputy_events) =
+        crate::deputy::Deputies::start().context("cannot start the deputy keeper")?;
     let ctx = Arc::new(AgentContext {
         node_id,
         store,
@@ -306,12 +308,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         fault: cfg.fault,
         jobs,
         peers: crate::peers::Peers::new(cfg.config_dir.join(paths::CLUSTER_KEY_FILE)),
+        deputies,
     });
     if let Some(f) = cfg.fault {
         tracing::warn!(fault = ?f, "TEST FAULT INJECTION IS ON: migrations will fail on purpose");
     }
     crate::migration::end_stale_restores(&ctx, stale_restores);
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
+    tokio::spawn(crate::migration::deputies::deputy_loop(
+        ctx.clone(),
+        deputy_events,
+    ));
     let socket_path = cfg
         .socket
         .clone()

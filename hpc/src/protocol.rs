@@ -565,6 +565,15 @@ pub struct JobInfo {
     /// Exit code once it ended (128 + N when killed by signal N).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<i32>,
+    /// The signal that ended it, when one did (then `exit` is 128 + it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// A single process that no agent started, moved on its own: wherever it
+    /// runs away from its original it lives in a PID namespace of its own
+    /// (`root_pid` is that namespace's placeholder init), and its home keeps
+    /// the stopped original as its deputy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single: bool,
     /// The last migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migration: Option<MigrationReport>,
@@ -626,4 +635,7 @@ pub struct JobExited {
     pub node: NodeId,
     /// Exit code (128 + N when killed by signal N).
     pub code: i32,
+    /// The signal that ended it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
 }

@@ -15,6 +15,9 @@
 //! environment's `PATH` and executes it. So nothing of the caller's environment
 //! is ever seen by anything that runs as root.
 //!
+//! With `--placeholder` it is instead the PID 1 of the namespace a single
+//! moved process is restored into (see [`placeholder`]).
+//!
 //! It uses only libc so that its checkpoint is small.
 
 use std::ffi::{CString, OsString};
@@ -237,8 +240,87 @@ fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
     }
 }
 
+/// `--placeholder WAIT_FOR LAST_PID STATUS_FILE`: PID 1 of the namespace a
+/// single moved process is restored into. It sets the namespace's last PID
+/// (so the helpers that enter it to restore do not take the process's PID),
+/// writes `ready` to STATUS_FILE, reaps whatever ends in the namespace, and
+/// when the process `WAIT_FOR` (its PID in the namespace) ends, writes how
+/// (`exit N` or `signal N`) to STATUS_FILE and exits with its code (128 + N
+/// for a signal).
+fn placeholder(mut args: impl Iterator<Item = OsString>) -> ! {
+    let mut next = |what: &str| {
+        args.next()
+            .unwrap_or_else(|| fail(&format!("--placeholder needs {what}")))
+    };
+    let wait_for: libc::pid_t = next("the PID to wait for")
+        .to_string_lossy()
+        .parse()
+        .unwrap_or_else(|_| fail("the PID to wait for is not a number"));
+    let last_pid = next("the last PID").to_string_lossy().into_owned();
+    let status_file = cstring(next("the status file")).unwrap_or_else(|e| fail(&e));
+    // SAFETY: setsid, open, write, close, waitpid, usleep and exit on valid
+    // arguments and buffers.
+    unsafe {
+        libc::setsid();
+        let f = libc::open(
+            c"/proc/sys/kernel/ns_last_pid".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if f < 0 || libc::write(f, last_pid.as_ptr().cast(), last_pid.len()) < 0 {
+            fail("cannot set the namespace's last PID");
+        }
+        libc::close(f);
+        // Ready: the agent waits for this before it enters the namespace.
+        let ready = b"ready\n";
+        let f = libc::open(
+            status_file.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        );
+        if f < 0 || libc::write(f, ready.as_ptr().cast(), ready.len()) < 0 {
+            fail("cannot write the status file");
+        }
+        libc::close(f);
+        loop {
+            let mut status = 0;
+            let pid = libc::waitpid(-1, &mut status, 0);
+            if pid < 0 {
+                // No child yet: the restored process is adopted when CRIU leaves.
+                libc::usleep(20_000);
+                continue;
+            }
+            if pid != wait_for {
+                continue;
+            }
+            let (text, code) = if libc::WIFEXITED(status) {
+                let c = libc::WEXITSTATUS(status);
+                (format!("exit {c}\n"), c)
+            } else {
+                let sig = libc::WTERMSIG(status);
+                (format!("signal {sig}\n"), 128 + sig)
+            };
+            let f = libc::open(
+                status_file.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            );
+            if f >= 0 {
+                libc::write(f, text.as_ptr().cast(), text.len());
+                libc::fsync(f);
+                libc::close(f);
+            }
+            std::process::exit(code);
+        }
+    }
+}
+
 fn main() {
-    let o = parse(std::env::args_os().skip(1)).unwrap_or_else(|e| fail(&e));
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "--placeholder") {
+        args.next();
+        placeholder(args);
+    }
+    let o = parse(args).unwrap_or_else(|e| fail(&e));
     // SAFETY: setsid, sigprocmask, fork, sigwaitinfo, waitpid and kill are used
     // with valid arguments; the child only calls async-signal-safe functions.
     unsafe {

@@ -2,6 +2,7 @@
 //! leaving it stopped, and the signals that resume or end a frozen tree. CRIU's
 //! own error lines become the error text.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
@@ -51,6 +52,88 @@ pub async fn dump(criu: &Path, root: i32, dir: &Path, parent: bool) -> Result<u6
         args.extend(["--track-mem", "--prev-images-dir", "../pre"]);
     }
     run(criu, args, "dump.log", dir, "checkpoint it").await
+}
+
+/// Checkpoints the single process `pid` (with `--shell-job`: its session
+/// leader stays behind) into `dir`, leaving it stopped. `ns_pid`: when it
+/// lives in a placeholder namespace, its PID there; CRIU then runs inside
+/// that PID namespace and the process's mount namespace (whose /proc is the
+/// namespace's), as a dump from outside refuses a namespace without its init.
+pub async fn dump_single(
+    criu: &Path,
+    pid: i32,
+    ns_pid: Option<i32>,
+    dir: &Path,
+) -> Result<u64, String> {
+    let dump = |target: i32| -> Vec<OsString> {
+        let mut a: Vec<OsString> = [
+            "dump",
+            "--leave-stopped",
+            "--shell-job",
+            "--file-locks",
+            "-t",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        a.push(target.to_string().into());
+        a
+    };
+    match ns_pid {
+        None => run(criu, dump(pid), "dump.log", dir, "checkpoint it").await,
+        Some(inner) => {
+            let nsenter = crate::helpers::locate("nsenter")?;
+            let mut args = words(&["-t", &pid.to_string(), "--pid", "--mount", "--"]);
+            args.push(criu.into());
+            args.extend(dump(inner));
+            run(&nsenter, args, "dump.log", dir, "checkpoint it").await
+        }
+    }
+}
+
+fn words(w: &[&str]) -> Vec<OsString> {
+    w.iter().map(OsString::from).collect()
+}
+
+/// Restores the single process imaged in `dir` into the placeholder
+/// namespace whose init is `init`, stopped: CRIU enters the namespace, with
+/// a mount namespace of its own showing the namespace's /proc, as the
+/// leader of a new session (so the process's session is inside the
+/// namespace, as the next checkpoint requires). The process keeps its PID
+/// inside the namespace; returns its PID here and the time taken (ms).
+pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, u64), String> {
+    let nsenter = crate::helpers::locate("nsenter")?;
+    let unshare = crate::helpers::locate("unshare")?;
+    let setsid = crate::helpers::locate("setsid")?;
+    let mut args = words(&["-t", &init.to_string(), "--pid", "--"]);
+    args.push(unshare.into());
+    args.extend(words(&[
+        "--mount",
+        "--propagation",
+        "slave",
+        "--fork",
+        "--mount-proc",
+    ]));
+    args.push(setsid.into());
+    args.push(criu.into());
+    args.extend(words(&[
+        "restore",
+        "--shell-job",
+        "--restore-detached",
+        "--leave-stopped",
+        "--file-locks",
+        "--pidfile",
+    ]));
+    args.push(dir.join("restored.pid").into());
+    let ms = run(&nsenter, args, "restore.log", dir, "restore it").await?;
+    // CRIU has left: the process is the init's child now.
+    for _ in 0..100 {
+        if let Some(pid) = crate::jobs::children(init).first() {
+            return Ok((*pid, ms));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Err("CRIU restored it but it is not in its namespace".into())
 }
 
 /// Restores the images in `dir`, leaving the tree stopped and detached (it is

@@ -3,6 +3,7 @@
 //! node's bookkeeping, and the admin actions built on it (`expel`, `bring`).
 
 pub mod criu_cmd;
+pub mod deputies;
 pub mod ledger;
 pub mod receive;
 pub mod send;
@@ -98,12 +99,9 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(RpcError::no_such_process(p.pid));
     }
-    let Some(job) = ctx.jobs.running_here_with(pid) else {
-        return Err(refused(
-            p.pid,
-            "it was not started through the agent (mosrun or the app), so it has no PID \
-             namespace of its own and its PIDs could be taken on the target; start it with mosrun",
-        ));
+    let (job, new_single) = match ctx.jobs.running_here_with(pid) {
+        Some(j) => (j, false),
+        None => (single_process(ctx, pid)?, true),
     };
     let Some(criu) = ctx.criu.clone() else {
         return Err(crate::rpc::needs_migration(ctx, "moving a process"));
@@ -125,6 +123,11 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
                 format!("process {pid} of the job: {reason}"),
             ));
         }
+    }
+    if job.info.single
+        && let Some(reason) = crate::classify::sharing_reason(job.info.pid, &tree)
+    {
+        return Err(refused(p.pid, reason));
     }
     let target = resolve_target(ctx, &p.to, &job, &tree).await?;
     if target == ctx.node_id {
@@ -154,7 +157,72 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
             "it is held stopped until the node it was handed to confirms its last migration",
         ));
     }
-    send::send(ctx, &criu, &job, &st, started).await
+    if new_single {
+        // Recorded from here on: the migration's bookkeeping updates it.
+        ctx.jobs.put(job.clone())?;
+    }
+    let moved = send::send(ctx, &criu, &job, &st, started).await;
+    if new_single && moved.is_err() {
+        // Still the plain process it was.
+        let still_here = ctx
+            .jobs
+            .get(job.info.home, job.info.home_pid)
+            .is_some_and(|r| r.info.where_ == ctx.node_id && r.deputy == 0);
+        if still_here && let Err(e) = ctx.jobs.remove(job.info.home, job.info.home_pid) {
+            tracing::warn!(error = %e, "cannot forget a process that did not move");
+        }
+    }
+    moved
+}
+
+/// A record for the plain process `pid` (not started through the agent),
+/// to move it on its own: a single process, with no children (they would
+/// have to move too).
+fn single_process(ctx: &AgentContext, pid: i32) -> Result<JobRecord, RpcError> {
+    let snap = ctx.current();
+    let row = snap
+        .processes
+        .binary_search_by_key(&pid, |p| p.pid)
+        .ok()
+        .and_then(|i| snap.processes.get(i))
+        .ok_or_else(|| RpcError::no_such_process(pid))?;
+    if !row.cantmove.is_empty() {
+        return Err(refused(pid, &row.cantmove));
+    }
+    let children = crate::jobs::children(pid);
+    if !children.is_empty() {
+        return Err(refused(
+            pid,
+            format!(
+                "it has child processes ({}); a process moves on its own only without them (move each child, or start the program with mosrun to move it whole)",
+                children
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(JobRecord {
+        info: JobInfo {
+            home: ctx.node_id,
+            home_pid: pid,
+            where_: ctx.node_id,
+            pid,
+            root_pid: pid,
+            cmdline: row.cmdline.clone(),
+            uid: row.uid,
+            user: row.user.clone(),
+            start_time: row.start_time,
+            nmigs: row.nmigs,
+            lock: row.lock,
+            decay: Some(row.decay),
+            mask: row.mask,
+            single: true,
+            ..JobInfo::default()
+        },
+        ..JobRecord::default()
+    })
 }
 
 async fn peer_status(ctx: &AgentContext, node: NodeId) -> Result<NodeStatus, RpcError> {
@@ -299,6 +367,7 @@ pub fn job_exited(ctx: &AgentContext, e: hpc::protocol::JobExited) -> Result<Val
     let known = ctx.jobs.modify(ctx.node_id, e.home_pid, |r| {
         if r.info.where_ == e.node && r.info.exit.is_none() {
             r.info.exit = Some(e.code);
+            r.info.signal = e.signal;
             r.ended_ms = crate::jobs::now_ms();
         }
     })?;
@@ -417,6 +486,7 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
         if !ended.is_empty() {
             ctx.request_resample();
         }
+        deputies::end_deputies(&ctx).await;
         n += 1;
         if !n.is_multiple_of(8) {
             continue;
@@ -427,6 +497,7 @@ pub async fn jobs_loop(ctx: std::sync::Arc<AgentContext>) {
                 home_pid: r.info.home_pid,
                 node: ctx.node_id,
                 code,
+                signal: r.info.signal,
             };
             let told = match peer_status(&ctx, r.info.home).await {
                 Ok(st) => ctx

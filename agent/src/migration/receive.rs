@@ -194,7 +194,36 @@ where
     let Some(criu) = ctx.criu.clone() else {
         return;
     };
-    let (root_pid, restore_ms) = match criu_cmd::restore(&criu, &fin).await {
+    // A single process gets a placeholder namespace of its own to keep its PID.
+    let mut placeholder = None;
+    let restored = if job.single {
+        let status_file = ctx.images.dir().join(format!(
+            "single-{}-{}-{}.status",
+            job.home,
+            job.home_pid,
+            now_ms()
+        ));
+        match ctx.jobs.start_placeholder(job.home_pid, status_file).await {
+            Ok(ph) => {
+                let r = criu_cmd::restore_single(&criu, &fin, ph.init)
+                    .await
+                    .map(|(pid, ms)| (ph.init, pid, ms));
+                if r.is_err() {
+                    criu_cmd::kill_job(ph.init);
+                    ctx.jobs.add_stray(ph.unshare);
+                }
+                placeholder = Some(ph);
+                r
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        criu_cmd::restore(&criu, &fin).await.map(|(root, ms)| {
+            let pid = crate::jobs::children(root).first().copied().unwrap_or(root);
+            (root, pid, ms)
+        })
+    };
+    let (root_pid, pid, restore_ms) = match restored {
         Ok(r) => r,
         Err(reason) => {
             let reason = format!("on node {}: {reason}", ctx.node_id);
@@ -202,18 +231,16 @@ where
             return;
         }
     };
+    // The child of this agent whose end is the process's end here.
+    let reap_pid = placeholder.as_ref().map_or(root_pid, |p| p.unshare);
     let start = crate::sampler::start_time_of(root_pid).unwrap_or(0);
     if let Err(e) = ctx.ledger.restored(&id, root_pid, start) {
         criu_cmd::kill_job(root_pid);
-        ctx.jobs.add_stray(root_pid);
+        ctx.jobs.add_stray(reap_pid);
         let reason = format!("on node {}: {e}", ctx.node_id);
         let _ = wire::send(write, &Msg::Failed { reason }).await;
         return;
     }
-    let pid = crate::jobs::children(root_pid)
-        .first()
-        .copied()
-        .unwrap_or(root_pid);
     let restored = Msg::Restored {
         root_pid,
         pid,
@@ -225,6 +252,9 @@ where
             Ok(Ok(Msg::Commit))
         );
     if !commit_arrived || !ctx.ledger.commit(&id) {
+        if placeholder.is_some() {
+            ctx.jobs.add_stray(reap_pid);
+        }
         if let (_, Some((root, start))) = ctx.ledger.settle(&id) {
             tracing::warn!(
                 pid = job.home_pid,
@@ -257,7 +287,8 @@ where
         info.last_migration = rec.info.last_migration.clone();
     }
     rec.info = info;
-    rec.reap_pid = root_pid;
+    rec.reap_pid = reap_pid;
+    rec.status_file = placeholder.map(|p| p.status_file);
     if let Err(e) = ctx.jobs.put(rec) {
         tracing::error!(error = %e, "cannot record an arrived job");
     }

@@ -229,8 +229,20 @@ pub async fn send(
             ),
         )
     };
-    let tree = criu_cmd::tree(info.root_pid);
-    let root_start = crate::sampler::start_time_of(info.root_pid).unwrap_or(0);
+    // A single process moves alone: its namespace's placeholder init (when
+    // it has one here) first, as the root that ends with it.
+    let tree = if !info.single {
+        criu_cmd::tree(info.root_pid)
+    } else if info.root_pid != info.pid && info.root_pid > 0 {
+        vec![info.root_pid, info.pid]
+    } else {
+        vec![info.pid]
+    };
+    let in_namespace = info.single && tree.len() > 1;
+    let root_start = tree
+        .first()
+        .and_then(|r| crate::sampler::start_time_of(*r))
+        .unwrap_or(0);
     let estimate = image_estimate(&tree);
     // Room for the checkpoint here, before anything is frozen.
     let _room = super::estimate_with_margin(estimate)
@@ -272,7 +284,7 @@ pub async fn send(
     let (pre, fin) = (dir.pre(), dir.fin());
     // Pre-copy while the job runs, so that the freeze only moves what changed.
     let t_pre = Instant::now();
-    let pre_dumped = if ctx.precopy {
+    let pre_dumped = if ctx.precopy && !info.single {
         criu_cmd::pre_dump(criu, info.root_pid, &pre).await
     } else {
         Err("the kernel does not track dirty memory".to_string())
@@ -307,7 +319,15 @@ pub async fn send(
     };
     let precopy_ms = t_pre.elapsed().as_millis() as u64;
     let mut frozen_at = Instant::now();
-    let mut dumped = criu_cmd::dump(criu, info.root_pid, &fin, parent).await;
+    let checkpoint = || async {
+        if info.single {
+            let ns_pid = in_namespace.then_some(info.home_pid);
+            criu_cmd::dump_single(criu, info.pid, ns_pid, &fin).await
+        } else {
+            criu_cmd::dump(criu, info.root_pid, &fin, parent).await
+        }
+    };
+    let mut dumped = checkpoint().await;
     if let Err(first) = &dumped {
         // CRIU resumed the tree. A second attempt gets past transient failures
         // (seen under load: "Parasite failed to dump /proc/self/cgroup"); a
@@ -316,7 +336,7 @@ pub async fn send(
         clear_dir(&fin);
         tokio::time::sleep(Duration::from_millis(100)).await;
         frozen_at = Instant::now();
-        dumped = criu_cmd::dump(criu, info.root_pid, &fin, parent).await;
+        dumped = checkpoint().await;
     }
     let dump_ms = match dumped {
         Ok(ms) => ms,
@@ -513,7 +533,12 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
             tracing::warn!(error = %e, "cannot release the source copy's child");
         }
         if same {
-            criu_cmd::kill_job(root);
+            if doubt.moved.single && doubt.tree.len() == 1 && home == ctx.node_id {
+                // The original at home stays as the process's deputy.
+                take_as_deputy(ctx, root).await;
+            } else {
+                criu_cmd::kill_job(root);
+            }
         }
         if let Some(job) = ctx.jobs.get(home, home_pid) {
             super::record_departure(ctx, &job, doubt.moved.clone()).await;
@@ -527,6 +552,35 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
         );
     }
     ctx.ledger.settled(&doubt.id);
+}
+
+/// Adopts the original of a single process that left home as its deputy;
+/// one that cannot be adopted is ended (the process runs on elsewhere).
+async fn take_as_deputy(ctx: &AgentContext, pid: i32) {
+    let deputies = ctx.deputies.clone();
+    let adopted = tokio::task::spawn_blocking(move || deputies.adopt(pid)).await;
+    match adopted {
+        Ok(Ok(a)) => {
+            let home = ctx.node_id;
+            if let Err(e) = ctx.jobs.modify(home, pid, |r| r.deputy = pid) {
+                tracing::error!(pid, error = %e, "cannot record a deputy");
+            }
+            tracing::info!(
+                pid,
+                rss_before = a.rss_before,
+                rss_after = a.rss_after,
+                "the original stays home as the process's deputy"
+            );
+        }
+        Ok(Err(e)) => {
+            tracing::error!(pid, error = %e, "cannot keep the original as a deputy; ending it");
+            criu_cmd::kill_job(pid);
+        }
+        Err(e) => {
+            tracing::error!(pid, error = %e, "cannot keep the original as a deputy; ending it");
+            criu_cmd::kill_job(pid);
+        }
+    }
 }
 
 async fn transfer<R, W>(

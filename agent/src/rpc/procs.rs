@@ -188,7 +188,9 @@ pub async fn write(
         .update(|s| change(s.processes.entry(key).or_default()))
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
     tracing::info!(pid = p.pid, field = %p.field, value = %p.value, key = %caller.key, "process setting changed");
-    ctx.request_resample();
+    // Answered once the process table shows it (`mosctl unlock` then `migrate`).
+    ctx.fresh_snapshot(std::time::Duration::from_millis(1500))
+        .await;
     Ok(json!({ "pid": p.pid, "field": p.field, "value": p.value }))
 }
 
@@ -433,21 +435,12 @@ pub async fn signal(
     let what = format!("signal process {}", p.pid);
     caller.require_owner(&what, owner(ctx, p.pid)?)?;
     let name = p.signal.trim().to_ascii_uppercase();
-    let sig = match name.trim_start_matches("SIG") {
-        "STOP" => libc::SIGSTOP,
-        "CONT" => libc::SIGCONT,
-        "TERM" => libc::SIGTERM,
-        "KILL" => libc::SIGKILL,
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        _ => {
-            return Err(RpcError::invalid_params(format!(
-                "unsupported signal `{}` (STOP, CONT, TERM, KILL, HUP, INT, USR1, USR2)",
-                p.signal
-            )));
-        }
+    let Some(sig) = crate::signals::by_name(&name) else {
+        return Err(RpcError::invalid_params(format!(
+            "unsupported signal `{}` ({})",
+            p.signal,
+            crate::signals::names()
+        )));
     };
     if let Some(job) = ctx.jobs.away(p.pid) {
         let forwarded = SignalParams {

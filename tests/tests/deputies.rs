@@ -1,0 +1,329 @@
+//! Any process moves, openMosix-style (issue 14), with real CRIU in a lab: a
+//! process started by a plain shell in node 1's network namespace (no agent
+//! started it) is unlocked, moves to node 2 and back home on its own, keeping
+//! its PID, memory and output; its original stays home as a deputy holding
+//! no memory, signals sent to the deputy reach it, and its exit status (or
+//! the signal that killed it) reaches the shell's `wait`. A process with a
+//! pipe to one that stays is refused before anything is frozen.
+// Test code: a failed unwrap, expect or index is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hpc::client::Client;
+use hpc::model::Liveness;
+use hpc::protocol::{JobInfo, MigrationReport, methods};
+use serde_json::json;
+use testkit::{TestLab, wait_for};
+
+/// Fills N MiB with a known pattern and writes its SHA-256 ("sum HEX"),
+/// then a counter line every 50 ms; says "usr1 PID" on SIGUSR1 (PID: what
+/// getpid() says); once the quit file exists, writes the sum again and
+/// exits with status 3.
+const WORKER: &str = r#"
+import sys, time, signal, hashlib, os
+n = int(sys.argv[2]) << 20
+buf = bytearray((bytes(range(251)) * (n // 251 + 1))[:n])
+f = open(sys.argv[1], 'a', buffering=1)
+f.write("sum " + hashlib.sha256(buf).hexdigest() + "\n")
+signal.signal(signal.SIGUSR1, lambda *_: f.write("usr1 %d\n" % os.getpid()))
+i = 0
+while True:
+    i += 1
+    f.write(f"{i}\n")
+    if os.path.exists(sys.argv[3]):
+        f.write("sum " + hashlib.sha256(buf).hexdigest() + "\n")
+        sys.exit(3)
+    time.sleep(0.05)
+"#;
+
+/// A shell in a lab node's network namespace running the worker and then
+/// writing the status its `wait` got; the worker is its only child.
+struct Shell {
+    sh: Child,
+    dir: PathBuf,
+    worker: i32,
+}
+
+impl Shell {
+    fn start(lab: &TestLab, node: u32, name: &str, mib: u32, pipe: bool) -> Self {
+        let dir = lab
+            .dir
+            .join(format!("deputy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("worker.py"), WORKER).unwrap();
+        let d = dir.display();
+        let tail = if pipe { " | cat" } else { "" };
+        let script = format!(
+            "python3 {d}/worker.py {d}/out {mib} {d}/quit{tail} > {d}/stdout 2>&1; echo \"status $?\" > {d}/status"
+        );
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/om-{}-{node}", lab.name))
+            .args(["/bin/sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // As from a login shell: no descriptors of the test harness (cargo's
+        // jobserver pipe would be a pipe shared with processes that stay).
+        // SAFETY: close_range is async-signal-safe and touches only the child.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let sh = cmd.spawn().expect("nsenter sh");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let worker = loop {
+            let found = testkit_children(sh.id() as i32).into_iter().find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("worker.py"))
+            });
+            if let Some(w) = found
+                && sums(&dir.join("out")).len() == 1
+            {
+                break w;
+            }
+            assert!(Instant::now() < deadline, "the worker did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { sh, dir, worker }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    /// What the shell's `wait` said, once it said it.
+    fn status(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("status"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the PID is ours.
+        unsafe { libc::kill(self.worker, libc::SIGKILL) };
+        let _ = self.sh.kill();
+        let _ = self.sh.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The children of a process, from `/proc/PID/task/*/children`.
+fn testkit_children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn sums(path: &Path) -> Vec<String> {
+    lines(path)
+        .into_iter()
+        .filter(|l| l.starts_with("sum "))
+        .collect()
+}
+
+fn counts(path: &Path) -> Vec<u64> {
+    lines(path).iter().filter_map(|l| l.parse().ok()).collect()
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn migrate(c: &Client, pid: i32, to: &str) -> Result<MigrationReport, String> {
+    c.call_value_within(
+        methods::PROC_MIGRATE,
+        json!({ "pid": pid, "to": to }),
+        Duration::from_secs(300),
+    )
+    .await
+    .map_err(|e| e.to_string())
+    .map(|v| serde_json::from_value(v).expect("a migration report"))
+}
+
+async fn status(c: &Client, pid: i32) -> JobInfo {
+    c.call(methods::JOB_STATUS, json!({ "pid": pid }))
+        .await
+        .expect("job status")
+}
+
+/// Until every node of the lab sees every other up.
+async fn settled(lab: &TestLab, nodes: u32) {
+    for id in 1..=nodes {
+        let c = lab.client(id).await;
+        let up = wait_for(Duration::from_secs(60), || async {
+            let list: Vec<hpc::model::NodeStatus> =
+                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
+            (list.len() == nodes as usize && list.iter().all(|n| n.status == Liveness::Up))
+                .then_some(())
+        })
+        .await;
+        assert!(up.is_some(), "node {id} does not see every node up");
+    }
+}
+
+/// Unlocks a plain process (it is locked until someone says it may move).
+async fn unlock(c: &Client, pid: i32) {
+    let listed = wait_for(Duration::from_secs(10), || async {
+        c.call_value(methods::PROC_GET, json!({ "pid": pid }))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(listed.is_some(), "node 1 lists process {pid}");
+    c.call_value(
+        methods::PROC_WRITE,
+        json!({ "pid": pid, "field": "lock", "value": 0 }),
+    )
+    .await
+    .expect("unlock");
+}
+
+/// Waits until the output has grown by `n` counter lines.
+async fn grows(path: &Path, n: usize) {
+    let before = counts(path).len();
+    let grown = wait_for(Duration::from_secs(20), || async {
+        (counts(path).len() >= before + n).then_some(())
+    })
+    .await;
+    assert!(grown.is_some(), "the output stopped at {before} lines");
+}
+
+fn assert_continuous(path: &Path) {
+    let c = counts(path);
+    for w in c.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "the counter jumped: {w:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_process_moves_away_and_home_with_a_deputy_keeping_its_place() {
+    let lab = TestLab::up("dp", 101, 2);
+    settled(&lab, 2).await;
+    let home = lab.client(1).await;
+    let sh = Shell::start(&lab, 1, "trip", 256, false);
+    let pid = sh.worker;
+
+    // Locked as every plain process is, until unlocked.
+    let refused = migrate(&home, pid, "2").await.unwrap_err();
+    assert!(refused.contains("locked"), "{refused}");
+    unlock(&home, pid).await;
+
+    let r = migrate(&home, pid, "2").await.expect("to node 2");
+    assert_eq!((r.home, r.home_pid, r.to), (1, pid, 2));
+    let j = status(&home, pid).await;
+    assert!(j.single && j.where_ == 2, "{j:?}");
+    // The original stays as the deputy: same PID, no memory.
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let rss = rss_kib(pid);
+    assert!(rss <= 1024, "the deputy holds {rss} KiB");
+    grows(&sh.out(), 10).await;
+
+    // A signal sent to the deputy reaches the process on node 2, whose
+    // getpid() is still the PID it was started with.
+    // SAFETY: a signal to a process this test started.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    let heard = wait_for(Duration::from_secs(10), || async {
+        lines(&sh.out())
+            .contains(&format!("usr1 {pid}"))
+            .then_some(())
+    })
+    .await;
+    assert!(heard.is_some(), "SIGUSR1 did not reach the moved process");
+
+    // Home again, into a namespace of its own beside its deputy.
+    let r = migrate(&home, pid, "home").await.expect("home");
+    assert_eq!(r.to, 1);
+    assert_eq!(status(&home, pid).await.where_, 1);
+    grows(&sh.out(), 10).await;
+
+    // It ends with status 3: the shell's wait says 3.
+    std::fs::write(sh.dir.join("quit"), "").unwrap();
+    let said = wait_for(Duration::from_secs(30), || async { sh.status() }).await;
+    assert_eq!(said.as_deref(), Some("status 3"));
+    let s = sums(&sh.out());
+    assert_eq!(s.len(), 2, "{s:?}");
+    assert_eq!(s[0], s[1], "the memory changed on the way");
+    assert_continuous(&sh.out());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the deputy ended"
+    );
+}
+
+#[tokio::test]
+async fn killed_away_it_is_killed_at_home_and_a_pipe_to_a_process_that_stays_is_refused() {
+    let lab = TestLab::up("dk", 102, 2);
+    settled(&lab, 2).await;
+    let home = lab.client(1).await;
+
+    // Killed on node 2 with SIGKILL: the shell's wait says killed by 9.
+    let sh = Shell::start(&lab, 1, "kill", 16, false);
+    unlock(&home, sh.worker).await;
+    migrate(&home, sh.worker, "2").await.expect("to node 2");
+    grows(&sh.out(), 5).await;
+    let away = status(&home, sh.worker).await;
+    let host = lab.client(2).await;
+    host.call_value(
+        methods::PROC_SIGNAL,
+        json!({ "pid": away.pid, "signal": "KILL" }),
+    )
+    .await
+    .expect("kill on node 2");
+    let said = wait_for(Duration::from_secs(30), || async { sh.status() }).await;
+    assert_eq!(said.as_deref(), Some("status 137"), "sh reports 128 + 9");
+    let j = status(&home, sh.worker).await;
+    assert_eq!((j.exit, j.signal), (Some(137), Some(9)), "{j:?}");
+
+    // Its output goes through a pipe to `cat`, which stays: refused up
+    // front, and it runs on untouched.
+    let piped = Shell::start(&lab, 1, "pipe", 16, true);
+    unlock(&home, piped.worker).await;
+    let refused = migrate(&home, piped.worker, "2").await.unwrap_err();
+    assert!(
+        refused.contains("pipe") && refused.contains("cat"),
+        "{refused}"
+    );
+    assert!(Path::new(&format!("/proc/{}", piped.worker)).exists());
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", piped.worker)).unwrap();
+    let state = state.rsplit_once(") ").unwrap().1.chars().next().unwrap();
+    assert!(matches!(state, 'R' | 'S'), "untouched: state {state}");
+    assert_eq!(status_of(&home, piped.worker).await, None);
+}
+
+/// The job record of a process, if the node keeps one.
+async fn status_of(c: &Client, pid: i32) -> Option<JobInfo> {
+    c.call(methods::JOB_STATUS, json!({ "pid": pid }))
+        .await
+        .ok()
+}
