@@ -78,7 +78,22 @@ impl SamplingLoop {
         if let Some(jobs) = &self.jobs {
             jobs.annotate(&state, &mut procs);
         }
-        self.classify_unlocked(&mut procs);
+        // A job's own processes move with the job; any other unlocked
+        // process would move alone, so what it shares counts too.
+        let jobs: HashSet<i32> = state
+            .jobs
+            .values()
+            .filter(|r| r.info.where_ == self.identity.id && r.info.exit.is_none())
+            .flat_map(|r| [r.info.pid, r.info.root_pid])
+            .collect();
+        // A deputy's row is its process's (classified where it runs).
+        let deputies: HashSet<i32> = state
+            .jobs
+            .values()
+            .filter(|r| r.deputy > 0 && r.info.exit.is_none())
+            .map(|r| r.deputy)
+            .collect();
+        self.classify_unlocked(&mut procs, &jobs, &deputies);
         let demand = fig.busy_cpus.max(f64::from(fig.runnable));
         self.load.update(raw_load(demand, admin.speed, fig.cpus));
         let status = NodeStatus {
@@ -110,13 +125,19 @@ impl SamplingLoop {
     }
 
     /// Fills the deep `cantmove` reason of unlocked processes (the ones that may
-    /// be asked to move), re-checking each at most every [`DEEP_CLASSIFY_EVERY`].
-    fn classify_unlocked(&mut self, procs: &mut [ProcessInfo]) {
+    /// be asked to move), re-checking each at most every [`DEEP_CLASSIFY_EVERY`];
+    /// for a process that is not a job's, what it shares with others too.
+    fn classify_unlocked(
+        &mut self,
+        procs: &mut [ProcessInfo],
+        jobs: &HashSet<i32>,
+        deputies: &HashSet<i32>,
+    ) {
         let now = Instant::now();
         let mut seen = HashSet::new();
         for p in procs
             .iter_mut()
-            .filter(|p| !p.lock && p.cantmove.is_empty())
+            .filter(|p| !p.lock && p.cantmove.is_empty() && !deputies.contains(&p.pid))
         {
             let key = (p.pid, p.start_time);
             seen.insert(key);
@@ -127,7 +148,13 @@ impl SamplingLoop {
             let reason = match fresh {
                 Some((_, r)) => r.clone(),
                 None => {
-                    let r = crate::classify::deep_reason(p.pid).unwrap_or_default();
+                    let r = crate::classify::deep_reason(p.pid)
+                        .or_else(|| {
+                            (!jobs.contains(&p.pid))
+                                .then(|| crate::classify::sharing_reason(p.pid, &[p.pid]))
+                                .flatten()
+                        })
+                        .unwrap_or_default();
                     self.deep.insert(key, (now, r.clone()));
                     r
                 }

@@ -319,6 +319,16 @@ async fn killed_away_it_is_killed_at_home_and_a_pipe_to_a_process_that_stays_is_
     let state = state.rsplit_once(") ").unwrap().1.chars().next().unwrap();
     assert!(matches!(state, 'R' | 'S'), "untouched: state {state}");
     assert_eq!(status_of(&home, piped.worker).await, None);
+    // And the process table says why, for whoever looks first.
+    let said = wait_for(Duration::from_secs(15), || async {
+        let row: hpc::model::ProcessInfo = home
+            .call(methods::PROC_GET, json!({ "pid": piped.worker }))
+            .await
+            .ok()?;
+        row.cantmove.contains("pipe").then_some(row.cantmove)
+    })
+    .await;
+    assert!(said.is_some(), "cantmove names the pipe");
 }
 
 /// The job record of a process, if the node keeps one.
