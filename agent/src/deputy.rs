@@ -103,6 +103,7 @@ pub struct Adopted {
 
 enum Request {
     Adopt(i32, mpsc::Sender<Result<Adopted, DeputyError>>),
+    Readopt(i32, mpsc::Sender<Result<(), DeputyError>>),
     End(i32, End, mpsc::Sender<Result<(), DeputyError>>),
 }
 
@@ -128,6 +129,16 @@ impl Deputies {
         let (tx, rx) = mpsc::channel();
         self.requests
             .send(Request::Adopt(pid, tx))
+            .map_err(|_| DeputyError::Stopped)?;
+        rx.recv().map_err(|_| DeputyError::Stopped)?
+    }
+
+    /// Takes back a deputy a previous run of the agent adopted (it waited
+    /// in its `pause()`, untraced, while no agent ran).
+    pub fn readopt(&self, pid: i32) -> Result<(), DeputyError> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(Request::Readopt(pid, tx))
             .map_err(|_| DeputyError::Stopped)?;
         rx.recv().map_err(|_| DeputyError::Stopped)?
     }
@@ -167,6 +178,12 @@ fn tracer(
                 let r = arch::adopt(pid).map(|(syscall_at, adopted)| {
                     deputies.insert(pid, syscall_at);
                     adopted
+                });
+                let _ = reply.send(r);
+            }
+            Ok(Request::Readopt(pid, reply)) => {
+                let r = arch::readopt(pid).map(|syscall_at| {
+                    deputies.insert(pid, syscall_at);
                 });
                 let _ = reply.send(r);
             }
@@ -493,6 +510,22 @@ mod arch {
         }
     }
 
+    /// Seizes a deputy parked by a previous tracer and parks it again.
+    pub fn readopt(pid: i32) -> Result<u64, DeputyError> {
+        ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
+        let result = (|| {
+            ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
+            wait_for_trap(pid, true, &mut |_| {})?;
+            let (at, _, _) = vdso(pid)?;
+            park(pid, at)?;
+            Ok(at)
+        })();
+        if result.is_err() {
+            let _ = ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        }
+        result
+    }
+
     /// Ends deputy `pid` the way `end` says.
     pub fn end(
         pid: i32,
@@ -611,6 +644,10 @@ mod arch {
             pid,
             what: "deputies are implemented for x86-64 only".into(),
         })
+    }
+
+    pub fn readopt(pid: i32) -> Result<u64, DeputyError> {
+        Err(DeputyError::Unknown(pid))
     }
 
     pub fn end(

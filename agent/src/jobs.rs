@@ -851,8 +851,20 @@ fn try_wait(pid: i32) -> Option<i32> {
         } else {
             128 + libc::WTERMSIG(status)
         }),
+        // Not this agent's child (a previous run of the agent started it):
+        // running while it exists; its status, once gone, is unknown here
+        // (a single process's placeholder wrote it down).
+        _ if alive(pid) => None,
         _ => Some(-1),
     }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// The descriptor number the job's command finds the start pipe at.

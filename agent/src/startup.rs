@@ -314,6 +314,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tracing::warn!(fault = ?f, "TEST FAULT INJECTION IS ON: migrations will fail on purpose");
     }
     crate::migration::end_stale_restores(&ctx, stale_restores);
+    crate::migration::deputies::readopt_all(&ctx).await;
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
     tokio::spawn(crate::migration::deputies::deputy_loop(
         ctx.clone(),

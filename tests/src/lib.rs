@@ -606,6 +606,25 @@ impl TestLab {
         }
     }
 
+    /// Stops node `id`'s agent (`signal`: `term` for a clean shutdown,
+    /// `kill` for a crash) and starts it again; returns once it is ready.
+    pub fn restart_agent(&self, id: u32, signal: &str) {
+        let out = run_lab(&[
+            "restart",
+            "--name",
+            &self.name,
+            "--node",
+            &id.to_string(),
+            "--signal",
+            signal,
+        ]);
+        assert!(
+            out.status.success(),
+            "lab restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The RPC address of node `id`.
     pub fn addr(&self, id: u32) -> String {
         format!("{}.{id}:4660", self.subnet)

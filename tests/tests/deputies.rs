@@ -337,3 +337,73 @@ async fn status_of(c: &Client, pid: i32) -> Option<JobInfo> {
         .await
         .ok()
 }
+
+fn status_field(pid: i32, field: &str) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The process (not the thread) tracing `pid`.
+fn tracer_of(pid: i32) -> i32 {
+    match status_field(pid, "TracerPid:") {
+        0 => 0,
+        thread => status_field(thread, "Tgid:"),
+    }
+}
+
+#[tokio::test]
+async fn the_home_agent_restarts_and_crashes_while_its_process_runs_away() {
+    let lab = TestLab::up("dr", 103, 2);
+    settled(&lab, 2).await;
+    let sh = Shell::start(&lab, 1, "restart", 16, false);
+    let pid = sh.worker;
+    {
+        let home = lab.client(1).await;
+        unlock(&home, pid).await;
+        migrate(&home, pid, "2").await.expect("to node 2");
+    }
+    assert_eq!(
+        tracer_of(pid),
+        lab.agent_pid(1),
+        "the agent keeps the deputy"
+    );
+
+    for (round, signal) in ["term", "kill"].into_iter().enumerate() {
+        lab.restart_agent(1, signal);
+        settled(&lab, 2).await;
+        let taken = wait_for(Duration::from_secs(10), || async {
+            (tracer_of(pid) == lab.agent_pid(1)).then_some(())
+        })
+        .await;
+        assert!(
+            taken.is_some(),
+            "after a {signal} the new agent took the deputy back"
+        );
+        let home = lab.client(1).await;
+        let j = status(&home, pid).await;
+        assert!(j.where_ == 2 && j.exit.is_none(), "{j:?}");
+        grows(&sh.out(), 5).await;
+        // Signals to the deputy still reach the process.
+        // SAFETY: a signal to a process this test started.
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+        let heard = wait_for(Duration::from_secs(10), || async {
+            let n = lines(&sh.out())
+                .iter()
+                .filter(|l| **l == format!("usr1 {pid}"))
+                .count();
+            (n > round).then_some(())
+        })
+        .await;
+        assert!(heard.is_some(), "SIGUSR1 after the {signal}");
+    }
+
+    // Its end still reaches the shell.
+    std::fs::write(sh.dir.join("quit"), "").unwrap();
+    let said = wait_for(Duration::from_secs(30), || async { sh.status() }).await;
+    assert_eq!(said.as_deref(), Some("status 3"));
+    assert_continuous(&sh.out());
+}

@@ -115,6 +115,27 @@ async fn gone(ctx: &AgentContext, pid: i32, end: End) {
     }
 }
 
+/// At start: takes back the deputies a previous run of the agent kept (they
+/// waited, memoryless, in their pause); one that is gone (killed while no
+/// agent ran) takes its process with it.
+pub async fn readopt_all(ctx: &AgentContext) {
+    for rec in ctx.jobs.all() {
+        if rec.deputy <= 0 || rec.info.home != ctx.node_id {
+            continue;
+        }
+        let (deputies, pid) = (ctx.deputies.clone(), rec.deputy);
+        let taken = tokio::task::spawn_blocking(move || deputies.readopt(pid)).await;
+        match taken {
+            Ok(Ok(())) => tracing::info!(pid, "deputy taken back"),
+            Ok(Err(e)) => {
+                tracing::warn!(pid, error = %e, "a deputy is gone; ending its process");
+                gone(ctx, pid, End::Signal(libc::SIGKILL)).await;
+            }
+            Err(e) => tracing::warn!(pid, error = %e, "cannot take a deputy back"),
+        }
+    }
+}
+
 /// Ends the deputies whose process ended, the way it ended.
 pub async fn end_deputies(ctx: &AgentContext) {
     for rec in ctx.jobs.all() {

@@ -59,6 +59,19 @@ enum Cmd {
         #[arg(long, default_value = "lab")]
         name: String,
     },
+    /// Stop one node's agent and start it again (its jobs, guests and
+    /// deputies stay, as under systemd with `KillMode=process`).
+    Restart {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The node.
+        #[arg(long)]
+        node: u32,
+        /// How to stop it: `term` (a clean shutdown) or `kill` (a crash).
+        #[arg(long, default_value = "term", value_parser = ["term", "kill"])]
+        signal: String,
+    },
     /// Show the lab's nodes as its first node sees them.
     Status {
         /// Lab name.
@@ -83,6 +96,7 @@ fn main() -> ExitCode {
             node_args,
         } => up(&name, nodes, &subnet, agent, &agent_args, &node_args),
         Cmd::Down { name } => down(&name),
+        Cmd::Restart { name, node, signal } => restart(&name, node, &signal),
         Cmd::Status { name, json } => status(&name, json),
     };
     match result {
@@ -92,6 +106,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn restart(name: &str, node: u32, signal: &str) -> anyhow::Result<()> {
+    let mut lab = state::Lab::open(name)?;
+    let sig = if signal == "kill" {
+        libc::SIGKILL
+    } else {
+        libc::SIGTERM
+    };
+    let pid = lab.restart(node, sig)?;
+    println!("node {node}'s agent restarted (PID {pid})");
+    Ok(())
 }
 
 fn agent_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {

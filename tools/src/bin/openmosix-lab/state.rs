@@ -40,6 +40,12 @@ pub struct LabNode {
     pub netns: String,
     /// The agent's PID once started.
     pub pid: Option<u32>,
+    /// The agent program it was started with (for `restart`).
+    #[serde(default)]
+    pub agent: Option<PathBuf>,
+    /// The agent's extra arguments (for `restart`).
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// The lab record.
@@ -106,6 +112,8 @@ impl Lab {
                 addr: format!("{subnet}.{id}:{}", hpc::paths::AGENT_PORT),
                 netns: format!("om-{name}-{id}"),
                 pid: None,
+                agent: None,
+                args: Vec::new(),
             })
             .collect();
         let lab = Self {
@@ -268,6 +276,8 @@ impl Lab {
             let pid = self.start_agent(i, agent, &own)?;
             if let Some(n) = self.state.nodes.get_mut(i) {
                 n.pid = Some(pid);
+                n.agent = Some(agent.to_path_buf());
+                n.args = own;
             }
             self.save()?;
             if let Some(n) = self.state.nodes.get(i) {
@@ -379,6 +389,50 @@ impl Lab {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stops node `id`'s agent with `signal` (its jobs and deputies stay, as
+    /// under systemd with `KillMode=process`), then starts it again as it was
+    /// started and waits until it is ready.
+    pub fn restart(&mut self, id: u32, signal: i32) -> anyhow::Result<u32> {
+        let i = self
+            .state
+            .nodes
+            .iter()
+            .position(|n| n.id == id)
+            .with_context(|| format!("the lab has no node {id}"))?;
+        let node = self.state.nodes.get(i).cloned().context("no such node")?;
+        let agent = node
+            .agent
+            .clone()
+            .context("the lab was made by an older openmosix-lab; bring it up again")?;
+        if let Some(pid) = node.pid
+            && alive(pid)
+        {
+            // SAFETY: kill has no memory-safety preconditions; this PID is the agent we started.
+            unsafe { libc::kill(pid as i32, signal) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) && !is_zombie(Some(pid)) {
+                if Instant::now() > deadline {
+                    bail!("the agent of node {id} (PID {pid}) did not stop");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let log = self.node_dir(id).join("agent.log");
+        let mut old = std::fs::read_to_string(&log).unwrap_or_default();
+        // wait_ready looks for the new readiness line only.
+        old = old.replace("openmosixd ready", "openmosixd was ready");
+        std::fs::write(&log, old)?;
+        let pid = self.start_agent(i, &agent, &node.args)?;
+        if let Some(n) = self.state.nodes.get_mut(i) {
+            n.pid = Some(pid);
+        }
+        self.save()?;
+        if let Some(n) = self.state.nodes.get(i) {
+            self.wait_ready(n)?;
+        }
+        Ok(pid)
     }
 
     /// Stops the agents (SIGTERM, then SIGKILL after 5 s) and removes every
