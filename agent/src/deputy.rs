@@ -12,7 +12,8 @@
 //! - **signals** sent to it (by its parent, a user, `kill`) stop it in
 //!   signal-delivery-stop: the signal is reported ([`DeputyEvent::Signal`])
 //!   for the agent to forward to the running process, and suppressed here
-//!   (its `pause()` restarts);
+//!   (its `pause()` restarts); the tracer looks every 20 ms after anything
+//!   happened, backing off to every 320 ms while nothing does;
 //! - **end**: when the process ends remotely the deputy ends the same way: an
 //!   injected `exit_group(code)`, or, for a signal, its handler and mask
 //!   reset by injection and the same signal delivered, so the parent's
@@ -28,8 +29,12 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// How often the tracer looks at its deputies when no request comes.
-const POLL: Duration = Duration::from_millis(25);
+/// How often the tracer looks at its deputies right after something
+/// happened; the pause doubles while nothing does, up to [`POLL_IDLE`] (a
+/// signal sent to an idle deputy is forwarded within that).
+const POLL_BUSY: Duration = Duration::from_millis(20);
+/// The longest pause between two looks.
+const POLL_IDLE: Duration = Duration::from_millis(320);
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -172,8 +177,18 @@ fn tracer(
 ) {
     // Deputies and the syscall instruction each one uses.
     let mut deputies: HashMap<i32, u64> = HashMap::new();
+    let mut pause = POLL_BUSY;
     loop {
-        match requests.recv_timeout(POLL) {
+        // With no deputy there is nothing to look at: wait for a request.
+        let next = if deputies.is_empty() {
+            requests
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            requests.recv_timeout(pause)
+        };
+        let mut busy = next.is_ok();
+        match next {
             Ok(Request::Adopt(pid, reply)) => {
                 let r = arch::adopt(pid).map(|(syscall_at, adopted)| {
                     deputies.insert(pid, syscall_at);
@@ -202,16 +217,23 @@ fn tracer(
         deputies.retain(|pid, _| match arch::watch(*pid) {
             Watch::Quiet => true,
             Watch::Signals(signals) => {
+                busy = true;
                 for signal in signals {
                     let _ = events.send(DeputyEvent::Signal { pid: *pid, signal });
                 }
                 true
             }
             Watch::Gone(end) => {
+                busy = true;
                 let _ = events.send(DeputyEvent::Gone { pid: *pid, end });
                 false
             }
         });
+        pause = if busy {
+            POLL_BUSY
+        } else {
+            (pause * 2).min(POLL_IDLE)
+        };
     }
 }
 

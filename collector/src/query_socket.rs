@@ -93,6 +93,14 @@ async fn handle(mut stream: UnixStream, db: &Location, readers: &Readers) -> std
             cred.uid(),
             readers.group
         );
+        // Read the question first (briefly): answering and closing before it
+        // arrived would make the client's write fail, and it would never see why.
+        let mut question = [0u8; 4096];
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut question),
+        )
+        .await;
         return remote::write_answer(&mut stream, &Answer::Error(why)).await;
     }
     remote::serve_connection(db, stream).await

@@ -154,6 +154,9 @@ impl LayoutKey {
 /// `movable_only`, and its user or command contains `filter`.
 pub fn shown(p: &ProcessInfo, movable_only: bool, filter: &str) -> bool {
     let kernel = p.cmdline.starts_with('[') || p.ppid == 2 || p.pid == 2;
+    if viewer::state::is_plumbing(p) {
+        return false;
+    }
     let movable = !p.lock && p.cantmove.is_empty();
     let matches = filter.is_empty() || p.user.contains(filter) || p.cmdline.contains(filter);
     !kernel && (movable || !movable_only) && matches

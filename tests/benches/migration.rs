@@ -6,6 +6,10 @@
 //! (`criu dump` + `criu restore`, no transfer at all). Target: the agents'
 //! freeze within 1.25× the floor.
 //!
+//! Then the same for a single plain process that no agent started (16, 64
+//! and 256 MiB, moving on its own with its deputy at home; its floor is CRIU
+//! with `--shell-job` by hand), and what an idle deputy costs.
+//!
 //! Run: `cargo build --release --workspace --bins && cargo bench -p testkit --bench migration`
 // Test code: a failed unwrap, expect or index is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -205,7 +209,211 @@ async fn main() {
             freeze / floor
         );
     }
+    singles(&lab, &home, &dir, &script_s).await;
     drop(home);
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The floor of a single process: the same plain process checkpointed
+/// (`--shell-job`) and restored by hand with the CRIU CLI on one machine.
+fn single_floor_ms(dir: &Path, script: &str, mib: u64) -> f64 {
+    let ready = dir.join(format!("single-floor-{mib}.ready"));
+    let _ = std::fs::remove_file(&ready);
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(&ready)
+        .arg(mib.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    wait_ready(&ready);
+    let pid = child.id() as i32;
+    let images = dir.join(format!("single-floor-{mib}"));
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir(&images).unwrap();
+    let t = Instant::now();
+    let dump = Command::new("criu")
+        .args([
+            "dump",
+            "--shell-job",
+            "-o",
+            "dump.log",
+            "-t",
+            &pid.to_string(),
+            "-D",
+        ])
+        .arg(&images)
+        .status()
+        .unwrap();
+    assert!(dump.success(), "single floor dump failed");
+    let dumped = t.elapsed();
+    // Its PID must be free again before it can be restored on this kernel.
+    let _ = child.wait();
+    let t = Instant::now();
+    let pidfile = images.join("pid");
+    let restore = Command::new("criu")
+        .args([
+            "restore",
+            "--shell-job",
+            "--restore-detached",
+            "-o",
+            "restore.log",
+            "--pidfile",
+        ])
+        .arg(&pidfile)
+        .arg("-D")
+        .arg(&images)
+        .status()
+        .unwrap();
+    let ms = (dumped + t.elapsed()).as_secs_f64() * 1000.0;
+    assert!(restore.success(), "single floor restore failed");
+    // SAFETY: the process this benchmark just restored.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = std::fs::remove_dir_all(&images);
+    ms
+}
+
+/// CPU ticks (user + system) of a process or thread stat file.
+fn ticks(stat: &Path) -> u64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    let rest = text.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Single processes (not started by an agent) moving on their own, with
+/// their deputy at home; then what an idle deputy costs.
+async fn singles(lab: &TestLab, home: &hpc::client::Client, dir: &Path, script: &str) {
+    println!();
+    println!(
+        "== a single plain process moving on its own (deputy at home) vs the CRIU CLI floor for it (medians of {RUNS}) =="
+    );
+    println!(
+        "{:>6} {:>9} {:>11} {:>11} {:>10} {:>10} {:>11} {:>7}",
+        "MiB", "dump ms", "transfer ms", "restore ms", "freeze ms", "total ms", "floor ms", "ratio"
+    );
+    let mut last_deputy = None;
+    for mib in [16u64, 64, 256] {
+        let ready = dir.join(format!("single-{mib}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/om-{}-1", lab.name))
+            .args(["python3", script])
+            .arg(&ready)
+            .arg(mib.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // As from a login shell: none of cargo's descriptors (its jobserver
+        // pipe would be a pipe shared with processes that stay).
+        // SAFETY: close_range is async-signal-safe and touches only the child.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("nsenter python3");
+        wait_ready(&ready);
+        let pid = child.id() as i32;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        home.call_value(
+            methods::PROC_WRITE,
+            json!({ "pid": pid, "field": "lock", "value": 0 }),
+        )
+        .await
+        .expect("unlock");
+        let mut reports: Vec<MigrationReport> = Vec::new();
+        for i in 0..RUNS {
+            let to = if i % 2 == 0 { "2" } else { "home" };
+            let v = home
+                .call_value_within(
+                    methods::PROC_MIGRATE,
+                    json!({ "pid": pid, "to": to }),
+                    Duration::from_secs(600),
+                )
+                .await
+                .expect("migrate a single process");
+            reports.push(serde_json::from_value(v).unwrap());
+        }
+        let floors: Vec<f64> = (0..RUNS)
+            .map(|_| single_floor_ms(dir, script, mib))
+            .collect();
+        let m =
+            |f: fn(&MigrationReport) -> u64| median(reports.iter().map(|r| f(r) as f64).collect());
+        let freeze = m(|r| r.freeze_ms);
+        let floor = median(floors);
+        println!(
+            "{:>6} {:>9.0} {:>11.0} {:>11.0} {:>10.0} {:>10.0} {:>11.0} {:>6.2}x",
+            mib,
+            m(|r| r.dump_ms),
+            m(|r| r.transfer_ms),
+            m(|r| r.restore_ms),
+            freeze,
+            m(|r| r.total_ms),
+            floor,
+            freeze / floor
+        );
+        if mib == 256 {
+            last_deputy = Some((pid, child));
+        } else {
+            let _ = home
+                .call_value(
+                    methods::PROC_SIGNAL,
+                    json!({ "pid": pid, "signal": "KILL" }),
+                )
+                .await;
+            let mut child = child;
+            let _ = child.wait();
+        }
+    }
+    // The 256 MiB process away (after an odd number of moves it is on node
+    // 2), its deputy idle at home for 10 s: its own CPU, its memory, and the
+    // CPU of the agent's thread that keeps deputies.
+    let Some((pid, mut child)) = last_deputy else {
+        return;
+    };
+    let agent = lab.agent_pid(1);
+    let keeper = std::fs::read_dir(format!("/proc/{agent}/task"))
+        .unwrap()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim().starts_with("openmosixd-depu"))
+        })
+        .map(|t| t.path().join("stat"))
+        .expect("the deputy keeper thread");
+    let deputy_stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    let (d0, k0) = (ticks(&deputy_stat), ticks(&keeper));
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let secs = t.elapsed().as_secs_f64();
+    let (d1, k1) = (ticks(&deputy_stat), ticks(&keeper));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    println!();
+    println!(
+        "idle deputy of a 256 MiB process over {secs:.0} s: its CPU {} ticks ({:.3} % of a core), its RSS {rss}; the agent's deputy keeper {} ticks ({:.3} % of a core; a tick is {:.0} ms); baseline: the process itself, were it not moved, would hold 256 MiB here",
+        d1 - d0,
+        (d1 - d0) as f64 / hz / secs * 100.0,
+        k1 - k0,
+        (k1 - k0) as f64 / hz / secs * 100.0,
+        1000.0 / hz
+    );
+    let _ = home
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": pid, "signal": "KILL" }),
+        )
+        .await;
+    let _ = child.wait();
 }

@@ -285,6 +285,13 @@ pub fn describe_move(r: &MigrationReport) -> String {
     )
 }
 
+/// Whether a row is the agent's plumbing around a job (its `unshare` and
+/// its `openmosix-jobinit`, or a moved process's placeholder), not a process
+/// anyone started: views show the job as its command.
+pub fn is_plumbing(p: &ProcessInfo) -> bool {
+    p.cmdline.contains("openmosix-jobinit")
+}
+
 /// The node a process runs on (a home lists its migrated processes with
 /// `where` = the node that runs them).
 pub fn runs_on(listed_on: NodeId, p: &ProcessInfo) -> NodeId {

@@ -68,6 +68,14 @@ impl Column {
         }
     }
 
+    /// Numbers read right-aligned, words left-aligned (as in htop).
+    fn numeric(self) -> bool {
+        matches!(
+            self,
+            Column::Pid | Column::Cpu | Column::Mem | Column::Nice | Column::Migrations
+        )
+    }
+
     fn width(self) -> f32 {
         match self {
             Column::Pid => 70.0,
@@ -336,13 +344,23 @@ impl ProcessBox {
                 if migrated {
                     t = t.color(Color32::from_rgb(40, 160, 60));
                 }
-                let cell = ui.add_sized(
-                    [c.width(), ROW_HEIGHT],
-                    egui::Label::new(t)
-                        .truncate()
-                        .selectable(false)
-                        .sense(Sense::click()),
-                );
+                let layout = if c.numeric() {
+                    egui::Layout::right_to_left(egui::Align::Center)
+                } else {
+                    egui::Layout::left_to_right(egui::Align::Center)
+                };
+                let size = egui::vec2(c.width(), ROW_HEIGHT);
+                let cell = ui
+                    .allocate_ui_with_layout(size, layout, |ui| {
+                        ui.set_min_size(size);
+                        ui.add(
+                            egui::Label::new(t)
+                                .truncate()
+                                .selectable(false)
+                                .sense(Sense::click()),
+                        )
+                    })
+                    .inner;
                 clicks = Some(match clicks {
                     Some(r) => r.union(cell),
                     None => cell,
@@ -398,6 +416,9 @@ fn build_rows(state: &ClusterState, scope: Scope, key: &CacheKey) -> Vec<Row> {
             })
         })
         .filter(|(_, p)| matches(p, &needle))
+        // The `unshare` and `openmosix-jobinit` around a job are plumbing:
+        // the job is its command (the tree view shows everything).
+        .filter(|(_, p)| key.tree || !viewer::state::is_plumbing(p))
         // Cluster-wide, a process that runs elsewhere is shown where it runs,
         // not also as its home's record of it.
         .filter(|(r, p)| {

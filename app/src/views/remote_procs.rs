@@ -40,7 +40,7 @@ impl Window for RemoteProcs {
         };
         let mut guests: Vec<_> = table
             .values()
-            .filter(|p| identity(node, p).0 != node)
+            .filter(|p| identity(node, p).0 != node && !viewer::state::is_plumbing(p))
             .cloned()
             .collect();
         guests.sort_by_key(|p| p.pid);
