@@ -407,3 +407,116 @@ async fn the_home_agent_restarts_and_crashes_while_its_process_runs_away() {
     assert_eq!(said.as_deref(), Some("status 3"));
     assert_continuous(&sh.out());
 }
+
+/// A parent started by a plain shell forks three CPU-bound workers and waits
+/// for them, writing what each `waitpid` said. Worker i computes until the
+/// file `quit-i` exists, writes its result and exits with 10 + i; once the
+/// file `term` exists the parent sends SIGTERM to worker 1.
+const PARENT: &str = r#"
+import os, sys, time, signal
+d = sys.argv[1]
+kids = []
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        r = 0
+        while not os.path.exists(f"{d}/quit-{i}"):
+            r = fib(16)
+        with open(f"{d}/result-{i}", "w") as f:
+            f.write(f"{r} {os.getpid()}\n")
+        os._exit(10 + i)
+    kids.append(pid)
+with open(f"{d}/kids", "w") as f:
+    f.write(" ".join(map(str, kids)) + "\n")
+while not os.path.exists(f"{d}/term"):
+    time.sleep(0.05)
+os.kill(kids[1], signal.SIGTERM)
+out = []
+for pid in kids:
+    _, st = os.waitpid(pid, 0)
+    out.append(f"exit {os.WEXITSTATUS(st)}" if os.WIFEXITED(st) else f"signal {os.WTERMSIG(st)}")
+with open(f"{d}/statuses.tmp", "w") as f:
+    f.write("\n".join(out) + "\n")
+os.rename(f"{d}/statuses.tmp", f"{d}/statuses")
+"#;
+
+#[tokio::test]
+async fn forked_workers_move_to_other_nodes_and_their_parent_waits_for_their_real_ends() {
+    let lab = TestLab::up("df", 104, 3);
+    settled(&lab, 3).await;
+    let home = lab.client(1).await;
+    let dir = lab.dir.join(format!("deputy-fork-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("parent.py"), PARENT).unwrap();
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/om-{}-1", lab.name))
+        .arg("python3")
+        .arg(dir.join("parent.py"))
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: close_range is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let mut parent = cmd.spawn().expect("the parent");
+    let kids: Vec<i32> = wait_for(Duration::from_secs(20), || async {
+        let text = std::fs::read_to_string(dir.join("kids")).ok()?;
+        let k: Vec<i32> = text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        (k.len() == 3).then_some(k)
+    })
+    .await
+    .expect("the workers");
+
+    // The parent keeps running at home; each worker goes elsewhere.
+    let targets = ["2", "3", "2"];
+    for (pid, to) in kids.iter().zip(targets) {
+        unlock(&home, *pid).await;
+        let r = migrate(&home, *pid, to).await.expect("a worker moves");
+        assert_eq!(r.to.to_string(), to);
+    }
+    let host2 = lab.client(2).await;
+    for (pid, to) in kids.iter().zip(targets) {
+        let j = status(&home, *pid).await;
+        assert_eq!(j.where_.to_string(), to, "{j:?}");
+    }
+
+    // Worker 0 finishes on node 2: exit 10, its result written there.
+    std::fs::write(dir.join("quit-0"), "").unwrap();
+    // The parent's SIGTERM to worker 1 reaches it on node 3.
+    std::fs::write(dir.join("term"), "").unwrap();
+    // Worker 2 is killed on node 2.
+    let w2 = status(&home, kids[2]).await;
+    host2
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": w2.pid, "signal": "KILL" }),
+        )
+        .await
+        .expect("kill worker 2 on node 2");
+
+    let said = wait_for(Duration::from_secs(60), || async {
+        std::fs::read_to_string(dir.join("statuses")).ok()
+    })
+    .await
+    .expect("the parent waited for every worker");
+    assert_eq!(said, "exit 10\nsignal 15\nsignal 9\n");
+    let result = std::fs::read_to_string(dir.join("result-0")).unwrap();
+    assert!(
+        result.ends_with(&format!(" {}\n", kids[0])),
+        "worker 0's getpid() is still {}: {result}",
+        kids[0]
+    );
+    assert_eq!(parent.wait().unwrap().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
