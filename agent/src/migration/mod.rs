@@ -164,10 +164,13 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
     let moved = send::send(ctx, &criu, &job, &st, started).await;
     if new_single && moved.is_err() {
         // Still the plain process it was.
+        // (Unless its hand-over is in doubt: the record then waits for the
+        // target's answer.)
         let still_here = ctx
             .jobs
             .get(job.info.home, job.info.home_pid)
-            .is_some_and(|r| r.info.where_ == ctx.node_id && r.deputy == 0);
+            .is_some_and(|r| r.info.where_ == ctx.node_id && r.deputy == 0)
+            && unsettled(ctx, job.info.home, job.info.home_pid).is_none();
         if still_here && let Err(e) = ctx.jobs.remove(job.info.home, job.info.home_pid) {
             tracing::warn!(error = %e, "cannot forget a process that did not move");
         }
