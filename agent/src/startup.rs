@@ -402,6 +402,11 @@ fn clear_stale_images(images: &Path) {
         return;
     };
     for e in entries.flatten() {
+        // Files here are the status files of single processes' placeholders,
+        // which outlive the agent: kept.
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         if let Err(err) = std::fs::remove_dir_all(e.path()) {
             tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove stale images");
         }

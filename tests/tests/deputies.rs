@@ -356,7 +356,7 @@ fn tracer_of(pid: i32) -> i32 {
 }
 
 #[tokio::test]
-async fn the_home_agent_restarts_and_crashes_while_its_process_runs_away() {
+async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_process_runs_away() {
     let lab = TestLab::up("dr", 103, 2);
     settled(&lab, 2).await;
     let sh = Shell::start(&lab, 1, "restart", 16, false);
@@ -401,7 +401,15 @@ async fn the_home_agent_restarts_and_crashes_while_its_process_runs_away() {
         assert!(heard.is_some(), "SIGUSR1 after the {signal}");
     }
 
-    // Its end still reaches the shell.
+    // Its host crashes too and comes back: the process runs on, untouched.
+    lab.restart_agent(2, "kill");
+    settled(&lab, 2).await;
+    grows(&sh.out(), 5).await;
+    let home = lab.client(1).await;
+    let j = status(&home, pid).await;
+    assert!(j.where_ == 2 && j.exit.is_none(), "{j:?}");
+
+    // Its end still reaches the shell, with its real status.
     std::fs::write(sh.dir.join("quit"), "").unwrap();
     let said = wait_for(Duration::from_secs(30), || async { sh.status() }).await;
     assert_eq!(said.as_deref(), Some("status 3"));
