@@ -358,8 +358,16 @@ async fn process_methods_act_on_real_processes() {
         json!({ "pid": pid, "field": "goto", "value": 2 }),
     )
     .await;
-    assert_eq!(k, codes::MIGRATION_FAILED);
-    assert!(m.contains("not started through the agent"), "{m}");
+    // Unlocked, a plain process may move on its own; here it cannot (what
+    // it shares with the test harness, or no node 2 in a one-node cluster),
+    // and it is told why and left running.
+    assert!(
+        k == codes::MIGRATION_FAILED || k == codes::NODE_UNREACHABLE,
+        "{k}: {m}"
+    );
+    assert!(m.contains(&pid.to_string()) || m.contains("node 2"), "{m}");
+    let state = v.stat().first().cloned().unwrap_or_default();
+    assert!(matches!(state.as_str(), "S" | "R"), "left running: {state}");
     for (method, params, want) in [
         (
             methods::PROC_WRITE,

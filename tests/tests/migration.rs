@@ -578,13 +578,14 @@ async fn unmovable_and_locked_processes_are_refused_at_once() {
         'T',
         "an unmovable process is never frozen"
     );
-    // A locked job (nomig) and a process not started through the agent.
+    // A locked job (nomig), and the agent itself (a plain process that can
+    // never move).
     let locked = spawn(&home, &dir, &["sleep", "600"], "n.log", true).await;
     let e = migrate(&home, locked.home_pid, "2").await.unwrap_err();
     assert!(e.contains("locked to node 1"), "{e}");
     let agent = lab.agent_pid(1);
     let e = migrate(&home, agent, "2").await.unwrap_err();
-    assert!(e.contains("not started through the agent"), "{e}");
+    assert!(e.contains("the openMosix agent"), "{e}");
     let e = migrate(&home, locked.home_pid, "9").await.unwrap_err();
     assert!(e.contains("locked") || e.contains("no such node"), "{e}");
     // The cluster mask: node 2 denied (bit 2^(2-1), policy 0 = deny the set).
