@@ -6,9 +6,10 @@
 //! that attached) keeps every deputy:
 //!
 //! - **adopt**: `PTRACE_SEIZE` the stopped original, unregister its rseq
-//!   area, unmap all of its memory but the vDSO (two injected `munmap`s) and
-//!   park it in `pause()` at the vDSO's `syscall` instruction: a deputy holds
-//!   no memory and uses no CPU;
+//!   area, unmap all of its memory but the vDSO (two injected `munmap`s),
+//!   unblock every signal (it may have been stopped in a critical section
+//!   that blocks them) and park it in `pause()` at the vDSO's `syscall`
+//!   instruction: a deputy holds no memory and uses no CPU;
 //! - **signals** sent to it (by its parent, a user, `kill`) stop it in
 //!   signal-delivery-stop: the signal is reported ([`DeputyEvent::Signal`])
 //!   for the agent to forward to the running process, and suppressed here
@@ -458,6 +459,29 @@ mod arch {
         Ok(result)
     }
 
+    /// Maps a fresh zeroed, read-only page in the stopped `pid` (an empty
+    /// signal set, a default `sigaction`); its address.
+    fn zeroed_page(pid: i32, at: u64, caught: &mut dyn FnMut(i32)) -> Result<u64, DeputyError> {
+        let page = inject(
+            pid,
+            at,
+            libc::SYS_mmap,
+            [
+                0,
+                4096,
+                libc::PROT_READ as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+            caught,
+        )?;
+        if page < 0 {
+            return Err(failed(pid, format!("mmap: errno {}", -page)));
+        }
+        Ok(page as u64)
+    }
+
     /// Parks `pid` in `pause()` at the vDSO's syscall instruction: it waits
     /// there for ever, using no CPU; a signal stops it for its tracer, and
     /// once suppressed the call restarts.
@@ -507,6 +531,17 @@ mod arch {
                     }
                 }
             }
+            // It may have been stopped with signals blocked (a program's
+            // critical section): unblocked, so that every signal sent to it
+            // reaches its tracer.
+            let page = zeroed_page(pid, at, &mut |s| noted.push(s))?;
+            inject(
+                pid,
+                at,
+                libc::SYS_rt_sigprocmask,
+                [libc::SIG_SETMASK as u64, page, 0, 8, 0, 0],
+                &mut |s| noted.push(s),
+            )?;
             park(pid, at)?;
             Ok(at)
         })();
@@ -570,24 +605,7 @@ mod arch {
             }
             End::Signal(signal) => {
                 // A zeroed page: the default action and an empty mask.
-                let page = inject(
-                    pid,
-                    at,
-                    libc::SYS_mmap,
-                    [
-                        0,
-                        4096,
-                        libc::PROT_READ as u64,
-                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                        u64::MAX,
-                        0,
-                    ],
-                    caught,
-                )?;
-                if page < 0 {
-                    return Err(failed(pid, format!("mmap: errno {}", -page)));
-                }
-                let page = page as u64;
+                let page = zeroed_page(pid, at, caught)?;
                 inject(
                     pid,
                     at,
