@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::f32::consts::TAU;
 
-use egui::{Pos2, Rect, Vec2, pos2, vec2};
+use egui::{Pos2, Rect, Vec2, vec2};
 use hpc::model::{NodeId, ProcessInfo};
 use viewer::moves::Identity;
 use viewer::state::{ClusterState, identity, runs_on};
@@ -317,11 +317,6 @@ pub fn rings(center: Pos2, count: usize, first: f32, room: f32) -> (f32, Vec<Pos
     (side, spots)
 }
 
-/// A point `t` (0..=1) of the way from `a` to `b`.
-pub fn lerp(a: Pos2, b: Pos2, t: f32) -> Pos2 {
-    pos2(a.x + (b.x - a.x) * t, a.y + (b.y - a.y) * t)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -329,7 +324,7 @@ mod tests {
 
     #[test]
     fn rings_hold_every_square_without_overlap_and_shrink_them() {
-        let c = pos2(0.0, 0.0);
+        let c = egui::pos2(0.0, 0.0);
         for count in [1, 5, 40, 500, 2000] {
             let (side, spots) = rings(c, count, 30.0, 250.0);
             assert_eq!(spots.len(), count);

@@ -10,7 +10,7 @@ use egui::Pos2;
 use hpc::model::NodeId;
 use viewer::moves::Identity;
 
-use crate::layout::{Layout, lerp};
+use crate::layout::Layout;
 
 /// How long a glide takes.
 pub const GLIDE: Duration = Duration::from_millis(700);
@@ -59,7 +59,7 @@ impl Motion {
                         let from = self
                             .glides
                             .get(&sq.id)
-                            .map_or(s.at, |g| lerp(g.from, s.at, progress(g.start, now)));
+                            .map_or(s.at, |g| g.from.lerp(s.at, progress(g.start, now)));
                         self.glides.insert(sq.id, Glide { from, start: now });
                     }
                     *s = Seen {
@@ -89,7 +89,7 @@ impl Motion {
     /// Where the square of `id`, whose place is `to`, is drawn at `now`.
     pub fn position(&self, id: Identity, to: Pos2, now: Instant) -> Pos2 {
         match self.glides.get(&id) {
-            Some(g) => lerp(g.from, to, progress(g.start, now)),
+            Some(g) => g.from.lerp(to, progress(g.start, now)),
             None => to,
         }
     }

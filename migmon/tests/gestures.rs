@@ -126,7 +126,7 @@ fn dragging_a_square_onto_a_penguin_migrates_and_double_clicking_sends_home() {
     move_to(&mut h, from);
     press(&mut h, from, true);
     for i in 1..=10 {
-        move_to(&mut h, migmon::layout::lerp(from, to, i as f32 / 10.0));
+        move_to(&mut h, from.lerp(to, i as f32 / 10.0));
     }
     press(&mut h, to, false);
     assert_eq!(

@@ -13,7 +13,7 @@ use egui_kittest::kittest::Queryable;
 use hpc::client::Client;
 use hpc::protocol::{JobInfo, SignalParams, SpawnParams, methods};
 use migmon::Migmon;
-use migmon::layout::{Square, lerp};
+use migmon::layout::Square;
 use serde_json::json;
 use testkit::{TestLab, bin};
 use viewer::ViewerContext;
@@ -129,7 +129,7 @@ fn drag_onto(h: &mut H, home_pid: i32, node: u32) {
     move_to(h, from);
     pointer(h, PointerButton::Primary, from, true);
     for i in 1..=12 {
-        move_to(h, lerp(from, to, i as f32 / 12.0));
+        move_to(h, from.lerp(to, i as f32 / 12.0));
     }
     pointer(h, PointerButton::Primary, to, false);
 }

@@ -41,14 +41,6 @@ impl ProcessAction {
         }
     }
 
-    /// Whether it moves the process.
-    pub fn moves(&self) -> bool {
-        matches!(
-            self,
-            ProcessAction::MoveTo(_) | ProcessAction::Home | ProcessAction::Best
-        )
-    }
-
     /// The command that carries it out on the process `pid` of `node`.
     pub fn command(&self, node: NodeId, pid: i32) -> Command {
         let migrate = |to: String| Command::Migrate { node, pid, to };
