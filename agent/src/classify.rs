@@ -89,24 +89,17 @@ pub fn deep_reason(pid: i32) -> Option<String> {
             return Some(format!("mem_lock: locked memory ({})", v.trim()));
         }
     }
-    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        let mut pidfd: Option<Option<OwnedFd>> = None;
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if target == "anon_inode:[io_uring]" {
-                return Some("io_uring: CRIU cannot checkpoint io_uring instances".into());
-            }
-            if target.starts_with("socket:[") {
-                let number = fd.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
-                let pidfd = pidfd.get_or_insert_with(|| pidfd_open(pid));
-                if let (Some(pidfd), Some(number)) = (pidfd.as_ref(), number)
-                    && socket_protocol(pidfd, number) == Some(IPPROTO_MPTCP)
-                {
-                    return Some("mptcp: has an MPTCP socket, which CRIU cannot checkpoint".into());
-                }
+    let mut pidfd: Option<Option<OwnedFd>> = None;
+    for (number, target) in open_files(pid) {
+        if target == "anon_inode:[io_uring]" {
+            return Some("io_uring: CRIU cannot checkpoint io_uring instances".into());
+        }
+        if target.starts_with("socket:[") {
+            let pidfd = pidfd.get_or_insert_with(|| pidfd_open(pid));
+            if let Some(pidfd) = pidfd.as_ref()
+                && socket_protocol(pidfd, number) == Some(IPPROTO_MPTCP)
+            {
+                return Some("mptcp: has an MPTCP socket, which CRIU cannot checkpoint".into());
             }
         }
     }
@@ -127,20 +120,29 @@ pub fn deep_reason(pid: i32) -> Option<String> {
     None
 }
 
+/// The open descriptors of `pid` and what each points at (`readlink` of
+/// `/proc/PID/fd/N`); none when they cannot be read.
+fn open_files(pid: i32) -> Vec<(i32, String)> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| {
+            let number = fd.file_name().to_str()?.parse::<i32>().ok()?;
+            let target = std::fs::read_link(fd.path()).ok()?;
+            Some((number, target.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
 /// Why a single process (moving on its own, `moving` being what goes with
 /// it) cannot leave what it shares with processes that stay, said before
 /// anything is frozen: a terminal, a socket (its peer or its connection
 /// stays), a pipe another process holds an end of. None when nothing holds
 /// it back.
 pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     let mut pipes = Vec::new();
-    for fd in fds.flatten() {
-        let Ok(target) = std::fs::read_link(fd.path()) else {
-            continue;
-        };
-        let target = target.to_string_lossy().into_owned();
-        let n = fd.file_name().to_string_lossy().into_owned();
+    for (n, target) in open_files(pid) {
         if target.starts_with("/dev/pts/")
             || target.starts_with("/dev/tty")
             || target == "/dev/console"
@@ -173,14 +175,7 @@ pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
         if other == pid || moving.contains(&other) {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
+        for (_, target) in open_files(other) {
             if let Some((n, _)) = pipes
                 .iter()
                 .find(|(_, inode)| target == format!("pipe:[{inode}]"))

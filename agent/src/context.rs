@@ -23,6 +23,14 @@ pub struct Snapshot {
     pub processes: Arc<Vec<ProcessInfo>>,
 }
 
+impl Snapshot {
+    /// The row of process `pid`, if this pass listed it.
+    pub fn process(&self, pid: i32) -> Option<&ProcessInfo> {
+        let i = self.processes.binary_search_by_key(&pid, |p| p.pid).ok()?;
+        self.processes.get(i)
+    }
+}
+
 /// Everything connections need.
 pub struct AgentContext {
     /// This node's id.

@@ -317,11 +317,7 @@ impl Jobs {
                 hidden.push(r.deputy);
                 continue;
             }
-            let mut row = remote
-                .get(&j.home_pid)
-                .cloned()
-                .unwrap_or_else(|| placeholder_row(j));
-            mark(&mut row, j);
+            let mut row = away_row(&remote, j);
             if let Some(deputy) = procs.get_mut(i) {
                 row.pid = deputy.pid;
                 row.ppid = deputy.ppid;
@@ -343,11 +339,7 @@ impl Jobs {
                 );
                 continue;
             }
-            let mut row = remote
-                .get(&j.home_pid)
-                .cloned()
-                .unwrap_or_else(|| placeholder_row(j));
-            mark(&mut row, j);
+            let mut row = away_row(&remote, j);
             row.pid = j.home_pid;
             row.ppid = 0;
             procs.push(row);
@@ -577,6 +569,17 @@ fn mark(row: &mut ProcessInfo, j: &JobInfo) {
     row.mask = j.mask;
 }
 
+/// The row of a job that runs elsewhere: its host's last row of it (or one
+/// made from its record), marked with its identity and settings.
+fn away_row(remote: &HashMap<i32, ProcessInfo>, j: &JobInfo) -> ProcessInfo {
+    let mut row = remote
+        .get(&j.home_pid)
+        .cloned()
+        .unwrap_or_else(|| placeholder_row(j));
+    mark(&mut row, j);
+    row
+}
+
 fn placeholder_row(j: &JobInfo) -> ProcessInfo {
     ProcessInfo {
         pid: j.home_pid,
@@ -628,7 +631,9 @@ pub fn children(pid: i32) -> Vec<i32> {
     out
 }
 
-async fn first_child_within(pid: i32, limit: Duration) -> Option<i32> {
+/// The first child of `pid` once it has one, waiting at most `limit` (None
+/// if it has none by then, or is gone).
+pub async fn first_child_within(pid: i32, limit: Duration) -> Option<i32> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(c) = children(pid).first() {

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpc::model::{Liveness, NodeStatus};
-use hpc::protocol::{JobInfo, SpawnParams, methods};
+use hpc::protocol::methods;
 use serde_json::json;
 use testkit::{TestLab, bin, unique_dir};
 
@@ -86,6 +86,47 @@ fn wait_for_exit(app: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Runs `program` (openmosixview, or a link to it) against `lab` on the
+/// display of `x` with `--screenshot shot` and its configuration in `dir`;
+/// its exit status and what it logged.
+fn screenshot(
+    program: &Path,
+    lab: &TestLab,
+    x: &Xvfb,
+    dir: &Path,
+    shot: &Path,
+) -> (std::process::ExitStatus, String) {
+    let mut app = Command::new(program)
+        .args(["--node", &lab.addr(1), "--key"])
+        .arg(lab.admin_key())
+        .arg("--known-hosts")
+        .arg(lab.known_hosts())
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--screenshot")
+        .arg(shot)
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+    let status = wait_for_exit(&mut app);
+    let mut log = String::new();
+    if let Some(mut e) = app.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut log);
+    }
+    (status, log)
+}
+
+/// How many pixels of an RGBA image have exactly this colour.
+fn count(rgba: &[u8], want: [u8; 3]) -> usize {
+    rgba.chunks_exact(4)
+        .filter(|p| p[0] == want[0] && p[1] == want[1] && p[2] == want[2])
+        .count()
+}
+
 fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(path).expect("open png"),
@@ -105,40 +146,15 @@ fn the_window_shows_the_lab_and_writes_its_screenshot() {
     let x = Xvfb::start();
     let dir = unique_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "window");
     let shot = dir.join("openmosixview.png");
-    let mut app = Command::new(bin("openmosixview"))
-        .args(["--node", &lab.addr(1), "--key"])
-        .arg(lab.admin_key())
-        .arg("--known-hosts")
-        .arg(lab.known_hosts())
-        .arg("--config")
-        .arg(dir.join("config.json"))
-        .arg("--screenshot")
-        .arg(&shot)
-        .env("DISPLAY", &x.display)
-        .env_remove("WAYLAND_DISPLAY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start openmosixview");
-    let status = wait_for_exit(&mut app);
-    let mut log = String::new();
-    if let Some(mut e) = app.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut log);
-    }
+    let (status, log) = screenshot(&bin("openmosixview"), &lab, &x, &dir, &shot);
     assert!(status.success(), "openmosixview failed: {status}\n{log}");
     assert!(log.contains("screenshot written"), "{log}");
 
     // The picture: the window's size, and three green lamps (up nodes), no red error text.
     let (w, h, rgba) = decode(&shot);
     assert!(w >= 800 && h >= 400, "{w}x{h}");
-    let count = |want: [u8; 3]| {
-        rgba.chunks_exact(4)
-            .filter(|p| p[0] == want[0] && p[1] == want[1] && p[2] == want[2])
-            .count()
-    };
-    let green = count([40, 180, 60]);
-    let red = count([210, 40, 40]);
+    let green = count(&rgba, [40, 180, 60]);
+    let red = count(&rgba, [210, 40, 40]);
     assert!(
         green >= 3 * 20,
         "expected three green lamps, found {green} green pixels"
@@ -154,22 +170,7 @@ fn the_window_shows_the_lab_and_writes_its_screenshot() {
         .build()
         .expect("runtime");
     let home = rt.block_on(lab.client(1));
-    let job: JobInfo = rt
-        .block_on(home.call(
-            methods::PROC_SPAWN,
-            SpawnParams {
-                argv: vec!["/bin/sleep".into(), "3591".into()],
-                cwd: lab.dir.display().to_string(),
-                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-                uid: 0,
-                gid: 0,
-                stdout: None,
-                stderr: None,
-                lock: false,
-                decay: None,
-            },
-        ))
-        .expect("spawn");
+    let job = rt.block_on(testkit::spawn_sleep(&home, 3591));
     rt.block_on(home.call_value(
         methods::PROC_MIGRATE,
         json!({ "pid": job.home_pid, "to": "2" }),
@@ -178,38 +179,13 @@ fn the_window_shows_the_lab_and_writes_its_screenshot() {
     let link = dir.join("openmosixmigmon");
     std::os::unix::fs::symlink(bin("openmosixview"), &link).expect("link");
     let shot = dir.join("migmon.png");
-    let mut app = Command::new(&link)
-        .args(["--node", &lab.addr(1), "--key"])
-        .arg(lab.admin_key())
-        .arg("--known-hosts")
-        .arg(lab.known_hosts())
-        .arg("--config")
-        .arg(dir.join("config.json"))
-        .arg("--screenshot")
-        .arg(&shot)
-        .env("DISPLAY", &x.display)
-        .env_remove("WAYLAND_DISPLAY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start openmosixmigmon");
-    let status = wait_for_exit(&mut app);
-    let mut log = String::new();
-    if let Some(mut e) = app.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut log);
-    }
+    let (status, log) = screenshot(&link, &lab, &x, &dir, &shot);
     assert!(status.success(), "openmosixmigmon failed: {status}\n{log}");
     let (_, _, rgba) = decode(&shot);
-    let count = |want: [u8; 3]| {
-        rgba.chunks_exact(4)
-            .filter(|p| p[0] == want[0] && p[1] == want[1] && p[2] == want[2])
-            .count()
-    };
     // Three penguins' white bellies, and the job's green square at node 2.
-    let bellies = count([245, 245, 240]);
+    let bellies = count(&rgba, [245, 245, 240]);
     assert!(bellies >= 3 * 200, "three penguins: {bellies} belly pixels");
-    let green = count([40, 180, 60]);
+    let green = count(&rgba, [40, 180, 60]);
     assert!(green >= 40, "a green square: {green} green pixels");
     rt.block_on(home.call_value(
         methods::PROC_SIGNAL,

@@ -87,9 +87,13 @@ fn state() -> ClusterState {
 }
 
 fn press(h: &mut Harness<'_, View>, at: Pos2, pressed: bool) {
+    button(h, PointerButton::Primary, at, pressed);
+}
+
+fn button(h: &mut Harness<'_, View>, button: PointerButton, at: Pos2, pressed: bool) {
     h.input_mut().events.push(Event::PointerButton {
         pos: at,
-        button: PointerButton::Primary,
+        button,
         pressed,
         modifiers: Modifiers::default(),
     });
@@ -103,16 +107,7 @@ fn move_to(h: &mut Harness<'_, View>, at: Pos2) {
 
 #[test]
 fn dragging_a_square_onto_a_penguin_migrates_and_double_clicking_sends_home() {
-    let view = View {
-        cx: ViewerContext::detached(state(), None),
-        mig: Migmon::default(),
-    };
-    // Frames 1/60 s apart, as on a screen (the default quarter second puts
-    // the two clicks of a double-click too far apart).
-    let mut h = Harness::builder()
-        .with_size([800.0, 700.0])
-        .with_step_dt(1.0 / 60.0)
-        .build_ui_state(|ui, v: &mut View| v.mig.migmon_ui(ui, &mut v.cx), view);
+    let mut h = harness(detached());
     h.run_steps(2);
     let lay = h.state().mig.layout().clone();
     assert_eq!(lay.penguins.len(), 2);
@@ -158,6 +153,8 @@ fn take(h: &mut Harness<'_, View>) -> Vec<(&'static str, u32, i32, String)> {
         .collect()
 }
 
+/// migmon over `view`, frames 1/60 s apart as on a screen (the default
+/// quarter second puts the two clicks of a double-click too far apart).
 fn harness(view: View) -> Harness<'static, View> {
     Harness::builder()
         .with_size([800.0, 700.0])
@@ -186,13 +183,7 @@ fn the_right_click_menu_sends_the_migrators_commands() {
         .center();
     move_to(&mut h, at);
     for pressed in [true, false] {
-        h.input_mut().events.push(Event::PointerButton {
-            pos: at,
-            button: PointerButton::Secondary,
-            pressed,
-            modifiers: Modifiers::default(),
-        });
-        h.step();
+        button(&mut h, PointerButton::Secondary, at, pressed);
     }
     h.run_steps(2);
     h.get_by_label("lock").click();

@@ -11,7 +11,7 @@ use egui::{Event, Modifiers, PointerButton, Pos2};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use hpc::client::Client;
-use hpc::protocol::{JobInfo, SignalParams, SpawnParams, methods};
+use hpc::protocol::{JobInfo, SignalParams, methods};
 use migmon::Migmon;
 use migmon::layout::Square;
 use serde_json::json;
@@ -144,22 +144,7 @@ fn dragging_double_clicking_refusing_and_watching_outside_moves_in_a_lab() {
     let lab = TestLab::up("mm", 100, 2);
     let rt = runtime();
     let home = rt.block_on(lab.client(1));
-    let started: JobInfo = rt
-        .block_on(home.call(
-            methods::PROC_SPAWN,
-            SpawnParams {
-                argv: vec!["/bin/sleep".into(), "3583".into()],
-                cwd: lab.dir.display().to_string(),
-                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-                uid: 0,
-                gid: 0,
-                stdout: None,
-                stderr: None,
-                lock: false,
-                decay: None,
-            },
-        ))
-        .expect("spawn");
+    let started = rt.block_on(testkit::spawn_sleep(&home, 3583));
     let pid = started.home_pid;
     let mut h = migmon(&lab);
 

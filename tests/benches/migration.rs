@@ -51,6 +51,39 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `criu dump -t PID` (with `extra` options) into `images`, by hand.
+fn criu_dump(images: &Path, pid: i32, extra: &[&str]) {
+    let dump = Command::new("criu")
+        .arg("dump")
+        .args(extra)
+        .args(["-o", "dump.log", "-t", &pid.to_string(), "-D"])
+        .arg(images)
+        .status()
+        .unwrap();
+    assert!(dump.success(), "criu dump {extra:?} failed");
+}
+
+/// `criu restore --restore-detached` (with `extra` options) of `images`, by
+/// hand; the restored PID.
+fn criu_restore(images: &Path, extra: &[&str]) -> i32 {
+    let pidfile = images.join("pid");
+    let restore = Command::new("criu")
+        .arg("restore")
+        .args(extra)
+        .args(["--restore-detached", "-o", "restore.log", "--pidfile"])
+        .arg(&pidfile)
+        .arg("-D")
+        .arg(images)
+        .status()
+        .unwrap();
+    assert!(restore.success(), "criu restore {extra:?} failed");
+    std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// The floor: dump and restore by hand with the CRIU CLI, same kind of job.
 fn floor_ms(dir: &Path, script: &str, mib: u64) -> f64 {
     let ready = dir.join(format!("floor-{mib}.ready"));
@@ -83,34 +116,10 @@ fn floor_ms(dir: &Path, script: &str, mib: u64) -> f64 {
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir(&images).unwrap();
     let t = Instant::now();
-    let dump = Command::new("criu")
-        .args(["dump", "-o", "dump.log", "-t", &root.to_string(), "-D"])
-        .arg(&images)
-        .status()
-        .unwrap();
-    assert!(dump.success(), "floor dump failed");
-    let pidfile = images.join("pid");
-    let restore = Command::new("criu")
-        .args([
-            "restore",
-            "--restore-detached",
-            "-o",
-            "restore.log",
-            "--pidfile",
-        ])
-        .arg(&pidfile)
-        .arg("-D")
-        .arg(&images)
-        .status()
-        .unwrap();
+    criu_dump(&images, root, &[]);
+    let restored = criu_restore(&images, &[]);
     let ms = t.elapsed().as_secs_f64() * 1000.0;
-    assert!(restore.success(), "floor restore failed");
     let _ = unshare.wait();
-    let restored: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     // SAFETY: the process this benchmark just restored.
     unsafe { libc::kill(restored, libc::SIGKILL) };
     let _ = std::fs::remove_dir_all(&images);
@@ -235,41 +244,13 @@ fn single_floor_ms(dir: &Path, script: &str, mib: u64) -> f64 {
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir(&images).unwrap();
     let t = Instant::now();
-    let dump = Command::new("criu")
-        .args([
-            "dump",
-            "--shell-job",
-            "-o",
-            "dump.log",
-            "-t",
-            &pid.to_string(),
-            "-D",
-        ])
-        .arg(&images)
-        .status()
-        .unwrap();
-    assert!(dump.success(), "single floor dump failed");
+    criu_dump(&images, pid, &["--shell-job"]);
     let dumped = t.elapsed();
     // Its PID must be free again before it can be restored on this kernel.
     let _ = child.wait();
     let t = Instant::now();
-    let pidfile = images.join("pid");
-    let restore = Command::new("criu")
-        .args([
-            "restore",
-            "--shell-job",
-            "--restore-detached",
-            "-o",
-            "restore.log",
-            "--pidfile",
-        ])
-        .arg(&pidfile)
-        .arg("-D")
-        .arg(&images)
-        .status()
-        .unwrap();
+    criu_restore(&images, &["--shell-job"]);
     let ms = (dumped + t.elapsed()).as_secs_f64() * 1000.0;
-    assert!(restore.success(), "single floor restore failed");
     // SAFETY: the process this benchmark just restored.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let _ = std::fs::remove_dir_all(&images);
@@ -308,15 +289,7 @@ async fn singles(lab: &TestLab, home: &hpc::client::Client, dir: &Path, script: 
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // As from a login shell: none of cargo's descriptors (its jobserver
-        // pipe would be a pipe shared with processes that stay).
-        // SAFETY: close_range is async-signal-safe and touches only the child.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
+        testkit::without_inherited_fds(&mut cmd);
         let child = cmd.spawn().expect("nsenter python3");
         wait_ready(&ready);
         let pid = child.id() as i32;

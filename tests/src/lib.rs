@@ -523,6 +523,62 @@ pub async fn signal(c: &Client, pid: i32, signal: &str) {
         .await;
 }
 
+/// Starts `sleep SECS` as a job (root, in `/`) through `c`.
+pub async fn spawn_sleep(c: &Client, secs: u32) -> hpc::protocol::JobInfo {
+    let p = hpc::protocol::SpawnParams {
+        argv: vec!["sleep".into(), secs.to_string()],
+        cwd: "/".into(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        uid: 0,
+        gid: 0,
+        ..hpc::protocol::SpawnParams::default()
+    };
+    c.call(hpc::protocol::methods::PROC_SPAWN, p)
+        .await
+        .expect("spawn")
+}
+
+/// Migrates `pid` on the node `c` talks to (to a node id, `home` or
+/// `balance`), waiting up to 5 minutes; the report, or the error's text.
+pub async fn migrate(
+    c: &Client,
+    pid: i32,
+    to: &str,
+) -> Result<hpc::protocol::MigrationReport, String> {
+    let v = c
+        .call_value_within(
+            hpc::protocol::methods::PROC_MIGRATE,
+            serde_json::json!({ "pid": pid, "to": to }),
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::from_value(v).expect("a migration report"))
+}
+
+/// `job.status` of `pid` on the node `c` talks to (panics without one).
+pub async fn job_status(c: &Client, pid: i32) -> hpc::protocol::JobInfo {
+    c.call(
+        hpc::protocol::methods::JOB_STATUS,
+        serde_json::json!({ "pid": pid }),
+    )
+    .await
+    .expect("job status")
+}
+
+/// Lets a child started with `cmd` inherit no descriptor but 0, 1 and 2, as
+/// from a login shell (a test harness's, like cargo's jobserver pipe, would
+/// be a pipe shared with processes that stay).
+pub fn without_inherited_fds(cmd: &mut Command) {
+    // SAFETY: close_range is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+}
+
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
@@ -603,6 +659,35 @@ impl TestLab {
             dir: Path::new("/var/lib/openmosix/lab").join(&name),
             name,
             subnet,
+        }
+    }
+
+    /// Waits (up to `limit`) until each of the first `n` nodes sees all `n`
+    /// up, with their host keys and migration available; panics otherwise.
+    pub async fn settled(&self, n: u32, limit: Duration) {
+        for id in 1..=n {
+            let c = self.client(id).await;
+            let up = wait_for(limit, || async {
+                let ns: Vec<hpc::model::NodeStatus> = c
+                    .call(
+                        hpc::protocol::methods::CLUSTER_NODES,
+                        hpc::protocol::NoParams {},
+                    )
+                    .await
+                    .ok()?;
+                (ns.len() == n as usize
+                    && ns.iter().all(|s| {
+                        s.status == hpc::model::Liveness::Up
+                            && !s.host_key.is_empty()
+                            && s.migration.starts_with("migration available")
+                    }))
+                .then_some(())
+            })
+            .await;
+            assert!(
+                up.is_some(),
+                "node {id} does not see all nodes up with migration available"
+            );
         }
     }
 

@@ -12,25 +12,12 @@ use std::time::{Duration, Instant};
 use collector::daemon::now_ms;
 use history::query::History;
 use history::store::{self, HistoryRef, Location};
-use hpc::client::Client;
-use hpc::protocol::{JobInfo, SpawnParams, methods};
+use hpc::protocol::methods;
 use serde_json::json;
-use testkit::{TestCollector, TestLab, wait_for};
+use testkit::{TestCollector, TestLab, spawn_sleep, wait_for};
 
 fn base() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
-}
-
-async fn spawn_sleep(c: &Client, secs: u32) -> JobInfo {
-    let p = SpawnParams {
-        argv: vec!["sleep".into(), secs.to_string()],
-        cwd: "/".into(),
-        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        uid: 0,
-        gid: 0,
-        ..SpawnParams::default()
-    };
-    c.call(methods::PROC_SPAWN, p).await.expect("spawn")
 }
 
 fn current(c: &TestCollector) -> HistoryRef {
@@ -403,17 +390,7 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
     );
     // Every node sees every other up (each hop is asked of the node the job
     // runs on, which checks its target).
-    for id in 1..=3 {
-        let c = lab.client(id).await;
-        let gossip_up = wait_for(Duration::from_secs(30), || async {
-            let nodes: Vec<hpc::model::NodeStatus> =
-                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
-            (nodes.len() == 3 && nodes.iter().all(|n| n.status == hpc::model::Liveness::Up))
-                .then_some(())
-        })
-        .await;
-        assert!(gossip_up.is_some(), "node {id} sees every node up");
-    }
+    lab.settled(3, Duration::from_secs(30)).await;
 
     let targets = [2, 3, 1, 2, 3, 1, 2, 3, 1, 2];
     let mut reports = Vec::new();

@@ -13,10 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpc::client::Client;
-use hpc::model::Liveness;
-use hpc::protocol::{JobInfo, MigrationReport, methods};
+use hpc::protocol::{JobInfo, methods};
 use serde_json::json;
-use testkit::{TestLab, wait_for};
+use testkit::{TestLab, job_status as status, migrate, wait_for, without_inherited_fds};
 
 /// Fills N MiB with a known pattern and writes its SHA-256 ("sum HEX"),
 /// then a counter line every 50 ms; says "usr1 PID" on SIGUSR1 (PID: what
@@ -66,15 +65,7 @@ impl Shell {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // As from a login shell: no descriptors of the test harness (cargo's
-        // jobserver pipe would be a pipe shared with processes that stay).
-        // SAFETY: close_range is async-signal-safe and touches only the child.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
+        without_inherited_fds(&mut cmd);
         let sh = cmd.spawn().expect("nsenter sh");
         let deadline = Instant::now() + Duration::from_secs(30);
         let worker = loop {
@@ -160,38 +151,6 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-async fn migrate(c: &Client, pid: i32, to: &str) -> Result<MigrationReport, String> {
-    c.call_value_within(
-        methods::PROC_MIGRATE,
-        json!({ "pid": pid, "to": to }),
-        Duration::from_secs(300),
-    )
-    .await
-    .map_err(|e| e.to_string())
-    .map(|v| serde_json::from_value(v).expect("a migration report"))
-}
-
-async fn status(c: &Client, pid: i32) -> JobInfo {
-    c.call(methods::JOB_STATUS, json!({ "pid": pid }))
-        .await
-        .expect("job status")
-}
-
-/// Until every node of the lab sees every other up.
-async fn settled(lab: &TestLab, nodes: u32) {
-    for id in 1..=nodes {
-        let c = lab.client(id).await;
-        let up = wait_for(Duration::from_secs(60), || async {
-            let list: Vec<hpc::model::NodeStatus> =
-                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
-            (list.len() == nodes as usize && list.iter().all(|n| n.status == Liveness::Up))
-                .then_some(())
-        })
-        .await;
-        assert!(up.is_some(), "node {id} does not see every node up");
-    }
-}
-
 /// Unlocks a plain process (it is locked until someone says it may move).
 async fn unlock(c: &Client, pid: i32) {
     let listed = wait_for(Duration::from_secs(10), || async {
@@ -229,7 +188,7 @@ fn assert_continuous(path: &Path) {
 #[tokio::test]
 async fn a_plain_process_moves_away_and_home_with_a_deputy_keeping_its_place() {
     let lab = TestLab::up("dp", 101, 2);
-    settled(&lab, 2).await;
+    lab.settled(2, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
     let sh = Shell::start(&lab, 1, "trip", 256, false);
     let pid = sh.worker;
@@ -284,7 +243,7 @@ async fn a_plain_process_moves_away_and_home_with_a_deputy_keeping_its_place() {
 #[tokio::test]
 async fn killed_away_it_is_killed_at_home_and_a_pipe_to_a_process_that_stays_is_refused() {
     let lab = TestLab::up("dk", 102, 2);
-    settled(&lab, 2).await;
+    lab.settled(2, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
 
     // Killed on node 2 with SIGKILL: the shell's wait says killed by 9.
@@ -358,7 +317,7 @@ fn tracer_of(pid: i32) -> i32 {
 #[tokio::test]
 async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_process_runs_away() {
     let lab = TestLab::up("dr", 103, 2);
-    settled(&lab, 2).await;
+    lab.settled(2, Duration::from_secs(60)).await;
     let sh = Shell::start(&lab, 1, "restart", 16, false);
     let pid = sh.worker;
     {
@@ -374,7 +333,7 @@ async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_proc
 
     for (round, signal) in ["term", "kill"].into_iter().enumerate() {
         lab.restart_agent(1, signal);
-        settled(&lab, 2).await;
+        lab.settled(2, Duration::from_secs(60)).await;
         let taken = wait_for(Duration::from_secs(10), || async {
             (tracer_of(pid) == lab.agent_pid(1)).then_some(())
         })
@@ -403,7 +362,7 @@ async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_proc
 
     // Its host crashes too and comes back: the process runs on, untouched.
     lab.restart_agent(2, "kill");
-    settled(&lab, 2).await;
+    lab.settled(2, Duration::from_secs(60)).await;
     grows(&sh.out(), 5).await;
     let home = lab.client(1).await;
     let j = status(&home, pid).await;
@@ -453,7 +412,7 @@ os.rename(f"{d}/statuses.tmp", f"{d}/statuses")
 #[tokio::test]
 async fn forked_workers_move_to_other_nodes_and_their_parent_waits_for_their_real_ends() {
     let lab = TestLab::up("df", 104, 3);
-    settled(&lab, 3).await;
+    lab.settled(3, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
     let dir = lab.dir.join(format!("deputy-fork-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -467,13 +426,7 @@ async fn forked_workers_move_to_other_nodes_and_their_parent_waits_for_their_rea
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: close_range is async-signal-safe and touches only the child.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-            Ok(())
-        });
-    }
+    without_inherited_fds(&mut cmd);
     let mut parent = cmd.spawn().expect("the parent");
     let kids: Vec<i32> = wait_for(Duration::from_secs(20), || async {
         let text = std::fs::read_to_string(dir.join("kids")).ok()?;

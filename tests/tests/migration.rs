@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use hpc::client::Client;
 use hpc::model::ProcessInfo;
-use hpc::protocol::{JobInfo, MigrationReport, SpawnParams, methods};
+use hpc::protocol::{JobInfo, SpawnParams, methods};
 use serde_json::json;
-use testkit::{TestLab, bin, unique_dir, wait_for};
+use testkit::{TestLab, bin, job_status as status, migrate, unique_dir, wait_for};
 
 async fn kill(c: &Client, pid: i32) {
     testkit::signal(c, pid, "KILL").await;
@@ -94,23 +94,6 @@ async fn spawn(c: &Client, dir: &Scratch, argv: &[&str], out: &str, lock: bool) 
     c.call(methods::PROC_SPAWN, p).await.expect("spawn")
 }
 
-async fn migrate(c: &Client, pid: i32, to: &str) -> Result<MigrationReport, String> {
-    c.call_value_within(
-        methods::PROC_MIGRATE,
-        json!({ "pid": pid, "to": to }),
-        Duration::from_secs(300),
-    )
-    .await
-    .map_err(|e| e.to_string())
-    .map(|v| serde_json::from_value(v).expect("a migration report"))
-}
-
-async fn status(c: &Client, pid: i32) -> JobInfo {
-    c.call(methods::JOB_STATUS, json!({ "pid": pid }))
-        .await
-        .expect("job status")
-}
-
 /// The counter lines of an output file (checksum lines left out).
 fn counts(path: &Path) -> Vec<u64> {
     std::fs::read_to_string(path)
@@ -146,7 +129,7 @@ async fn setup_with(
     let lab = TestLab::up_with(tag, octet, nodes, extra);
     let dir = Scratch::new(label);
     let home = lab.client(1).await;
-    all_up(&lab, nodes).await;
+    lab.settled(nodes, Duration::from_secs(20)).await;
     (lab, dir, home)
 }
 
@@ -208,29 +191,6 @@ fn state_of(pid: i32) -> char {
         .ok()
         .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
         .unwrap_or('?')
-}
-
-/// Waits until every node sees every node up, with its host key and migration available.
-async fn all_up(lab: &TestLab, n: u32) {
-    for id in 1..=n {
-        let c = lab.client(id).await;
-        let up = wait_for(Duration::from_secs(20), || async {
-            let ns: Vec<hpc::model::NodeStatus> =
-                c.call(methods::CLUSTER_NODES, json!({})).await.ok()?;
-            (ns.len() == n as usize
-                && ns.iter().all(|s| {
-                    s.status == hpc::model::Liveness::Up
-                        && !s.host_key.is_empty()
-                        && s.migration.starts_with("migration available")
-                }))
-            .then_some(())
-        })
-        .await;
-        assert!(
-            up.is_some(),
-            "node {id} does not see all nodes up with migration available"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,7 +572,7 @@ async fn expel_sends_guests_home_and_bring_brings_everything_home() {
     let c1 = lab.client(1).await;
     let c2 = lab.client(2).await;
     let c3 = lab.client(3).await;
-    all_up(&lab, 3).await;
+    lab.settled(3, Duration::from_secs(20)).await;
     let a = spawn(&c1, &dir, &["sleep", "600"], "a.log", false).await;
     let b = spawn(&c1, &dir, &["sleep", "600"], "b.log", false).await;
     let g = spawn(&c3, &dir, &["sleep", "600"], "g.log", false).await;

@@ -65,19 +65,16 @@ pub async fn dump_single(
     ns_pid: Option<i32>,
     dir: &Path,
 ) -> Result<u64, String> {
-    let dump = |target: i32| -> Vec<OsString> {
-        let mut a: Vec<OsString> = [
+    let dump = |target: i32| {
+        let t = target.to_string();
+        words(&[
             "dump",
             "--leave-stopped",
             "--shell-job",
             "--file-locks",
             "-t",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        a.push(target.to_string().into());
-        a
+            &t,
+        ])
     };
     match ns_pid {
         None => run(criu, dump(pid), "dump.log", dir, "checkpoint it").await,
@@ -127,13 +124,10 @@ pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, 
     args.push(dir.join("restored.pid").into());
     let ms = run(&nsenter, args, "restore.log", dir, "restore it").await?;
     // CRIU has left: the process is the init's child now.
-    for _ in 0..100 {
-        if let Some(pid) = crate::jobs::children(init).first() {
-            return Ok((*pid, ms));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    Err("CRIU restored it but it is not in its namespace".into())
+    crate::jobs::first_child_within(init, std::time::Duration::from_millis(500))
+        .await
+        .map(|pid| (pid, ms))
+        .ok_or_else(|| "CRIU restored it but it is not in its namespace".into())
 }
 
 /// Restores the images in `dir`, leaving the tree stopped and detached (it is

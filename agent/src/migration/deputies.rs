@@ -10,7 +10,7 @@ use hpc::protocol::{SignalParams, methods};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::context::AgentContext;
-use crate::deputy::{DeputyEvent, End};
+use crate::deputy::{Deputies, DeputyError, DeputyEvent, End};
 use crate::jobs::JobRecord;
 use crate::rpc::to_value;
 
@@ -24,6 +24,19 @@ pub async fn deputy_loop(ctx: Arc<AgentContext>, mut events: UnboundedReceiver<D
             DeputyEvent::Signal { pid, signal } => forward(&ctx, pid, signal).await,
             DeputyEvent::Gone { pid, end } => gone(&ctx, pid, end).await,
         }
+    }
+}
+
+/// Asks the deputy keeper (whose answer blocks until its thread acts) from
+/// a blocking thread, so that the runtime's workers never wait on ptrace.
+pub async fn ask_keeper<T: Send + 'static>(
+    ctx: &AgentContext,
+    request: impl FnOnce(&Deputies) -> Result<T, DeputyError> + Send + 'static,
+) -> Result<T, String> {
+    let deputies = ctx.deputies.clone();
+    match tokio::task::spawn_blocking(move || request(&deputies)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -123,15 +136,13 @@ pub async fn readopt_all(ctx: &AgentContext) {
         if rec.deputy <= 0 || rec.info.home != ctx.node_id {
             continue;
         }
-        let (deputies, pid) = (ctx.deputies.clone(), rec.deputy);
-        let taken = tokio::task::spawn_blocking(move || deputies.readopt(pid)).await;
-        match taken {
-            Ok(Ok(())) => tracing::info!(pid, "deputy taken back"),
-            Ok(Err(e)) => {
+        let pid = rec.deputy;
+        match ask_keeper(ctx, move |d| d.readopt(pid)).await {
+            Ok(()) => tracing::info!(pid, "deputy taken back"),
+            Err(e) => {
                 tracing::warn!(pid, error = %e, "a deputy is gone; ending its process");
                 gone(ctx, pid, End::Signal(libc::SIGKILL)).await;
             }
-            Err(e) => tracing::warn!(pid, error = %e, "cannot take a deputy back"),
         }
     }
 }
@@ -143,11 +154,9 @@ pub async fn end_deputies(ctx: &AgentContext) {
             continue;
         };
         let end = rec.info.signal.map_or(End::Exit(code), End::Signal);
-        let (deputies, pid) = (ctx.deputies.clone(), rec.deputy);
-        let ended = tokio::task::spawn_blocking(move || deputies.end(pid, end)).await;
-        match ended {
-            Ok(Ok(())) => tracing::info!(pid, ?end, "deputy ended as its process did"),
-            Ok(Err(e)) => tracing::warn!(pid, error = %e, "cannot end a deputy"),
+        let pid = rec.deputy;
+        match ask_keeper(ctx, move |d| d.end(pid, end)).await {
+            Ok(()) => tracing::info!(pid, ?end, "deputy ended as its process did"),
             Err(e) => tracing::warn!(pid, error = %e, "cannot end a deputy"),
         }
         let _ = ctx

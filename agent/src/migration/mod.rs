@@ -184,10 +184,7 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
 fn single_process(ctx: &AgentContext, pid: i32) -> Result<JobRecord, RpcError> {
     let snap = ctx.current();
     let row = snap
-        .processes
-        .binary_search_by_key(&pid, |p| p.pid)
-        .ok()
-        .and_then(|i| snap.processes.get(i))
+        .process(pid)
         .ok_or_else(|| RpcError::no_such_process(pid))?;
     if !row.cantmove.is_empty() {
         return Err(refused(pid, &row.cantmove));

@@ -557,10 +557,8 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
 /// Adopts the original of a single process that left home as its deputy;
 /// one that cannot be adopted is ended (the process runs on elsewhere).
 async fn take_as_deputy(ctx: &AgentContext, pid: i32) {
-    let deputies = ctx.deputies.clone();
-    let adopted = tokio::task::spawn_blocking(move || deputies.adopt(pid)).await;
-    match adopted {
-        Ok(Ok(a)) => {
+    match super::deputies::ask_keeper(ctx, move |d| d.adopt(pid)).await {
+        Ok(a) => {
             let home = ctx.node_id;
             if let Err(e) = ctx.jobs.modify(home, pid, |r| r.deputy = pid) {
                 tracing::error!(pid, error = %e, "cannot record a deputy");
@@ -571,10 +569,6 @@ async fn take_as_deputy(ctx: &AgentContext, pid: i32) {
                 rss_after = a.rss_after,
                 "the original stays home as the process's deputy"
             );
-        }
-        Ok(Err(e)) => {
-            tracing::error!(pid, error = %e, "cannot keep the original as a deputy; ending it");
-            criu_cmd::kill_job(pid);
         }
         Err(e) => {
             tracing::error!(pid, error = %e, "cannot keep the original as a deputy; ending it");

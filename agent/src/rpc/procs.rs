@@ -47,16 +47,14 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     }
     let pid = ctx.jobs.local_pid(pid);
     let snap = ctx.current();
-    if let Ok(i) = snap.processes.binary_search_by_key(&pid, |p| p.pid)
-        && let Some(p) = snap.processes.get(i)
+    if let Some(p) = snap.process(pid)
         && p.where_ != ctx.node_id
         && ctx.jobs.away(pid).is_some()
     {
         // A job of this node that runs elsewhere: its row comes from its host.
         return Ok(p.clone());
     }
-    if let Ok(i) = snap.processes.binary_search_by_key(&pid, |p| p.pid)
-        && let Some(p) = snap.processes.get(i)
+    if let Some(p) = snap.process(pid)
         && std::path::Path::new(&format!("/proc/{pid}")).exists()
     {
         // Settings written since the last sampling pass show at once.

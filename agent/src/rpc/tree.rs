@@ -294,10 +294,7 @@ pub fn write(
             }
             let snap = ctx.current();
             let p = snap
-                .processes
-                .binary_search_by_key(&pid, |p| p.pid)
-                .ok()
-                .and_then(|i| snap.processes.get(i))
+                .process(pid)
                 .ok_or_else(|| RpcError::no_such_process(pid))?;
             let decay = match *f {
                 "fast" | "iojob" => DecayClass::Fast,
