@@ -135,12 +135,35 @@ fn open_files(pid: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The process group and session of `pid` as this PID namespace sees them;
+/// 0 when its group or session leader is outside the namespace (a process
+/// started from outside a container). CRIU cannot checkpoint a process whose
+/// session leader it cannot see, so such a process is given a session of its
+/// own before it moves alone ([`crate::deputy`]).
+pub fn group_and_session(pid: i32) -> Option<(i32, i32)> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let (fields, _) = crate::sampler::parse_stat(&stat)?;
+    Some((fields.pgrp, fields.session))
+}
+
+/// Why `pid` cannot be given the session of its own it needs (a group
+/// leader cannot take one).
+fn session_reason(pid: i32) -> Option<String> {
+    let (group, session) = group_and_session(pid)?;
+    (session == 0 && group == pid).then(|| {
+        "session: its session leader is outside this PID namespace (it was started from outside the container) and it leads its own process group, so it cannot take a session of its own to move".to_string()
+    })
+}
+
 /// Why a single process (moving on its own, `moving` being what goes with
 /// it) cannot leave what it shares with processes that stay, said before
 /// anything is frozen: a terminal, a socket (its peer or its connection
 /// stays), a pipe another process holds an end of. None when nothing holds
 /// it back.
 pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
+    if let Some(reason) = session_reason(pid) {
+        return Some(reason);
+    }
     let mut pipes = Vec::new();
     for (n, target) in open_files(pid) {
         if target.starts_with("/dev/pts/")

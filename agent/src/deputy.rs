@@ -22,6 +22,10 @@
 //! - a deputy killed here (`SIGKILL` cannot be caught) is reported
 //!   ([`DeputyEvent::Gone`]) so that the running process is killed too.
 //!
+//! The same thread gives a process whose session leader is outside this PID
+//! namespace a session of its own before it moves ([`Deputies::lead_session`]):
+//! CRIU refuses to checkpoint a process whose session it cannot see.
+//!
 //! Syscalls are injected by pointing the stopped thread at a `syscall`
 //! instruction of its vDSO with the call in its registers and single-stepping
 //! it (x86-64 only; elsewhere adoption fails with a clear error).
@@ -99,18 +103,22 @@ pub enum DeputyError {
 }
 
 /// What adoption did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adopted {
     /// Resident memory before (bytes).
     pub rss_before: u64,
     /// Resident memory after (bytes).
     pub rss_after: u64,
+    /// Signals that were waiting for the stopped original (sent while it
+    /// moved), held back here: the process should get them.
+    pub pending: Vec<i32>,
 }
 
 enum Request {
     Adopt(i32, mpsc::Sender<Result<Adopted, DeputyError>>),
     Readopt(i32, mpsc::Sender<Result<(), DeputyError>>),
     End(i32, End, mpsc::Sender<Result<(), DeputyError>>),
+    LeadSession(i32, mpsc::Sender<Result<(), DeputyError>>),
 }
 
 /// The handle on the tracer thread.
@@ -154,6 +162,17 @@ impl Deputies {
         let (tx, rx) = mpsc::channel();
         self.requests
             .send(Request::End(pid, end, tx))
+            .map_err(|_| DeputyError::Stopped)?;
+        rx.recv().map_err(|_| DeputyError::Stopped)?
+    }
+
+    /// Makes `pid` the leader of a new session (an injected `setsid()`) and
+    /// lets it go on as it was, running or stopped; fails for a process-group
+    /// leader.
+    pub fn lead_session(&self, pid: i32) -> Result<(), DeputyError> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(Request::LeadSession(pid, tx))
             .map_err(|_| DeputyError::Stopped)?;
         rx.recv().map_err(|_| DeputyError::Stopped)?
     }
@@ -211,6 +230,9 @@ fn tracer(
                     None => Err(DeputyError::Unknown(pid)),
                 };
                 let _ = reply.send(r);
+            }
+            Ok(Request::LeadSession(pid, reply)) => {
+                let _ = reply.send(arch::lead_session(pid));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -546,18 +568,14 @@ mod arch {
             Ok(at)
         })();
         match result {
-            Ok(at) => {
-                if !noted.is_empty() {
-                    tracing::debug!(pid, ?noted, "signals during adoption (suppressed)");
-                }
-                Ok((
-                    at,
-                    Adopted {
-                        rss_before,
-                        rss_after: rss_of(pid),
-                    },
-                ))
-            }
+            Ok(at) => Ok((
+                at,
+                Adopted {
+                    rss_before,
+                    rss_after: rss_of(pid),
+                    pending: noted,
+                },
+            )),
             Err(e) => {
                 // Not a deputy after all: let it go, stopped (its memory may
                 // be gone: the caller kills it or resumes the running copy).
@@ -652,6 +670,32 @@ mod arch {
         }
     }
 
+    /// Injects `setsid()` into `pid` and lets it go on; the signals that
+    /// arrived while it was held are sent again.
+    pub fn lead_session(pid: i32) -> Result<(), DeputyError> {
+        ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
+        let mut noted = Vec::new();
+        let result = (|| {
+            ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
+            wait_for_trap(pid, true, &mut |s| noted.push(s))?;
+            let (at, _, _) = vdso(pid)?;
+            // The registers are restored after the call: a system call it
+            // was interrupted in restarts when it goes on.
+            let r = inject(pid, at, libc::SYS_setsid, [0; 6], &mut |s| noted.push(s))?;
+            if r < 0 {
+                let why = std::io::Error::from_raw_os_error(-r as i32);
+                return Err(failed(pid, format!("setsid: {why}")));
+            }
+            Ok(())
+        })();
+        let _ = ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+        for signal in noted {
+            // SAFETY: kill has no memory-safety preconditions; pid > 0.
+            unsafe { libc::kill(pid, signal) };
+        }
+        result
+    }
+
     /// One look at deputy `pid`, without blocking.
     pub fn watch(pid: i32) -> Watch {
         let status = match wait(pid, false) {
@@ -701,5 +745,12 @@ mod arch {
 
     pub fn watch(_pid: i32) -> Watch {
         Watch::Quiet
+    }
+
+    pub fn lead_session(pid: i32) -> Result<(), DeputyError> {
+        Err(DeputyError::Failed {
+            pid,
+            what: "giving a process a session of its own is implemented for x86-64 only".into(),
+        })
     }
 }

@@ -295,6 +295,7 @@ impl Jobs {
                 mark(row, j);
             }
         }
+        inherit_from_jobs(state, &by_pid, procs);
         let remote = self
             .remote_rows
             .lock()
@@ -468,6 +469,7 @@ impl Jobs {
             exit: None,
             signal: None,
             single: false,
+            vpid: 0,
             last_migration: None,
         };
         let recorded = self.put(JobRecord {
@@ -557,6 +559,41 @@ impl Jobs {
     }
 }
 
+/// The processes a job forked (its command's descendants) may move as the
+/// job may: they take its lock and cluster mask, unless set on their own.
+fn inherit_from_jobs(
+    state: &PersistedState,
+    jobs: &HashMap<i32, &JobInfo>,
+    procs: &mut [ProcessInfo],
+) {
+    let parent: HashMap<i32, i32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+    for row in procs.iter_mut() {
+        if jobs.contains_key(&row.pid) {
+            continue;
+        }
+        let mut up = row.ppid;
+        // Bounded: a PID table read while it changes may hold a cycle.
+        for _ in 0..64 {
+            if up <= 1 {
+                break;
+            }
+            if let Some(j) = jobs.get(&up).filter(|j| !j.single) {
+                let own = state
+                    .processes
+                    .get(&crate::store::key_string((row.pid, row.start_time)));
+                if own.and_then(|s| s.lock).is_none() {
+                    row.lock = j.lock;
+                }
+                if own.and_then(|s| s.mask).is_none() {
+                    row.mask = j.mask;
+                }
+                break;
+            }
+            up = parent.get(&up).copied().unwrap_or(0);
+        }
+    }
+}
+
 fn mark(row: &mut ProcessInfo, j: &JobInfo) {
     row.home = j.home;
     row.home_pid = j.home_pid;
@@ -608,10 +645,27 @@ pub use hpc::clock::now_ms;
 
 /// The PID namespace of a process (the inode of `/proc/PID/ns/pid`).
 pub fn pid_ns(pid: i32) -> Option<u64> {
+    namespace(pid, "pid")
+}
+
+/// The namespace of kind `kind` (`pid`, `mnt`, …) `pid` is in (its inode).
+pub fn namespace(pid: i32, kind: &str) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/pid"))
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(|m| m.ino())
+}
+
+/// The PID `pid` has in its own (innermost) PID namespace, from `NSpid`.
+pub fn inner_pid(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|v| v.split_whitespace().last()?.parse().ok())
+        })
+        .unwrap_or(pid)
 }
 
 /// The children of a process (all its threads'), from `/proc/PID/task/*/children`.
@@ -861,6 +915,21 @@ fn try_wait(pid: i32) -> Option<i32> {
         // (a single process's placeholder wrote it down).
         _ if alive(pid) => None,
         _ => Some(-1),
+    }
+}
+
+/// Waits until none of `pids` runs any more (gone or a zombie), for at
+/// most `within`; whether they all ended.
+pub async fn ended_within(pids: &[i32], within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if !pids.iter().any(|p| alive(*p)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -78,6 +78,17 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Descriptors the agent was started with beyond stdio (a shell's, a
+    // harness's) are no business of the jobs and helpers it starts.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     hpc::logging::init("info,russh=warn,chitchat=warn");
     let cli = Cli::parse();
     run(AgentConfig {

@@ -58,6 +58,10 @@ pub struct StatFields {
     pub state: char,
     /// Parent PID.
     pub ppid: i32,
+    /// Process group, as this PID namespace sees it (0: outside it).
+    pub pgrp: i32,
+    /// Session, as this PID namespace sees it (0: its leader is outside it).
+    pub session: i32,
     /// `flags` (PF_*).
     pub flags: u64,
     /// utime + stime in clock ticks.
@@ -94,6 +98,8 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
         StatFields {
             state,
             ppid: fields[0] as i64 as i32,
+            pgrp: fields[1] as i64 as i32,
+            session: fields[2] as i64 as i32,
             flags: fields[5],
             ticks: fields[10].wrapping_add(fields[11]),
             nice: fields[15] as i64 as i32,

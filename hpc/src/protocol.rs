@@ -574,9 +574,30 @@ pub struct JobInfo {
     /// the stopped original as its deputy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single: bool,
+    /// For a single process forked inside a job, the PID it has in the job's
+    /// PID namespace (what `getpid()` says, kept wherever it runs); 0 when
+    /// that is its home PID.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vpid: i32,
     /// The last migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migration: Option<MigrationReport>,
+}
+
+impl JobInfo {
+    /// The PID the process knows itself by: in its placeholder namespaces
+    /// it keeps this PID.
+    pub fn own_pid(&self) -> i32 {
+        if self.vpid > 0 {
+            self.vpid
+        } else {
+            self.home_pid
+        }
+    }
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
 }
 
 /// Params of `moves.since`.

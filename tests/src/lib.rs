@@ -779,6 +779,21 @@ impl TestLab {
 
 impl Drop for TestLab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the agents said, for whoever reads a failed run's output.
+            for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let log = entry.path().join("agent.log");
+                let Ok(text) = std::fs::read_to_string(&log) else {
+                    continue;
+                };
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines.get(lines.len().saturating_sub(60)..).unwrap_or(&[]);
+                eprintln!("--- {} (last {} lines)", log.display(), tail.len());
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
         if self.dir.exists() {
             let _ = run_lab(&["down", "--name", &self.name]);
         }

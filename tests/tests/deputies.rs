@@ -481,3 +481,135 @@ async fn forked_workers_move_to_other_nodes_and_their_parent_waits_for_their_rea
     assert_eq!(parent.wait().unwrap().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The seed's multifibo, in Python: forks N workers; each says "I started
+/// VPID", computes Fibonacci numbers (CPU-bound) until the go file exists,
+/// then prints "I -> fib(K) = F, pid VPID" and exits 0; the parent waits for
+/// all and exits 0 only if every worker did.
+const MULTIFIBO: &str = r#"
+import os, sys, time
+n, go = int(sys.argv[1]), sys.argv[2]
+def fib(k):
+    return k if k < 2 else fib(k - 1) + fib(k - 2)
+kids = []
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:
+        print(f"{i} started {os.getpid()}", flush=True)
+        k = 18 + i
+        while not os.path.exists(go):
+            f = fib(k)
+        print(f"{i} -> fib({k}) = {fib(k)}, pid {os.getpid()}", flush=True)
+        os._exit(0)
+    kids.append(pid)
+ok = all(os.waitpid(p, 0)[1] == 0 for p in kids)
+print("all done" if ok else "a worker failed", flush=True)
+sys.exit(0 if ok else 1)
+"#;
+
+fn fib(k: u64) -> u64 {
+    if k < 2 { k } else { fib(k - 1) + fib(k - 2) }
+}
+
+#[tokio::test]
+async fn a_mosrun_job_spreads_its_forked_workers_and_ends_well() {
+    let lab = TestLab::up("dm", 105, 3);
+    lab.settled(3, Duration::from_secs(60)).await;
+    let home = lab.client(1).await;
+    let dir = lab.dir.join(format!("multifibo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("multifibo.py"), MULTIFIBO).unwrap();
+    let (out, go) = (dir.join("out"), dir.join("go"));
+    let p = hpc::protocol::SpawnParams {
+        argv: vec![
+            "python3".into(),
+            dir.join("multifibo.py").display().to_string(),
+            "4".into(),
+            go.display().to_string(),
+        ],
+        cwd: dir.display().to_string(),
+        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        stdout: Some(out.display().to_string()),
+        ..hpc::protocol::SpawnParams::default()
+    };
+    let job: JobInfo = home.call(methods::PROC_SPAWN, p).await.expect("mosrun");
+
+    // Its four workers, by the PIDs node 1 lists, and the PIDs they see
+    // (by worker number).
+    let (workers, seen): (Vec<(i32, String)>, Vec<String>) =
+        wait_for(Duration::from_secs(30), || async {
+            let mut kids = testkit_children(job.pid);
+            let mut seen = vec![String::new(); 4];
+            for l in lines(&out) {
+                if let Some((i, vpid)) = l.split_once(" started ") {
+                    *seen.get_mut(i.parse::<usize>().ok()?)? = vpid.to_string();
+                }
+            }
+            kids.sort_unstable();
+            (kids.len() == 4 && seen.iter().all(|v| !v.is_empty())).then(|| {
+                let w = kids.into_iter().map(|k| (k, inner_pid(k))).collect();
+                (w, seen)
+            })
+        })
+        .await
+        .expect("the workers started");
+    let mut inner: Vec<&String> = workers.iter().map(|(_, v)| v).collect();
+    let mut said: Vec<&String> = seen.iter().collect();
+    inner.sort();
+    said.sort();
+    assert_eq!(inner, said, "their PIDs in the job's namespace");
+
+    // They may move as the job may (unlocked), each on its own.
+    let targets = ["2", "3", "2", "3"];
+    for ((pid, _), to) in workers.iter().zip(targets) {
+        let row: hpc::model::ProcessInfo = wait_for(Duration::from_secs(10), || async {
+            home.call(methods::PROC_GET, json!({ "pid": pid }))
+                .await
+                .ok()
+        })
+        .await
+        .expect("node 1 lists the worker");
+        assert!(!row.lock, "a job's worker is locked: {row:?}");
+        let r = migrate(&home, *pid, to).await.expect("a worker moves");
+        assert_eq!((r.home_pid, r.to.to_string()), (*pid, to.to_string()));
+    }
+    for ((pid, _), to) in workers.iter().zip(targets) {
+        let j = status(&home, *pid).await;
+        assert!(j.single && j.where_.to_string() == to, "{j:?}");
+        let rss = rss_kib(*pid);
+        assert!(rss <= 1024, "worker {pid}'s deputy holds {rss} KiB");
+    }
+    // The job itself cannot move whole while its workers are away.
+    let whole = migrate(&home, job.pid, "2").await.unwrap_err();
+    assert!(whole.contains("deputy"), "{whole}");
+    // Worker 0 hops on, and home again (into a namespace of its own).
+    let w0 = workers[0].0;
+    assert_eq!(migrate(&home, w0, "3").await.expect("2 to 3").to, 3);
+    assert_eq!(migrate(&home, w0, "home").await.expect("home").to, 1);
+
+    std::fs::write(&go, "").unwrap();
+    let ended = wait_for(Duration::from_secs(120), || async {
+        status(&home, job.pid).await.exit
+    })
+    .await;
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(ended, Some(0), "the job's parent failed:\n{text}");
+    for (i, vpid) in seen.iter().enumerate() {
+        let k = 18 + i as u64;
+        let want = format!("{i} -> fib({k}) = {}, pid {vpid}", fib(k));
+        assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+    }
+    assert!(text.contains("all done"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The PID `pid` has in its own PID namespace (`NSpid`'s last field).
+fn inner_pid(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|v| v.split_whitespace().last().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -211,6 +211,13 @@ fn exec_child(o: &Options, mask: &libc::sigset_t) -> ! {
                 libc::dup2(f, fd);
             }
         }
+        // The command gets stdio only, whatever jobinit was started with.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         let mut argv: Vec<*const libc::c_char> = o.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();

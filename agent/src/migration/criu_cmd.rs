@@ -14,14 +14,50 @@ where
     I: IntoIterator,
     I::Item: AsRef<std::ffi::OsStr>,
 {
+    run_with_fd(criu, args, log, dir, what, None).await
+}
+
+/// [`run`], handing CRIU `pass` as descriptor [`PIDNS_FD`].
+async fn run_with_fd<I>(
+    criu: &Path,
+    args: I,
+    log: &str,
+    dir: &Path,
+    what: &str,
+    pass: Option<&std::fs::File>,
+) -> Result<u64, String>
+where
+    I: IntoIterator,
+    I::Item: AsRef<std::ffi::OsStr>,
+{
     let t = Instant::now();
-    let status = crate::helpers::root_command_async(criu)
-        .args(args)
+    let mut cmd = crate::helpers::root_command_async(criu);
+    cmd.args(args)
         .args(["-o", log, "-D"])
         .arg(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(file) = pass {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        // SAFETY: dup2 and fcntl are async-signal-safe and only touch the
+        // child's descriptor table; the descriptor they leave at PIDNS_FD has
+        // close-on-exec cleared.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = if fd == PIDNS_FD {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, PIDNS_FD)
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let status = cmd
         .status()
         .await
         .map_err(|e| format!("cannot run {}: {e}", criu.display()))?;
@@ -54,17 +90,35 @@ pub async fn dump(criu: &Path, root: i32, dir: &Path, parent: bool) -> Result<u6
     run(criu, args, "dump.log", dir, "checkpoint it").await
 }
 
+/// The key under which a single process's PID namespace is marked external
+/// in its images, and under which the restore is handed the one to enter.
+const PIDNS_KEY: &str = "openmosix-pidns";
+
+/// Where a single process lives, which decides how CRIU reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleAt {
+    /// In this node's own PID namespace.
+    Node,
+    /// Forked inside a job's PID namespace (with the node's mount namespace):
+    /// CRIU dumps it from here and marks that PID namespace external, so that
+    /// the restore puts it into a placeholder namespace under the same PID.
+    Job {
+        /// The job's PID namespace (its inode).
+        pidns: u64,
+    },
+    /// In a placeholder namespace (and its own mount namespace, whose /proc
+    /// is the namespace's): CRIU runs inside both, as a dump from outside
+    /// refuses a PID namespace without its init.
+    Placeholder {
+        /// Its PID in there.
+        inner: i32,
+    },
+}
+
 /// Checkpoints the single process `pid` (with `--shell-job`: its session
-/// leader stays behind) into `dir`, leaving it stopped. `ns_pid`: when it
-/// lives in a placeholder namespace, its PID there; CRIU then runs inside
-/// that PID namespace and the process's mount namespace (whose /proc is the
-/// namespace's), as a dump from outside refuses a namespace without its init.
-pub async fn dump_single(
-    criu: &Path,
-    pid: i32,
-    ns_pid: Option<i32>,
-    dir: &Path,
-) -> Result<u64, String> {
+/// leader stays behind) into `dir`, leaving it stopped; `at` says where it
+/// lives.
+pub async fn dump_single(criu: &Path, pid: i32, at: SingleAt, dir: &Path) -> Result<u64, String> {
     let dump = |target: i32| {
         let t = target.to_string();
         words(&[
@@ -76,9 +130,15 @@ pub async fn dump_single(
             &t,
         ])
     };
-    match ns_pid {
-        None => run(criu, dump(pid), "dump.log", dir, "checkpoint it").await,
-        Some(inner) => {
+    match at {
+        SingleAt::Node => run(criu, dump(pid), "dump.log", dir, "checkpoint it").await,
+        SingleAt::Job { pidns } => {
+            let mut args = dump(pid);
+            args.push("--external".into());
+            args.push(format!("pid[{pidns}]:{PIDNS_KEY}").into());
+            run(criu, args, "dump.log", dir, "checkpoint it").await
+        }
+        SingleAt::Placeholder { inner } => {
             let nsenter = crate::helpers::locate("nsenter")?;
             let mut args = words(&["-t", &pid.to_string(), "--pid", "--mount", "--"]);
             args.push(criu.into());
@@ -92,16 +152,22 @@ fn words(w: &[&str]) -> Vec<OsString> {
     w.iter().map(OsString::from).collect()
 }
 
+/// The descriptor number the placeholder's PID namespace is handed to CRIU at.
+const PIDNS_FD: i32 = 3;
+
 /// Restores the single process imaged in `dir` into the placeholder
 /// namespace whose init is `init`, stopped: CRIU enters the namespace, with
 /// a mount namespace of its own showing the namespace's /proc, as the
 /// leader of a new session (so the process's session is inside the
-/// namespace, as the next checkpoint requires). The process keeps its PID
-/// inside the namespace; returns its PID here and the time taken (ms).
+/// namespace, as the next checkpoint requires), and is handed the namespace
+/// for images that name it external ([`SingleAt::Job`]). The process keeps
+/// its PID inside the namespace; returns its PID here and the time taken (ms).
 pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, u64), String> {
     let nsenter = crate::helpers::locate("nsenter")?;
     let unshare = crate::helpers::locate("unshare")?;
     let setsid = crate::helpers::locate("setsid")?;
+    let pidns = std::fs::File::open(format!("/proc/{init}/ns/pid"))
+        .map_err(|e| format!("cannot open its namespace: {e}"))?;
     let mut args = words(&["-t", &init.to_string(), "--pid", "--"]);
     args.push(unshare.into());
     args.extend(words(&[
@@ -119,10 +185,20 @@ pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, 
         "--restore-detached",
         "--leave-stopped",
         "--file-locks",
+        "--inherit-fd",
+        &format!("fd[{PIDNS_FD}]:{PIDNS_KEY}"),
         "--pidfile",
     ]));
     args.push(dir.join("restored.pid").into());
-    let ms = run(&nsenter, args, "restore.log", dir, "restore it").await?;
+    let ms = run_with_fd(
+        &nsenter,
+        args,
+        "restore.log",
+        dir,
+        "restore it",
+        Some(&pidns),
+    )
+    .await?;
     // CRIU has left: the process is the init's child now.
     crate::jobs::first_child_within(init, std::time::Duration::from_millis(500))
         .await

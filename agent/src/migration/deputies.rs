@@ -79,7 +79,7 @@ async fn send(ctx: &AgentContext, rec: &JobRecord, signal: i32) -> Result<(), St
 }
 
 /// A signal caught by a deputy: the process gets it.
-async fn forward(ctx: &AgentContext, pid: i32, signal: i32) {
+pub async fn forward(ctx: &AgentContext, pid: i32, signal: i32) {
     // Its own children's ends are nothing to the running process.
     if signal == libc::SIGCHLD {
         return;

@@ -100,8 +100,11 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
         return Err(RpcError::no_such_process(p.pid));
     }
     let (job, new_single) = match ctx.jobs.running_here_with(pid) {
-        Some(j) => (j, false),
-        None => (single_process(ctx, pid)?, true),
+        // A job moves whole when asked by its command's PID or its init's.
+        Some(j) if j.info.single || pid == j.info.pid || pid == j.info.root_pid => (j, false),
+        // Any other process of a job moves on its own.
+        Some(_) => (single_process(ctx, pid, true)?, true),
+        None => (single_process(ctx, pid, false)?, true),
     };
     let Some(criu) = ctx.criu.clone() else {
         return Err(crate::rpc::needs_migration(ctx, "moving a process"));
@@ -116,6 +119,21 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
         ));
     }
     let tree = criu_cmd::tree(job.info.root_pid);
+    if !job.info.single
+        && let Some(away) = ctx
+            .jobs
+            .all()
+            .into_iter()
+            .find(|r| r.deputy > 0 && tree.contains(&r.deputy))
+    {
+        return Err(refused(
+            p.pid,
+            format!(
+                "its process {} runs on node {} (its deputy holds its place here); the job moves whole once that process is back or has ended",
+                away.info.home_pid, away.info.where_
+            ),
+        ));
+    }
     for pid in &tree {
         if let Some(reason) = crate::classify::deep_reason(*pid) {
             return Err(refused(
@@ -178,10 +196,10 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
     moved
 }
 
-/// A record for the plain process `pid` (not started through the agent),
-/// to move it on its own: a single process, with no children (they would
-/// have to move too).
-fn single_process(ctx: &AgentContext, pid: i32) -> Result<JobRecord, RpcError> {
+/// A record for the process `pid` to move it on its own: a plain process
+/// (not started through the agent) or, `in_job`, one that a job forked; a
+/// single process, with no children (they would have to move too).
+fn single_process(ctx: &AgentContext, pid: i32, in_job: bool) -> Result<JobRecord, RpcError> {
     let snap = ctx.current();
     let row = snap
         .process(pid)
@@ -189,6 +207,20 @@ fn single_process(ctx: &AgentContext, pid: i32) -> Result<JobRecord, RpcError> {
     if !row.cantmove.is_empty() {
         return Err(refused(pid, &row.cantmove));
     }
+    let own = |ns: &str, of: i32| crate::jobs::namespace(of, ns);
+    let me = std::process::id() as i32;
+    if own("mnt", pid) != own("mnt", me) || (!in_job && own("pid", pid) != own("pid", me)) {
+        return Err(refused(
+            pid,
+            "it runs in a container (a mount or PID namespace other than the node's), whose files and processes would not go with it",
+        ));
+    }
+    // Forked inside a job, it keeps the PID it has there.
+    let vpid = if in_job {
+        crate::jobs::inner_pid(pid)
+    } else {
+        0
+    };
     let children = crate::jobs::children(pid);
     if !children.is_empty() {
         return Err(refused(
@@ -219,6 +251,7 @@ fn single_process(ctx: &AgentContext, pid: i32) -> Result<JobRecord, RpcError> {
             decay: Some(row.decay),
             mask: row.mask,
             single: true,
+            vpid,
             ..JobInfo::default()
         },
         ..JobRecord::default()

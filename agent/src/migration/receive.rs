@@ -203,7 +203,7 @@ where
             job.home_pid,
             now_ms()
         ));
-        match ctx.jobs.start_placeholder(job.home_pid, status_file).await {
+        match ctx.jobs.start_placeholder(job.own_pid(), status_file).await {
             Ok(ph) => {
                 let r = criu_cmd::restore_single(&criu, &fin, ph.init)
                     .await

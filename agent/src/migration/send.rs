@@ -239,6 +239,20 @@ pub async fn send(
         vec![info.pid]
     };
     let in_namespace = info.single && tree.len() > 1;
+    let at = if in_namespace {
+        criu_cmd::SingleAt::Placeholder {
+            inner: info.own_pid(),
+        }
+    } else {
+        match crate::jobs::pid_ns(info.pid) {
+            Some(pidns)
+                if info.single && crate::jobs::pid_ns(std::process::id() as i32) != Some(pidns) =>
+            {
+                criu_cmd::SingleAt::Job { pidns }
+            }
+            _ => criu_cmd::SingleAt::Node,
+        }
+    };
     let root_start = tree
         .first()
         .and_then(|r| crate::sampler::start_time_of(*r))
@@ -318,11 +332,17 @@ pub async fn send(
         }
     };
     let precopy_ms = t_pre.elapsed().as_millis() as u64;
+    if info.single
+        && !in_namespace
+        && let Err(reason) = lead_session_if_unseen(ctx, info.pid).await
+    {
+        abort(&mut write, &reason).await;
+        return Err(fail(reason));
+    }
     let mut frozen_at = Instant::now();
     let checkpoint = || async {
         if info.single {
-            let ns_pid = in_namespace.then_some(info.home_pid);
-            criu_cmd::dump_single(criu, info.pid, ns_pid, &fin).await
+            criu_cmd::dump_single(criu, info.pid, at, &fin).await
         } else {
             criu_cmd::dump(criu, info.root_pid, &fin, parent).await
         }
@@ -341,13 +361,7 @@ pub async fn send(
     let dump_ms = match dumped {
         Ok(ms) => ms,
         Err(reason) => {
-            let _ = wire::send(
-                &mut write,
-                &Msg::Abort {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            abort(&mut write, &reason).await;
             return Err(fail(reason));
         }
     };
@@ -532,16 +546,24 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
         if let Err(e) = ctx.jobs.release_child(home, home_pid) {
             tracing::warn!(error = %e, "cannot release the source copy's child");
         }
+        let mut pending = Vec::new();
         if same {
             if doubt.moved.single && doubt.tree.len() == 1 && home == ctx.node_id {
                 // The original at home stays as the process's deputy.
-                take_as_deputy(ctx, root).await;
+                pending = take_as_deputy(ctx, root).await;
             } else {
                 criu_cmd::kill_job(root);
+                // Gone before the process table is read again, so that the
+                // home lists the job where it runs, not its dying copy here.
+                crate::jobs::ended_within(&doubt.tree, Duration::from_secs(2)).await;
             }
         }
         if let Some(job) = ctx.jobs.get(home, home_pid) {
             super::record_departure(ctx, &job, doubt.moved.clone()).await;
+        }
+        // Signals sent to it while it moved go where it runs now.
+        for signal in pending {
+            super::deputies::forward(ctx, root, signal).await;
         }
     } else if same {
         criu_cmd::resume(&doubt.tree);
@@ -554,9 +576,36 @@ pub async fn settle(ctx: &AgentContext, doubt: &InDoubt, committed: bool) {
     ctx.ledger.settled(&doubt.id);
 }
 
+/// Tells the target that nothing is coming, and why (it may be gone).
+async fn abort<W: AsyncWrite + Unpin>(write: &mut W, reason: &str) {
+    let msg = Msg::Abort {
+        reason: reason.to_string(),
+    };
+    let _ = wire::send(write, &msg).await;
+}
+
+/// Gives `pid` a session of its own when its session leader is outside this
+/// PID namespace (started from outside a container): CRIU cannot checkpoint
+/// a process whose session it cannot see. Signals to its former process
+/// group no longer reach it afterwards.
+async fn lead_session_if_unseen(ctx: &AgentContext, pid: i32) -> Result<(), String> {
+    if crate::classify::group_and_session(pid).is_none_or(|(_, session)| session != 0) {
+        return Ok(());
+    }
+    super::deputies::ask_keeper(ctx, move |d| d.lead_session(pid))
+        .await
+        .map_err(|why| format!("it cannot take the session of its own it needs to move: {why}"))?;
+    tracing::info!(
+        pid,
+        "its session leader is outside this PID namespace: it leads a session of its own now"
+    );
+    Ok(())
+}
+
 /// Adopts the original of a single process that left home as its deputy;
-/// one that cannot be adopted is ended (the process runs on elsewhere).
-async fn take_as_deputy(ctx: &AgentContext, pid: i32) {
+/// one that cannot be adopted is ended (the process runs on elsewhere). The
+/// signals that waited for the original are returned, to be forwarded.
+async fn take_as_deputy(ctx: &AgentContext, pid: i32) -> Vec<i32> {
     match super::deputies::ask_keeper(ctx, move |d| d.adopt(pid)).await {
         Ok(a) => {
             let home = ctx.node_id;
@@ -567,12 +616,15 @@ async fn take_as_deputy(ctx: &AgentContext, pid: i32) {
                 pid,
                 rss_before = a.rss_before,
                 rss_after = a.rss_after,
+                pending = ?a.pending,
                 "the original stays home as the process's deputy"
             );
+            a.pending
         }
         Err(e) => {
             tracing::error!(pid, error = %e, "cannot keep the original as a deputy; ending it");
             criu_cmd::kill_job(pid);
+            Vec::new()
         }
     }
 }
