@@ -509,8 +509,17 @@ impl Jobs {
                 continue;
             };
             changed = true;
-            // A single process's placeholder wrote how it really ended.
-            let end = r.status_file.as_deref().and_then(placeholder_end);
+            // A single process's placeholder wrote how it really ended; a
+            // job's init did too (read when this agent was not its parent).
+            let by_init = ended_file(r);
+            let end = r
+                .status_file
+                .as_deref()
+                .and_then(end_in_file)
+                .or_else(|| by_init.as_deref().and_then(end_in_file));
+            if let Some(f) = &by_init {
+                let _ = std::fs::remove_file(f);
+            }
             let (code, signal) = match end {
                 Some(crate::deputy::End::Exit(c)) => (c, None),
                 Some(crate::deputy::End::Signal(s)) => (128 + s, Some(s)),
@@ -770,8 +779,22 @@ impl Jobs {
     }
 }
 
-/// How a single process ended, as its placeholder wrote it.
-pub fn placeholder_end(status_file: &Path) -> Option<crate::deputy::End> {
+/// Where the init of job `r` wrote how its command ended, if it did and
+/// after the job started (a file left by an earlier init with the same PID
+/// does not count).
+fn ended_file(r: &JobRecord) -> Option<PathBuf> {
+    if r.info.single || r.info.root_pid <= 0 {
+        return None;
+    }
+    let path = Path::new(hpc::paths::ENDED_DIR).join(r.info.root_pid.to_string());
+    let written = std::fs::symlink_metadata(&path).ok()?.modified().ok()?;
+    let started = std::time::UNIX_EPOCH + Duration::from_secs(r.info.start_time);
+    (written >= started).then_some(path)
+}
+
+/// How a process ended, as its init (a placeholder's or a job's) wrote it:
+/// `exit N` or `signal N`.
+pub fn end_in_file(status_file: &Path) -> Option<crate::deputy::End> {
     let text = std::fs::read_to_string(status_file).ok()?;
     let (kind, n) = text.trim().split_once(' ')?;
     let n: i32 = n.parse().ok()?;

@@ -145,6 +145,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     private_dir(&cfg.config_dir)?;
     private_dir(&cfg.state_dir)?;
     run_dir(&cfg.run_dir)?;
+    if let Err(e) = private_dir(Path::new(paths::ENDED_DIR)) {
+        tracing::warn!(error = %e, "jobs that end while no agent is their parent (after a restart) will end with an unknown status");
+    }
     let host_key = load_or_create_key(&cfg.config_dir.join(paths::HOST_KEY_FILE))?;
     let cluster_key = load_or_create_key(&cfg.config_dir.join(paths::CLUSTER_KEY_FILE))?;
     let secret = gossip_secret(&cluster_key)?;

@@ -16,6 +16,11 @@ pub const CONFIG_DIR: &str = "/etc/openmosix";
 pub const STATE_DIR: &str = "/var/lib/openmosix";
 /// Directory of the agent's runtime files (PID file, migration images).
 pub const RUN_DIR: &str = "/run/openmosix";
+/// Where a job's init writes how its command ended, in a file named by the
+/// init's PID on the node, for an agent that is not the job's parent (a
+/// later run of the agent, after a restart). One per machine, whatever
+/// directories an agent is configured with.
+pub const ENDED_DIR: &str = "/run/openmosix/ended";
 /// File name of the cluster map inside [`CONFIG_DIR`].
 pub const MAP_FILE: &str = "openmosix.map";
 /// File name of the agent's host key inside [`CONFIG_DIR`].

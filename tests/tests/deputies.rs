@@ -320,11 +320,36 @@ async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_proc
     lab.settled(2, Duration::from_secs(60)).await;
     let sh = Shell::start(&lab, 1, "restart", 16, false);
     let pid = sh.worker;
-    {
+    // Two mosrun jobs as well: one stays home, one runs away on node 2.
+    let quit = sh.dir.join("jobs-quit");
+    let (stay, away) = {
         let home = lab.client(1).await;
         unlock(&home, pid).await;
         migrate(&home, pid, "2").await.expect("to node 2");
-    }
+        let script = format!(
+            "while [ ! -e {} ]; do sleep 0.1; done; exit 5",
+            quit.display()
+        );
+        let job = |script: String| {
+            let home = &home;
+            async move {
+                let p = hpc::protocol::SpawnParams {
+                    argv: vec!["sh".into(), "-c".into(), script],
+                    cwd: "/".into(),
+                    env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                    ..hpc::protocol::SpawnParams::default()
+                };
+                let j: JobInfo = home.call(methods::PROC_SPAWN, p).await.expect("mosrun");
+                j
+            }
+        };
+        let stay = job(script.clone()).await;
+        let away = job(script).await;
+        migrate(&home, away.pid, "2")
+            .await
+            .expect("a job to node 2");
+        (stay, away)
+    };
     assert_eq!(
         tracer_of(pid),
         lab.agent_pid(1),
@@ -373,6 +398,17 @@ async fn the_home_agent_restarts_and_crashes_and_so_does_the_host_while_its_proc
     let said = wait_for(Duration::from_secs(30), || async { sh.status() }).await;
     assert_eq!(said.as_deref(), Some("status 3"));
     assert_continuous(&sh.out());
+
+    // The jobs' ends reach their home too, though no agent that runs now
+    // started them: their inits wrote them down.
+    std::fs::write(&quit, "").unwrap();
+    for j in [&stay, &away] {
+        let ended = wait_for(Duration::from_secs(30), || async {
+            status(&home, j.pid).await.exit
+        })
+        .await;
+        assert_eq!(ended, Some(5), "job {}", j.pid);
+    }
 }
 
 /// A parent started by a plain shell forks three CPU-bound workers and waits

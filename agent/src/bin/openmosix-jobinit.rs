@@ -321,6 +321,28 @@ fn placeholder(mut args: impl Iterator<Item = OsString>) -> ! {
     }
 }
 
+/// Writes how the command ended to `ENDED_DIR/PID`, PID being this init's
+/// on the node (the node's /proc says it, wherever CRIU restored the job),
+/// for an agent that is not the job's parent; nothing when it cannot.
+fn write_end(said: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(me) = std::fs::read_link("/proc/self") else {
+        return;
+    };
+    let path = std::path::Path::new(hpc::paths::ENDED_DIR).join(me);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    if let Ok(mut f) = file {
+        let _ = f.write_all(said.as_bytes());
+    }
+}
+
 fn main() {
     let mut args = std::env::args_os().skip(1).peekable();
     if args.peek().is_some_and(|a| a == "--placeholder") {
@@ -367,11 +389,14 @@ fn main() {
                     break;
                 }
                 if pid == main_pid {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
+                    let (code, said) = if libc::WIFEXITED(status) {
+                        let c = libc::WEXITSTATUS(status);
+                        (c, format!("exit {c}\n"))
                     } else {
-                        128 + libc::WTERMSIG(status)
+                        let s = libc::WTERMSIG(status);
+                        (128 + s, format!("signal {s}\n"))
                     };
+                    write_end(&said);
                     std::process::exit(code);
                 }
             }
