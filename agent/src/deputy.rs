@@ -140,39 +140,35 @@ impl Deputies {
 
     /// Takes the stopped process `pid` as a deputy and releases its memory.
     pub fn adopt(&self, pid: i32) -> Result<Adopted, DeputyError> {
-        let (tx, rx) = mpsc::channel();
-        self.requests
-            .send(Request::Adopt(pid, tx))
-            .map_err(|_| DeputyError::Stopped)?;
-        rx.recv().map_err(|_| DeputyError::Stopped)?
+        self.ask(|tx| Request::Adopt(pid, tx))
     }
 
     /// Takes back a deputy a previous run of the agent adopted (it waited
     /// in its `pause()`, untraced, while no agent ran).
     pub fn readopt(&self, pid: i32) -> Result<(), DeputyError> {
-        let (tx, rx) = mpsc::channel();
-        self.requests
-            .send(Request::Readopt(pid, tx))
-            .map_err(|_| DeputyError::Stopped)?;
-        rx.recv().map_err(|_| DeputyError::Stopped)?
+        self.ask(|tx| Request::Readopt(pid, tx))
     }
 
     /// Ends the deputy `pid` as the process it stands for ended.
     pub fn end(&self, pid: i32, end: End) -> Result<(), DeputyError> {
-        let (tx, rx) = mpsc::channel();
-        self.requests
-            .send(Request::End(pid, end, tx))
-            .map_err(|_| DeputyError::Stopped)?;
-        rx.recv().map_err(|_| DeputyError::Stopped)?
+        self.ask(|tx| Request::End(pid, end, tx))
     }
 
     /// Makes `pid` the leader of a new session (an injected `setsid()`) and
     /// lets it go on as it was, running or stopped; fails for a process-group
     /// leader.
     pub fn lead_session(&self, pid: i32) -> Result<(), DeputyError> {
+        self.ask(|tx| Request::LeadSession(pid, tx))
+    }
+
+    /// Sends the tracer a request and waits for its answer.
+    fn ask<T>(
+        &self,
+        request: impl FnOnce(mpsc::Sender<Result<T, DeputyError>>) -> Request,
+    ) -> Result<T, DeputyError> {
         let (tx, rx) = mpsc::channel();
         self.requests
-            .send(Request::LeadSession(pid, tx))
+            .send(request(tx))
             .map_err(|_| DeputyError::Stopped)?;
         rx.recv().map_err(|_| DeputyError::Stopped)?
     }
@@ -180,14 +176,10 @@ impl Deputies {
 
 /// The resident memory of a process in bytes (0 when unknown).
 pub fn rss_of(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
+    crate::sampler::status_field(pid, "VmRSS:", |v| {
+        v.split_whitespace().next()?.parse::<u64>().ok()
+    })
+    .map_or(0, |kib| kib * 1024)
 }
 
 /// The tracer thread: requests, then a look at every deputy, in turn.
@@ -364,6 +356,12 @@ mod arch {
         }
     }
 
+    /// Stops the seized `pid` where a tracer may act on it.
+    fn interrupt(pid: i32, caught: &mut dyn FnMut(i32)) -> Result<(), DeputyError> {
+        ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
+        wait_for_trap(pid, true, caught).map(|_| ())
+    }
+
     /// Where a `syscall` instruction (0f 05) sits in the vDSO of `pid`, and
     /// the span of the vDSO and vvar mappings (kept when the rest goes).
     fn vdso(pid: i32) -> Result<(u64, u64, u64), DeputyError> {
@@ -521,8 +519,7 @@ mod arch {
         ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
         let mut noted = Vec::new();
         let result = (|| {
-            ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-            wait_for_trap(pid, true, &mut |s| noted.push(s))?;
+            interrupt(pid, &mut |s| noted.push(s))?;
             let (at, keep_from, keep_to) = vdso(pid)?;
             // The kernel writes to a registered rseq area on every return to
             // user space; it goes with the memory, so unregister it first.
@@ -589,8 +586,7 @@ mod arch {
     pub fn readopt(pid: i32) -> Result<u64, DeputyError> {
         ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
         let result = (|| {
-            ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-            wait_for_trap(pid, true, &mut |_| {})?;
+            interrupt(pid, &mut |_| {})?;
             let (at, _, _) = vdso(pid)?;
             park(pid, at)?;
             Ok(at)
@@ -609,8 +605,7 @@ mod arch {
         caught: &mut dyn FnMut(i32),
     ) -> Result<(), DeputyError> {
         // Out of its pause into a stop where registers may change.
-        ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-        wait_for_trap(pid, true, caught)?;
+        interrupt(pid, caught)?;
         match end {
             End::Exit(code) => {
                 let mut regs = get_regs(pid)?;
@@ -676,8 +671,7 @@ mod arch {
         ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
         let mut noted = Vec::new();
         let result = (|| {
-            ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-            wait_for_trap(pid, true, &mut |s| noted.push(s))?;
+            interrupt(pid, &mut |s| noted.push(s))?;
             let (at, _, _) = vdso(pid)?;
             // The registers are restored after the call: a system call it
             // was interrupted in restarts when it goes on.

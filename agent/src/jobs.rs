@@ -667,13 +667,7 @@ pub fn namespace(pid: i32, kind: &str) -> Option<u64> {
 
 /// The PID `pid` has in its own (innermost) PID namespace, from `NSpid`.
 pub fn inner_pid(pid: i32) -> i32 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|v| v.split_whitespace().last()?.parse().ok())
-        })
+    crate::sampler::status_field(pid, "NSpid:", |v| v.split_whitespace().last()?.parse().ok())
         .unwrap_or(pid)
 }
 

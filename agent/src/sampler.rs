@@ -112,6 +112,15 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
     ))
 }
 
+/// One field of `/proc/PID/status` (the line starting with `key`), read by
+/// `parse` from what follows the key.
+pub fn status_field<T>(pid: i32, key: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(parse)
+}
+
 /// The start time of the process that has `pid` now, in seconds since the
 /// Unix epoch, computed exactly as a sampling pass computes
 /// [`ProcessInfo::start_time`]; `None` when there is no such process. Comparing

@@ -48,12 +48,7 @@ struct Shell {
 
 impl Shell {
     fn start(lab: &TestLab, node: u32, name: &str, mib: u32, pipe: bool) -> Self {
-        let dir = lab
-            .dir
-            .join(format!("deputy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("worker.py"), WORKER).unwrap();
+        let dir = script_dir(lab, &format!("deputy-{name}"), "worker.py", WORKER);
         let d = dir.display();
         let tail = if pipe { " | cat" } else { "" };
         let script = format!(
@@ -104,6 +99,15 @@ impl Drop for Shell {
         let _ = self.sh.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A fresh directory `label-PID` in the lab's, holding the script `file`.
+fn script_dir(lab: &TestLab, label: &str, file: &str, text: &str) -> PathBuf {
+    let dir = lab.dir.join(format!("{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    dir
 }
 
 /// The children of a process, from `/proc/PID/task/*/children`.
@@ -450,10 +454,7 @@ async fn forked_workers_move_to_other_nodes_and_their_parent_waits_for_their_rea
     let lab = TestLab::up("df", 104, 3);
     lab.settled(3, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
-    let dir = lab.dir.join(format!("deputy-fork-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("parent.py"), PARENT).unwrap();
+    let dir = script_dir(&lab, "deputy-fork", "parent.py", PARENT);
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/om-{}-1", lab.name))
         .arg("python3")
@@ -552,10 +553,7 @@ async fn a_mosrun_job_spreads_its_forked_workers_and_ends_well() {
     let lab = TestLab::up("dm", 105, 3);
     lab.settled(3, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
-    let dir = lab.dir.join(format!("multifibo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("multifibo.py"), MULTIFIBO).unwrap();
+    let dir = script_dir(&lab, "multifibo", "multifibo.py", MULTIFIBO);
     let (out, go) = (dir.join("out"), dir.join("go"));
     let p = hpc::protocol::SpawnParams {
         argv: vec![
