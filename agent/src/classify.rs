@@ -158,8 +158,8 @@ fn session_reason(pid: i32) -> Option<String> {
 /// Why a single process (moving on its own, `moving` being what goes with
 /// it) cannot leave what it shares with processes that stay, said before
 /// anything is frozen: a terminal, a socket (its peer or its connection
-/// stays), a pipe another process holds an end of. None when nothing holds
-/// it back.
+/// stays), a pipe another process holds an end of, memory another process
+/// maps shared (one of the two writing). None when nothing holds it back.
 pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
     if let Some(reason) = session_reason(pid) {
         return Some(reason);
@@ -183,10 +183,11 @@ pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
             pipes.push((n, inode.trim_end_matches(']').to_string()));
         }
     }
-    if pipes.is_empty() {
+    let shared = shared_maps(pid);
+    if pipes.is_empty() && shared.is_empty() {
         return None;
     }
-    // Who else holds an end of those pipes.
+    // Who else holds an end of those pipes, or maps that memory.
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(other) = entry
             .file_name()
@@ -198,21 +199,76 @@ pub fn sharing_reason(pid: i32, moving: &[i32]) -> Option<String> {
         if other == pid || moving.contains(&other) {
             continue;
         }
-        for (_, target) in open_files(other) {
-            if let Some((n, _)) = pipes
-                .iter()
-                .find(|(_, inode)| target == format!("pipe:[{inode}]"))
-            {
-                let comm =
-                    std::fs::read_to_string(format!("/proc/{other}/comm")).unwrap_or_default();
-                return Some(format!(
-                    "pipe: fd {n} is a pipe shared with process {other} ({}), which stays",
-                    comm.trim()
-                ));
+        let comm = || {
+            let c = std::fs::read_to_string(format!("/proc/{other}/comm")).unwrap_or_default();
+            c.trim().to_string()
+        };
+        if !pipes.is_empty() {
+            for (_, target) in open_files(other) {
+                if let Some((n, _)) = pipes
+                    .iter()
+                    .find(|(_, inode)| target == format!("pipe:[{inode}]"))
+                {
+                    return Some(format!(
+                        "pipe: fd {n} is a pipe shared with process {other} ({}), which stays",
+                        comm()
+                    ));
+                }
+            }
+        }
+        if !shared.is_empty() {
+            for theirs in shared_maps(other) {
+                if let Some(mine) = shared
+                    .iter()
+                    .find(|m| m.key == theirs.key && (m.writable || theirs.writable))
+                {
+                    return Some(format!(
+                        "shm: it shares memory ({}) with process {other} ({}), which stays; their writes would no longer reach each other",
+                        mine.what,
+                        comm()
+                    ));
+                }
             }
         }
     }
     None
+}
+
+/// A shared mapping of a process.
+struct SharedMap {
+    /// `dev inode` of what it maps.
+    key: String,
+    /// What it maps, for people.
+    what: String,
+    /// Mapped writable.
+    writable: bool,
+}
+
+/// The shared mappings (`MAP_SHARED`: anonymous shared memory, memfd,
+/// files) of `pid`, from `/proc/PID/maps`.
+fn shared_maps(pid: i32) -> Vec<SharedMap> {
+    let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (perms, dev, inode) = (f.get(1)?, f.get(3)?, f.get(4)?);
+            if !perms.ends_with('s') || *inode == "0" {
+                return None;
+            }
+            let path = f.get(5..).map(|p| p.join(" ")).unwrap_or_default();
+            let what = match path.as_str() {
+                "" | "/dev/zero (deleted)" => "anonymous shared memory".to_string(),
+                p => p.to_string(),
+            };
+            Some(SharedMap {
+                key: format!("{dev} {inode}"),
+                what,
+                writable: perms.contains('w'),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -273,6 +329,29 @@ mod tests {
         );
         let r = deep_reason(c.0.id() as i32).unwrap();
         assert!(r.starts_with("shm"), "{r}");
+    }
+
+    #[test]
+    fn memory_shared_with_a_process_that_stays_is_named() {
+        // A parent and its forked child share an anonymous MAP_SHARED page;
+        // the child's descriptors are its own (no pipe shared).
+        let parent = python(
+            "import mmap,os,time\nm=mmap.mmap(-1,4096)\nif os.fork()==0:\n    n=os.open('/dev/null',os.O_RDWR)\n    [os.dup2(n,f) for f in (0,1,2)]\n    os.closerange(3,4096)\n    time.sleep(31)\n    os._exit(0)\ntime.sleep(30)",
+        );
+        let ppid = parent.0.id() as i32;
+        let child = (0..50)
+            .find_map(|_| {
+                std::thread::sleep(Duration::from_millis(20));
+                crate::jobs::children(ppid).first().copied()
+            })
+            .expect("the child");
+        std::thread::sleep(Duration::from_millis(200));
+        let r = sharing_reason(child, &[child]).unwrap_or_default();
+        assert!(r.starts_with("shm") && r.contains(&ppid.to_string()), "{r}");
+        // Moving together, they share nothing with a process that stays.
+        assert_eq!(sharing_reason(child, &[child, ppid]), None);
+        // SAFETY: a signal to the child this test's parent forked.
+        unsafe { libc::kill(child, libc::SIGKILL) };
     }
 
     #[test]
