@@ -146,6 +146,17 @@ pub fn group_and_session(pid: i32) -> Option<(i32, i32)> {
     Some((fields.pgrp, fields.session))
 }
 
+/// Why a process not started or restored by the agent cannot move on its
+/// own for living in a container: a mount namespace other than the agent's,
+/// whose files would not go with it.
+pub fn container_reason(pid: i32) -> Option<String> {
+    let theirs = crate::jobs::namespace(pid, "mnt")?;
+    let ours = crate::jobs::namespace(std::process::id() as i32, "mnt")?;
+    (theirs != ours).then(|| {
+        "container: it runs in a mount namespace other than the node's (a container's), whose files would not go with it".to_string()
+    })
+}
+
 /// Why `pid` cannot be given the session of its own it needs (a group
 /// leader cannot take one).
 fn session_reason(pid: i32) -> Option<String> {

@@ -151,7 +151,11 @@ impl SamplingLoop {
                     let r = crate::classify::deep_reason(p.pid)
                         .or_else(|| {
                             (!jobs.contains(&p.pid))
-                                .then(|| crate::classify::sharing_reason(p.pid, &[p.pid]))
+                                .then(|| {
+                                    crate::classify::container_reason(p.pid).or_else(|| {
+                                        crate::classify::sharing_reason(p.pid, &[p.pid])
+                                    })
+                                })
                                 .flatten()
                         })
                         .unwrap_or_default();

@@ -1050,6 +1050,36 @@ async fn cantmove_names_why_a_process_cannot_move() {
         movable.is_empty(),
         "an unlocked process with a cantmove reason is not movable"
     );
+    // A process in a mount namespace of its own (a container's) is named
+    // once unlocked.
+    let contained = Victim(
+        std::process::Command::new("unshare")
+            .args(["--mount", "sleep", "60"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(Duration::from_secs(5), || row(contained.pid()))
+        .await
+        .expect("listed");
+    c.call_value(
+        methods::PROC_WRITE,
+        json!({ "pid": contained.pid(), "field": "lock", "value": 0 }),
+    )
+    .await
+    .unwrap();
+    let r = wait_for(Duration::from_secs(10), || async {
+        let rows: Vec<ProcessInfo> = c
+            .call(
+                methods::PROC_LIST,
+                json!({ "filter": { "pids": [contained.pid()] } }),
+            )
+            .await
+            .ok()?;
+        rows.into_iter().find(|r| !r.cantmove.is_empty())
+    })
+    .await
+    .expect("a reason for the contained process");
+    assert!(r.cantmove.starts_with("container"), "{}", r.cantmove);
     let _ = locked_mem.kill();
     let _ = locked_mem.wait();
 }

@@ -207,12 +207,13 @@ fn single_process(ctx: &AgentContext, pid: i32, in_job: bool) -> Result<JobRecor
     if !row.cantmove.is_empty() {
         return Err(refused(pid, &row.cantmove));
     }
-    let own = |ns: &str, of: i32| crate::jobs::namespace(of, ns);
-    let me = std::process::id() as i32;
-    if own("mnt", pid) != own("mnt", me) || (!in_job && own("pid", pid) != own("pid", me)) {
+    if let Some(reason) = crate::classify::container_reason(pid) {
+        return Err(refused(pid, reason));
+    }
+    if !in_job && crate::jobs::pid_ns(pid) != crate::jobs::pid_ns(std::process::id() as i32) {
         return Err(refused(
             pid,
-            "it runs in a container (a mount or PID namespace other than the node's), whose files and processes would not go with it",
+            "container: it runs in a PID namespace other than the node's and no job's (a container's)",
         ));
     }
     // Forked inside a job, it keeps the PID it has there.
