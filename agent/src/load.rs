@@ -5,7 +5,7 @@
 //! were busy over the period (non-idle jiffies / total jiffies × CPUs, from
 //! `/proc/stat`) and `runnable` the number of runnable tasks at the end of it
 //! (`procs_running`, not counting the sampler itself). It is normalised by speed
-//! and CPU count into load units, where [`LOAD_UNIT`] (100) is one fully busy
+//! and CPU count into load units ([`balancer::load::units`]), where `LOAD_UNIT` (100) is one fully busy
 //! CPU of the reference speed (10000):
 //!
 //! `raw = demand × LOAD_UNIT × STANDARD_SPEED / (speed × cpus)`
@@ -18,8 +18,6 @@
 //!   `raw` at once and decays slowly, `exported = (7·exported + raw) / 8`, so peers
 //!   do not pile onto a node that was busy a moment ago.
 
-use hpc::model::{LOAD_UNIT, STANDARD_SPEED};
-
 /// Smoothed load of one node.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LoadTracker {
@@ -31,9 +29,9 @@ pub struct LoadTracker {
 
 /// Normalises a CPU demand (in CPUs) into load units.
 pub fn raw_load(demand_cpus: f64, speed: u32, cpus: u32) -> u32 {
-    let capacity = f64::from(speed.max(1)) * f64::from(cpus.max(1));
-    let units = demand_cpus.max(0.0) * f64::from(LOAD_UNIT) * f64::from(STANDARD_SPEED) / capacity;
-    units.round().min(f64::from(u32::MAX)) as u32
+    balancer::load::units(demand_cpus, speed, cpus)
+        .round()
+        .min(f64::from(u32::MAX)) as u32
 }
 
 impl LoadTracker {

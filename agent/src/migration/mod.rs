@@ -11,7 +11,7 @@ pub mod wire;
 
 use std::time::{Duration, Instant};
 
-use hpc::model::{LOAD_UNIT, NodeId, NodeStatus, STANDARD_SPEED};
+use hpc::model::{NodeId, NodeStatus};
 use hpc::protocol::{
     Evacuation, JobInfo, MigrateParams, MigrationReport, MoveFailure, RpcError, codes, methods,
 };
@@ -285,8 +285,7 @@ async fn resolve_target(
 /// The load a node would have with one more busy process: its load plus one
 /// standard CPU's worth of work scaled by its speed and CPU count.
 pub fn load_with_one_more(n: &NodeStatus) -> f64 {
-    let capacity = f64::from(n.speed.max(1)) * f64::from(n.cpus.max(1));
-    f64::from(n.load) + f64::from(LOAD_UNIT) * f64::from(STANDARD_SPEED) / capacity
+    f64::from(n.load) + balancer::load::units(1.0, n.speed, n.cpus)
 }
 
 /// `balance`: the up node that accepts guests, has room for the job and would
