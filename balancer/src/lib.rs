@@ -8,13 +8,16 @@
 //! - [`cost`]: the migration cost, learnt from the node's own moves;
 //! - [`policy`]: the decision (age gate, two random choices, stability
 //!   margin, one move at a time);
+//! - [`sent`]: what this node sent since its gossip was fresh;
 //! - [`rng`]: a small seeded random source, so that runs can be replayed.
 
 pub mod cost;
 pub mod load;
 pub mod policy;
 pub mod rng;
+pub mod sent;
 
 pub use cost::CostModel;
 pub use policy::{Candidate, Decision, NodeView, Policy, Settings};
 pub use rng::Rng;
+pub use sent::Sent;

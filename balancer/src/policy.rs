@@ -4,8 +4,10 @@
 //!   those), busy ones first, and only once a process has lived long enough
 //!   to be worth its move: a process that has lived `a` seconds is expected
 //!   to live about as long again (Harchol-Balter and Downey's finding for
-//!   Unix process lifetimes), so it moves only when its age is at least
-//!   [`Settings::age_factor`] times what moving it is expected to cost;
+//!   Unix process lifetimes), and it gains in proportion to how much lighter
+//!   the target is, so it moves only when its age is at least
+//!   [`Settings::age_factor`] times what moving it is expected to cost,
+//!   divided by the load gap in processes (their criterion `a > c / (n − m)`);
 //! - **where**: two peers drawn at random among those that accept guests and
 //!   whose gossip is fresh, and the lighter of the two (Mitzenmacher's "power
 //!   of two choices": nodes acting at once on the same stale figures do not
@@ -42,7 +44,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             margin: 30.0,
-            min_interval: Duration::from_secs(1),
+            min_interval: Duration::from_millis(200),
             max_staleness: Duration::from_secs(5),
             age_factor: 1.0,
             min_cpu: 0.1,
@@ -96,7 +98,7 @@ pub struct Decision {
 }
 
 /// The policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Its knobs.
     pub settings: Settings,
@@ -130,9 +132,11 @@ impl Policy {
         let target = two_choices(&open, rng)?;
         let mut order: Vec<&Candidate> = candidates.iter().filter(|c| c.cpu >= s.min_cpu).collect();
         order.sort_by(|a, b| b.cpu.total_cmp(&a.cpu).then(a.bytes.cmp(&b.bytes)));
+        // The load gap in busy reference CPUs (at least one).
+        let gap = ((me.load - target.load) / f64::from(hpc::model::LOAD_UNIT)).max(1.0);
         order.into_iter().find_map(|c| {
             let expected = cost.estimate(c.bytes);
-            if c.age.as_secs_f64() < s.age_factor * expected.as_secs_f64()
+            if c.age.as_secs_f64() < s.age_factor * expected.as_secs_f64() / gap
                 || !c.mask.allows(target.id)
                 || target.free_mem < c.bytes
             {
@@ -153,6 +157,24 @@ impl Policy {
                 ),
             })
         })
+    }
+}
+
+impl Policy {
+    /// Where a new process of node `me` (one that starts a program, so
+    /// starting it elsewhere costs nothing) should start: the lighter of two
+    /// random peers with fresh gossip, if it would stay lighter than this
+    /// node by the margin; `None`: here.
+    pub fn place(&self, me: &NodeView, peers: &[NodeView], rng: &mut Rng) -> Option<NodeId> {
+        let s = &self.settings;
+        let open: Vec<&NodeView> = peers
+            .iter()
+            .filter(|p| p.id != me.id && p.accepts && p.age <= s.max_staleness)
+            .collect();
+        let t = two_choices(&open, rng)?;
+        let there = t.load + load::units(1.0, t.speed, t.cpus);
+        let here = me.load + load::units(1.0, me.speed, me.cpus);
+        (there + s.margin <= here).then_some(t.id)
     }
 }
 
@@ -314,6 +336,15 @@ mod tests {
         assert!(picked[&2] > picked[&8], "{picked:?}");
         // And spread: not every decision lands on the lightest.
         assert!(picked.len() >= 5, "{picked:?}");
+    }
+
+    #[test]
+    fn a_new_process_starts_on_a_lighter_node_only_if_clearly_lighter() {
+        let p = Policy::default();
+        let mut rng = Rng::new(1);
+        assert_eq!(p.place(&node(1, 100.0), &[node(2, 0.0)], &mut rng), Some(2));
+        assert_eq!(p.place(&node(1, 0.0), &[node(2, 0.0)], &mut rng), None);
+        assert_eq!(p.place(&node(1, 100.0), &[node(2, 90.0)], &mut rng), None);
     }
 
     #[test]
