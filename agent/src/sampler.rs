@@ -36,6 +36,18 @@ pub struct NodeFigures {
     pub util: u32,
 }
 
+impl NodeFigures {
+    /// Takes the CPU demand from `procs` alone (the CPUs they used over the
+    /// period and how many are runnable), leaving out `me` (the sampler): a
+    /// lab node shares the machine's kernel, so its load is its own
+    /// processes', not the machine's.
+    pub fn demand_of(&mut self, procs: &[ProcessInfo], me: i32) {
+        let own = procs.iter().filter(|p| p.pid != me);
+        self.busy_cpus = own.clone().map(|p| f64::from(p.cpu) / 100.0).sum();
+        self.runnable = own.filter(|p| p.state == 'R').count() as u32;
+    }
+}
+
 /// The static part of a process, read once, and its CPU accounting.
 struct Tracked {
     stat: Option<File>,
@@ -217,6 +229,11 @@ impl Sampler {
             scope_netns: Some(own),
             ..Self::new()
         })
+    }
+
+    /// Whether it lists only its own network namespace's processes.
+    pub fn is_scoped(&self) -> bool {
+        self.scope_netns.is_some()
     }
 
     /// Reads the node-wide files.

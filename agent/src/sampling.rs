@@ -69,8 +69,11 @@ impl SamplingLoop {
 
     /// One pass.
     pub fn pass(&mut self, store: &Store) -> std::io::Result<Snapshot> {
-        let fig = self.sampler.node()?;
+        let mut fig = self.sampler.node()?;
         let mut procs = self.sampler.processes(self.identity.id)?;
+        if self.sampler.is_scoped() {
+            fig.demand_of(&procs, std::process::id() as i32);
+        }
         // One read of the persisted state serves the admin figures and the settings.
         let state = store.get();
         let admin = &state.admin;

@@ -903,3 +903,31 @@ fn dir_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+/// Each lab node's load is its own processes' (they share one kernel): with
+/// two busy jobs on node 1 and nodes 2 and 3 idle, node 1 is loaded, the
+/// others are not, and `balance` finds one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_node_counts_its_own_load_and_balance_finds_an_idle_node() {
+    let (lab, dir, home) = setup("mb", 106, 3, "balance").await;
+    let spin = ["sh", "-c", "while :; do :; done"];
+    let a = spawn(&home, &dir, &spin, "a.log", false).await;
+    let b = spawn(&home, &dir, &spin, "b.log", false).await;
+    let idle = lab.client(2).await;
+    let loads = wait_for(Duration::from_secs(15), || async {
+        let one: hpc::model::NodeStatus = home.call(methods::NODE_STATUS, json!({})).await.ok()?;
+        let two: hpc::model::NodeStatus = idle.call(methods::NODE_STATUS, json!({})).await.ok()?;
+        (one.load >= 100 && two.load < 30).then_some((one.load, two.load))
+    })
+    .await;
+    assert!(
+        loads.is_some(),
+        "node 1 busy and node 2 idle, each by its own processes"
+    );
+    let r = migrate(&home, a.home_pid, "balance")
+        .await
+        .expect("balance");
+    assert!(r.to == 2 || r.to == 3, "{r:?}");
+    kill(&home, a.home_pid).await;
+    kill(&home, b.home_pid).await;
+}
