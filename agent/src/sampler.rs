@@ -38,14 +38,33 @@ pub struct NodeFigures {
 
 impl NodeFigures {
     /// Takes the CPU demand from `procs` alone (the CPUs they used over the
-    /// period and how many are runnable), leaving out `me` (the sampler): a
-    /// lab node shares the machine's kernel, so its load is its own
-    /// processes', not the machine's.
+    /// period and how many are runnable), leaving out `me` (the sampler), and
+    /// counts only the CPUs this process may run on: a lab node shares the
+    /// machine's kernel (and may be pinned to some of its CPUs), so its load
+    /// is its own processes' on its own CPUs, not the machine's.
     pub fn demand_of(&mut self, procs: &[ProcessInfo], me: i32) {
         let own = procs.iter().filter(|p| p.pid != me);
         self.busy_cpus = own.clone().map(|p| f64::from(p.cpu) / 100.0).sum();
         self.runnable = own.filter(|p| p.state == 'R').count() as u32;
+        if let Some(n) = allowed_cpus() {
+            self.cpus = n;
+        }
     }
+}
+
+/// How many CPUs this process may run on (its affinity), when known.
+fn allowed_cpus() -> Option<u32> {
+    // SAFETY: cpu_set_t is a plain bit array; all zero is valid, and
+    // sched_getaffinity writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a set of the given size.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: CPU_COUNT only reads the set.
+    let n = unsafe { libc::CPU_COUNT(&set) };
+    u32::try_from(n).ok().filter(|n| *n > 0)
 }
 
 /// The static part of a process, read once, and its CPU accounting.

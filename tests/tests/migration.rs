@@ -904,12 +904,13 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// Each lab node's load is its own processes' (they share one kernel): with
-/// two busy jobs on node 1 and nodes 2 and 3 idle, node 1 is loaded, the
-/// others are not, and `balance` finds one of them.
+/// Each lab node's load is its own processes' on its own CPU (they share
+/// one kernel; `--cpus-per-node 1` pins each): with two busy jobs on node 1
+/// and node 2 idle, node 1 is loaded, node 2 is not, and `balance` finds
+/// node 2, where the job then runs on node 2's CPU.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lab_node_counts_its_own_load_and_balance_finds_an_idle_node() {
-    let (lab, dir, home) = setup("mb", 106, 3, "balance").await;
+    let (lab, dir, home) = setup_with("mb", 106, 2, "balance", &["--cpus-per-node", "1"]).await;
     let spin = ["sh", "-c", "while :; do :; done"];
     let a = spawn(&home, &dir, &spin, "a.log", false).await;
     let b = spawn(&home, &dir, &spin, "b.log", false).await;
@@ -924,10 +925,27 @@ async fn a_lab_node_counts_its_own_load_and_balance_finds_an_idle_node() {
         loads.is_some(),
         "node 1 busy and node 2 idle, each by its own processes"
     );
+    let st: hpc::model::NodeStatus = idle.call(methods::NODE_STATUS, json!({})).await.unwrap();
+    assert_eq!(st.cpus, 1, "a pinned node counts its own CPU");
     let r = migrate(&home, a.home_pid, "balance")
         .await
         .expect("balance");
-    assert!(r.to == 2 || r.to == 3, "{r:?}");
+    assert_eq!(r.to, 2, "{r:?}");
+    // Restored under the target's agent, it runs on the target's CPU.
+    let cpus_of = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let target = cpus_of(lab.agent_pid(r.to));
+    assert!(!target.contains([',', '-']), "one CPU per node: {target}");
+    assert_eq!(cpus_of(r.pid), target, "the moved job's CPUs");
+    assert_ne!(cpus_of(lab.agent_pid(1)), target, "node 1 has another CPU");
     kill(&home, a.home_pid).await;
     kill(&home, b.home_pid).await;
 }

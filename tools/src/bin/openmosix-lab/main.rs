@@ -52,6 +52,12 @@ enum Cmd {
         /// e.g. `--node-arg=2:--image-space=256`.
         #[arg(long = "node-arg", allow_hyphen_values = true, value_parser = node_arg)]
         node_args: Vec<(u32, String)>,
+        /// Pin each node's agent, and everything it starts or restores, to K
+        /// CPUs of its own: node N gets CPUs (N-1)·K to N·K-1, wrapping
+        /// around the machine's CPUs (nodes then share some). Its load and
+        /// CPU count are then those CPUs'.
+        #[arg(long, value_name = "K")]
+        cpus_per_node: Option<u32>,
     },
     /// Stop the lab's agents and remove its namespaces, links and files.
     Down {
@@ -94,7 +100,15 @@ fn main() -> ExitCode {
             agent,
             agent_args,
             node_args,
-        } => up(&name, nodes, &subnet, agent, &agent_args, &node_args),
+            cpus_per_node,
+        } => up(
+            &name,
+            nodes,
+            &subnet,
+            agent,
+            (&agent_args, &node_args),
+            cpus_per_node,
+        ),
         Cmd::Down { name } => down(&name),
         Cmd::Restart { name, node, signal } => restart(&name, node, &signal),
         Cmd::Status { name, json } => status(&name, json),
@@ -152,14 +166,17 @@ fn up(
     nodes: u32,
     subnet: &str,
     agent: Option<PathBuf>,
-    agent_args: &[String],
-    node_args: &[(u32, String)],
+    (agent_args, node_args): (&[String], &[(u32, String)]),
+    cpus_per_node: Option<u32>,
 ) -> anyhow::Result<()> {
     if !(1..=60).contains(&nodes) {
         bail!("--nodes must be from 1 to 60");
     }
     let agent = agent_binary(agent)?;
     let mut lab = Lab::create(name, subnet, nodes)?;
+    if let Some(k) = cpus_per_node {
+        lab.pin(k)?;
+    }
     // Any failure from here on removes what was made so far.
     if let Err(e) = lab.build(&agent, agent_args, node_args) {
         let cleanup = lab.teardown();
@@ -174,11 +191,16 @@ fn up(
     );
     for n in &lab.state.nodes {
         println!(
-            "  node {:>2}  {}  netns {}  agent PID {}",
+            "  node {:>2}  {}  netns {}  agent PID {}{}",
             n.id,
             n.addr,
             n.netns,
-            n.pid.unwrap_or(0)
+            n.pid.unwrap_or(0),
+            if n.cpus.is_empty() {
+                String::new()
+            } else {
+                format!("  CPUs {:?}", n.cpus)
+            }
         );
     }
     println!(

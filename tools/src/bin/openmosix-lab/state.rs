@@ -46,6 +46,27 @@ pub struct LabNode {
     /// The agent's extra arguments (for `restart`).
     #[serde(default)]
     pub args: Vec<String>,
+    /// The CPUs the agent (and all it starts) is pinned to; empty: all.
+    #[serde(default)]
+    pub cpus: Vec<usize>,
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bit array; all zero is valid.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a set of the given size.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        bail!(
+            "cannot read this program's CPUs: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: CPU_ISSET only reads the set; every index is below its size.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
+        .collect())
 }
 
 /// The lab record.
@@ -114,6 +135,7 @@ impl Lab {
                 pid: None,
                 agent: None,
                 args: Vec::new(),
+                cpus: Vec::new(),
             })
             .collect();
         let lab = Self {
@@ -187,6 +209,25 @@ impl Lab {
     /// A node's runtime directory (PID file, `agent.sock`).
     pub fn run_dir(&self, id: u32) -> PathBuf {
         self.run_root().join(format!("node{id}"))
+    }
+
+    /// Gives each node `k` CPUs of its own, from those this program may run
+    /// on (wrapping around them).
+    pub fn pin(&mut self, k: u32) -> anyhow::Result<()> {
+        let allowed = allowed_cpus()?;
+        let k = k as usize;
+        if k == 0 || k > allowed.len() {
+            bail!(
+                "--cpus-per-node must be from 1 to {} (the CPUs this machine lets us use)",
+                allowed.len()
+            );
+        }
+        for (i, n) in self.state.nodes.iter_mut().enumerate() {
+            n.cpus = (0..k)
+                .filter_map(|c| allowed.get((i * k + c) % allowed.len()).copied())
+                .collect();
+        }
+        self.save()
     }
 
     /// Creates the network and starts the agents, each with `args` (for
@@ -340,7 +381,8 @@ impl Lab {
             .create(true)
             .append(true)
             .open(dir.join("agent.log"))?;
-        let child = net::system("nsenter")?
+        let mut child = net::system("nsenter")?;
+        child
             .arg(format!("--net=/run/netns/{}", node.netns))
             .arg(agent)
             .arg("--config-dir")
@@ -358,7 +400,26 @@ impl Lab {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .process_group(0)
+            .process_group(0);
+        if !node.cpus.is_empty() {
+            let cpus = node.cpus.clone();
+            // SAFETY: sched_setaffinity is async-signal-safe and only changes
+            // the child; the set is built on its stack before the call.
+            unsafe {
+                child.pre_exec(move || {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    for c in &cpus {
+                        libc::CPU_SET(*c, &mut set);
+                    }
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = child
             .spawn()
             .with_context(|| format!("cannot start the agent of node {}", node.id))?;
         // nsenter execs the agent in place (no fork for --net), so this is the agent's PID.
