@@ -3,6 +3,7 @@
 //! `/proc/hpc` view and actions as JSON-RPC over SSH. See `ARCHITECTURE.md`.
 
 pub mod admission;
+pub mod balancing;
 pub mod classify;
 pub mod cluster;
 pub mod connection;

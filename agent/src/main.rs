@@ -74,6 +74,10 @@ struct Cli {
     /// lose-commit, target-silent-after-commit.
     #[arg(long, hide = true)]
     test_fault: Option<agent::migration::Fault>,
+    /// Balance the load automatically: move busy processes to lighter nodes
+    /// (the balancer's policy; `stay` and `lstay` apply).
+    #[arg(long)]
+    balance: bool,
 }
 
 #[tokio::main]
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         socket: cli.socket,
         replay_window: std::time::Duration::from_secs(cli.gossip_replay_window_secs.max(1)),
         fault: cli.test_fault,
+        balance: cli.balance,
     })
     .await
 }

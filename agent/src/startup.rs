@@ -49,6 +49,8 @@ pub struct AgentConfig {
     pub replay_window: Duration,
     /// A fault to inject (tests only).
     pub fault: Option<crate::migration::Fault>,
+    /// Balance automatically ([`crate::balancing`]).
+    pub balance: bool,
 }
 
 impl AgentConfig {
@@ -319,6 +321,10 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     crate::migration::end_stale_restores(&ctx, stale_restores);
     crate::migration::deputies::readopt_all(&ctx).await;
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
+    if cfg.balance && ctx.criu.is_some() {
+        tokio::spawn(crate::balancing::balance_loop(ctx.clone()));
+        tracing::info!("automatic load balancing is on");
+    }
     tokio::spawn(crate::migration::deputies::deputy_loop(
         ctx.clone(),
         deputy_events,

@@ -949,3 +949,60 @@ async fn a_lab_node_counts_its_own_load_and_balance_finds_an_idle_node() {
     kill(&home, a.home_pid).await;
     kill(&home, b.home_pid).await;
 }
+
+/// Automatic balancing (`--balance`), on a lab whose nodes have a CPU each:
+/// two busy jobs started on node 1 spread without any request, one to node
+/// 2, and stay spread; with `stay` set on node 1 nothing leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_jobs_spread_on_their_own_unless_the_node_says_stay() {
+    let (_lab, dir, home) = setup_with(
+        "mz",
+        107,
+        2,
+        "autobalance",
+        &["--cpus-per-node", "1", "--agent-arg=--balance"],
+    )
+    .await;
+    let admin = |f: &'static str, v: u32| {
+        let home = &home;
+        async move {
+            home.call_value(
+                methods::HPC_WRITE,
+                json!({ "path": format!("admin/{f}"), "value": v }),
+            )
+            .await
+            .expect("admin write")
+        }
+    };
+    admin("stay", 1).await;
+    let spin = ["sh", "-c", "while :; do :; done"];
+    let a = spawn(&home, &dir, &spin, "a.log", false).await;
+    let b = spawn(&home, &dir, &spin, "b.log", false).await;
+    let wheres = || async {
+        let (x, y) = (
+            status(&home, a.home_pid).await,
+            status(&home, b.home_pid).await,
+        );
+        (x.where_, y.where_)
+    };
+    // `stay`: both stay on node 1, however busy.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(wheres().await, (1, 1), "stay kept them home");
+    // Without it, one moves to node 2 on its own.
+    admin("stay", 0).await;
+    let spread = wait_for(Duration::from_secs(30), || async {
+        let w = wheres().await;
+        (w == (1, 2) || w == (2, 1)).then_some(w)
+    })
+    .await;
+    assert!(
+        spread.is_some(),
+        "the jobs did not spread: {:?}",
+        wheres().await
+    );
+    // And they stay spread (no bouncing back and forth).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(wheres().await, spread.unwrap(), "a job moved again");
+    kill(&home, a.home_pid).await;
+    kill(&home, b.home_pid).await;
+}

@@ -1,0 +1,134 @@
+//! Automatic load balancing: after every sampling pass the agent asks the
+//! [`balancer`] policy whether one of its processes should move, and moves
+//! it as `proc.migrate` would (one at a time; the policy spaces them). What
+//! it may move: the jobs running here and the processes that may move on
+//! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
+//! with `stay` nothing. Off unless the agent runs with `--balance`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use balancer::{Candidate, CostModel, NodeView, Policy, Rng, Sent};
+use hpc::model::{Liveness, NodeStatus, ProcessInfo, STANDARD_SPEED};
+use hpc::protocol::MigrateParams;
+
+use crate::context::{AgentContext, Snapshot};
+
+/// How long what this node sent counts in its view of the targets (gossip
+/// shows it by then).
+const SENT_FOR: Duration = Duration::from_secs(2);
+
+/// Balances for as long as the agent samples.
+pub async fn balance_loop(ctx: Arc<AgentContext>) {
+    let policy = Policy::default();
+    let mut cost = CostModel::default();
+    let mut rng = Rng::new(u64::from(std::process::id()) ^ hpc::clock::now_ms());
+    let mut sent = Sent::default();
+    let mut sent_at = Instant::now();
+    let mut last_move: Option<Instant> = None;
+    let mut snapshots = ctx.snapshot.clone();
+    while snapshots.changed().await.is_ok() {
+        let snap = ctx.current();
+        let admin = ctx.store.get().admin;
+        if admin.stay {
+            continue;
+        }
+        if sent_at.elapsed() > SENT_FOR {
+            sent.clear();
+            sent_at = Instant::now();
+        }
+        let me = view(&snap.status, true);
+        let mut peers: Vec<NodeView> = ctx
+            .cluster
+            .nodes(&snap.status)
+            .await
+            .iter()
+            .map(|n| view(n, false))
+            .collect();
+        sent.adjust(&mut peers);
+        let candidates = candidates(&ctx, &snap, admin.lstay);
+        let since = last_move.map(|t| t.elapsed());
+        let Some(d) = policy.decide(&me, &peers, &candidates, &cost, since, &mut rng) else {
+            continue;
+        };
+        let Ok(pid) = i32::try_from(d.id) else {
+            continue;
+        };
+        let cpu = candidates
+            .iter()
+            .find(|c| c.id == d.id)
+            .map_or(1.0, |c| c.cpu);
+        last_move = Some(Instant::now());
+        tracing::info!(pid, to = d.target, why = %d.why, "balancing: moving a process");
+        let p = MigrateParams {
+            pid,
+            to: d.target.to_string(),
+            force: false,
+        };
+        match crate::migration::migrate(&ctx, p).await {
+            Ok(r) => {
+                cost.observe(r.bytes, Duration::from_millis(r.freeze_ms));
+                sent.note(d.target, cpu.min(1.0));
+                tracing::info!(
+                    pid,
+                    to = d.target,
+                    freeze_ms = r.freeze_ms,
+                    "balancing: moved"
+                );
+            }
+            Err(e) => {
+                tracing::info!(pid, to = d.target, error = %e.message, "balancing: the move did not happen")
+            }
+        }
+    }
+}
+
+/// A node as the policy sees it; `me`: this node (its own, fresh figures).
+fn view(n: &NodeStatus, me: bool) -> NodeView {
+    NodeView {
+        id: n.id,
+        load: f64::from(n.load),
+        speed: n.speed,
+        cpus: n.cpus,
+        free_mem: n.mem,
+        accepts: n.status == Liveness::Up
+            && n.accepts
+            && !n.migration.starts_with("migration unavailable"),
+        age: if me {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(n.age_ms)
+        },
+    }
+}
+
+/// The processes running here that may move, with their CPU demand: the
+/// CPU share each got, scaled up by how overloaded the node is (a process
+/// sharing one CPU with another got half of it, but would use all of one).
+fn candidates(ctx: &AgentContext, snap: &Snapshot, guests_only: bool) -> Vec<Candidate> {
+    let st = &snap.status;
+    let demand = f64::from(st.load) * f64::from(st.speed.max(1)) * f64::from(st.cpus.max(1))
+        / (f64::from(hpc::model::LOAD_UNIT) * f64::from(STANDARD_SPEED));
+    let overload = (demand / f64::from(st.cpus.max(1))).max(1.0);
+    let now = hpc::clock::now_ms() / 1000;
+    let jobs = ctx.jobs.all();
+    let movable = |p: &ProcessInfo| {
+        !p.lock
+            && p.cantmove.is_empty()
+            && p.where_ == ctx.node_id
+            && (!guests_only || p.home != ctx.node_id)
+            // A job's init moves with its command: only the command is asked.
+            && !jobs.iter().any(|j| j.info.root_pid == p.pid && j.info.pid != p.pid)
+    };
+    snap.processes
+        .iter()
+        .filter(|p| movable(p))
+        .map(|p| Candidate {
+            id: i64::from(p.pid),
+            cpu: (f64::from(p.cpu) / 100.0 * overload).min(1.0),
+            age: Duration::from_secs(now.saturating_sub(p.start_time)),
+            bytes: p.rss,
+            mask: p.mask,
+        })
+        .collect()
+}
