@@ -5,6 +5,7 @@
 //! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
 //! with `stay` nothing. Off unless the agent runs with `--balance`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,10 @@ use crate::context::{AgentContext, Snapshot};
 /// shows it by then).
 const SENT_FOR: Duration = Duration::from_secs(2);
 
+/// How long a process whose move failed is left alone (so that one CRIU
+/// cannot checkpoint is not frozen again and again).
+const FAILED_FOR: Duration = Duration::from_secs(60);
+
 /// Balances for as long as the agent samples.
 pub async fn balance_loop(ctx: Arc<AgentContext>) {
     let policy = Policy::default();
@@ -26,6 +31,7 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
     let mut sent = Sent::default();
     let mut sent_at = Instant::now();
     let mut last_move: Option<Instant> = None;
+    let mut failed: HashMap<i32, Instant> = HashMap::new();
     let mut snapshots = ctx.snapshot.clone();
     while snapshots.changed().await.is_ok() {
         let snap = ctx.current();
@@ -46,7 +52,9 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
             .map(|n| view(n, false))
             .collect();
         sent.adjust(&mut peers);
-        let candidates = candidates(&ctx, &snap, admin.lstay);
+        failed.retain(|_, at| at.elapsed() < FAILED_FOR);
+        let mut candidates = candidates(&ctx, &snap, admin.lstay);
+        candidates.retain(|c| i32::try_from(c.id).is_ok_and(|pid| !failed.contains_key(&pid)));
         let since = last_move.map(|t| t.elapsed());
         let Some(d) = policy.decide(&me, &peers, &candidates, &cost, since, &mut rng) else {
             continue;
@@ -77,7 +85,8 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
                 );
             }
             Err(e) => {
-                tracing::info!(pid, to = d.target, error = %e.message, "balancing: the move did not happen")
+                failed.insert(pid, Instant::now());
+                tracing::info!(pid, to = d.target, error = %e.message, "balancing: the move did not happen; leaving it alone for a minute");
             }
         }
     }
