@@ -17,7 +17,7 @@ use crate::context::{AgentContext, Snapshot};
 
 /// How long what this node sent counts in its view of the targets (gossip
 /// shows it by then).
-const SENT_FOR: Duration = Duration::from_secs(2);
+const SENT_FOR: Duration = Duration::from_secs(3);
 
 /// How long a process whose move failed is left alone (so that one CRIU
 /// cannot checkpoint is not frozen again and again).
@@ -43,7 +43,12 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
             sent.clear();
             sent_at = Instant::now();
         }
-        let me = view(&snap.status, true);
+        // Its own load drops at once when a process left (the exported
+        // figure decays slowly, and would send a second one after it).
+        let me = NodeView {
+            load: f64::from(snap.local_load),
+            ..view(&snap.status, true)
+        };
         let mut peers: Vec<NodeView> = ctx
             .cluster
             .nodes(&snap.status)

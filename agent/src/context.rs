@@ -19,6 +19,9 @@ pub struct Snapshot {
     pub taken: Instant,
     /// This node's figures.
     pub status: NodeStatus,
+    /// This node's own load as the balancer weighs it: it rises slowly and
+    /// drops at once (`status.load`, what peers see, does the opposite).
+    pub local_load: u32,
     /// The process table, sorted by PID.
     pub processes: Arc<Vec<ProcessInfo>>,
 }

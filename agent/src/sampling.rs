@@ -121,6 +121,7 @@ impl SamplingLoop {
             seq: self.seq,
             taken: Instant::now(),
             status,
+            local_load: self.load.local,
             processes: Arc::new(procs),
         };
         self.seq += 1;
