@@ -5,12 +5,12 @@
 //! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
 //! with `stay` nothing. Off unless the agent runs with `--balance`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use balancer::{Candidate, CostModel, NodeView, Policy, Rng, Sent};
-use hpc::model::{Liveness, NodeStatus, ProcessInfo, STANDARD_SPEED};
+use hpc::model::{Liveness, NodeStatus, ProcessInfo};
 use hpc::protocol::MigrateParams;
 
 use crate::context::{AgentContext, Snapshot};
@@ -47,14 +47,15 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
         // figure decays slowly, and would send a second one after it).
         let me = NodeView {
             load: f64::from(snap.local_load),
-            ..view(&snap.status, true)
+            age: Duration::ZERO,
+            ..view(&snap.status)
         };
         let mut peers: Vec<NodeView> = ctx
             .cluster
             .nodes(&snap.status)
             .await
             .iter()
-            .map(|n| view(n, false))
+            .map(view)
             .collect();
         sent.adjust(&mut peers);
         failed.retain(|_, at| at.elapsed() < FAILED_FOR);
@@ -97,8 +98,8 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
     }
 }
 
-/// A node as the policy sees it; `me`: this node (its own, fresh figures).
-fn view(n: &NodeStatus, me: bool) -> NodeView {
+/// A node as the policy sees it, from its gossiped status.
+fn view(n: &NodeStatus) -> NodeView {
     NodeView {
         id: n.id,
         load: f64::from(n.load),
@@ -108,11 +109,7 @@ fn view(n: &NodeStatus, me: bool) -> NodeView {
         accepts: n.status == Liveness::Up
             && n.accepts
             && !n.migration.starts_with("migration unavailable"),
-        age: if me {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(n.age_ms)
-        },
+        age: Duration::from_millis(n.age_ms),
     }
 }
 
@@ -121,18 +118,23 @@ fn view(n: &NodeStatus, me: bool) -> NodeView {
 /// sharing one CPU with another got half of it, but would use all of one).
 fn candidates(ctx: &AgentContext, snap: &Snapshot, guests_only: bool) -> Vec<Candidate> {
     let st = &snap.status;
-    let demand = f64::from(st.load) * f64::from(st.speed.max(1)) * f64::from(st.cpus.max(1))
-        / (f64::from(hpc::model::LOAD_UNIT) * f64::from(STANDARD_SPEED));
+    let demand = balancer::load::demand(f64::from(st.load), st.speed, st.cpus);
     let overload = (demand / f64::from(st.cpus.max(1))).max(1.0);
     let now = hpc::clock::now_ms() / 1000;
-    let jobs = ctx.jobs.all();
+    // A job's init moves with its command: only the command is asked.
+    let inits: HashSet<i32> = ctx
+        .jobs
+        .all()
+        .iter()
+        .filter(|j| j.info.root_pid != j.info.pid)
+        .map(|j| j.info.root_pid)
+        .collect();
     let movable = |p: &ProcessInfo| {
         !p.lock
             && p.cantmove.is_empty()
             && p.where_ == ctx.node_id
             && (!guests_only || p.home != ctx.node_id)
-            // A job's init moves with its command: only the command is asked.
-            && !jobs.iter().any(|j| j.info.root_pid == p.pid && j.info.pid != p.pid)
+            && !inits.contains(&p.pid)
     };
     snap.processes
         .iter()

@@ -150,9 +150,7 @@ pub fn group_and_session(pid: i32) -> Option<(i32, i32)> {
 /// own for living in a container: a mount namespace other than the agent's,
 /// whose files would not go with it.
 pub fn container_reason(pid: i32) -> Option<String> {
-    let theirs = crate::jobs::namespace(pid, "mnt")?;
-    let ours = crate::jobs::namespace(std::process::id() as i32, "mnt")?;
-    (theirs != ours).then(|| {
+    crate::jobs::other_namespace(pid, "mnt").map(|_| {
         "container: it runs in a mount namespace other than the node's (a container's), whose files would not go with it".to_string()
     })
 }

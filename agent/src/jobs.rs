@@ -665,6 +665,14 @@ pub fn namespace(pid: i32, kind: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
+/// The namespace of kind `kind` `pid` is in, when it is not the agent's own
+/// (a job's PID namespace, a container's mount namespace).
+pub fn other_namespace(pid: i32, kind: &str) -> Option<u64> {
+    let theirs = namespace(pid, kind)?;
+    let ours = namespace(std::process::id() as i32, kind)?;
+    (theirs != ours).then_some(theirs)
+}
+
 /// The PID `pid` has in its own (innermost) PID namespace, from `NSpid`.
 pub fn inner_pid(pid: i32) -> i32 {
     crate::sampler::status_field(pid, "NSpid:", |v| v.split_whitespace().last()?.parse().ok())

@@ -11,6 +11,13 @@ pub fn units(cpus_demanded: f64, speed: u32, cpus: u32) -> f64 {
     cpus_demanded.max(0.0) * f64::from(LOAD_UNIT) * f64::from(STANDARD_SPEED) / capacity
 }
 
+/// The CPUs' worth of demand that `units` of load make on a node of
+/// `speed` with `cpus` CPUs (the inverse of [`units`]).
+pub fn demand(units: f64, speed: u32, cpus: u32) -> f64 {
+    let capacity = f64::from(speed.max(1)) * f64::from(cpus.max(1));
+    units.max(0.0) * capacity / (f64::from(LOAD_UNIT) * f64::from(STANDARD_SPEED))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -21,5 +28,6 @@ mod tests {
         assert_eq!(units(2.0, STANDARD_SPEED, 2), 100.0);
         assert_eq!(units(1.0, 2 * STANDARD_SPEED, 1), 50.0);
         assert_eq!(units(-1.0, STANDARD_SPEED, 1), 0.0);
+        assert!((demand(units(1.5, 3800, 2), 3800, 2) - 1.5).abs() < 1e-9);
     }
 }

@@ -210,7 +210,7 @@ fn single_process(ctx: &AgentContext, pid: i32, in_job: bool) -> Result<JobRecor
     if let Some(reason) = crate::classify::container_reason(pid) {
         return Err(refused(pid, reason));
     }
-    if !in_job && crate::jobs::pid_ns(pid) != crate::jobs::pid_ns(std::process::id() as i32) {
+    if !in_job && crate::jobs::other_namespace(pid, "pid").is_some() {
         return Err(refused(
             pid,
             "container: it runs in a PID namespace other than the node's and no job's (a container's)",

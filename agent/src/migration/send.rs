@@ -244,12 +244,8 @@ pub async fn send(
             inner: info.own_pid(),
         }
     } else {
-        match crate::jobs::pid_ns(info.pid) {
-            Some(pidns)
-                if info.single && crate::jobs::pid_ns(std::process::id() as i32) != Some(pidns) =>
-            {
-                criu_cmd::SingleAt::Job { pidns }
-            }
+        match crate::jobs::other_namespace(info.pid, "pid") {
+            Some(pidns) if info.single => criu_cmd::SingleAt::Job { pidns },
             _ => criu_cmd::SingleAt::Node,
         }
     };
