@@ -12,12 +12,15 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export CARGO_TERM_COLOR=never
+# A one-off build gains nothing from incremental caches, which take gigabytes.
+export CARGO_INCREMENTAL=0
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build (binaries used by the system tests)"
 cargo build --workspace --bins --quiet
+echo "== disk after the build: target $(du -sh target | cut -f1), free $(df -h --output=avail . | tail -1 | tr -d ' ')"
 echo "== PostgreSQL for the collector's store tests (private instance on loopback)"
 OPENMOSIX_TEST_PG=$(bash scripts/test-postgres.sh start)
 export OPENMOSIX_TEST_PG
