@@ -3,7 +3,9 @@
 //! it as `proc.migrate` would (one at a time; the policy spaces them). What
 //! it may move: the jobs running here and the processes that may move on
 //! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
-//! with `stay` nothing. Off unless the agent runs with `--balance`.
+//! with `stay` nothing. A node short of memory first ushers its largest
+//! process that fits elsewhere out ([`balancer::memory`]). On unless the
+//! agent runs with `--balance off`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use hpc::model::{Liveness, NodeStatus, ProcessInfo};
 use hpc::protocol::MigrateParams;
 
 use crate::context::{AgentContext, Snapshot};
+use crate::migration::Cause;
 
 /// How long what this node sent counts in its view of the targets (gossip
 /// shows it by then).
@@ -62,8 +65,19 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
         let mut candidates = candidates(&ctx, &snap, admin.lstay);
         candidates.retain(|c| i32::try_from(c.id).is_ok_and(|pid| !failed.contains_key(&pid)));
         let since = last_move.map(|t| t.elapsed());
-        let Some(d) = policy.decide(&me, &peers, &candidates, &cost, since, &mut rng) else {
-            continue;
+        // Short of memory, ushering comes first; else the load decides.
+        let (d, cause) = match policy.usher(&me, &peers, &candidates, since) {
+            Some(d) => {
+                let why = d.why.clone();
+                (d, Cause::Memory(why))
+            }
+            None => match policy.decide(&me, &peers, &candidates, &cost, since, &mut rng) {
+                Some(d) => {
+                    let why = d.why.clone();
+                    (d, Cause::Balance(why))
+                }
+                None => continue,
+            },
         };
         let Ok(pid) = i32::try_from(d.id) else {
             continue;
@@ -79,7 +93,7 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
             to: d.target.to_string(),
             force: false,
         };
-        match crate::migration::migrate(&ctx, p).await {
+        match crate::migration::migrate(&ctx, p, cause).await {
             Ok(r) => {
                 cost.observe(r.bytes, Duration::from_millis(r.freeze_ms));
                 sent.note(d.target, cpu.min(1.0));
@@ -106,6 +120,7 @@ fn view(n: &NodeStatus) -> NodeView {
         speed: n.speed,
         cpus: n.cpus,
         free_mem: n.mem,
+        total_mem: n.tmem,
         accepts: n.status == Liveness::Up
             && n.accepts
             && !n.migration.starts_with("migration unavailable"),

@@ -10,7 +10,7 @@ use hpc::paths;
 /// openMosix node agent: samples this node, keeps the openMosix admin state,
 /// gossips load with its peers and serves /proc/hpc over SSH (port 4660).
 #[derive(Parser, Debug)]
-#[command(name = "openmosixd", version)]
+#[command(name = "openmosixd", version, args_override_self = true)]
 struct Cli {
     /// Configuration directory (host key, authorized_keys, cluster_key, openmosix.map).
     #[arg(long, default_value = paths::CONFIG_DIR)]
@@ -74,10 +74,11 @@ struct Cli {
     /// lose-commit, target-silent-after-commit.
     #[arg(long, hide = true)]
     test_fault: Option<agent::migration::Fault>,
-    /// Balance the load automatically: move busy processes to lighter nodes
-    /// (the balancer's policy; `stay` and `lstay` apply).
-    #[arg(long)]
-    balance: bool,
+    /// Automatic load balancing: `on` moves busy processes to lighter nodes
+    /// on its own (the admin switches `stay`, `lstay`, `block` and `quiet`
+    /// apply); `off` moves only what is asked for. The last one given wins.
+    #[arg(long, value_enum, default_value = "on")]
+    balance: OnOff,
 }
 
 #[tokio::main]
@@ -118,7 +119,16 @@ async fn main() -> anyhow::Result<()> {
         socket: cli.socket,
         replay_window: std::time::Duration::from_secs(cli.gossip_replay_window_secs.max(1)),
         fault: cli.test_fault,
-        balance: cli.balance,
+        balance: cli.balance == OnOff::On,
     })
     .await
+}
+
+/// A switch on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    /// Switched on.
+    On,
+    /// Switched off.
+    Off,
 }

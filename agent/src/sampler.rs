@@ -205,6 +205,8 @@ pub struct Sampler {
     own_pid: i32,
     /// When set, only processes in this network namespace (inode) are listed.
     scope_netns: Option<u64>,
+    /// The memory cgroup this agent runs in (its limit is the node's memory).
+    memcg: Option<hpc::memcg::MemoryCgroup>,
 }
 
 impl Default for Sampler {
@@ -236,6 +238,7 @@ impl Sampler {
             fd_budget: raise_fd_limit().saturating_sub(128),
             own_pid: std::process::id() as i32,
             scope_netns: None,
+            memcg: hpc::memcg::MemoryCgroup::own(),
         }
     }
 
@@ -309,6 +312,13 @@ impl Sampler {
             } else if let Some(r) = line.strip_prefix(b"MemAvailable:") {
                 fig.mem_available = kib(r);
             }
+        }
+        if let Some(cg) = &self.memcg {
+            cg.narrow(
+                &mut fig.mem_total,
+                &mut fig.mem_available,
+                &mut fig.mem_free,
+            );
         }
         if read_into("/proc/pressure/memory", &mut self.buf).is_ok()
             && let Some(avg) = psi_some_avg10(&self.buf)

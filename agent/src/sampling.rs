@@ -111,7 +111,7 @@ impl SamplingLoop {
             mem: fig.mem_available,
             rmem: fig.mem_free,
             tmem: fig.mem_total,
-            accepts: !admin.block,
+            accepts: !admin.block && !admin.quiet,
             age_ms: 0,
             reason: None,
             migration: self.identity.migration.clone(),

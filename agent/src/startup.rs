@@ -321,9 +321,15 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     crate::migration::end_stale_restores(&ctx, stale_restores);
     crate::migration::deputies::readopt_all(&ctx).await;
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
-    if cfg.balance && ctx.criu.is_some() {
-        tokio::spawn(crate::balancing::balance_loop(ctx.clone()));
-        tracing::info!("automatic load balancing is on");
+    match (cfg.balance, ctx.criu.is_some()) {
+        (true, true) => {
+            tokio::spawn(crate::balancing::balance_loop(ctx.clone()));
+            tracing::info!("automatic load balancing is on");
+        }
+        (true, false) => {
+            tracing::info!("automatic load balancing is off: migration is unavailable here");
+        }
+        (false, _) => tracing::info!("automatic load balancing is off (--balance off)"),
     }
     tokio::spawn(crate::migration::deputies::deputy_loop(
         ctx.clone(),
@@ -390,17 +396,22 @@ fn advertised(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// Gossips the node status after every sampling pass, unless `quiet`.
+/// Gossips the node status after every sampling pass, unless `quiet`: a
+/// node that turns quiet says so once (it takes no guests from balancers,
+/// `accepts` is false) and is silent from then on.
 async fn publish_status(ctx: Arc<AgentContext>) {
     let mut rx = ctx.snapshot.clone();
+    let mut was_quiet = false;
     loop {
         if rx.changed().await.is_err() {
             return;
         }
         let status = rx.borrow_and_update().status.clone();
-        if !ctx.store.admin().quiet {
+        let quiet = ctx.store.admin().quiet;
+        if !quiet || !was_quiet {
             ctx.cluster.publish(&status).await;
         }
+        was_quiet = quiet && !status.accepts;
     }
 }
 

@@ -210,10 +210,11 @@ impl ProcessHistory {
                 self.at_ms = c.t_ms;
             }
             let mut secs = self.at_ms as f64 / 1000.0;
-            let w = ui.available_width() - 120.0;
+            let w = ui.available_width() - 160.0;
             ui.spacing_mut().slider_width = w.max(100.0);
             let slider = egui::Slider::new(&mut secs, a as f64 / 1000.0..=b as f64 / 1000.0)
-                .show_value(false);
+                .show_value(false)
+                .text("time");
             if ui.add(slider).changed() {
                 self.at_ms = (secs * 1000.0) as i64;
             }
@@ -325,10 +326,11 @@ impl ProcessHistory {
                 (Some(f), None) => format!(", frozen {f} ms"),
                 _ => String::new(),
             };
+            let why = m.why.as_ref().map_or(String::new(), |w| format!("; {w}"));
             events.push((
                 m.t_ms,
                 format!(
-                    "moved node {} -> node {} (PID {}){figures}",
+                    "moved node {} -> node {} (PID {}){figures}{why}",
                     m.from, m.to, m.pid
                 ),
                 m.t_ms,

@@ -106,6 +106,7 @@ fn batch(t0: i64, i: i64) -> TickBatch {
             duration_ms: Some(240),
             freeze_ms: Some(85),
             bytes: Some(8 << 20),
+            why: Some("asked for".into()),
         })),
         300 => b.node_changes.push(NodeChange {
             node: 3,
@@ -350,6 +351,15 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
         (1, 2, Some(85))
     );
     assert_eq!(j.process.exit_code, Some(0));
+    // The journey says why it moved.
+    h.run();
+    assert!(
+        h.query_by_label_contains(
+            "moved node 1 -> node 2 (PID 901), frozen 85 ms, 8192 KiB; asked for"
+        )
+        .is_some(),
+        "the journey's move line with its reason"
+    );
 
     // Archive it; the archive opens read-only from the list of histories.
     let archive = rt.block_on(async {

@@ -8,11 +8,14 @@
 //! - [`cost`]: the migration cost, learnt from the node's own moves;
 //! - [`policy`]: the decision (age gate, two random choices, stability
 //!   margin, one move at a time);
+//! - [`memory`]: memory ushering (a node short of memory moves a process
+//!   out to a node with room before the kernel's OOM killer acts);
 //! - [`sent`]: what this node sent since its gossip was fresh;
 //! - [`rng`]: a small seeded random source, so that runs can be replayed.
 
 pub mod cost;
 pub mod load;
+pub mod memory;
 pub mod policy;
 pub mod rng;
 pub mod sent;

@@ -38,6 +38,11 @@ pub struct Settings {
     pub age_factor: f64,
     /// A process using less than this many CPUs is not worth moving.
     pub min_cpu: f64,
+    /// Share of its memory under which a node's free memory makes it usher
+    /// processes out ([`Policy::usher`]).
+    pub mem_low: f64,
+    /// Share of its memory a target must keep free with the process added.
+    pub mem_keep: f64,
 }
 
 impl Default for Settings {
@@ -48,6 +53,8 @@ impl Default for Settings {
             max_staleness: Duration::from_secs(5),
             age_factor: 1.0,
             min_cpu: 0.1,
+            mem_low: 0.10,
+            mem_keep: 0.20,
         }
     }
 }
@@ -65,6 +72,8 @@ pub struct NodeView {
     pub cpus: u32,
     /// Its free memory (bytes).
     pub free_mem: u64,
+    /// Its memory (bytes).
+    pub total_mem: u64,
     /// Whether it takes guests (up, not blocking, not quiet).
     pub accepts: bool,
     /// How old the figures are.
@@ -209,6 +218,7 @@ mod tests {
             speed: STANDARD_SPEED,
             cpus: 1,
             free_mem: 1 << 30,
+            total_mem: 2 << 30,
             accepts: true,
             age: Duration::from_millis(500),
         }

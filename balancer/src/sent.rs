@@ -50,6 +50,7 @@ mod tests {
             speed: hpc::model::STANDARD_SPEED,
             cpus: 1,
             free_mem: 0,
+            total_mem: 0,
             accepts: true,
             age: Duration::ZERO,
         };

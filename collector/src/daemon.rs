@@ -346,6 +346,9 @@ impl Daemon {
                     };
                     m.duration_ms = Some(report.total_ms as i64);
                     m.freeze_ms = Some(report.freeze_ms as i64);
+                    if !report.why.is_empty() {
+                        m.why = Some(report.why);
+                    }
                     let at = report.at_ms as i64;
                     let window = 10 * self.settings.interval.as_millis() as i64;
                     if at <= t && at >= t - window {

@@ -216,6 +216,7 @@ impl Tracker {
                             duration_ms: None,
                             freeze_ms: None,
                             bytes: None,
+                            why: None,
                         }));
                         t.node = *node;
                         t.pid = p.pid;
@@ -320,6 +321,7 @@ impl Tracker {
                     duration_ms: Some(r.total_ms as i64),
                     freeze_ms: Some(r.freeze_ms as i64),
                     bytes: i64::try_from(r.bytes).ok(),
+                    why: (!r.why.is_empty()).then(|| r.why.clone()),
                 })
             };
             if let Some(t) = self

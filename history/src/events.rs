@@ -69,6 +69,10 @@ pub struct ProcMove {
     pub freeze_ms: Option<i64>,
     /// Image bytes moved, when the move was logged by its source.
     pub bytes: Option<i64>,
+    /// Why it moved (`asked for`, `balance: …`, `memory: …`, `expel: …`,
+    /// `bring: …`), when the move was logged by its source.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// A process ended (or vanished).

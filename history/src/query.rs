@@ -460,7 +460,7 @@ impl History {
     pub async fn moves(&self, id: i64) -> Result<Vec<ProcMove>, StoreError> {
         let rows = self
             .rows(
-                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms, bytes FROM moves \
+                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why FROM moves \
                  WHERE history = $1 AND process = $2 ORDER BY t",
                 &[self.history.id, id],
             )
@@ -476,6 +476,7 @@ impl History {
                     duration_ms: r.try_get(4)?,
                     freeze_ms: r.try_get(5)?,
                     bytes: r.try_get(6)?,
+                    why: r.try_get(7)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -104,6 +104,7 @@ fn batch(i: i64) -> TickBatch {
             duration_ms: Some(250),
             freeze_ms: Some(80),
             bytes: Some(4 << 20),
+            why: Some("balance: load 200 here, node 2 at 0 would reach 100".into()),
         })),
         120 => b.procs.push(ProcEvent::End(ProcEnd {
             id: 1,
@@ -221,9 +222,17 @@ async fn known_history_answers_every_query(backend: Backend) {
             moves[0].to,
             moves[0].pid,
             moves[0].duration_ms,
-            moves[0].freeze_ms
+            moves[0].freeze_ms,
+            moves[0].why.as_deref(),
         ),
-        (1, 2, 900, Some(250), Some(80))
+        (
+            1,
+            2,
+            900,
+            Some(250),
+            Some(80),
+            Some("balance: load 200 here, node 2 at 0 would reach 100")
+        )
     );
 
     // Statistics.

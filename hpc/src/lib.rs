@@ -2,7 +2,8 @@
 //! setpe-format cluster map ([`map`]), the newline-delimited JSON-RPC wire
 //! protocol spoken on the agent's `openmosix` SSH subsystem ([`protocol`],
 //! [`framing`]), well-known paths and ports ([`paths`]), our daemons' Unix
-//! sockets ([`unix_socket`]), the user database ([`users`]) and the async client
+//! sockets ([`unix_socket`]), the user database ([`users`]), memory cgroups
+//! ([`memcg`]) and the async client
 //! that the CLIs, the collector and the app use to talk to agents ([`client`]).
 //!
 //! The crate is named after openMosix's `/proc/hpc`, the tree our agent serves.
@@ -12,6 +13,7 @@ pub mod clock;
 pub mod framing;
 pub mod logging;
 pub mod map;
+pub mod memcg;
 pub mod model;
 pub mod paths;
 pub mod protocol;

@@ -49,7 +49,8 @@ pub struct NodeStatus {
     pub rmem: u64,
     /// Total memory in bytes.
     pub tmem: u64,
-    /// Whether the node accepts guests (false when `block` is set).
+    /// Whether balancers may send it guests (false when `block` or `quiet` is set;
+    /// a quiet node still takes moves asked for by hand).
     #[serde(default)]
     pub accepts: bool,
     /// Milliseconds since the node's figures were last refreshed.

@@ -528,6 +528,10 @@ pub struct MigrationReport {
     pub nmigs: u32,
     /// When it ended (ms since the Unix epoch).
     pub at_ms: u64,
+    /// Why it moved: `asked for` (`proc.migrate`), `expel: …`, `bring: …`,
+    /// `balance: …` (the balancer's figures) or `memory: …` (ushering).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
 }
 
 /// A job (a process tree started through the agent) as its home or host knows it.

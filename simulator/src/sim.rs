@@ -332,6 +332,7 @@ impl Sim<'_> {
             speed,
             cpus,
             free_mem: u64::MAX,
+            total_mem: u64::MAX,
             accepts: true,
             age: Duration::from_secs_f64(age.max(0.0)),
         }

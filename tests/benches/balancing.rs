@@ -77,7 +77,7 @@ async fn all_done(c: &Client, jobs: &[JobInfo], t0: Instant) -> f64 {
 async fn run(tag: &str, octet: u8, balance: bool, rounds: u64) -> (f64, f64) {
     let mut extra = vec!["--cpus-per-node", "1"];
     if balance {
-        extra.push("--agent-arg=--balance");
+        extra.push("--agent-arg=--balance=on");
     }
     let lab = TestLab::up_with(tag, octet, 2, &extra);
     lab.settled(2, Duration::from_secs(60)).await;

@@ -235,6 +235,9 @@ impl TestAgent {
             .arg(self.id.to_string())
             .arg("--listen")
             .arg(self.addr.to_string())
+            // Tests move processes by hand; a test about balancing turns it
+            // on in `extra_args` (the last `--balance` wins).
+            .args(["--balance", "off"])
             .args(&self.extra_args)
             .env("OPENMOSIX_LOG", "warn")
             .stdin(Stdio::null())
@@ -627,7 +630,9 @@ impl TestLab {
     }
 
     /// [`TestLab::up`] with extra `openmosix-lab up` arguments
-    /// (`--agent-arg=…`, `--node-arg=ID:…`).
+    /// (`--agent-arg=…`, `--node-arg=ID:…`). The agents do not balance
+    /// (tests move processes by hand) unless `extra` has
+    /// `--agent-arg=--balance=on`.
     pub fn up_with(tag: &str, octet: u8, nodes: u32, extra: &[&str]) -> Self {
         let n = std::process::id() % 200;
         let name = format!("{tag}{n}");
@@ -644,6 +649,7 @@ impl TestLab {
                 &subnet,
                 "--agent",
                 agent.to_str().expect("UTF-8 path"),
+                "--agent-arg=--balance=off",
             ]
             .iter()
             .chain(extra)
@@ -745,15 +751,28 @@ impl TestLab {
             .expect("connect to lab node")
     }
 
-    /// The PID of node `id`'s agent, from the lab's record.
-    pub fn agent_pid(&self, id: u32) -> i32 {
+    /// Node `id`'s entry in the lab's record.
+    fn recorded(&self, id: u32) -> serde_json::Value {
         let text = std::fs::read_to_string(self.dir.join("lab.json")).expect("lab.json");
         let v: serde_json::Value = serde_json::from_str(&text).expect("lab.json is JSON");
         v["nodes"]
             .as_array()
             .and_then(|a| a.iter().find(|n| n["id"] == id))
-            .and_then(|n| n["pid"].as_i64())
+            .cloned()
+            .expect("the node in lab.json")
+    }
+
+    /// The PID of node `id`'s agent, from the lab's record.
+    pub fn agent_pid(&self, id: u32) -> i32 {
+        self.recorded(id)["pid"]
+            .as_i64()
             .expect("agent PID in lab.json") as i32
+    }
+
+    /// Node `id`'s memory cgroup (`up --mem-per-node`), from the lab's record.
+    pub fn memcg(&self, id: u32) -> hpc::memcg::MemoryCgroup {
+        serde_json::from_value(self.recorded(id)["memcg"].clone())
+            .expect("a memory cgroup in lab.json")
     }
 
     /// Node `id`'s runtime directory (PID file, local socket).

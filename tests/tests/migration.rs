@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hpc::client::Client;
-use hpc::model::ProcessInfo;
-use hpc::protocol::{JobInfo, SpawnParams, methods};
+use hpc::model::{NodeStatus, ProcessInfo};
+use hpc::protocol::{JobInfo, ProcWriteParams, SpawnParams, WriteParams, methods};
 use serde_json::json;
 use testkit::{TestLab, bin, job_status as status, migrate, unique_dir, wait_for};
 
@@ -950,59 +950,231 @@ async fn a_lab_node_counts_its_own_load_and_balance_finds_an_idle_node() {
     kill(&home, b.home_pid).await;
 }
 
-/// Automatic balancing (`--balance`), on a lab whose nodes have a CPU each:
-/// two busy jobs started on node 1 spread without any request, one to node
-/// 2, and stay spread; with `stay` set on node 1 nothing leaves it.
+/// Writes `admin/<field>` on the node `c` talks to.
+async fn admin(c: &Client, field: &str, value: u32) {
+    let p = WriteParams {
+        path: format!("admin/{field}"),
+        value: json!(value),
+        pid: None,
+    };
+    let _: serde_json::Value = c.call(methods::HPC_WRITE, p).await.expect("admin write");
+}
+
+/// Automatic balancing (`--balance on`) on a 3-node lab whose nodes have a
+/// CPU each, and what each admin switch stops, and only that. Busy jobs
+/// started on node 1:
+/// - `stay` on node 1: nothing leaves it;
+/// - `block` on node 2, a locked job and a job whose cluster mask allows only
+///   node 1: the free job goes to node 3; the locked and masked ones stay;
+/// - `quiet` on node 3 (node 2 open again): the next goes to node 2;
+/// - `lstay` on node 1: its own new job stays, a guest sent there by hand
+///   leaves on its own;
+/// - and the spread jobs stay where they went (no bouncing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_jobs_spread_on_their_own_unless_the_node_says_stay() {
-    let (_lab, dir, home) = setup_with(
+async fn busy_jobs_spread_on_their_own_and_each_admin_switch_stops_its_moves() {
+    let (lab, dir, home) = setup_with(
         "mz",
         107,
-        2,
+        3,
         "autobalance",
-        &["--cpus-per-node", "1", "--agent-arg=--balance"],
+        &["--cpus-per-node", "1", "--agent-arg=--balance=on"],
     )
     .await;
-    let admin = |f: &'static str, v: u32| {
+    let (n2, n3) = (lab.client(2).await, lab.client(3).await);
+    let spin = ["sh", "-c", "while :; do :; done"];
+    let at = |job: &JobInfo| {
+        let (home, pid) = (&home, job.home_pid);
+        async move { status(home, pid).await.where_ }
+    };
+    let places = |jobs: Vec<JobInfo>| {
         let home = &home;
         async move {
-            home.call_value(
-                methods::HPC_WRITE,
-                json!({ "path": format!("admin/{f}"), "value": v }),
-            )
-            .await
-            .expect("admin write")
+            let mut w = Vec::new();
+            for j in &jobs {
+                w.push(status(home, j.home_pid).await.where_);
+            }
+            w
         }
     };
-    admin("stay", 1).await;
-    let spin = ["sh", "-c", "while :; do :; done"];
-    let a = spawn(&home, &dir, &spin, "a.log", false).await;
-    let b = spawn(&home, &dir, &spin, "b.log", false).await;
-    let wheres = || async {
-        let (x, y) = (
-            status(&home, a.home_pid).await,
-            status(&home, b.home_pid).await,
-        );
-        (x.where_, y.where_)
-    };
-    // `stay`: both stay on node 1, however busy.
+
+    // stay: three busy jobs, none leaves node 1.
+    admin(&home, "stay", 1).await;
+    admin(&n2, "block", 1).await;
+    let locked = spawn(&home, &dir, &spin, "locked.log", true).await;
+    let masked = spawn(&home, &dir, &spin, "masked.log", false).await;
+    for (field, value) in [("migfilter", 1), ("migpolicy", 1), ("mignodes", 1)] {
+        let p = ProcWriteParams {
+            pid: masked.pid,
+            field: field.into(),
+            value: json!(value),
+        };
+        let _: serde_json::Value = home.call(methods::PROC_WRITE, p).await.expect("mask");
+    }
+    let free = spawn(&home, &dir, &spin, "free.log", false).await;
+    let three = vec![locked.clone(), masked.clone(), free.clone()];
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(wheres().await, (1, 1), "stay kept them home");
-    // Without it, one moves to node 2 on its own.
-    admin("stay", 0).await;
-    let spread = wait_for(Duration::from_secs(30), || async {
-        let w = wheres().await;
-        (w == (1, 2) || w == (2, 1)).then_some(w)
+    assert_eq!(
+        places(three.clone()).await,
+        [1, 1, 1],
+        "stay kept them home"
+    );
+
+    // block on node 2, a lock and a mask: only the free job moves, to node 3.
+    admin(&home, "stay", 0).await;
+    let moved = wait_for(Duration::from_secs(30), || async {
+        (at(&free).await == 3).then_some(())
     })
     .await;
     assert!(
-        spread.is_some(),
-        "the jobs did not spread: {:?}",
-        wheres().await
+        moved.is_some(),
+        "the free job did not go to node 3: {:?}",
+        places(three.clone()).await
     );
-    // And they stay spread (no bouncing back and forth).
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(wheres().await, spread.unwrap(), "a job moved again");
-    kill(&home, a.home_pid).await;
-    kill(&home, b.home_pid).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        places(three.clone()).await,
+        [1, 1, 3],
+        "locked and masked stay, block kept node 2 empty"
+    );
+
+    // quiet on node 3 (which has room again), node 2 open: the next goes to 2.
+    kill(&home, free.home_pid).await;
+    admin(&n3, "quiet", 1).await;
+    admin(&n2, "block", 0).await;
+    // A quiet node says so once more (its gossip lands within a second).
+    let heard = wait_for(Duration::from_secs(10), || async {
+        let nodes: Vec<NodeStatus> = home
+            .call(methods::CLUSTER_NODES, hpc::protocol::NoParams {})
+            .await
+            .ok()?;
+        let accepts = |id| nodes.iter().any(|n| n.id == id && n.accepts);
+        (!accepts(3) && accepts(2)).then_some(())
+    })
+    .await;
+    assert!(
+        heard.is_some(),
+        "node 1 did not hear that node 3 is quiet and node 2 open"
+    );
+    let next = spawn(&home, &dir, &spin, "next.log", false).await;
+    let went = wait_for(Duration::from_secs(30), || async {
+        let w = at(&next).await;
+        (w != 1).then_some(w)
+    })
+    .await;
+    assert_eq!(went, Some(2), "a quiet node is not chosen");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(at(&next).await, 2, "it stays spread");
+    kill(&home, next.home_pid).await;
+    admin(&n3, "quiet", 0).await;
+
+    // lstay on node 1: its own job stays; a guest sent there by hand leaves.
+    admin(&home, "lstay", 1).await;
+    let own = spawn(&home, &dir, &spin, "own.log", false).await;
+    let guest = spawn(&n2, &dir, &spin, "guest.log", false).await;
+    migrate(&n2, guest.home_pid, "1")
+        .await
+        .expect("the guest to node 1 by hand");
+    let guest_at = || {
+        let (n2, pid) = (&n2, guest.home_pid);
+        async move { status(n2, pid).await.where_ }
+    };
+    let left = wait_for(Duration::from_secs(30), || async {
+        let w = guest_at().await;
+        (w != 1).then_some(w)
+    })
+    .await;
+    assert!(left.is_some(), "the guest did not leave node 1 under lstay");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(at(&own).await, 1, "lstay kept node 1's own job home");
+    for j in [&locked, &masked, &own] {
+        kill(&home, j.home_pid).await;
+    }
+    kill(&n2, guest.home_pid).await;
+}
+
+/// Holds MiB of memory (argv 1) taken 2 MiB at a time, one step every argv 2
+/// seconds, printing how much it holds; then "full", then "alive" five times
+/// a second.
+const HOLDER: &str = r#"
+import sys, time
+sys.stdout.reconfigure(line_buffering=True)
+top, pause, held = int(sys.argv[1]), float(sys.argv[2]), []
+while len(held) * 2 < top:
+    held.append(bytearray(b'\x01') * (2 << 20))
+    print(len(held) * 2)
+    time.sleep(pause)
+print("full")
+while True:
+    time.sleep(0.2)
+    print("alive")
+"#;
+
+/// Memory ushering on a lab whose nodes have 768 MiB each (a memory cgroup,
+/// where the kernel's OOM killer acts when it is full): a locked job holds
+/// 300 MiB on node 1 and another grows towards 500 MiB there, more than the
+/// node has (without ushering, the OOM killer ends it near 450 MiB). Before
+/// the OOM killer acts, node 1 moves the growing job to node 2, which has
+/// room, and says why; it reaches its size there and runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_filling_its_memory_ushers_a_process_out_before_any_oom_kill() {
+    let (lab, dir, home) = setup_with(
+        "mu",
+        112,
+        2,
+        "usher",
+        &["--mem-per-node", "768", "--agent-arg=--balance=on"],
+    )
+    .await;
+    std::fs::write(dir.file("holder.py"), HOLDER).unwrap();
+    let script = dir.file("holder.py").display().to_string();
+    let py = |top: &'static str, pause: &'static str| ["python3", script.as_str(), top, pause];
+    let ballast = spawn(&home, &dir, &py("300", "0"), "ballast.out", true).await;
+    let ballast_full = wait_for(Duration::from_secs(30), || async {
+        std::fs::read_to_string(dir.file("ballast.out"))
+            .is_ok_and(|t| t.contains("full"))
+            .then_some(())
+    })
+    .await;
+    assert!(ballast_full.is_some(), "the ballast did not fill");
+    let grower = spawn(&home, &dir, &py("500", "0.1"), "grower.out", false).await;
+    let out = dir.file("grower.out");
+    let done = wait_for(Duration::from_secs(90), || async {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        (text.matches("alive").count() >= 5).then_some(())
+    })
+    .await;
+    let (n1, n2) = (lab.memcg(1), lab.memcg(2));
+    assert!(
+        done.is_some(),
+        "the growing job did not reach its size and run on; it printed {:?}; OOM kills: node 1 {:?}, node 2 {:?}",
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .last(),
+        n1.oom_kills(),
+        n2.oom_kills()
+    );
+    let st = status(&home, grower.home_pid).await;
+    assert_eq!(st.where_, 2, "it runs on node 2");
+    let why = st.last_migration.map(|r| r.why).unwrap_or_default();
+    assert!(why.starts_with("memory: "), "the move says why: {why:?}");
+    assert_eq!(
+        (n1.oom_kills(), n2.oom_kills()),
+        (Some(0), Some(0)),
+        "no OOM kill anywhere"
+    );
+    assert_eq!(
+        status(&home, ballast.home_pid).await.where_,
+        1,
+        "the locked ballast stayed"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    let sizes: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+    assert_eq!(
+        sizes,
+        (1..=250).map(|i| i * 2).collect::<Vec<_>>(),
+        "every step, once, in order"
+    );
+    kill(&home, grower.home_pid).await;
+    kill(&home, ballast.home_pid).await;
 }

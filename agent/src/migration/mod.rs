@@ -65,9 +65,39 @@ fn refused(pid: i32, why: impl std::fmt::Display) -> RpcError {
     )
 }
 
+/// Why a process moves, for its record (the move log and the history).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cause {
+    /// `proc.migrate`: a person, a tool, or the home forwarding a request.
+    Asked,
+    /// `expel`: a guest sent home.
+    Expel,
+    /// `bring`: a job brought home.
+    Bring,
+    /// The balancer, with its reason.
+    Balance(String),
+    /// Memory ushering, with its reason.
+    Memory(String),
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Asked => f.write_str("asked for"),
+            Self::Expel => f.write_str("expel: guests sent home"),
+            Self::Bring => f.write_str("bring: jobs brought home"),
+            Self::Balance(why) | Self::Memory(why) => f.write_str(why),
+        }
+    }
+}
+
 /// Moves a process: `to` is a node id, `home` or `balance`. A job of this node
 /// that runs elsewhere is moved by the node that runs it.
-pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationReport, RpcError> {
+pub async fn migrate(
+    ctx: &AgentContext,
+    p: MigrateParams,
+    cause: Cause,
+) -> Result<MigrationReport, RpcError> {
     let started = Instant::now();
     if let Some(away) = ctx.jobs.away(p.pid) {
         let to = if p.to.trim() == "home" {
@@ -179,7 +209,7 @@ pub async fn migrate(ctx: &AgentContext, p: MigrateParams) -> Result<MigrationRe
         // Recorded from here on: the migration's bookkeeping updates it.
         ctx.jobs.put(job.clone())?;
     }
-    let moved = send::send(ctx, &criu, &job, &st, started).await;
+    let moved = send::send(ctx, &criu, &job, &st, (started, &cause)).await;
     if new_single && moved.is_err() {
         // Still the plain process it was.
         // (Unless its hand-over is in doubt: the record then waits for the
@@ -432,11 +462,15 @@ pub async fn expel(ctx: &AgentContext) -> Result<Evacuation, RpcError> {
     ctx.request_resample();
     // A guest is addressed here by its local PID.
     let guests = ctx.jobs.guests().into_iter().map(|g| g.info.pid);
-    Ok(send_home(ctx, guests).await)
+    Ok(send_home(ctx, guests, Cause::Expel).await)
 }
 
 /// Moves each process home (even if locked); what moved and what could not.
-async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Evacuation {
+async fn send_home(
+    ctx: &AgentContext,
+    pids: impl Iterator<Item = i32>,
+    cause: Cause,
+) -> Evacuation {
     let mut done = Evacuation::default();
     for pid in pids {
         let p = MigrateParams {
@@ -444,7 +478,7 @@ async fn send_home(ctx: &AgentContext, pids: impl Iterator<Item = i32>) -> Evacu
             to: "home".into(),
             force: true,
         };
-        match migrate(ctx, p).await {
+        match migrate(ctx, p, cause.clone()).await {
             Ok(_) => done.moved += 1,
             Err(e) => done.failed.push(MoveFailure {
                 pid,
@@ -469,7 +503,7 @@ pub async fn bring(ctx: &AgentContext) -> Result<Evacuation, RpcError> {
         .map_err(|e| RpcError::new(codes::OS_ERROR, e.to_string()))?;
     // This node's jobs are addressed here by their home PID.
     let away = ctx.jobs.away_jobs().into_iter().map(|j| j.info.home_pid);
-    Ok(send_home(ctx, away).await)
+    Ok(send_home(ctx, away, Cause::Bring).await)
 }
 
 /// The unsettled migration of job `home/home_pid`, if one is.

@@ -211,13 +211,13 @@ impl Drop for FrozenTree {
 const RESOLVE_WAIT: Duration = Duration::from_secs(60);
 
 /// Moves `job` (running here) to the node `target`. `started` is when the
-/// request arrived (for the report's total).
+/// request arrived (for the report's total); `cause`, why it moves.
 pub async fn send(
     ctx: &AgentContext,
     criu: &Path,
     job: &JobRecord,
     target: &NodeStatus,
-    started: Instant,
+    (started, cause): (Instant, &super::Cause),
 ) -> Result<MigrationReport, RpcError> {
     let info = &job.info;
     let fail = |reason: String| {
@@ -388,6 +388,7 @@ pub async fn send(
         total_ms: started.elapsed().as_millis() as u64,
         nmigs: offered.nmigs,
         at_ms: now_ms(),
+        why: cause.to_string(),
     };
     offered.where_ = target.id;
     offered.pid = restored.pid;

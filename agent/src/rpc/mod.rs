@@ -171,7 +171,7 @@ pub async fn dispatch(
             let p: MigrateParams = params(method, p)?;
             let owner = procs::owner(ctx, p.pid)?;
             caller.require_owner(&format!("move process {}", p.pid), owner)?;
-            to_value(&crate::migration::migrate(ctx, p).await?)
+            to_value(&crate::migration::migrate(ctx, p, crate::migration::Cause::Asked).await?)
         }
         methods::JOB_STATUS => {
             let p: PidParams = params(method, p)?;

@@ -160,6 +160,7 @@ pub async fn write(
                 to,
                 force: false,
             },
+            crate::migration::Cause::Asked,
         )
         .await?;
         return to_value(&report);

@@ -74,7 +74,7 @@ fn redact(url: &str) -> String {
 }
 
 fn migrator(location: &Location) -> Migrator {
-    let steps: [(i64, &'static str, &'static str); 2] = match location {
+    let steps: [(i64, &'static str, &'static str); 3] = match location {
         Location::Sqlite(_) => [
             (
                 1,
@@ -85,6 +85,11 @@ fn migrator(location: &Location) -> Migrator {
                 2,
                 "moves and summaries",
                 include_str!("../../migrations/sqlite/0002_moves_and_summaries.sql"),
+            ),
+            (
+                3,
+                "move reasons",
+                include_str!("../../migrations/sqlite/0003_move_reasons.sql"),
             ),
         ],
         Location::Postgres(_) => [
@@ -97,6 +102,11 @@ fn migrator(location: &Location) -> Migrator {
                 2,
                 "moves and summaries",
                 include_str!("../../migrations/postgres/0002_moves_and_summaries.sql"),
+            ),
+            (
+                3,
+                "move reasons",
+                include_str!("../../migrations/postgres/0003_move_reasons.sql"),
             ),
         ],
     };

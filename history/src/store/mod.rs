@@ -520,6 +520,7 @@ async fn write_process_events(
                 Val::OptInt(m.duration_ms),
                 Val::OptInt(m.freeze_ms),
                 Val::OptInt(m.bytes),
+                Val::OptText(m.why.clone()),
             ]),
             ProcEvent::End(_) | ProcEvent::Exit { .. } => {}
         }
@@ -532,7 +533,7 @@ async fn write_process_events(
     .await?;
     insert_rows(
         conn,
-        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms, bytes)",
+        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why)",
         moves,
     )
     .await?;

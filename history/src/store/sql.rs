@@ -14,6 +14,8 @@ pub enum Val {
     OptInt(Option<i64>),
     /// Text.
     Text(String),
+    /// Nullable text.
+    OptText(Option<String>),
     /// Bytes.
     Bytes(Vec<u8>),
 }
@@ -28,6 +30,7 @@ pub fn bind_all<'q>(
             Val::Int(i) => q.bind(i),
             Val::OptInt(i) => q.bind(i),
             Val::Text(s) => q.bind(s),
+            Val::OptText(s) => q.bind(s),
             Val::Bytes(b) => q.bind(b),
         };
     }

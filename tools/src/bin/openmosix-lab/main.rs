@@ -58,6 +58,12 @@ enum Cmd {
         /// CPU count are then those CPUs'.
         #[arg(long, value_name = "K")]
         cpus_per_node: Option<u32>,
+        /// Give each node M MiB of memory of its own: a memory cgroup that its
+        /// agent, and everything it starts or restores, runs in. Its memory
+        /// figures are then that cgroup's, and the kernel's OOM killer acts
+        /// there when it is full.
+        #[arg(long, value_name = "M")]
+        mem_per_node: Option<u64>,
     },
     /// Stop the lab's agents and remove its namespaces, links and files.
     Down {
@@ -101,13 +107,14 @@ fn main() -> ExitCode {
             agent_args,
             node_args,
             cpus_per_node,
+            mem_per_node,
         } => up(
             &name,
             nodes,
             &subnet,
             agent,
             (&agent_args, &node_args),
-            cpus_per_node,
+            (cpus_per_node, mem_per_node),
         ),
         Cmd::Down { name } => down(&name),
         Cmd::Restart { name, node, signal } => restart(&name, node, &signal),
@@ -167,7 +174,7 @@ fn up(
     subnet: &str,
     agent: Option<PathBuf>,
     (agent_args, node_args): (&[String], &[(u32, String)]),
-    cpus_per_node: Option<u32>,
+    (cpus_per_node, mem_per_node): (Option<u32>, Option<u64>),
 ) -> anyhow::Result<()> {
     if !(1..=60).contains(&nodes) {
         bail!("--nodes must be from 1 to 60");
@@ -178,7 +185,12 @@ fn up(
         lab.pin(k)?;
     }
     // Any failure from here on removes what was made so far.
-    if let Err(e) = lab.build(&agent, agent_args, node_args) {
+    let made = match mem_per_node {
+        Some(m) => lab.limit_memory(m),
+        None => Ok(()),
+    }
+    .and_then(|()| lab.build(&agent, agent_args, node_args));
+    if let Err(e) = made {
         let cleanup = lab.teardown();
         return Err(match cleanup {
             Ok(()) => e.context("lab not created (everything made so far was removed)"),
@@ -191,7 +203,7 @@ fn up(
     );
     for n in &lab.state.nodes {
         println!(
-            "  node {:>2}  {}  netns {}  agent PID {}{}",
+            "  node {:>2}  {}  netns {}  agent PID {}{}{}",
             n.id,
             n.addr,
             n.netns,
@@ -200,7 +212,11 @@ fn up(
                 String::new()
             } else {
                 format!("  CPUs {:?}", n.cpus)
-            }
+            },
+            n.memcg.as_ref().map_or(String::new(), |c| format!(
+                "  memory cgroup {}",
+                c.dir().display()
+            ))
         );
     }
     println!(

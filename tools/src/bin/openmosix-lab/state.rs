@@ -27,6 +27,8 @@ pub enum Created {
     Netns(String),
     /// The root-side end of a veth pair (removing it removes both ends).
     Veth(String),
+    /// A node's memory cgroup.
+    MemCgroup(hpc::memcg::MemoryCgroup),
 }
 
 /// One lab node.
@@ -49,6 +51,10 @@ pub struct LabNode {
     /// The CPUs the agent (and all it starts) is pinned to; empty: all.
     #[serde(default)]
     pub cpus: Vec<usize>,
+    /// The memory cgroup the agent (and all it starts) runs in, if the
+    /// node's memory is limited.
+    #[serde(default)]
+    pub memcg: Option<hpc::memcg::MemoryCgroup>,
 }
 
 /// The CPUs this process may run on.
@@ -136,6 +142,7 @@ impl Lab {
                 agent: None,
                 args: Vec::new(),
                 cpus: Vec::new(),
+                memcg: None,
             })
             .collect();
         let lab = Self {
@@ -226,6 +233,35 @@ impl Lab {
             n.cpus = (0..k)
                 .filter_map(|c| allowed.get((i * k + c) % allowed.len()).copied())
                 .collect();
+        }
+        self.save()
+    }
+
+    /// Gives each node `mib` MiB of memory of its own: a memory cgroup (inside
+    /// this program's) that its agent, and all it starts or restores, runs
+    /// in; the kernel's OOM killer acts there when it is full.
+    pub fn limit_memory(&mut self, mib: u64) -> anyhow::Result<()> {
+        if mib < 64 {
+            bail!("--mem-per-node must be at least 64 (MiB)");
+        }
+        let parent = hpc::memcg::MemoryCgroup::own().context(
+            "--mem-per-node needs a memory cgroup (v1 or v2) mounted under /sys/fs/cgroup",
+        )?;
+        for i in 0..self.state.nodes.len() {
+            let Some(id) = self.state.nodes.get(i).map(|n| n.id) else {
+                continue;
+            };
+            let name = format!("openmosix-lab-{}-node{id}", self.state.name);
+            let cg = parent.child(&name, mib << 20).with_context(|| {
+                format!(
+                    "cannot make the memory cgroup {}",
+                    parent.dir().join(&name).display()
+                )
+            })?;
+            self.record(Created::MemCgroup(cg.clone()))?;
+            if let Some(n) = self.state.nodes.get_mut(i) {
+                n.memcg = Some(cg);
+            }
         }
         self.save()
     }
@@ -419,6 +455,27 @@ impl Lab {
                 });
             }
         }
+        if let Some(cg) = &node.memcg {
+            let procs = std::ffi::CString::new(cg.procs_file().as_os_str().as_encoded_bytes())
+                .context("a cgroup path with a NUL byte")?;
+            // SAFETY: open, write and close are async-signal-safe; the path
+            // was built before the fork. Writing "0" moves the child itself.
+            unsafe {
+                child.pre_exec(move || {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let err = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    if n != 1 {
+                        return Err(err);
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = child
             .spawn()
             .with_context(|| format!("cannot start the agent of node {}", node.id))?;
@@ -533,6 +590,7 @@ impl Lab {
         }
         for c in self.state.created.iter().rev() {
             let r = match c {
+                Created::MemCgroup(cg) => remove_cgroup(cg),
                 Created::Veth(v) if net::link_exists(v) => net::ip(&["link", "del", v]),
                 Created::Netns(ns) if net::netns_exists(ns) => net::ip(&["netns", "del", ns]),
                 Created::Bridge(b) if net::link_exists(b) => net::ip(&["link", "del", b]),
@@ -554,6 +612,20 @@ impl Lab {
             return Ok(());
         }
         bail!("{}", problems.join("; "))
+    }
+}
+
+/// Removes a node's memory cgroup once the processes killed in it are gone.
+fn remove_cgroup(cg: &hpc::memcg::MemoryCgroup) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match cg.remove() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => bail!("cannot remove {}: {e}", cg.dir().display()),
+        }
     }
 }
 
