@@ -25,6 +25,9 @@ done
 for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
   ln -sfn mosrun "/usr/local/bin/$w"
 done
+for w in showmap setpe; do
+  ln -sfn mosctl "/usr/local/bin/$w"
+done
 # The analyzer and the migration monitor alone, under their original names.
 ln -sfn openmosixview /usr/local/bin/openmosixanalyzer
 ln -sfn openmosixview /usr/local/bin/openmosixmigmon

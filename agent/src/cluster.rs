@@ -66,10 +66,27 @@ fn placeholder(id: NodeId, name: String, addr: String, reason: &str) -> NodeStat
     }
 }
 
+/// Why a new map was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SetMapError {
+    /// It does not parse, or leaves this node out.
+    #[error("{0}")]
+    Invalid(String),
+    /// It could not be written.
+    #[error("cannot write the cluster map {path}: {source}")]
+    Write {
+        /// The map file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 /// Handle on the running membership.
 pub struct ClusterView {
     handle: ChitchatHandle,
-    map: ClusterMap,
+    map: std::sync::RwLock<ClusterMap>,
+    map_path: std::path::PathBuf,
     self_id: NodeId,
     store: Arc<Store>,
     counters: Arc<GossipCounters>,
@@ -87,6 +104,8 @@ pub struct ClusterConfig {
     pub listen: SocketAddr,
     /// The map (seeds and names).
     pub map: ClusterMap,
+    /// Where the map is kept (`setpe -w` writes it there).
+    pub map_path: std::path::PathBuf,
     /// Gossip authentication secret.
     pub secret: [u8; 32],
     /// How far a gossip datagram's send time may be from this node's clock.
@@ -130,7 +149,8 @@ impl ClusterView {
         let handle = spawn_chitchat(config, Vec::new(), &transport).await?;
         Ok(Self {
             handle,
-            map: cfg.map,
+            map: std::sync::RwLock::new(cfg.map),
+            map_path: cfg.map_path,
             self_id: cfg.self_id,
             store: cfg.store,
             counters,
@@ -225,7 +245,7 @@ impl ClusterView {
             })
             .await;
         let mut out: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
-        for n in &self.map.nodes {
+        for n in &self.map().nodes {
             out.insert(
                 n.id,
                 placeholder(n.id, n.host.clone(), n.addr.to_string(), "never heard from"),
@@ -282,10 +302,89 @@ impl ClusterView {
         out.into_values().collect()
     }
 
+    /// The map in use.
+    pub fn map(&self) -> ClusterMap {
+        self.map.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The file the map is kept in.
+    pub fn map_path(&self) -> &std::path::Path {
+        &self.map_path
+    }
+
+    /// Takes `map` as the cluster map (`setpe -w`) without a restart: writes
+    /// it to the map file (a new file renamed over the old, never through a
+    /// link), uses it for names and seeds, and meets its nodes gossip does
+    /// not know yet. A map must name this node (an empty one leaves the
+    /// cluster to autodiscovery).
+    pub async fn set_map(&self, map: ClusterMap) -> Result<(), SetMapError> {
+        if !map.nodes.is_empty() && map.node(self.self_id).is_none() {
+            return Err(SetMapError::Invalid(format!(
+                "the new map leaves out this node ({}); give it an entry or use another node",
+                self.self_id
+            )));
+        }
+        let write_err = |source| SetMapError::Write {
+            path: self.map_path.display().to_string(),
+            source,
+        };
+        write_replacing(&self.map_path, map.to_text().as_bytes()).map_err(write_err)?;
+        if let Ok(mut m) = self.map.write() {
+            *m = map.clone();
+        }
+        for n in map.nodes.iter().filter(|n| n.id != self.self_id) {
+            self.meet(n.id, n.addr).await;
+        }
+        Ok(())
+    }
+
+    /// Gossips once with node `id` at `addr` if gossip knows no node at that
+    /// address yet (one heard of by autodiscovery, or added to the map);
+    /// chitchat keeps up with it from then on.
+    pub async fn meet(&self, id: NodeId, addr: SocketAddr) {
+        let known = self
+            .handle
+            .with_chitchat(|c| {
+                c.node_states()
+                    .keys()
+                    .any(|n| n.gossip_advertise_addr == addr)
+            })
+            .await;
+        if known {
+            return;
+        }
+        tracing::info!(node = id, %addr, "meeting a node gossip does not know yet");
+        if let Err(e) = self.handle.gossip(addr) {
+            tracing::warn!(node = id, %addr, error = %e, "cannot gossip with a new node");
+        }
+    }
+
     /// Stops gossiping.
     pub async fn shutdown(self) {
         let _ = self.handle.shutdown().await;
     }
+}
+
+/// Writes `bytes` to `path` (mode 0644) through a new file in the same
+/// directory, created exclusively and never through a link, then renamed
+/// over the old one.
+fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the map path names no file"))?;
+    let tmp = path.with_file_name(format!(".{}.new", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Whether two OpenSSH public key lines hold the same key (comments aside).

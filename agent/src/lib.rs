@@ -10,6 +10,7 @@ pub mod connection;
 pub mod context;
 pub mod criu;
 pub mod deputy;
+pub mod discovery;
 pub mod gossip_transport;
 pub mod helpers;
 pub mod image_space;

@@ -79,6 +79,18 @@ struct Cli {
     /// apply); `off` moves only what is asked for. The last one given wins.
     #[arg(long, value_enum, default_value = "on")]
     balance: OnOff,
+    /// Autodiscovery (openMosix's omdiscd): `on` announces this agent on a
+    /// multicast group and meets the agents it hears there (sealed with the
+    /// cluster key); an agent with no map entry then takes the last octet of
+    /// its IPv4 address as its node id. The last one given wins.
+    #[arg(long, value_enum, default_value = "on")]
+    discovery: OnOff,
+    /// The multicast group and port of autodiscovery.
+    #[arg(long, default_value_t = agent::discovery::DEFAULT_GROUP)]
+    discovery_group: std::net::SocketAddrV4,
+    /// The address of the interface autodiscovery uses (default: this node's).
+    #[arg(long)]
+    discovery_interface: Option<std::net::Ipv4Addr>,
 }
 
 #[tokio::main]
@@ -120,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
         replay_window: std::time::Duration::from_secs(cli.gossip_replay_window_secs.max(1)),
         fault: cli.test_fault,
         balance: cli.balance == OnOff::On,
+        discovery: (cli.discovery == OnOff::On)
+            .then_some((cli.discovery_group, cli.discovery_interface)),
     })
     .await
 }

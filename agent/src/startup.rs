@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub fault: Option<crate::migration::Fault>,
     /// Balance automatically ([`crate::balancing`]).
     pub balance: bool,
+    /// Autodiscovery ([`crate::discovery`]): the multicast group, and the
+    /// interface's address (default: this node's address); `None`: off.
+    pub discovery: Option<(std::net::SocketAddrV4, Option<std::net::Ipv4Addr>)>,
 }
 
 impl AgentConfig {
@@ -161,13 +164,6 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         ClusterMap::default()
     };
     let me = pick_self(&map, &cfg)?;
-    let node_id = cfg.node_id.or(me.as_ref().map(|n| n.id)).unwrap_or(1);
-    if !map.nodes.is_empty() && me.is_none() {
-        bail!(
-            "node {node_id} is not in the cluster map {}",
-            map_path.display()
-        );
-    }
     let listen = cfg
         .listen
         .or(me.as_ref().map(|n| n.addr))
@@ -176,6 +172,21 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(|n| n.addr)
         .unwrap_or_else(|| advertised(listen));
+    // With no map entry, a discovering agent numbers itself by its address.
+    let discovered_id = cfg
+        .discovery
+        .and_then(|_| crate::discovery::id_from_address(advertise.ip()));
+    let node_id = cfg
+        .node_id
+        .or(me.as_ref().map(|n| n.id))
+        .or(discovered_id)
+        .unwrap_or(1);
+    if !map.nodes.is_empty() && me.is_none() {
+        bail!(
+            "node {node_id} is not in the cluster map {}",
+            map_path.display()
+        );
+    }
     let name = me.as_ref().map(|n| n.host.clone()).unwrap_or_else(hostname);
 
     let store = Arc::new(Store::open(&cfg.state_dir)?);
@@ -257,7 +268,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         .context("cannot encode the host key")?;
     let identity = NodeIdentity {
         id: node_id,
-        name,
+        name: name.clone(),
         addr: advertise.to_string(),
         migration: migration.clone(),
         host_key: host_key_line,
@@ -284,6 +295,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         advertise,
         listen: gossip_listen,
         map,
+        map_path: map_path.clone(),
         secret,
         replay_window: crate::gossip_transport::ReplayWindow(cfg.replay_window),
         store: store.clone(),
@@ -321,6 +333,26 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     crate::migration::end_stale_restores(&ctx, stale_restores);
     crate::migration::deputies::readopt_all(&ctx).await;
     let jobs_task = tokio::spawn(crate::migration::jobs_loop(ctx.clone()));
+    match (cfg.discovery, advertise.ip()) {
+        (Some((group, interface)), std::net::IpAddr::V4(own)) => {
+            let d = crate::discovery::DiscoveryConfig {
+                group,
+                interface: interface.unwrap_or(own),
+                me: crate::discovery::Announcement {
+                    id: node_id,
+                    name: name.clone(),
+                    addr: advertise,
+                },
+                secret,
+                window: crate::gossip_transport::ReplayWindow(cfg.replay_window),
+            };
+            tokio::spawn(crate::discovery::run(d, ctx.clone()));
+        }
+        (Some(_), ip) => {
+            tracing::warn!(%ip, "autodiscovery is off: it needs an IPv4 address (the cluster map still works)");
+        }
+        (None, _) => tracing::info!("autodiscovery is off (--discovery off)"),
+    }
     match (cfg.balance, ctx.criu.is_some()) {
         (true, true) => {
             tokio::spawn(crate::balancing::balance_loop(ctx.clone()));

@@ -98,6 +98,11 @@ pub mod methods {
     pub const ADMIN_GET: &str = "admin.get";
     /// The migrations this node carried out, from a sequence number on.
     pub const MOVES_SINCE: &str = "moves.since";
+    /// The cluster map this node uses (`setpe -r`, `showmap`): → [`super::ClusterMapInfo`].
+    pub const CLUSTER_MAP: &str = "cluster.map";
+    /// Take a new cluster map without a restart (`setpe -w`):
+    /// [`super::SetMapParams`] → [`super::ClusterMapInfo`]; admin only.
+    pub const CLUSTER_SET_MAP: &str = "cluster.set_map";
 }
 
 /// A JSON-RPC request (or a notification, when `id` is absent).
@@ -358,6 +363,25 @@ pub struct ReniceParams {
     /// As in [`SignalParams::start_time`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<u64>,
+}
+
+/// The cluster map a node uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMapInfo {
+    /// The node that answers.
+    pub node: NodeId,
+    /// Its map file.
+    pub path: String,
+    /// The map, in setpe format (`ID ADDR 1` per node; empty: the node
+    /// knows its peers by autodiscovery only).
+    pub text: String,
+}
+
+/// `cluster.set_map` parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetMapParams {
+    /// The new map, in setpe format.
+    pub text: String,
 }
 
 /// Parameters naming one node.

@@ -235,9 +235,10 @@ impl TestAgent {
             .arg(self.id.to_string())
             .arg("--listen")
             .arg(self.addr.to_string())
-            // Tests move processes by hand; a test about balancing turns it
-            // on in `extra_args` (the last `--balance` wins).
-            .args(["--balance", "off"])
+            // Tests move processes by hand, and loopback clusters are what
+            // their maps say; a test about balancing or autodiscovery turns
+            // it on in `extra_args` (the last one given wins).
+            .args(["--balance", "off", "--discovery", "off"])
             .args(&self.extra_args)
             .env("OPENMOSIX_LOG", "warn")
             .stdin(Stdio::null())

@@ -1178,3 +1178,58 @@ async fn a_node_filling_its_memory_ushers_a_process_out_before_any_oom_kill() {
     kill(&home, grower.home_pid).await;
     kill(&home, ballast.home_pid).await;
 }
+
+/// Autodiscovery: node 2 of this lab is in no map and has no node id, only
+/// the cluster key. Node 1 hears its multicast announcement and meets it;
+/// both see each other up (with host keys and migration), node 2 numbers
+/// itself by its address, and with a CPU each, of two busy jobs started on
+/// node 1 one goes to node 2 on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_only_the_cluster_key_joins_by_discovery_and_receives_work() {
+    let (lab, dir, home) = setup_with(
+        "dy",
+        113,
+        2,
+        "discovery",
+        &[
+            "--cpus-per-node",
+            "1",
+            "--unmapped",
+            "2",
+            "--agent-arg=--balance=on",
+        ],
+    )
+    .await;
+    assert!(
+        !lab.dir
+            .join("node2/config")
+            .join(hpc::paths::MAP_FILE)
+            .exists(),
+        "node 2 has no map"
+    );
+    let n2 = lab.client(2).await;
+    let mospe: hpc::protocol::PathValue = n2
+        .call(
+            methods::HPC_READ,
+            hpc::protocol::PathParams {
+                path: "admin/mospe".into(),
+            },
+        )
+        .await
+        .expect("read admin/mospe");
+    assert_eq!(mospe.value, json!(2), "node 2 took its id from its address");
+    let spin = ["sh", "-c", "while :; do :; done"];
+    let a = spawn(&home, &dir, &spin, "a.log", false).await;
+    let b = spawn(&home, &dir, &spin, "b.log", false).await;
+    let spread = wait_for(Duration::from_secs(30), || async {
+        let w = (
+            status(&home, a.home_pid).await.where_,
+            status(&home, b.home_pid).await.where_,
+        );
+        (w == (1, 2) || w == (2, 1)).then_some(w)
+    })
+    .await;
+    assert!(spread.is_some(), "no job went to the discovered node");
+    kill(&home, a.home_pid).await;
+    kill(&home, b.home_pid).await;
+}

@@ -317,3 +317,127 @@ fn mosctl_authenticates_through_ssh_agent() {
         String::from_utf8_lossy(&without.stderr)
     );
 }
+
+/// `setpe -r` prints the map; `setpe -w` takes a new one without a restart
+/// (node 1 meets the added node 3 at once, by the map alone: autodiscovery
+/// is off here); `showmap` shows every node and where it was learnt; a map
+/// that leaves the node out or does not parse is refused and changes
+/// nothing; run as `setpe`/`showmap` (links), mosctl does the same.
+#[test]
+fn setpe_reads_and_writes_the_map_live_and_showmap_shows_the_cluster() {
+    let cluster = TestCluster::start(base(), 2);
+    let dir = cluster.keys.dir.clone();
+    let m = Mosctl::new(&cluster.agents[0], &cluster.keys.admin, &dir);
+    assert_eq!(m.ok(&["setpe", "-r"]), cluster.map_text().trim_end());
+    // A third agent that knows only itself.
+    let addr3 = testkit::loopback_addrs(1)[0];
+    let three = TestAgent::start(base(), &cluster.keys, 3, addr3, &format!("3 {addr3} 1\n"));
+    let sees_three = |m: &Mosctl| {
+        m.json(&["showmap"])["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == 3 && n["up"] == true)
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!sees_three(&m), "node 1 cannot know node 3 yet");
+
+    // Refused, and nothing changes.
+    let refused = |args: &[&str], text: &str, want: &str| {
+        let f = dir.join("bad.map");
+        std::fs::write(&f, text).unwrap();
+        let mut a = args.to_vec();
+        let fs = f.display().to_string();
+        a.extend(["-f", fs.as_str()]);
+        let out = m.run(&a);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && err.contains(want), "{err}");
+        assert_eq!(m.ok(&["setpe", "-r"]), cluster.map_text().trim_end());
+    };
+    refused(
+        &["setpe", "-w"],
+        &format!("2 {} 1\n", cluster.agents[1].addr),
+        "leaves out this node (1)",
+    );
+    refused(
+        &["setpe", "-w"],
+        "1 nowhere.invalid 1 extra\n",
+        "cluster map line 1",
+    );
+
+    // Written: applied at once, and kept in the map file.
+    let new_map = format!("{}3 {addr3} 1\n", cluster.map_text());
+    let f = dir.join("new.map");
+    std::fs::write(&f, &new_map).unwrap();
+    let said = m.ok(&["setpe", "-w", "-f", f.to_str().unwrap()]);
+    assert!(said.starts_with("node 1 now uses this map"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(
+            cluster.agents[0]
+                .dir
+                .join("config")
+                .join(hpc::paths::MAP_FILE)
+        )
+        .unwrap(),
+        new_map
+    );
+    let met = wait_for_sync(Duration::from_secs(15), || sees_three(&m));
+    assert!(met, "node 1 did not meet node 3 from the new map");
+    let text = m.ok(&["showmap"]);
+    assert!(text.starts_with("My Node-Id: 0x0001"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0x0003") && l.contains("yes") && l.ends_with("map")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("0x0001") && l.ends_with("this node")),
+        "{text}"
+    );
+
+    // Under the old names (links to mosctl), the same.
+    let link_dir = dir.join("links");
+    std::fs::create_dir_all(&link_dir).unwrap();
+    for name in ["setpe", "showmap"] {
+        let _ = std::fs::remove_file(link_dir.join(name));
+        std::os::unix::fs::symlink(bin("mosctl"), link_dir.join(name)).unwrap();
+    }
+    let run_as = |name: &str, args: &[&str]| {
+        let out = std::process::Command::new(link_dir.join(name))
+            .arg("--node")
+            .arg(&m.node)
+            .arg("--key")
+            .arg(&m.key)
+            .arg("--known-hosts")
+            .arg(&m.known_hosts)
+            .args(args)
+            .env("OPENMOSIX_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    assert_eq!(run_as("setpe", &["-r"]), new_map.trim_end());
+    assert!(run_as("showmap", &[]).contains("0x0003"));
+    drop(three);
+}
+
+/// Polls `ok` every 100 ms until it holds or `limit` passes.
+fn wait_for_sync(limit: Duration, ok: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}

@@ -6,8 +6,8 @@ mod tree;
 
 use hpc::model::Role;
 use hpc::protocol::{
-    ForgottenHostKey, MigrateParams, NodeParams, PathParams, PathValue, PidParams, RpcError,
-    SpawnParams, WhoAmI, WriteParams, codes, methods,
+    ClusterMapInfo, ForgottenHostKey, MigrateParams, NodeParams, PathParams, PathValue, PidParams,
+    RpcError, SetMapParams, SpawnParams, WhoAmI, WriteParams, codes, methods,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -153,6 +153,24 @@ pub async fn dispatch(
             })
         }
         methods::CLUSTER_GOSSIP_STATS => to_value(&ctx.cluster.gossip_stats()),
+        methods::CLUSTER_MAP => to_value(&map_info(ctx)),
+        methods::CLUSTER_SET_MAP => {
+            let p: SetMapParams = params(method, p)?;
+            caller.require_admin("change the cluster map")?;
+            // Host names in a map are resolved: off the async threads.
+            let map = tokio::task::spawn_blocking(move || hpc::map::ClusterMap::parse(&p.text))
+                .await
+                .map_err(|e| RpcError::new(codes::INTERNAL_ERROR, e.to_string()))?
+                .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+            ctx.cluster.set_map(map).await.map_err(|e| match e {
+                crate::cluster::SetMapError::Invalid(m) => RpcError::invalid_params(m),
+                e @ crate::cluster::SetMapError::Write { .. } => {
+                    RpcError::new(codes::OS_ERROR, e.to_string())
+                }
+            })?;
+            tracing::info!(key = %caller.key, nodes = ctx.cluster.map().nodes.len(), "cluster map changed");
+            to_value(&map_info(ctx))
+        }
         methods::PROC_LIST => procs::list(ctx, params(method, p)?),
         methods::PROC_GET => procs::get(ctx, params(method, p)?),
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
@@ -262,4 +280,13 @@ pub fn needs_migration(ctx: &AgentContext, what: &str) -> RpcError {
         codes::UNAVAILABLE,
         format!("{what} needs process migration; {}", ctx.migration),
     )
+}
+
+/// The cluster map this node uses.
+fn map_info(ctx: &AgentContext) -> ClusterMapInfo {
+    ClusterMapInfo {
+        node: ctx.node_id,
+        path: ctx.cluster.map_path().display().to_string(),
+        text: ctx.cluster.map().to_text(),
+    }
 }

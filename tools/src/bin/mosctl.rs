@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use hpc::client::{Client, ClientError};
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
 use hpc::protocol::{
-    ForgottenHostKey, NoParams, NodeParams, PathParams, PathValue, ProcWriteParams, SignalParams,
-    WhoAmI, WriteParams, methods,
+    ClusterMapInfo, ForgottenHostKey, NoParams, NodeParams, PathParams, PathValue, ProcWriteParams,
+    SetMapParams, SignalParams, WhoAmI, WriteParams, methods,
 };
 use serde_json::{Value, json};
 use tools::connect::{EXIT_FAILED, NodeArgs, exit_code};
@@ -108,10 +108,39 @@ enum Cmd {
         /// The node whose key changed.
         node: NodeId,
     },
+    /// The cluster as this node sees it: every node it knows, from its map
+    /// or by autodiscovery, up or down (also run as `showmap`).
+    Showmap,
+    /// Read (`-r`) or write (`-w`) this node's cluster map; a written map is
+    /// applied at once, without a restart (also run as `setpe`).
+    Setpe {
+        /// Print the map in use, in setpe format.
+        #[arg(
+            short = 'r',
+            conflicts_with = "write",
+            required_unless_present = "write"
+        )]
+        read: bool,
+        /// Take a new map (admin), from `-f FILE` or standard input.
+        #[arg(short = 'w')]
+        write: bool,
+        /// The map file for `-w` (default: standard input).
+        #[arg(short = 'f', requires = "write")]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 fn normalise_args() -> Vec<String> {
-    std::env::args()
+    let mut args: Vec<String> = std::env::args().collect();
+    // Run as `showmap` or `setpe` (a link to mosctl): that subcommand.
+    let called = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|f| f.to_string_lossy().into_owned());
+    if let Some(sub @ ("showmap" | "setpe")) = called.as_deref() {
+        args.insert(1, sub.to_string());
+    }
+    args.into_iter()
         .map(|a| match a.as_str() {
             "-stay" => "nostay".into(),
             "-lstay" => "nolstay".into(),
@@ -359,6 +388,8 @@ async fn run(c: &Client, cli: &Cli) -> Result<String, ClientError> {
                 (false, None) => format!("no host key was pinned for node {node}"),
             })
         }
+        Cmd::Showmap => showmap(c, j).await,
+        Cmd::Setpe { write, file, .. } => setpe(c, *write, file.as_deref(), j).await,
         Cmd::Setspeed { speed } => {
             let v = write(c, "admin/speed", json!(speed)).await?;
             Ok(if j {
@@ -459,5 +490,77 @@ async fn nodes_table(c: &Client, j: bool) -> Result<String, ClientError> {
         json!(nodes).to_string()
     } else {
         tools::render::nodes_table(&nodes)
+    })
+}
+
+/// `showmap`: this node's id, then every node it knows with where it was
+/// learnt (the map or autodiscovery) and whether it is up.
+async fn showmap(c: &Client, j: bool) -> Result<String, ClientError> {
+    let map: ClusterMapInfo = c.call(methods::CLUSTER_MAP, NoParams {}).await?;
+    let nodes: Vec<NodeStatus> = c.call(methods::CLUSTER_NODES, NoParams {}).await?;
+    let mapped = hpc::map::ClusterMap::parse(&map.text).unwrap_or_default();
+    let source = |id: NodeId| match (id == map.node, mapped.node(id).is_some()) {
+        (true, _) => "this node",
+        (false, true) => "map",
+        (false, false) => "discovered",
+    };
+    if j {
+        let rows: Vec<Value> = nodes
+            .iter()
+            .map(|n| json!({ "id": n.id, "name": n.name, "addr": n.addr, "up": n.status == Liveness::Up, "source": source(n.id) }))
+            .collect();
+        return Ok(json!({ "node": map.node, "map": map.path, "nodes": rows }).to_string());
+    }
+    let mut out = format!("My Node-Id: 0x{:04x}\n\n", map.node);
+    out.push_str("Node-Id  Address                Name             Up   Known from\n");
+    out.push_str("-------  ---------------------  ---------------  ---  ----------\n");
+    for n in &nodes {
+        out.push_str(&format!(
+            "0x{:04x}   {:<21}  {:<15}  {:<3}  {}\n",
+            n.id,
+            n.addr,
+            n.name,
+            yes_no(n.status == Liveness::Up),
+            source(n.id)
+        ));
+    }
+    out.push_str(&format!("(map file on node {}: {})", map.node, map.path));
+    Ok(out)
+}
+
+/// `setpe -r` prints the map in use; `setpe -w` sends a new one (from
+/// `file`, else standard input), which the node writes and applies.
+async fn setpe(
+    c: &Client,
+    write: bool,
+    file: Option<&std::path::Path>,
+    j: bool,
+) -> Result<String, ClientError> {
+    let info: ClusterMapInfo = if write {
+        let text = match file {
+            Some(f) => std::fs::read_to_string(f),
+            None => std::io::read_to_string(std::io::stdin()),
+        }
+        .map_err(|e| {
+            ClientError::Rpc(hpc::protocol::RpcError::invalid_params(format!(
+                "cannot read the map{}: {e}",
+                file.map(|f| format!(" {}", f.display()))
+                    .unwrap_or_default()
+            )))
+        })?;
+        c.call(methods::CLUSTER_SET_MAP, SetMapParams { text })
+            .await?
+    } else {
+        c.call(methods::CLUSTER_MAP, NoParams {}).await?
+    };
+    Ok(match (j, write) {
+        (true, _) => json!(info).to_string(),
+        (false, false) => info.text.trim_end().to_string(),
+        (false, true) => format!(
+            "node {} now uses this map ({} written):\n{}",
+            info.node,
+            info.path,
+            info.text.trim_end()
+        ),
     })
 }

@@ -64,6 +64,11 @@ enum Cmd {
         /// there when it is full.
         #[arg(long, value_name = "M")]
         mem_per_node: Option<u64>,
+        /// Leave node ID out of the map (repeat for more): its agent starts
+        /// with only the cluster key, no map and no node id, and joins by
+        /// autodiscovery (its id is the last octet of its address, so ID).
+        #[arg(long = "unmapped", value_name = "ID")]
+        unmapped: Vec<u32>,
     },
     /// Stop the lab's agents and remove its namespaces, links and files.
     Down {
@@ -108,13 +113,14 @@ fn main() -> ExitCode {
             node_args,
             cpus_per_node,
             mem_per_node,
+            unmapped,
         } => up(
             &name,
             nodes,
             &subnet,
             agent,
             (&agent_args, &node_args),
-            (cpus_per_node, mem_per_node),
+            (cpus_per_node, mem_per_node, &unmapped),
         ),
         Cmd::Down { name } => down(&name),
         Cmd::Restart { name, node, signal } => restart(&name, node, &signal),
@@ -174,7 +180,7 @@ fn up(
     subnet: &str,
     agent: Option<PathBuf>,
     (agent_args, node_args): (&[String], &[(u32, String)]),
-    (cpus_per_node, mem_per_node): (Option<u32>, Option<u64>),
+    (cpus_per_node, mem_per_node, unmapped): (Option<u32>, Option<u64>, &[u32]),
 ) -> anyhow::Result<()> {
     if !(1..=60).contains(&nodes) {
         bail!("--nodes must be from 1 to 60");
@@ -185,11 +191,13 @@ fn up(
         lab.pin(k)?;
     }
     // Any failure from here on removes what was made so far.
-    let made = match mem_per_node {
-        Some(m) => lab.limit_memory(m),
-        None => Ok(()),
-    }
-    .and_then(|()| lab.build(&agent, agent_args, node_args));
+    let made = lab
+        .leave_unmapped(unmapped)
+        .and_then(|()| match mem_per_node {
+            Some(m) => lab.limit_memory(m),
+            None => Ok(()),
+        })
+        .and_then(|()| lab.build(&agent, agent_args, node_args));
     if let Err(e) = made {
         let cleanup = lab.teardown();
         return Err(match cleanup {

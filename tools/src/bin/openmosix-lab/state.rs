@@ -55,6 +55,10 @@ pub struct LabNode {
     /// node's memory is limited.
     #[serde(default)]
     pub memcg: Option<hpc::memcg::MemoryCgroup>,
+    /// Left out of the map: the agent starts with only the cluster key (no
+    /// map, no node id) and joins by autodiscovery.
+    #[serde(default)]
+    pub unmapped: bool,
 }
 
 /// The CPUs this process may run on.
@@ -143,6 +147,7 @@ impl Lab {
                 args: Vec::new(),
                 cpus: Vec::new(),
                 memcg: None,
+                unmapped: false,
             })
             .collect();
         let lab = Self {
@@ -237,6 +242,24 @@ impl Lab {
         self.save()
     }
 
+    /// Leaves nodes `ids` out of the map: they start with only the cluster
+    /// key and join by autodiscovery.
+    pub fn leave_unmapped(&mut self, ids: &[u32]) -> anyhow::Result<()> {
+        for id in ids {
+            let n = self
+                .state
+                .nodes
+                .iter_mut()
+                .find(|n| n.id == *id)
+                .with_context(|| format!("--unmapped {id}: the lab has no node {id}"))?;
+            n.unmapped = true;
+        }
+        if self.state.nodes.iter().all(|n| n.unmapped) {
+            bail!("--unmapped: at least one node must be in the map");
+        }
+        self.save()
+    }
+
     /// Gives each node `mib` MiB of memory of its own: a memory cgroup (inside
     /// this program's) that its agent, and all it starts or restores, runs
     /// in; the kernel's OOM killer acts there when it is full.
@@ -301,6 +324,7 @@ impl Lab {
             .state
             .nodes
             .iter()
+            .filter(|n| !n.unmapped)
             .map(|n| format!("{} {subnet}.{} 1\n", n.id, n.id))
             .collect();
         std::fs::write(self.dir.join("openmosix.map"), &map)?;
@@ -337,7 +361,7 @@ impl Lab {
             net::ip_in(&node.netns, &["link", "set", "lo", "up"])?;
             net::ip(&["link", "set", &host, "master", &bridge])?;
             net::ip(&["link", "set", &host, "up"])?;
-            self.prepare_node_dir(node.id, &authorized, &map)?;
+            self.prepare_node_dir(node.id, &authorized, (!node.unmapped).then_some(&map))?;
         }
         // One at a time: each agent calibrates its speed at first start, and
         // concurrent calibrations on shared cores would skew the figures.
@@ -376,7 +400,12 @@ impl Lab {
         Ok(())
     }
 
-    fn prepare_node_dir(&self, id: u32, authorized: &str, map: &str) -> anyhow::Result<()> {
+    fn prepare_node_dir(
+        &self,
+        id: u32,
+        authorized: &str,
+        map: Option<&String>,
+    ) -> anyhow::Result<()> {
         let dir = self.node_dir(id);
         for sub in ["config", "state"] {
             std::fs::DirBuilder::new()
@@ -401,7 +430,9 @@ impl Lab {
             std::fs::Permissions::from_mode(0o600),
         )?;
         std::fs::write(config.join(hpc::paths::AUTHORIZED_KEYS_FILE), authorized)?;
-        std::fs::write(config.join(hpc::paths::MAP_FILE), map)?;
+        if let Some(map) = map {
+            std::fs::write(config.join(hpc::paths::MAP_FILE), map)?;
+        }
         Ok(())
     }
 
@@ -427,8 +458,12 @@ impl Lab {
             .arg(dir.join("state"))
             .arg("--run-dir")
             .arg(self.run_dir(node.id))
-            .arg("--node-id")
-            .arg(node.id.to_string())
+            .args(
+                (!node.unmapped)
+                    .then(|| ["--node-id".to_string(), node.id.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--listen")
             .arg(&node.addr)
             .args(["--scope", "netns"])
