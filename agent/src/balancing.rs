@@ -3,7 +3,9 @@
 //! it as `proc.migrate` would (one at a time; the policy spaces them). What
 //! it may move: the jobs running here and the processes that may move on
 //! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
-//! with `stay` nothing. A node short of memory first ushers its largest
+//! with `stay` nothing. A job `proc.spawn` starts here is placed at once on
+//! a lighter node if there is one (exec-time placement). A node short of
+//! memory first ushers its largest
 //! process that fits elsewhere out ([`balancer::memory`]). On unless the
 //! agent runs with `--balance off`.
 
@@ -11,9 +13,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use balancer::load::Demand;
 use balancer::{Candidate, CostModel, NodeView, Policy, Rng, Sent};
-use hpc::model::{Liveness, NodeStatus, ProcessInfo};
+use hpc::model::{DecayClass, Liveness, NodeId, NodeStatus, ProcessInfo};
 use hpc::protocol::MigrateParams;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::context::{AgentContext, Snapshot};
 use crate::migration::Cause;
@@ -26,25 +31,57 @@ const SENT_FOR: Duration = Duration::from_secs(3);
 /// cannot checkpoint is not frozen again and again).
 const FAILED_FOR: Duration = Duration::from_secs(60);
 
-/// Balances for as long as the agent samples.
-pub async fn balance_loop(ctx: Arc<AgentContext>) {
-    let policy = Policy::default();
-    let mut cost = CostModel::default();
-    let mut rng = Rng::new(u64::from(std::process::id()) ^ hpc::clock::now_ms());
-    let mut sent = Sent::default();
-    let mut sent_at = Instant::now();
-    let mut last_move: Option<Instant> = None;
-    let mut failed: HashMap<i32, Instant> = HashMap::new();
+/// Balances for as long as the agent samples: a pass after every snapshot,
+/// and a placement for every new job `proc.spawn` hands over on `new_jobs`.
+pub async fn balance_loop(ctx: Arc<AgentContext>, mut new_jobs: UnboundedReceiver<i32>) {
+    let mut b = Balancer::new();
     let mut snapshots = ctx.snapshot.clone();
-    while snapshots.changed().await.is_ok() {
-        let snap = ctx.current();
-        let admin = ctx.store.get().admin;
-        if admin.stay {
-            continue;
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                b.pass(&ctx).await;
+            }
+            Some(pid) = new_jobs.recv() => b.place(&ctx, pid).await,
         }
-        if sent_at.elapsed() > SENT_FOR {
-            sent.clear();
-            sent_at = Instant::now();
+    }
+}
+
+/// What the balancing loop keeps between decisions.
+struct Balancer {
+    policy: Policy,
+    cost: CostModel,
+    rng: Rng,
+    sent: Sent,
+    sent_at: Instant,
+    last_move: Option<Instant>,
+    failed: HashMap<i32, Instant>,
+    /// Each candidate's remembered demand (its decay class), and when.
+    demand: HashMap<i32, (Demand, Instant)>,
+}
+
+impl Balancer {
+    fn new() -> Self {
+        Self {
+            policy: Policy::default(),
+            cost: CostModel::default(),
+            rng: Rng::new(u64::from(std::process::id()) ^ hpc::clock::now_ms()),
+            sent: Sent::default(),
+            sent_at: Instant::now(),
+            last_move: None,
+            failed: HashMap::new(),
+            demand: HashMap::new(),
+        }
+    }
+
+    /// This node and its peers as the policy sees them now (peers raised by
+    /// what this node sent lately).
+    async fn views(&mut self, ctx: &AgentContext, snap: &Snapshot) -> (NodeView, Vec<NodeView>) {
+        if self.sent_at.elapsed() > SENT_FOR {
+            self.sent.clear();
+            self.sent_at = Instant::now();
         }
         // Its own load drops at once when a process left (the exported
         // figure decays slowly, and would send a second one after it).
@@ -60,53 +97,140 @@ pub async fn balance_loop(ctx: Arc<AgentContext>) {
             .iter()
             .map(view)
             .collect();
-        sent.adjust(&mut peers);
-        failed.retain(|_, at| at.elapsed() < FAILED_FOR);
-        let mut candidates = candidates(&ctx, &snap, admin.lstay);
-        candidates.retain(|c| i32::try_from(c.id).is_ok_and(|pid| !failed.contains_key(&pid)));
-        let since = last_move.map(|t| t.elapsed());
+        self.sent.adjust(&mut peers);
+        (me, peers)
+    }
+
+    /// One pass: usher a process out if memory is short, else move one if
+    /// the load says so.
+    async fn pass(&mut self, ctx: &AgentContext) {
+        let snap = ctx.current();
+        let admin = ctx.store.get().admin;
+        if admin.stay {
+            return;
+        }
+        let (me, peers) = self.views(ctx, &snap).await;
+        self.failed.retain(|_, at| at.elapsed() < FAILED_FOR);
+        let mut candidates = candidates(ctx, &snap, admin.lstay);
+        candidates.retain(|c| i32::try_from(c.id).is_ok_and(|pid| !self.failed.contains_key(&pid)));
+        self.remember_demand(&snap, &admin, &mut candidates);
+        let since = self.last_move.map(|t| t.elapsed());
         // Short of memory, ushering comes first; else the load decides.
-        let (d, cause) = match policy.usher(&me, &peers, &candidates, since) {
+        let (d, cause) = match self.policy.usher(&me, &peers, &candidates, since) {
             Some(d) => {
                 let why = d.why.clone();
                 (d, Cause::Memory(why))
             }
-            None => match policy.decide(&me, &peers, &candidates, &cost, since, &mut rng) {
-                Some(d) => {
-                    let why = d.why.clone();
-                    (d, Cause::Balance(why))
+            None => {
+                match self
+                    .policy
+                    .decide(&me, &peers, &candidates, &self.cost, since, &mut self.rng)
+                {
+                    Some(d) => {
+                        let why = d.why.clone();
+                        (d, Cause::Balance(why))
+                    }
+                    None => return,
                 }
-                None => continue,
-            },
-        };
-        let Ok(pid) = i32::try_from(d.id) else {
-            continue;
+            }
         };
         let cpu = candidates
             .iter()
             .find(|c| c.id == d.id)
             .map_or(1.0, |c| c.cpu);
-        last_move = Some(Instant::now());
-        tracing::info!(pid, to = d.target, why = %d.why, "balancing: moving a process");
+        if let Ok(pid) = i32::try_from(d.id) {
+            self.send(ctx, pid, d.target, cause, cpu).await;
+        }
+    }
+
+    /// Replaces each candidate's CPU share of this pass by its demand as its
+    /// decay class remembers it (slow, fast or none, at the node's
+    /// `decay-interval`, `slow-decay` and `fast-decay`).
+    fn remember_demand(
+        &mut self,
+        snap: &Snapshot,
+        admin: &hpc::model::AdminState,
+        candidates: &mut [Candidate],
+    ) {
+        let now = Instant::now();
+        let interval = f64::from(admin.decay_interval.max(1));
+        self.demand.retain(|pid, _| snap.process(*pid).is_some());
+        for c in candidates.iter_mut() {
+            let Ok(pid) = i32::try_from(c.id) else {
+                continue;
+            };
+            let keep = match snap.process(pid).map(|p| p.decay) {
+                Some(DecayClass::Fast) => Some(f64::from(admin.fast_decay) / 1000.0),
+                Some(DecayClass::None) => None,
+                Some(DecayClass::Slow) | None => Some(f64::from(admin.slow_decay) / 1000.0),
+            };
+            let (d, _) = self
+                .demand
+                .entry(pid)
+                .and_modify(|(d, at)| {
+                    let steps = now.duration_since(*at).as_secs_f64() / interval;
+                    d.update(c.cpu, keep, steps);
+                    *at = now;
+                })
+                .or_insert((Demand::first(c.cpu), now));
+            c.cpu = d.value;
+        }
+    }
+
+    /// A job `proc.spawn` just started here: if a lighter node would run it
+    /// better, it goes there at once, while its image is small (exec-time
+    /// placement: starting it elsewhere costs one small move). Not when the
+    /// node says `stay` or `lstay`, nor for a locked job.
+    async fn place(&mut self, ctx: &AgentContext, pid: i32) {
+        let snap = ctx.current();
+        let admin = ctx.store.get().admin;
+        let Some(job) = ctx.jobs.running_here_with(pid) else {
+            return;
+        };
+        if admin.stay || admin.lstay || job.info.lock || job.info.pid != pid {
+            return;
+        }
+        let (me, mut peers) = self.views(ctx, &snap).await;
+        peers.retain(|p| job.info.mask.allows(p.id));
+        let Some(target) = self.policy.place(&me, &peers, &mut self.rng) else {
+            return;
+        };
+        let there = peers
+            .iter()
+            .find(|p| p.id == target)
+            .map_or(0.0, |p| p.load);
+        let why = format!(
+            "placement: a new program; load {:.0} here, node {target} at {there:.0}",
+            me.load
+        );
+        self.send(ctx, pid, target, Cause::Balance(why), 1.0).await;
+    }
+
+    /// Moves `pid` to `target`, learning the cost from the move, or leaves
+    /// it alone for a while if the move did not happen.
+    async fn send(&mut self, ctx: &AgentContext, pid: i32, target: NodeId, cause: Cause, cpu: f64) {
+        self.last_move = Some(Instant::now());
+        tracing::info!(pid, to = target, why = %cause, "balancing: moving a process");
         let p = MigrateParams {
             pid,
-            to: d.target.to_string(),
+            to: target.to_string(),
             force: false,
         };
-        match crate::migration::migrate(&ctx, p, cause).await {
+        match crate::migration::migrate(ctx, p, cause).await {
             Ok(r) => {
-                cost.observe(r.bytes, Duration::from_millis(r.freeze_ms));
-                sent.note(d.target, cpu.min(1.0));
+                self.cost
+                    .observe(r.bytes, Duration::from_millis(r.freeze_ms));
+                self.sent.note(target, cpu.min(1.0));
                 tracing::info!(
                     pid,
-                    to = d.target,
+                    to = target,
                     freeze_ms = r.freeze_ms,
                     "balancing: moved"
                 );
             }
             Err(e) => {
-                failed.insert(pid, Instant::now());
-                tracing::info!(pid, to = d.target, error = %e.message, "balancing: the move did not happen; leaving it alone for a minute");
+                self.failed.insert(pid, Instant::now());
+                tracing::info!(pid, to = target, error = %e.message, "balancing: the move did not happen; leaving it alone for a minute");
             }
         }
     }

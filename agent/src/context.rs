@@ -50,6 +50,9 @@ pub struct AgentContext {
     pub migration: String,
     /// Wakes the sampler early (after a write that changes what it reports).
     pub resample: std::sync::mpsc::SyncSender<()>,
+    /// Hands each job `proc.spawn` starts to the balancer for placement
+    /// (nobody listens when balancing is off).
+    pub new_jobs: tokio::sync::mpsc::UnboundedSender<i32>,
     /// The CRIU binary, when migration is available.
     pub criu: Option<std::path::PathBuf>,
     /// Whether migrations pre-copy memory while the process runs (the kernel

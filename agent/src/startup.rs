@@ -309,6 +309,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     );
     let (deputies, deputy_events) =
         crate::deputy::Deputies::start().context("cannot start the deputy keeper")?;
+    let (new_jobs, new_jobs_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(AgentContext {
         node_id,
         store,
@@ -317,6 +318,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         authorized,
         migration,
         resample: wake_tx,
+        new_jobs,
         criu,
         precopy,
         images,
@@ -355,13 +357,18 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     match (cfg.balance, ctx.criu.is_some()) {
         (true, true) => {
-            tokio::spawn(crate::balancing::balance_loop(ctx.clone()));
+            tokio::spawn(crate::balancing::balance_loop(ctx.clone(), new_jobs_rx));
             tracing::info!("automatic load balancing is on");
         }
         (true, false) => {
+            drop(new_jobs_rx);
             tracing::info!("automatic load balancing is off: migration is unavailable here");
         }
-        (false, _) => tracing::info!("automatic load balancing is off (--balance off)"),
+        (false, _) => {
+            // Nobody places new jobs: spawns' hand-overs are dropped at once.
+            drop(new_jobs_rx);
+            tracing::info!("automatic load balancing is off (--balance off)");
+        }
     }
     tokio::spawn(crate::migration::deputies::deputy_loop(
         ctx.clone(),

@@ -10,8 +10,10 @@
 //!
 //! - [`workload`]: the nodes and the arrivals, from a seed;
 //! - [`sim`]: the event loop and the strategies;
-//! - [`report`]: slowdowns and migration counts.
+//! - [`report`]: slowdowns and migration counts;
+//! - [`chart`]: the bench's figures as a bar chart (PNG).
 
+pub mod chart;
 pub mod report;
 pub mod sim;
 pub mod workload;

@@ -31,9 +31,14 @@ pub enum Strategy {
     /// and always picks the least-loaded node.
     GlobalFresh(Policy),
     /// The balancer's policy on gossip up to a second old (two random
-    /// choices): new programs start on a lighter node, and processes move.
+    /// choices): new programs are placed on a lighter node at once (a small
+    /// move, as the agent places a new job), and processes move.
     Balancer(Policy),
 }
+
+/// What a new program's move at placement carries: it has only just
+/// started, so its image is small.
+const NEWBORN_BYTES: u64 = 4 << 20;
 
 /// What a migration really costs in the simulation: the lab's line.
 fn true_cost(bytes: u64) -> f64 {
@@ -235,14 +240,15 @@ impl Sim<'_> {
                 let policy = policy.clone();
                 let me = self.view(a.node, self.load(a.node), 0.0);
                 let peers = self.gossiped(a.node);
+                let free = self.nodes.get(a.node).is_some_and(|st| !st.moving);
                 match policy.place(&me, &peers, &mut self.rng) {
-                    Some(t) => {
-                        if let Some(st) = self.nodes.get_mut(a.node) {
-                            st.sent.note(t, 1.0);
-                        }
-                        t as usize
+                    // As the agent does it: started here, then moved at
+                    // once while small, in the node's one move slot.
+                    Some(t) if free => {
+                        self.start_move(p, a.node, t as usize, a.bytes.min(NEWBORN_BYTES));
+                        return;
                     }
-                    None => a.node,
+                    _ => a.node,
                 }
             }
             _ => a.node,
@@ -394,26 +400,32 @@ impl Sim<'_> {
         };
         let p = d.id as usize;
         self.advance(n);
-        let freeze = self.procs.get(p).map_or(0.0, |x| true_cost(x.bytes));
         if let Some(st) = self.nodes.get_mut(n) {
             st.running.retain(|x| *x != p);
+        }
+        let bytes = self.procs.get(p).map_or(0, |x| x.bytes);
+        self.start_move(p, n, d.target as usize, bytes);
+        self.reschedule(n);
+    }
+
+    /// Process `p` (not running anywhere now) leaves node `from` for `to`,
+    /// frozen for the move of `bytes`, in `from`'s one move slot.
+    fn start_move(&mut self, p: usize, from: usize, to: usize, bytes: u64) {
+        let freeze = true_cost(bytes);
+        if let Some(st) = self.nodes.get_mut(from) {
             st.last_move = Some(self.now);
             st.moving = true;
-            st.sent.note(d.target, 1.0);
+            st.sent.note(to as u32, 1.0);
+            st.cost.observe(bytes, Duration::from_secs_f64(freeze));
         }
-        let to = d.target as usize;
         if let Some(st) = self.nodes.get_mut(to) {
             st.incoming += 1;
         }
         if let Some(x) = self.procs.get_mut(p) {
             x.moves += 1;
-            self.bytes_moved += x.bytes;
-            if let Some(st) = self.nodes.get_mut(n) {
-                st.cost.observe(x.bytes, Duration::from_secs_f64(freeze));
-            }
         }
-        self.reschedule(n);
-        self.at(self.now + freeze, Kind::Land(p, n, to));
+        self.bytes_moved += bytes;
+        self.at(self.now + freeze, Kind::Land(p, from, to));
     }
 
     fn land(&mut self, p: usize, from: usize, to: usize) {
@@ -498,10 +510,11 @@ mod tests {
         // On gossip that does not show the first yet, both start together.
         let herded = run(&programs, Strategy::Placement { fresh: false }, 1);
         assert!((herded.mean - 2.0).abs() < 1e-6, "{herded:?}");
-        // The balancer starts the second elsewhere (what it sent counts).
+        // The balancer places the second elsewhere at once (what it sent
+        // counts): one small move, frozen about 0.1 s of its 20 s.
         let ours = run(&programs, Strategy::Balancer(Policy::default()), 1);
         assert!(
-            (ours.mean - 1.0).abs() < 1e-6 && ours.moves_per_process == 0.0,
+            ours.mean < 1.01 && (ours.moves_per_process - 0.5).abs() < 1e-9,
             "{ours:?}"
         );
     }

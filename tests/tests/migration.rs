@@ -1233,3 +1233,33 @@ async fn an_agent_with_only_the_cluster_key_joins_by_discovery_and_receives_work
     kill(&home, a.home_pid).await;
     kill(&home, b.home_pid).await;
 }
+
+/// Exec-time placement: with node 1 busy (a job running for a few seconds)
+/// and node 2 idle, a new job started on node 1 goes to node 2 at once, as
+/// a placement, before it has run long enough for the balancer to weigh it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_on_a_busy_node_is_placed_on_an_idle_one_at_once() {
+    let (_lab, dir, home) = setup_with(
+        "mp",
+        114,
+        2,
+        "placement",
+        &["--cpus-per-node", "1", "--agent-arg=--balance=on"],
+    )
+    .await;
+    let spin = ["sh", "-c", "while :; do :; done"];
+    let busy = spawn(&home, &dir, &spin, "busy.log", true).await;
+    // Node 1's own load rises over a few seconds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let new = spawn(&home, &dir, &spin, "new.log", false).await;
+    let placed = wait_for(Duration::from_secs(10), || async {
+        let st = status(&home, new.home_pid).await;
+        (st.where_ == 2).then_some(st)
+    })
+    .await
+    .expect("the new job did not go to node 2");
+    let why = placed.last_migration.map(|r| r.why).unwrap_or_default();
+    assert!(why.starts_with("placement: a new program"), "{why}");
+    kill(&home, new.home_pid).await;
+    kill(&home, busy.home_pid).await;
+}

@@ -183,6 +183,8 @@ pub async fn dispatch(
             let job = ctx.jobs.spawn(p, caller.role.can_write()).await?;
             ctx.fresh_snapshot(std::time::Duration::from_millis(1500))
                 .await;
+            // The balancer may start it elsewhere (it answers here first).
+            let _ = ctx.new_jobs.send(job.pid);
             to_value(&job)
         }
         methods::PROC_MIGRATE => {
