@@ -313,8 +313,8 @@ impl ClusterView {
     }
 
     /// Takes `map` as the cluster map (`setpe -w`) without a restart: writes
-    /// it to the map file (a new file renamed over the old, never through a
-    /// link), uses it for names and seeds, and meets its nodes gossip does
+    /// it to the map file (a new 0600 file renamed over the old, never
+    /// through a link), uses it for names and seeds, and meets its nodes gossip does
     /// not know yet. A map must name this node (an empty one leaves the
     /// cluster to autodiscovery).
     pub async fn set_map(&self, map: ClusterMap) -> Result<(), SetMapError> {
@@ -328,7 +328,12 @@ impl ClusterView {
             path: self.map_path.display().to_string(),
             source,
         };
-        write_replacing(&self.map_path, map.to_text().as_bytes()).map_err(write_err)?;
+        crate::store::replace_private_file(
+            &self.map_path,
+            map.to_text().as_bytes(),
+            crate::store::Durability::Synced,
+        )
+        .map_err(write_err)?;
         if let Ok(mut m) = self.map.write() {
             *m = map.clone();
         }
@@ -363,28 +368,6 @@ impl ClusterView {
     pub async fn shutdown(self) {
         let _ = self.handle.shutdown().await;
     }
-}
-
-/// Writes `bytes` to `path` (mode 0644) through a new file in the same
-/// directory, created exclusively and never through a link, then renamed
-/// over the old one.
-fn write_replacing(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the map path names no file"))?;
-    let tmp = path.with_file_name(format!(".{}.new", name.to_string_lossy()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Whether two OpenSSH public key lines hold the same key (comments aside).

@@ -1136,7 +1136,18 @@ async fn a_node_filling_its_memory_ushers_a_process_out_before_any_oom_kill() {
     })
     .await;
     assert!(ballast_full.is_some(), "the ballast did not fill");
-    let grower = spawn(&home, &dir, &py("500", "0.1"), "grower.out", false).await;
+    // Started locked, so that it is not placed elsewhere at once (node 1
+    // was busy filling the ballast); unlocked, it may move on its own.
+    let grower = spawn(&home, &dir, &py("500", "0.1"), "grower.out", true).await;
+    let unlock = ProcWriteParams {
+        pid: grower.pid,
+        field: "lock".into(),
+        value: json!(0),
+    };
+    let _: serde_json::Value = home
+        .call(methods::PROC_WRITE, unlock)
+        .await
+        .expect("unlock");
     let out = dir.file("grower.out");
     let done = wait_for(Duration::from_secs(90), || async {
         let text = std::fs::read_to_string(&out).unwrap_or_default();

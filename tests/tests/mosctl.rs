@@ -31,7 +31,12 @@ impl Mosctl {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        std::process::Command::new(bin("mosctl"))
+        self.run_as(&bin("mosctl"), args)
+    }
+
+    /// Runs `program` (mosctl, or a link to it) against this node.
+    fn run_as(&self, program: &Path, args: &[&str]) -> Output {
+        std::process::Command::new(program)
             .arg("--node")
             .arg(&self.node)
             .arg("--key")
@@ -404,17 +409,7 @@ fn setpe_reads_and_writes_the_map_live_and_showmap_shows_the_cluster() {
         std::os::unix::fs::symlink(bin("mosctl"), link_dir.join(name)).unwrap();
     }
     let run_as = |name: &str, args: &[&str]| {
-        let out = std::process::Command::new(link_dir.join(name))
-            .arg("--node")
-            .arg(&m.node)
-            .arg("--key")
-            .arg(&m.key)
-            .arg("--known-hosts")
-            .arg(&m.known_hosts)
-            .args(args)
-            .env("OPENMOSIX_LOG", "off")
-            .output()
-            .unwrap();
+        let out = m.run_as(&link_dir.join(name), args);
         assert!(
             out.status.success(),
             "{}",
