@@ -114,6 +114,16 @@ impl Balancer {
         let mut candidates = candidates(ctx, &snap, admin.lstay);
         candidates.retain(|c| i32::try_from(c.id).is_ok_and(|pid| !self.failed.contains_key(&pid)));
         self.remember_demand(&snap, &admin, &mut candidates);
+        // A process with children would take them along (a job's command
+        // moves its whole job) or be refused: the policy weighs one process
+        // at a time, so those stay out. Only the ones it could pick are
+        // looked at (a thousand idle processes cost nothing here).
+        let short = self.policy.short_of_memory(&me);
+        let min_cpu = self.policy.settings.min_cpu;
+        candidates.retain(|c| {
+            (c.cpu < min_cpu && !short)
+                || i32::try_from(c.id).is_ok_and(|pid| crate::jobs::children(pid).is_empty())
+        });
         let since = self.last_move.map(|t| t.elapsed());
         // Short of memory, ushering comes first; else the load decides.
         let (d, cause) = match self.policy.usher(&me, &peers, &candidates, since) {
@@ -164,16 +174,16 @@ impl Balancer {
                 Some(DecayClass::None) => None,
                 Some(DecayClass::Slow) | None => Some(f64::from(admin.slow_decay) / 1000.0),
             };
-            let (d, _) = self
-                .demand
-                .entry(pid)
-                .and_modify(|(d, at)| {
-                    let steps = now.duration_since(*at).as_secs_f64() / interval;
-                    d.update(c.cpu, keep, steps);
-                    *at = now;
-                })
-                .or_insert((Demand::first(c.cpu), now));
-            c.cpu = d.value;
+            let (d, at) = self.demand.entry(pid).or_insert((Demand::default(), now));
+            // A first pass counts as one interval's worth.
+            let since = now.duration_since(*at).as_secs_f64().max(if d.is_empty() {
+                interval
+            } else {
+                0.0
+            });
+            d.update(c.cpu, keep, since / interval);
+            *at = now;
+            c.cpu = d.value();
         }
     }
 

@@ -33,8 +33,14 @@ pub struct NodeIdentity {
     pub host_key: String,
 }
 
-/// How often unlocked processes are classified in depth.
+/// How often unlocked processes that used CPU are classified in depth.
 pub const DEEP_CLASSIFY_EVERY: Duration = Duration::from_secs(5);
+
+/// How often idle unlocked processes are (those the balancer does not move
+/// for their load; a move re-checks anyway): from this, plus up to half as
+/// much again by PID, so that a thousand sleepers are not all re-read in one
+/// pass.
+pub const DEEP_CLASSIFY_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 /// The state kept from pass to pass.
 pub struct SamplingLoop {
@@ -129,8 +135,10 @@ impl SamplingLoop {
     }
 
     /// Fills the deep `cantmove` reason of unlocked processes (the ones that may
-    /// be asked to move), re-checking each at most every [`DEEP_CLASSIFY_EVERY`];
-    /// for a process that is not a job's, what it shares with others too.
+    /// be asked to move), re-checking a busy one at most every
+    /// [`DEEP_CLASSIFY_EVERY`] and an idle one every
+    /// [`DEEP_CLASSIFY_IDLE_EVERY`] or so; for a process that is not a job's,
+    /// what it shares with others too.
     fn classify_unlocked(
         &mut self,
         procs: &mut [ProcessInfo],
@@ -145,10 +153,17 @@ impl SamplingLoop {
         {
             let key = (p.pid, p.start_time);
             seen.insert(key);
+            let every = if p.cpu > 0.0 {
+                DEEP_CLASSIFY_EVERY
+            } else {
+                let spread = u64::from(p.pid.unsigned_abs())
+                    % (DEEP_CLASSIFY_IDLE_EVERY.as_secs() / 2).max(1);
+                DEEP_CLASSIFY_IDLE_EVERY + Duration::from_secs(spread)
+            };
             let fresh = self
                 .deep
                 .get(&key)
-                .filter(|(t, _)| now.duration_since(*t) < DEEP_CLASSIFY_EVERY);
+                .filter(|(t, _)| now.duration_since(*t) < every);
             let reason = match fresh {
                 Some((_, r)) => r.clone(),
                 None => {

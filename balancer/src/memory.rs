@@ -10,6 +10,12 @@
 use crate::{Candidate, Decision, NodeView, Policy};
 
 impl Policy {
+    /// Whether `me` has less than [`Settings::mem_low`](crate::Settings::mem_low)
+    /// of its memory free.
+    pub fn short_of_memory(&self, me: &NodeView) -> bool {
+        me.total_mem > 0 && (me.free_mem as f64) < self.settings.mem_low * me.total_mem as f64
+    }
+
     /// One ushering decision of node `me`, or `None` when it has memory
     /// enough or nothing fits anywhere. `since_last` as for
     /// [`Policy::decide`].
@@ -21,7 +27,7 @@ impl Policy {
         since_last: Option<std::time::Duration>,
     ) -> Option<Decision> {
         let s = &self.settings;
-        if since_last.is_some_and(|t| t < s.min_interval) || !short_of_memory(me, s.mem_low) {
+        if since_last.is_some_and(|t| t < s.min_interval) || !self.short_of_memory(me) {
             return None;
         }
         let open: Vec<&NodeView> = peers
@@ -54,11 +60,6 @@ impl Policy {
             })
         })
     }
-}
-
-/// Whether `me` has less than `low` of its memory free.
-fn short_of_memory(me: &NodeView, low: f64) -> bool {
-    me.total_mem > 0 && (me.free_mem as f64) < low * me.total_mem as f64
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Automatic balancing on a lab whose two nodes have one CPU each, one run,
 //! as root with real CRIU: the wall time of work started on node 1 with the
-//! agents balancing (`--balance`), beside the same work on the same kind of
-//! lab without it (everything on node 1's CPU), measured in the same run.
+//! agents balancing (`--balance on`), beside the same work on the same kind
+//! of lab without it (`--balance off`: everything on node 1's CPU), measured
+//! in the same run, three rounds, medians.
 //!
 //! - two CPU-bound jobs (`mosrun` twice) of equal work; target ≥ 1.6×;
 //! - the seed's multifibo (one job forking 4 workers); target ≥ 1.5×;
@@ -108,6 +109,15 @@ async fn run(tag: &str, octet: u8, balance: bool, rounds: u64) -> (f64, f64) {
     (two, fibo)
 }
 
+/// Rounds of the whole measurement.
+const ROUNDS: usize = 3;
+
+/// The median of a few figures.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// The machine's own ceiling: two SPIN runs pinned by hand (`taskset`) to
 /// CPUs `cpus.0` and `cpus.1` at once; the wall time until both ended.
 fn pinned_pair(script: &Path, rounds: u64, cpus: (&str, &str)) -> f64 {
@@ -135,12 +145,36 @@ async fn main() {
     let scratch = unique_dir(Path::new(env!("CARGO_TARGET_TMPDIR")), "bench-ceiling");
     std::fs::write(scratch.join("spin.py"), SPIN).unwrap();
     let spin = scratch.join("spin.py");
-    let by_hand_one = pinned_pair(&spin, rounds, ("0", "0"));
-    let by_hand_two = pinned_pair(&spin, rounds, ("0", "1"));
+    // Three rounds, each measuring everything, so that the machine's noise
+    // falls on all columns alike; the medians are printed.
+    let mut rows: [Vec<f64>; 6] = Default::default();
+    for round in 1..=ROUNDS {
+        let one = pinned_pair(&spin, rounds, ("0", "0"));
+        let two = pinned_pair(&spin, rounds, ("0", "1"));
+        let (two_one, fibo_one) = run("bo", 108, false, rounds).await;
+        let (two_bal, fibo_bal) = run("bb", 109, true, rounds).await;
+        println!(
+            "round {round}: two jobs {two_bal:.1} s balanced / {two_one:.1} s one CPU; multifibo {fibo_bal:.1} / {fibo_one:.1}; by hand {two:.1} / {one:.1}"
+        );
+        for (v, x) in rows
+            .iter_mut()
+            .zip([two_bal, two_one, fibo_bal, fibo_one, two, one])
+        {
+            v.push(x);
+        }
+    }
     let _ = std::fs::remove_dir_all(&scratch);
-    let (two_one, fibo_one) = run("bo", 108, false, rounds).await;
-    let (two_bal, fibo_bal) = run("bb", 109, true, rounds).await;
-    println!("== automatic balancing, 2 lab nodes with a CPU each, work started on node 1 ==");
+    let [
+        two_bal,
+        two_one,
+        fibo_bal,
+        fibo_one,
+        by_hand_two,
+        by_hand_one,
+    ] = rows.map(median);
+    println!(
+        "== automatic balancing, 2 lab nodes with a CPU each, work started on node 1 (medians of {ROUNDS}) =="
+    );
     println!(
         "{:<34} {:>12} {:>14} {:>9} {:>8}",
         "workload", "balanced s", "one CPU s", "speed-up", "target"
