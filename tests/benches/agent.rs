@@ -121,7 +121,11 @@ fn main() {
     // The same agent with balancing on, beside a peer (two agents on
     // loopback seeing the same processes: the policy runs every pass and,
     // the loads being equal, moves nothing).
-    drop(client);
+    {
+        // The client's connection ends inside the runtime it lives on.
+        let _inside = rt.enter();
+        drop(client);
+    }
     let mut pair = TestCluster::start(base, 2);
     for a in &mut pair.agents {
         a.extra_args = vec!["--balance".into(), "on".into()];
