@@ -452,6 +452,9 @@ fn tooltip(sq: &Square, vc: &ViewerContext) -> String {
             "\nlast move: node {} -> {}, frozen {} ms ({} ms in all)",
             m.from, m.to, m.freeze_ms, m.total_ms
         ));
+        if !m.why.is_empty() {
+            t.push_str(&format!("\nwhy: {}", m.why));
+        }
     } else if p.nmigs > 0 {
         t.push_str(&format!("\n{} moves so far", p.nmigs));
     }
