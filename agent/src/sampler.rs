@@ -54,17 +54,9 @@ impl NodeFigures {
 
 /// How many CPUs this process may run on (its affinity), when known.
 fn allowed_cpus() -> Option<u32> {
-    // SAFETY: cpu_set_t is a plain bit array; all zero is valid, and
-    // sched_getaffinity writes at most its size.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a set of the given size.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
-        return None;
-    }
-    // SAFETY: CPU_COUNT only reads the set.
-    let n = unsafe { libc::CPU_COUNT(&set) };
-    u32::try_from(n).ok().filter(|n| *n > 0)
+    hpc::affinity::allowed_cpus()
+        .and_then(|c| u32::try_from(c.len()).ok())
+        .filter(|n| *n > 0)
 }
 
 /// The static part of a process, read once, and its CPU accounting.

@@ -2,12 +2,13 @@
 //! setpe-format cluster map ([`map`]), the newline-delimited JSON-RPC wire
 //! protocol spoken on the agent's `openmosix` SSH subsystem ([`protocol`],
 //! [`framing`]), well-known paths and ports ([`paths`]), our daemons' Unix
-//! sockets ([`unix_socket`]), the user database ([`users`]), memory cgroups
-//! ([`memcg`]) and the async client
-//! that the CLIs, the collector and the app use to talk to agents ([`client`]).
+//! sockets ([`unix_socket`]), the user database ([`users`]), CPU affinity
+//! ([`affinity`]), memory cgroups ([`memcg`]) and the async client that the
+//! CLIs, the collector and the app use to talk to agents ([`client`]).
 //!
 //! The crate is named after openMosix's `/proc/hpc`, the tree our agent serves.
 
+pub mod affinity;
 pub mod client;
 pub mod clock;
 pub mod framing;

@@ -1070,10 +1070,14 @@ async fn busy_jobs_spread_on_their_own_and_each_admin_switch_stops_its_moves() {
     // lstay on node 1: its own job stays; a guest sent there by hand leaves.
     admin(&home, "lstay", 1).await;
     let own = spawn(&home, &dir, &spin, "own.log", false).await;
+    // (lstay on node 2 meanwhile, so that its balancer does not place the
+    // new job elsewhere before the test sends it to node 1 by hand.)
+    admin(&n2, "lstay", 1).await;
     let guest = spawn(&n2, &dir, &spin, "guest.log", false).await;
     migrate(&n2, guest.home_pid, "1")
         .await
         .expect("the guest to node 1 by hand");
+    admin(&n2, "lstay", 0).await;
     let guest_at = || {
         let (n2, pid) = (&n2, guest.home_pid);
         async move { status(n2, pid).await.where_ }

@@ -63,20 +63,12 @@ pub struct LabNode {
 
 /// The CPUs this process may run on.
 fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is a plain bit array; all zero is valid.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a set of the given size.
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
-        bail!(
+    hpc::affinity::allowed_cpus().ok_or_else(|| {
+        anyhow::anyhow!(
             "cannot read this program's CPUs: {}",
             std::io::Error::last_os_error()
-        );
-    }
-    // SAFETY: CPU_ISSET only reads the set; every index is below its size.
-    Ok((0..libc::CPU_SETSIZE as usize)
-        .filter(|c| unsafe { libc::CPU_ISSET(*c, &set) })
-        .collect())
+        )
+    })
 }
 
 /// The lab record.
