@@ -72,7 +72,17 @@ struct Tracked {
     kernel_thread: bool,
     /// Outside this agent's scope (another node's network namespace in a lab).
     foreign: bool,
+    /// The row of its last read, and when that was.
+    last: Option<(Box<ProcessInfo>, Instant)>,
+    /// Reads in a row that found it asleep with no CPU used.
+    idle_reads: u32,
 }
+
+/// Reads in a row that must find a process idle before it is read less often.
+const IDLE_AFTER: u32 = 3;
+/// An idle process is read every this many passes (spread by PID), and at
+/// every pass the agent asked for early (after a signal, a renice, a write).
+const IDLE_EVERY: u64 = 5;
 
 /// Per-process kernel figures from one `stat` read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,6 +207,10 @@ pub struct Sampler {
     own_pid: i32,
     /// When set, only processes in this network namespace (inode) are listed.
     scope_netns: Option<u64>,
+    /// Passes so far.
+    passes: u64,
+    /// The next pass reads every process (one was asked for early).
+    full: bool,
     /// The memory cgroup this agent runs in (its limit is the node's memory).
     memcg: Option<hpc::memcg::MemoryCgroup>,
 }
@@ -230,6 +244,8 @@ impl Sampler {
             fd_budget: raise_fd_limit().saturating_sub(128),
             own_pid: std::process::id() as i32,
             scope_netns: None,
+            passes: 0,
+            full: true,
             memcg: hpc::memcg::MemoryCgroup::own(),
         }
     }
@@ -324,6 +340,7 @@ impl Sampler {
     /// at their defaults (`home` = `where` = `node`, locked); `classify` may refine them.
     pub fn processes(&mut self, node: u32) -> std::io::Result<Vec<ProcessInfo>> {
         let now = Instant::now();
+        self.passes = self.passes.wrapping_add(1);
         let period = self
             .last_pass
             .map(|t| now.duration_since(t).as_secs_f64())
@@ -352,10 +369,30 @@ impl Sampler {
                 .retain(|pid, _| seen.binary_search(pid).is_ok());
         }
         rows.sort_unstable_by_key(|r: &ProcessInfo| r.pid);
+        self.full = false;
         Ok(rows)
     }
 
+    /// Makes the next pass read every process, idle ones too (after an
+    /// action that may have changed one: a signal, a renice, a write).
+    pub fn read_all_next(&mut self) {
+        self.full = true;
+    }
+
     fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Sampled {
+        // A process asleep for a while is read only every few passes; its
+        // last row stands in between (the kernel formatting a thousand
+        // `stat` files is most of what sampling costs).
+        let due =
+            self.full || (self.passes.wrapping_add(pid.unsigned_abs().into())) % IDLE_EVERY == 0;
+        if !due
+            && let Some(t) = self.tracked.get(&pid)
+            && t.idle_reads >= IDLE_AFTER
+            && !t.foreign
+            && let Some((row, _)) = &t.last
+        {
+            return Sampled::Row(row.clone());
+        }
         let mut fresh = false;
         // The new `comm` when the process called exec since the last pass.
         let mut exec: Option<Vec<u8>> = None;
@@ -401,16 +438,28 @@ impl Sampler {
         if t.foreign {
             return Sampled::Foreign;
         }
-        let cpu = match period {
-            Some(p) if !fresh => {
-                (fields.ticks.saturating_sub(t.last_ticks) as f64 / self.clk_tck / p * 100.0) as f32
-            }
+        // Over the time since its last read (an idle one is not read every pass).
+        let now = Instant::now();
+        let since = t
+            .last
+            .as_ref()
+            .map(|(_, at)| now.duration_since(*at).as_secs_f64())
+            .filter(|p| *p > 0.0)
+            .or(period);
+        let used = fields.ticks.saturating_sub(t.last_ticks);
+        let cpu = match since {
+            Some(p) if !fresh => (used as f64 / self.clk_tck / p * 100.0) as f32,
             _ => 0.0,
+        };
+        t.idle_reads = if used == 0 && fields.state != 'R' && !fresh {
+            t.idle_reads.saturating_add(1)
+        } else {
+            0
         };
         t.last_ticks = fields.ticks;
         let cantmove = crate::classify::quick_reason(&fields, t.kernel_thread, pid == self.own_pid)
             .unwrap_or("");
-        Sampled::Row(Box::new(ProcessInfo {
+        let row = Box::new(ProcessInfo {
             pid,
             ppid: fields.ppid,
             user: t.user.clone(),
@@ -430,7 +479,9 @@ impl Sampler {
             nmigs: 0,
             decay: DecayClass::Slow,
             mask: Default::default(),
-        }))
+        });
+        t.last = Some((row.clone(), now));
+        Sampled::Row(row)
     }
 
     /// Opens a new PID's `stat` (left in `self.buf`) and reads its static data.
@@ -464,6 +515,8 @@ impl Sampler {
             comm: comm_raw,
             kernel_thread,
             foreign,
+            last: None,
+            idle_reads: 0,
         })
     }
 

@@ -241,7 +241,10 @@ pub fn run(
         }
         let rest = PERIOD.saturating_sub(started.elapsed());
         match wake.recv_timeout(rest) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // Asked early (after a signal, a renice, a write): look at
+            // every process, idle ones too.
+            Ok(()) => lp.sampler.read_all_next(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
