@@ -126,23 +126,19 @@ impl Balancer {
         });
         let since = self.last_move.map(|t| t.elapsed());
         // Short of memory, ushering comes first; else the load decides.
-        let (d, cause) = match self.policy.usher(&me, &peers, &candidates, since) {
-            Some(d) => {
-                let why = d.why.clone();
-                (d, Cause::Memory(why))
-            }
-            None => {
-                match self
-                    .policy
-                    .decide(&me, &peers, &candidates, &self.cost, since, &mut self.rng)
-                {
-                    Some(d) => {
-                        let why = d.why.clone();
-                        (d, Cause::Balance(why))
-                    }
-                    None => return,
-                }
-            }
+        let ushered = self.policy.usher(&me, &peers, &candidates, since).map(|d| {
+            let cause = Cause::Memory(d.why.clone());
+            (d, cause)
+        });
+        let Some((d, cause)) = ushered.or_else(|| {
+            self.policy
+                .decide(&me, &peers, &candidates, &self.cost, since, &mut self.rng)
+                .map(|d| {
+                    let cause = Cause::Balance(d.why.clone());
+                    (d, cause)
+                })
+        }) else {
+            return;
         };
         let cpu = candidates
             .iter()

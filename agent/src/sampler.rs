@@ -202,7 +202,6 @@ pub struct Sampler {
     page_size: u64,
     boot_time: u64,
     last_cpu: Option<(u64, u64)>,
-    last_pass: Option<Instant>,
     fd_budget: usize,
     own_pid: i32,
     /// When set, only processes in this network namespace (inode) are listed.
@@ -240,7 +239,6 @@ impl Sampler {
             },
             boot_time: 0,
             last_cpu: None,
-            last_pass: None,
             fd_budget: raise_fd_limit().saturating_sub(128),
             own_pid: std::process::id() as i32,
             scope_netns: None,
@@ -339,13 +337,7 @@ impl Sampler {
     /// Walks `/proc` and returns one row per process, with the openMosix fields
     /// at their defaults (`home` = `where` = `node`, locked); `classify` may refine them.
     pub fn processes(&mut self, node: u32) -> std::io::Result<Vec<ProcessInfo>> {
-        let now = Instant::now();
         self.passes = self.passes.wrapping_add(1);
-        let period = self
-            .last_pass
-            .map(|t| now.duration_since(t).as_secs_f64())
-            .filter(|p| *p > 0.0);
-        self.last_pass = Some(now);
         let mut seen: Vec<i32> = Vec::with_capacity(self.tracked.len() + 16);
         let mut rows = Vec::with_capacity(self.tracked.len() + 16);
         for entry in std::fs::read_dir("/proc")? {
@@ -354,7 +346,7 @@ impl Sampler {
             let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            match self.sample_pid(pid, node, period) {
+            match self.sample_pid(pid, node) {
                 Sampled::Row(row) => {
                     seen.push(pid);
                     rows.push(*row);
@@ -379,7 +371,7 @@ impl Sampler {
         self.full = true;
     }
 
-    fn sample_pid(&mut self, pid: i32, node: u32, period: Option<f64>) -> Sampled {
+    fn sample_pid(&mut self, pid: i32, node: u32) -> Sampled {
         // A process asleep for a while is read only every few passes; its
         // last row stands in between (the kernel formatting a thousand
         // `stat` files is most of what sampling costs).
@@ -438,14 +430,14 @@ impl Sampler {
         if t.foreign {
             return Sampled::Foreign;
         }
-        // Over the time since its last read (an idle one is not read every pass).
+        // Over the time since its last read (an idle one is not read every
+        // pass); a process read for the first time has no share yet.
         let now = Instant::now();
         let since = t
             .last
             .as_ref()
             .map(|(_, at)| now.duration_since(*at).as_secs_f64())
-            .filter(|p| *p > 0.0)
-            .or(period);
+            .filter(|p| *p > 0.0);
         let used = fields.ticks.saturating_sub(t.last_ticks);
         let cpu = match since {
             Some(p) if !fresh => (used as f64 / self.clk_tck / p * 100.0) as f32,

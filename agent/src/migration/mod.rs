@@ -209,7 +209,7 @@ pub async fn migrate(
         // Recorded from here on: the migration's bookkeeping updates it.
         ctx.jobs.put(job.clone())?;
     }
-    let moved = send::send(ctx, &criu, &job, &st, (started, &cause)).await;
+    let moved = send::send(ctx, &criu, &job, &st, started, &cause).await;
     if new_single && moved.is_err() {
         // Still the plain process it was.
         // (Unless its hand-over is in doubt: the record then waits for the

@@ -217,7 +217,8 @@ pub async fn send(
     criu: &Path,
     job: &JobRecord,
     target: &NodeStatus,
-    (started, cause): (Instant, &super::Cause),
+    started: Instant,
+    cause: &super::Cause,
 ) -> Result<MigrationReport, RpcError> {
     let info = &job.info;
     let fail = |reason: String| {
