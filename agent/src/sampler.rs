@@ -6,8 +6,13 @@
 //! (a dead process's descriptor reads `ESRCH`, so PID reuse cannot confuse it).
 //! `cmdline` is read once, when a PID is first seen; the owner comes from an
 //! `fstat` of the same descriptor. `maps`/`smaps` are never read. Buffers are reused.
+//!
+//! The walk of `/proc` is skipped when nothing was forked since the last one
+//! (`processes` in `/proc/stat`, read anyway, counts every fork and clone of
+//! the machine): no new process can have appeared, a PID cannot have been
+//! reused, and one `poll` of a pidfd per process tells which ones ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -62,6 +67,9 @@ fn allowed_cpus() -> Option<u32> {
 /// The static part of a process, read once, and its CPU accounting.
 struct Tracked {
     stat: Option<File>,
+    /// Readable once the process has ended (`pidfd_open`), watched by
+    /// [`Sampler::ends`].
+    pidfd: Option<std::os::fd::OwnedFd>,
     start_ticks: u64,
     last_ticks: u64,
     uid: u32,
@@ -210,6 +218,12 @@ pub struct Sampler {
     passes: u64,
     /// The next pass reads every process (one was asked for early).
     full: bool,
+    /// Forks since boot at the last read of `/proc/stat`.
+    forks: Option<u64>,
+    /// Forks since boot when `/proc` was last walked.
+    walked_at: Option<u64>,
+    /// The pidfds of the tracked processes, to learn which ended.
+    ends: Option<Ends>,
     /// The memory cgroup this agent runs in (its limit is the node's memory).
     memcg: Option<hpc::memcg::MemoryCgroup>,
 }
@@ -244,6 +258,9 @@ impl Sampler {
             scope_netns: None,
             passes: 0,
             full: true,
+            forks: None,
+            walked_at: None,
+            ends: Ends::new(),
             memcg: hpc::memcg::MemoryCgroup::own(),
         }
     }
@@ -290,6 +307,8 @@ impl Sampler {
                 fig.runnable = n - 1;
             } else if let Some(rest) = line.strip_prefix(b"btime ") {
                 self.boot_time = parse_i64(rest).unwrap_or(0) as u64;
+            } else if let Some(rest) = line.strip_prefix(b"processes ") {
+                self.forks = parse_i64(rest).map(|n| n as u64);
             }
         }
         fig.cpus = fig.cpus.max(1);
@@ -338,6 +357,16 @@ impl Sampler {
     /// at their defaults (`home` = `where` = `node`, locked); `classify` may refine them.
     pub fn processes(&mut self, node: u32) -> std::io::Result<Vec<ProcessInfo>> {
         self.passes = self.passes.wrapping_add(1);
+        // Nothing forked since the last walk (`node` read the count just
+        // before): the tracked processes are all there is.
+        let no_forks = self.forks.is_some() && self.forks == self.walked_at;
+        if no_forks
+            && !self.full
+            && let Some(rows) = self.processes_known(node)
+        {
+            return Ok(rows);
+        }
+        self.walked_at = self.forks;
         let mut seen: Vec<i32> = Vec::with_capacity(self.tracked.len() + 16);
         let mut rows = Vec::with_capacity(self.tracked.len() + 16);
         for entry in std::fs::read_dir("/proc")? {
@@ -346,7 +375,7 @@ impl Sampler {
             let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;
             };
-            match self.sample_pid(pid, node) {
+            match self.sample_pid(pid, node, false) {
                 Sampled::Row(row) => {
                     seen.push(pid);
                     rows.push(*row);
@@ -365,18 +394,43 @@ impl Sampler {
         Ok(rows)
     }
 
+    /// One pass over the tracked processes only (no walk of `/proc`): those
+    /// an idle read would skip are read anyway if their pidfd says they
+    /// ended (one `epoll_wait` returns just those). `None` if that failed
+    /// (the caller walks instead).
+    fn processes_known(&mut self, node: u32) -> Option<Vec<ProcessInfo>> {
+        let ended = self.ends.as_ref()?.ended()?;
+        let mut pids: Vec<i32> = self.tracked.keys().copied().collect();
+        pids.sort_unstable();
+        let mut rows = Vec::with_capacity(pids.len());
+        for pid in pids {
+            let blind = self.tracked.get(&pid).is_some_and(|t| t.pidfd.is_none());
+            match self.sample_pid(pid, node, blind || ended.contains(&pid)) {
+                Sampled::Row(row) => rows.push(*row),
+                Sampled::Foreign => {}
+                Sampled::Gone => {
+                    self.tracked.remove(&pid);
+                }
+            }
+        }
+        self.full = false;
+        Some(rows)
+    }
+
     /// Makes the next pass read every process, idle ones too (after an
     /// action that may have changed one: a signal, a renice, a write).
     pub fn read_all_next(&mut self) {
         self.full = true;
     }
 
-    fn sample_pid(&mut self, pid: i32, node: u32) -> Sampled {
+    /// Samples one PID; `read_anyway` reads it even if it is idle and not due.
+    fn sample_pid(&mut self, pid: i32, node: u32, read_anyway: bool) -> Sampled {
         // A process asleep for a while is read only every few passes; its
         // last row stands in between (the kernel formatting a thousand
         // `stat` files is most of what sampling costs).
-        let due =
-            self.full || (self.passes.wrapping_add(pid.unsigned_abs().into())) % IDLE_EVERY == 0;
+        let due = read_anyway
+            || self.full
+            || (self.passes.wrapping_add(pid.unsigned_abs().into())) % IDLE_EVERY == 0;
         if !due
             && let Some(t) = self.tracked.get(&pid)
             && t.idle_reads >= IDLE_AFTER
@@ -478,6 +532,15 @@ impl Sampler {
 
     /// Opens a new PID's `stat` (left in `self.buf`) and reads its static data.
     fn track(&mut self, pid: i32) -> Option<Tracked> {
+        // Two descriptors a process: within the budget, or neither.
+        let keep = self.tracked.len().saturating_mul(2) < self.fd_budget;
+        // Opened before `stat`: should the PID be reused in between, the
+        // pidfd reads as ended and the process is simply read every pass.
+        let pidfd = if keep {
+            pidfd_open(pid).filter(|fd| self.ends.as_ref().is_some_and(|e| e.watch(fd, pid)))
+        } else {
+            None
+        };
         let mut file = File::open(format!("/proc/{pid}/stat")).ok()?;
         let uid = file.metadata().ok()?.uid();
         self.buf.clear();
@@ -493,12 +556,12 @@ impl Sampler {
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| format!("[{comm}]"))
         };
-        let keep = self.tracked.len() < self.fd_budget;
         let foreign = self
             .scope_netns
             .is_some_and(|own| netns_of(&pid.to_string()) != Some(own));
         Some(Tracked {
             stat: keep.then_some(file),
+            pidfd,
             start_ticks: fields.start_ticks,
             last_ticks: fields.ticks,
             uid,
@@ -607,6 +670,82 @@ fn read_at_into(file: &File, buf: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// An epoll set of the tracked processes' pidfds: one call returns the
+/// ones that ended, however many are watched. A pidfd leaves the set when
+/// it is closed (its process no longer tracked).
+struct Ends {
+    epoll: std::os::fd::OwnedFd,
+}
+
+impl Ends {
+    fn new() -> Option<Self> {
+        // SAFETY: epoll_create1 takes flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+        let epoll = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+        Some(Self { epoll })
+    }
+
+    /// Watches `pidfd` (process `pid`); false if it cannot.
+    fn watch(&self, pidfd: &std::os::fd::OwnedFd, pid: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: u64::from(pid.unsigned_abs()),
+        };
+        // SAFETY: both descriptors are open (owned by the caller and by
+        // `self`), and `ev` is a valid event the call only reads.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                pidfd.as_raw_fd(),
+                &mut ev,
+            ) == 0
+        }
+    }
+
+    /// The PIDs whose processes ended (still zombies, or gone), without
+    /// waiting; `None` if the kernel said no.
+    fn ended(&self) -> Option<HashSet<i32>> {
+        use std::os::fd::AsRawFd;
+        let mut out = HashSet::new();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        loop {
+            // SAFETY: `events` is a live array of 64 epoll_event structs the
+            // call writes at most 64 of.
+            let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 64, 0) };
+            let n = usize::try_from(n).ok()?;
+            let before = out.len();
+            out.extend(
+                events
+                    .iter()
+                    .take(n)
+                    .filter_map(|e| i32::try_from(e.u64).ok()),
+            );
+            // A full batch may hide more. Ended processes stay ready (level
+            // triggered, and epoll hands ready ones out in turn) until their
+            // pidfd is closed, so a batch with none new means all were seen.
+            if n < events.len() || out.len() == before {
+                return Some(out);
+            }
+        }
+    }
+}
+
+/// A pidfd of `pid` (readable once it has ended), if the kernel has them.
+fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 /// Raises the soft open-file limit to the hard limit; returns the new soft limit.
 fn raise_fd_limit() -> usize {
     let mut lim = libc::rlimit {
@@ -667,6 +806,91 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let rows2 = s.processes(7).unwrap();
         assert!(rows2.iter().any(|r| r.pid == me.pid));
+    }
+
+    #[test]
+    fn a_pass_without_a_walk_sees_ends_and_zombies() {
+        let mut s = Sampler::new();
+        let mut ends = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut zombie = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let (ends_pid, zombie_pid) = (ends.id() as i32, zombie.id() as i32);
+        // Three walks make both idle (read every fifth pass only).
+        for _ in 0..4 {
+            s.node().unwrap();
+            let rows = s.processes(1).unwrap();
+            assert!(rows.iter().any(|r| r.pid == zombie_pid));
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        ends.kill().unwrap();
+        ends.wait().unwrap();
+        zombie.kill().unwrap();
+        // Not reaped: a zombie until the end of the test.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let rows = loop {
+            let rows = s.processes_known(1).unwrap();
+            let z = rows.iter().find(|r| r.pid == zombie_pid).map(|r| r.state);
+            if z == Some('Z') || std::time::Instant::now() > deadline {
+                break rows;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(
+            !rows.iter().any(|r| r.pid == ends_pid),
+            "an ended process is listed"
+        );
+        let z = rows.iter().find(|r| r.pid == zombie_pid).map(|r| r.state);
+        assert_eq!(z, Some('Z'), "the zombie is listed as one");
+        assert!(rows.iter().any(|r| r.pid == std::process::id() as i32));
+        zombie.wait().unwrap();
+        let rows = s.processes_known(1).unwrap();
+        assert!(
+            !rows.iter().any(|r| r.pid == zombie_pid),
+            "a reaped zombie is listed"
+        );
+    }
+
+    #[test]
+    fn ends_returns_every_ended_process_past_one_batch() {
+        let ends = Ends::new().unwrap();
+        let mut kids: Vec<std::process::Child> = (0..100)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let fds: Vec<_> = kids
+            .iter()
+            .map(|k| {
+                let fd = pidfd_open(k.id() as i32).unwrap();
+                assert!(ends.watch(&fd, k.id() as i32));
+                fd
+            })
+            .collect();
+        assert!(ends.ended().unwrap().is_empty());
+        for k in &mut kids[..90] {
+            k.kill().unwrap();
+        }
+        let want: HashSet<i32> = kids[..90].iter().map(|k| k.id() as i32).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut got = ends.ended().unwrap();
+        while got != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            got = ends.ended().unwrap();
+        }
+        for k in &mut kids {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+        drop(fds);
+        assert_eq!(got, want);
     }
 
     #[test]
