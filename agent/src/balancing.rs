@@ -3,11 +3,12 @@
 //! it as `proc.migrate` would (one at a time; the policy spaces them). What
 //! it may move: the jobs running here and the processes that may move on
 //! their own (unlocked, no `cantmove`), busy ones; with `lstay` only guests;
-//! with `stay` nothing. A job `proc.spawn` starts here is placed at once on
-//! a lighter node if there is one (exec-time placement). A node short of
-//! memory first ushers its largest
-//! process that fits elsewhere out ([`balancer::memory`]). On unless the
-//! agent runs with `--balance off`.
+//! with `stay` nothing. A job `proc.spawn` starts here, and each worker a
+//! job forks ([`crate::fork_watch`]), is placed at once where it would run
+//! fastest among a few peers asked for their load now (exec- and fork-time
+//! placement, [`balancer::placement`]). A node short of memory first ushers
+//! its largest process that fits elsewhere out ([`balancer::memory`]). On
+//! unless the agent runs with `--balance off`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use std::time::{Duration, Instant};
 use balancer::load::Demand;
 use balancer::{Candidate, CostModel, NodeView, Policy, Rng, Sent};
 use hpc::model::{DecayClass, Liveness, NodeId, NodeStatus, ProcessInfo};
-use hpc::protocol::MigrateParams;
+use hpc::protocol::{MigrateParams, MigrationReport, RpcError};
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::context::{AgentContext, Snapshot};
 use crate::migration::Cause;
@@ -31,20 +32,54 @@ const SENT_FOR: Duration = Duration::from_secs(3);
 /// cannot checkpoint is not frozen again and again).
 const FAILED_FOR: Duration = Duration::from_secs(60);
 
+/// Placements under way at once, beside the one balancing move (a job
+/// forking four workers has them placed together).
+const PLACEMENTS_AT_ONCE: usize = 4;
+
+/// How long a peer may take to say its load before a placement goes on
+/// without it.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A process just born here that may start elsewhere at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newborn {
+    /// A job `proc.spawn` started (its command's PID).
+    Program(i32),
+    /// A process a job running here forked (`job`: the job's command).
+    Worker {
+        /// The new process.
+        pid: i32,
+        /// The command of its job.
+        job: i32,
+    },
+}
+
+/// How a placement's move ended.
+struct Placed {
+    pid: i32,
+    target: NodeId,
+    result: Result<MigrationReport, RpcError>,
+}
+
 /// Balances for as long as the agent samples: a pass after every snapshot,
-/// and a placement for every new job `proc.spawn` hands over on `new_jobs`.
-pub async fn balance_loop(ctx: Arc<AgentContext>, mut new_jobs: UnboundedReceiver<i32>) {
+/// a placement for every new job or worker handed over on `newborns`
+/// (several under way at once), and what each placement's move learnt.
+pub async fn balance_loop(ctx: Arc<AgentContext>, mut newborns: UnboundedReceiver<Newborn>) {
     let mut b = Balancer::new();
     let mut snapshots = ctx.snapshot.clone();
+    let (placed_tx, mut placed) = tokio::sync::mpsc::unbounded_channel();
     loop {
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                b.stayed.clear();
+                b.left.clear();
                 b.pass(&ctx).await;
             }
-            Some(pid) = new_jobs.recv() => b.place(&ctx, pid).await,
+            Some(n) = newborns.recv() => b.place(&ctx, n, &placed_tx).await,
+            Some(p) = placed.recv() => b.placed(p),
         }
     }
 }
@@ -60,6 +95,12 @@ struct Balancer {
     failed: HashMap<i32, Instant>,
     /// Each candidate's remembered demand (its decay class), and when.
     demand: HashMap<i32, (Demand, Instant)>,
+    /// Where each placement under way goes.
+    placing: Vec<NodeId>,
+    /// Newborns left here since the last pass.
+    stayed: Vec<i32>,
+    /// Newborns placed away since the last pass.
+    left: Vec<i32>,
 }
 
 impl Balancer {
@@ -73,6 +114,9 @@ impl Balancer {
             last_move: None,
             failed: HashMap::new(),
             demand: HashMap::new(),
+            placing: Vec::new(),
+            stayed: Vec::new(),
+            left: Vec::new(),
         }
     }
 
@@ -183,33 +227,122 @@ impl Balancer {
         }
     }
 
-    /// A job `proc.spawn` just started here: if a lighter node would run it
-    /// better, it goes there at once, while its image is small (exec-time
-    /// placement: starting it elsewhere costs one small move). Not when the
-    /// node says `stay` or `lstay`, nor for a locked job.
-    async fn place(&mut self, ctx: &AgentContext, pid: i32) {
-        let snap = ctx.current();
+    /// A process just born here (a job `proc.spawn` started, a worker a job
+    /// forked): a few peers are asked for their load now, and if one would
+    /// run it enough faster to pay for the move, it goes there at once,
+    /// while its image is small, beside other placements under way. Not
+    /// when the node says `stay` (or `lstay`, for its own jobs), nor for a
+    /// locked job, nor to nodes its mask excludes.
+    async fn place(
+        &mut self,
+        ctx: &Arc<AgentContext>,
+        born: Newborn,
+        placed: &UnboundedSender<Placed>,
+    ) {
+        let (pid, job_pid, what) = match born {
+            Newborn::Program(pid) => (pid, pid, "a new program"),
+            Newborn::Worker { pid, job } => (pid, job, "a forked worker"),
+        };
         let admin = ctx.store.get().admin;
-        let Some(job) = ctx.jobs.running_here_with(pid) else {
+        let Some(job) = ctx.jobs.running_here_with(job_pid) else {
             return;
         };
-        if admin.stay || admin.lstay || job.info.lock || job.info.pid != pid {
+        if admin.stay
+            || (admin.lstay && job.info.home == ctx.node_id)
+            || job.info.lock
+            || job.info.pid != job_pid
+            || self.failed.contains_key(&pid)
+        {
             return;
         }
-        let (me, mut peers) = self.views(ctx, &snap).await;
+        // A job that has forked already moves with its workers, which are
+        // placed one by one as they come.
+        if matches!(born, Newborn::Program(_)) && !crate::jobs::children(pid).is_empty() {
+            return;
+        }
+        if self.placing.len() >= PLACEMENTS_AT_ONCE {
+            self.stayed.push(pid);
+            return;
+        }
+        let snap = ctx.current();
+        let statuses = ctx.cluster.nodes(&snap.status).await;
+        let me = NodeView {
+            load: self.load_here(ctx, &snap, pid),
+            age: Duration::ZERO,
+            ..view(&snap.status)
+        };
+        let mut peers: Vec<NodeView> = statuses.iter().map(view).collect();
         peers.retain(|p| job.info.mask.allows(p.id));
-        let Some(target) = self.policy.place(&me, &peers, &mut self.rng) else {
+        let asked = self.policy.probe_set(&me, &peers, &mut self.rng);
+        let mut probed = probe(ctx, &statuses, &asked).await;
+        // Placements from here still on their way count where they go.
+        for v in &mut probed {
+            let n = self.placing.iter().filter(|t| **t == v.id).count();
+            v.load += balancer::load::units(n as f64, v.speed, v.cpus);
+        }
+        let bytes = rss_of(pid);
+        let Some(d) = self.policy.place(&me, &probed, bytes, &self.cost) else {
+            self.stayed.push(pid);
             return;
         };
-        let there = peers
-            .iter()
-            .find(|p| p.id == target)
-            .map_or(0.0, |p| p.load);
-        let why = format!(
-            "placement: a new program; load {:.0} here, node {target} at {there:.0}",
-            me.load
-        );
-        self.send(ctx, pid, target, Cause::Balance(why), 1.0).await;
+        let why = format!("{}; {what}", d.why);
+        tracing::info!(pid, to = d.target, %why, "balancing: placing a process");
+        self.placing.push(d.target);
+        self.left.push(pid);
+        // Counted there at once, so the next balancing passes see it too.
+        self.sent.note(d.target, 1.0);
+        let (ctx, tx, target) = (ctx.clone(), placed.clone(), d.target);
+        tokio::spawn(async move {
+            let p = MigrateParams {
+                pid,
+                to: target.to_string(),
+                force: false,
+            };
+            let result = crate::migration::migrate(&ctx, p, Cause::Balance(why)).await;
+            let _ = tx.send(Placed {
+                pid,
+                target,
+                result,
+            });
+        });
+    }
+
+    /// This node's load now as a newborn `pid` would share it: the last
+    /// pass's, less what was placed away since (and the newborn itself, if
+    /// the pass saw it), plus what arrived and the newborns that stayed
+    /// since (a burst of forks competes for these CPUs).
+    fn load_here(&self, ctx: &AgentContext, snap: &Snapshot, pid: i32) -> f64 {
+        let seen = |p: &i32| snap.process(*p).is_some();
+        let more = ctx.arrivals.since(snap.taken) as usize
+            + self.stayed.iter().filter(|p| !seen(p)).count();
+        let less = self.left.iter().filter(|p| seen(p)).count() + usize::from(seen(&pid));
+        let st = &snap.status;
+        let units = |n: usize| balancer::load::units(n as f64, st.speed, st.cpus);
+        (f64::from(snap.raw_load) + units(more) - units(less)).max(0.0)
+    }
+
+    /// A placement's move ended: its cost is learnt, or the process is left
+    /// alone for a while.
+    fn placed(&mut self, p: Placed) {
+        if let Some(i) = self.placing.iter().position(|t| *t == p.target) {
+            self.placing.swap_remove(i);
+        }
+        match p.result {
+            Ok(r) => {
+                self.cost
+                    .observe(r.bytes, Duration::from_millis(r.freeze_ms));
+                tracing::info!(
+                    pid = p.pid,
+                    to = p.target,
+                    freeze_ms = r.freeze_ms,
+                    "balancing: placed"
+                );
+            }
+            Err(e) => {
+                self.failed.insert(p.pid, Instant::now());
+                tracing::info!(pid = p.pid, to = p.target, error = %e.message, "balancing: the placement did not happen");
+            }
+        }
     }
 
     /// Moves `pid` to `target`, learning the cost from the move, or leaves
@@ -240,6 +373,52 @@ impl Balancer {
             }
         }
     }
+}
+
+/// The `asked` peers as they say they are now (`node.load`, all at once);
+/// one that does not answer in time is left out.
+async fn probe(
+    ctx: &Arc<AgentContext>,
+    statuses: &[NodeStatus],
+    asked: &[NodeId],
+) -> Vec<NodeView> {
+    let mut calls = tokio::task::JoinSet::new();
+    for st in statuses.iter().filter(|s| asked.contains(&s.id)) {
+        let (ctx, st) = (ctx.clone(), st.clone());
+        calls.spawn(async move {
+            let v = ctx
+                .peers
+                .call(
+                    &st,
+                    hpc::protocol::methods::NODE_LOAD,
+                    serde_json::Value::Null,
+                    PROBE_TIMEOUT,
+                )
+                .await
+                .ok()?;
+            let now: hpc::protocol::LoadNow = serde_json::from_value(v).ok()?;
+            Some(NodeView {
+                load: f64::from(now.load),
+                speed: now.speed,
+                cpus: now.cpus,
+                accepts: now.accepts,
+                age: Duration::ZERO,
+                ..view(&st)
+            })
+        });
+    }
+    calls.join_all().await.into_iter().flatten().collect()
+}
+
+/// The resident size of `pid` (what moving it transfers, about).
+fn rss_of(pid: i32) -> u64 {
+    let pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 /// A node as the policy sees it, from its gossiped status.

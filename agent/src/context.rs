@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub taken: Instant,
     /// This node's figures.
     pub status: NodeStatus,
+    /// This pass's load, not smoothed (what `node.load` answers).
+    pub raw_load: u32,
     /// This node's own load as the balancer weighs it: it rises slowly and
     /// drops at once (`status.load`, what peers see, does the opposite).
     pub local_load: u32,
@@ -50,9 +52,13 @@ pub struct AgentContext {
     pub migration: String,
     /// Wakes the sampler early (after a write that changes what it reports).
     pub resample: std::sync::mpsc::SyncSender<()>,
-    /// Hands each job `proc.spawn` starts to the balancer for placement
-    /// (nobody listens when balancing is off).
-    pub new_jobs: tokio::sync::mpsc::UnboundedSender<i32>,
+    /// Hands each job `proc.spawn` starts, and each worker a job forks, to
+    /// the balancer for placement (nobody listens when balancing is off).
+    pub newborns: tokio::sync::mpsc::UnboundedSender<crate::balancing::Newborn>,
+    /// Processes arriving here (counted by `node.load`).
+    pub arrivals: Arc<crate::arrivals::Arrivals>,
+    /// The processes being moved from here right now.
+    pub in_motion: crate::migration::in_motion::InMotion,
     /// The CRIU binary, when migration is available.
     pub criu: Option<std::path::PathBuf>,
     /// Whether migrations pre-copy memory while the process runs (the kernel

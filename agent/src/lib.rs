@@ -3,6 +3,7 @@
 //! `/proc/hpc` view and actions as JSON-RPC over SSH. See `ARCHITECTURE.md`.
 
 pub mod admission;
+pub mod arrivals;
 pub mod balancing;
 pub mod classify;
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod context;
 pub mod criu;
 pub mod deputy;
 pub mod discovery;
+pub mod fork_watch;
 pub mod gossip_transport;
 pub mod helpers;
 pub mod image_space;

@@ -104,7 +104,8 @@ impl SamplingLoop {
             .collect();
         self.classify_unlocked(&mut procs, &jobs, &deputies);
         let demand = fig.busy_cpus.max(f64::from(fig.runnable));
-        self.load.update(raw_load(demand, admin.speed, fig.cpus));
+        let raw = raw_load(demand, admin.speed, fig.cpus);
+        self.load.update(raw);
         let status = NodeStatus {
             id: self.identity.id,
             name: self.identity.name.clone(),
@@ -128,6 +129,7 @@ impl SamplingLoop {
             taken: Instant::now(),
             status,
             local_load: self.load.local,
+            raw_load: raw,
             processes: Arc::new(procs),
         };
         self.seq += 1;

@@ -309,7 +309,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     );
     let (deputies, deputy_events) =
         crate::deputy::Deputies::start().context("cannot start the deputy keeper")?;
-    let (new_jobs, new_jobs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (newborns, newborns_rx) = tokio::sync::mpsc::unbounded_channel();
     let ctx = Arc::new(AgentContext {
         node_id,
         store,
@@ -318,7 +318,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         authorized,
         migration,
         resample: wake_tx,
-        new_jobs,
+        newborns,
+        arrivals: Arc::default(),
+        in_motion: Default::default(),
         criu,
         precopy,
         images,
@@ -357,16 +359,17 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     match (cfg.balance, ctx.criu.is_some()) {
         (true, true) => {
-            tokio::spawn(crate::balancing::balance_loop(ctx.clone(), new_jobs_rx));
+            tokio::spawn(crate::balancing::balance_loop(ctx.clone(), newborns_rx));
+            tokio::spawn(crate::fork_watch::watch(ctx.clone()));
             tracing::info!("automatic load balancing is on");
         }
         (true, false) => {
-            drop(new_jobs_rx);
+            drop(newborns_rx);
             tracing::info!("automatic load balancing is off: migration is unavailable here");
         }
         (false, _) => {
             // Nobody places new jobs: spawns' hand-overs are dropped at once.
-            drop(new_jobs_rx);
+            drop(newborns_rx);
             tracing::info!("automatic load balancing is off (--balance off)");
         }
     }

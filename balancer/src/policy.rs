@@ -43,6 +43,12 @@ pub struct Settings {
     pub mem_low: f64,
     /// Share of its memory a target must keep free with the process added.
     pub mem_keep: f64,
+    /// Peers a placement asks for their load now.
+    pub probes: usize,
+    /// The CPU time (s, on a reference CPU) a new process is expected to
+    /// need: placement moves it only if one of that length would finish
+    /// sooner elsewhere by more than the move costs.
+    pub newborn_work: f64,
 }
 
 impl Default for Settings {
@@ -55,6 +61,8 @@ impl Default for Settings {
             min_cpu: 0.1,
             mem_low: 0.10,
             mem_keep: 0.20,
+            probes: 8,
+            newborn_work: 1.0,
         }
     }
 }
@@ -166,24 +174,6 @@ impl Policy {
                 ),
             })
         })
-    }
-}
-
-impl Policy {
-    /// Where a new process of node `me` (one that starts a program, so
-    /// starting it elsewhere costs nothing) should start: the lighter of two
-    /// random peers with fresh gossip, if it would stay lighter than this
-    /// node by the margin; `None`: here.
-    pub fn place(&self, me: &NodeView, peers: &[NodeView], rng: &mut Rng) -> Option<NodeId> {
-        let s = &self.settings;
-        let open: Vec<&NodeView> = peers
-            .iter()
-            .filter(|p| p.id != me.id && p.accepts && p.age <= s.max_staleness)
-            .collect();
-        let t = two_choices(&open, rng)?;
-        let there = t.load + load::units(1.0, t.speed, t.cpus);
-        let here = me.load + load::units(1.0, me.speed, me.cpus);
-        (there + s.margin <= here).then_some(t.id)
     }
 }
 
@@ -346,15 +336,6 @@ mod tests {
         assert!(picked[&2] > picked[&8], "{picked:?}");
         // And spread: not every decision lands on the lightest.
         assert!(picked.len() >= 5, "{picked:?}");
-    }
-
-    #[test]
-    fn a_new_process_starts_on_a_lighter_node_only_if_clearly_lighter() {
-        let p = Policy::default();
-        let mut rng = Rng::new(1);
-        assert_eq!(p.place(&node(1, 100.0), &[node(2, 0.0)], &mut rng), Some(2));
-        assert_eq!(p.place(&node(1, 0.0), &[node(2, 0.0)], &mut rng), None);
-        assert_eq!(p.place(&node(1, 100.0), &[node(2, 90.0)], &mut rng), None);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub mod methods {
     pub const HPC_LIST: &str = "hpc.list";
     /// This node's status.
     pub const NODE_STATUS: &str = "node.status";
+    /// This node's load as it is now (not smoothed), with what is arriving:
+    /// → [`super::LoadNow`]; what a placing peer asks.
+    pub const NODE_LOAD: &str = "node.load";
     /// Every node of the cluster.
     pub const CLUSTER_NODES: &str = "cluster.nodes";
     /// The process list, filtered.
@@ -363,6 +366,26 @@ pub struct ReniceParams {
     /// As in [`SignalParams::start_time`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<u64>,
+}
+
+/// A node's load as it is now (`node.load`): what a peer placing a new
+/// process asks of a few nodes instead of trusting gossip up to a second old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadNow {
+    /// The node.
+    pub id: NodeId,
+    /// Its load at its last sampling pass (not smoothed), plus what is
+    /// arriving, in load units.
+    pub load: u32,
+    /// Processes arriving: migrations being received, and those that landed
+    /// after that pass.
+    pub arriving: u32,
+    /// Its speed.
+    pub speed: u32,
+    /// Its CPUs.
+    pub cpus: u32,
+    /// Whether it takes guests now (not blocking, not quiet, migration available).
+    pub accepts: bool,
 }
 
 /// The cluster map a node uses.

@@ -12,12 +12,32 @@ use simulator::{Strategy, Workload, WorkloadConfig, run};
 
 fn main() {
     println!(
-        "{:>6} {:<28} {:>9} {:>9} {:>9} {:>11} {:>9} {:>8}",
-        "nodes", "strategy", "procs", "mean", "p95", "moves/proc", "MiB/proc", "wall s"
+        "{:>6} {:<28} {:>7} {:>6} {:>6} {:>7} {:>6} {:>10} {:>8} {:>6}",
+        "nodes",
+        "strategy",
+        "procs",
+        "mean",
+        "p95",
+        "progs",
+        "forked",
+        "moves/proc",
+        "MiB/proc",
+        "wall s"
     );
     let mut bars = Vec::new();
     let mut names = Vec::new();
-    for nodes in [4, 64, 1000] {
+    // `-- 64` runs only the sizes given (cargo adds `--bench`, skipped); the
+    // chart is drawn only for the full run.
+    let only: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if only.is_empty() {
+        vec![4, 64, 1000]
+    } else {
+        only.clone()
+    };
+    for nodes in sizes {
         let w = Workload::generate(&WorkloadConfig::standard(nodes, 42));
         let strategies = [
             ("no balancing", Strategy::None),
@@ -47,17 +67,22 @@ fn main() {
                 value: r.mean,
             });
             println!(
-                "{:>6} {:<28} {:>9} {:>9.2} {:>9.2} {:>11.3} {:>9.1} {:>8.1}",
+                "{:>6} {:<28} {:>7} {:>6.2} {:>6.2} {:>7.2} {:>6.2} {:>10.3} {:>8.1} {:>6.1}",
                 nodes,
                 name,
                 r.processes,
                 r.mean,
                 r.p95,
+                r.mean_programs,
+                r.mean_forked,
                 r.moves_per_process,
                 r.mib_per_process,
                 t.elapsed().as_secs_f64()
             );
         }
+    }
+    if !only.is_empty() {
+        return;
     }
     let chart = Chart {
         title: "Mean slowdown against running alone (lower is better): Pareto demands, 70 % load"

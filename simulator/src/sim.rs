@@ -31,14 +31,23 @@ pub enum Strategy {
     /// and always picks the least-loaded node.
     GlobalFresh(Policy),
     /// The balancer's policy on gossip up to a second old (two random
-    /// choices): new programs are placed on a lighter node at once (a small
-    /// move, as the agent places a new job), and processes move.
+    /// choices) for moves; a new program, and a forked worker once the
+    /// agent has seen it, is placed as the agent places them: a few peers
+    /// asked for their load now, moved there at once if it gains (a small
+    /// move for a program, its whole image for a worker; several at once).
     Balancer(Policy),
 }
 
 /// What a new program's move at placement carries: it has only just
 /// started, so its image is small.
 const NEWBORN_BYTES: u64 = 4 << 20;
+
+/// How long after a fork the agent sees the new worker (its watch of a
+/// job's processes looks every tenth of a second).
+const FORK_SEEN: f64 = 0.1;
+
+/// Placements a node has under way at once, beside its one balancing move.
+const PLACEMENTS_AT_ONCE: usize = 4;
 
 /// What a migration really costs in the simulation: the lab's line.
 fn true_cost(bytes: u64) -> f64 {
@@ -55,8 +64,11 @@ enum Kind {
     /// A decision right after the node's last move landed.
     Again(usize),
     Gossip,
-    /// A frozen process (from, to) lands on a node.
-    Land(usize, usize, usize),
+    /// A frozen process (from, to) lands on a node: moved by the balancer,
+    /// or (`true`) placed.
+    Land(usize, usize, usize, bool),
+    /// The agent of a node sees a worker forked there.
+    Newborn(usize, usize),
 }
 
 struct Proc {
@@ -65,6 +77,7 @@ struct Proc {
     ideal: f64,
     bytes: u64,
     moves: u32,
+    forked: bool,
 }
 
 struct NodeState {
@@ -73,6 +86,8 @@ struct NodeState {
     incoming: usize,
     /// A move from here is under way.
     moving: bool,
+    /// Placements from here under way.
+    placing: usize,
     since: f64,
     version: u64,
     last_move: Option<f64>,
@@ -111,6 +126,7 @@ pub fn run(w: &Workload, strategy: Strategy, seed: u64) -> Report {
                 running: Vec::new(),
                 incoming: 0,
                 moving: false,
+                placing: 0,
                 since: 0.0,
                 version: 0,
                 last_move: None,
@@ -147,7 +163,8 @@ pub fn run(w: &Workload, strategy: Strategy, seed: u64) -> Report {
             }
             Kind::Again(n) => s.decide(n),
             Kind::Gossip => s.gossip(),
-            Kind::Land(p, from, to) => s.land(p, from, to),
+            Kind::Land(p, from, to, placed) => s.land(p, from, to, placed),
+            Kind::Newborn(p, n) => s.newborn(p, n),
         }
     }
     Report::new(&s.finished, s.bytes_moved)
@@ -230,30 +247,82 @@ impl Sim<'_> {
             ideal: a.work / factor,
             bytes: a.bytes,
             moves: 0,
+            forked: a.forked,
         });
         let p = self.procs.len() - 1;
         let node = match &self.strategy {
             _ if a.forked => a.node,
             Strategy::Placement { fresh: true } => self.least_loaded(None),
             Strategy::Placement { fresh: false } => self.least_gossiped(),
-            Strategy::Balancer(policy) => {
-                let policy = policy.clone();
-                let me = self.view(a.node, self.load(a.node), 0.0);
-                let peers = self.gossiped(a.node);
-                let free = self.nodes.get(a.node).is_some_and(|st| !st.moving);
-                match policy.place(&me, &peers, &mut self.rng) {
-                    // As the agent does it: started here, then moved at
-                    // once while small, in the node's one move slot.
-                    Some(t) if free => {
-                        self.start_move(p, a.node, t as usize, a.bytes.min(NEWBORN_BYTES));
-                        return;
-                    }
-                    _ => a.node,
+            Strategy::Balancer(_) => {
+                // As the agent does it: started here, then moved at once
+                // while small.
+                if self.place(p, a.node, a.bytes.min(NEWBORN_BYTES), false) {
+                    return;
                 }
+                a.node
             }
             _ => a.node,
         };
         self.put(p, node);
+        if a.forked && matches!(self.strategy, Strategy::Balancer(_)) {
+            self.at(self.now + FORK_SEEN, Kind::Newborn(p, a.node));
+        }
+    }
+
+    /// The agent of node `n` sees worker `p` forked there: placed if it
+    /// still runs there.
+    fn newborn(&mut self, p: usize, n: usize) {
+        let here = self.nodes.get(n).is_some_and(|st| st.running.contains(&p));
+        let bytes = self.procs.get(p).map_or(0, |x| x.bytes);
+        if here {
+            self.place(p, n, bytes, true);
+        }
+    }
+
+    /// Places process `p` of node `n` (running there if `running`, else
+    /// arriving): the policy asks a few peers for their load now and says
+    /// whether it goes, a move of `bytes`. True if it went.
+    fn place(&mut self, p: usize, n: usize, bytes: u64, running: bool) -> bool {
+        let Strategy::Balancer(policy) = &self.strategy else {
+            return false;
+        };
+        let policy = policy.clone();
+        if self
+            .nodes
+            .get(n)
+            .is_none_or(|st| st.placing >= PLACEMENTS_AT_ONCE)
+        {
+            return false;
+        }
+        let one = self
+            .w
+            .nodes
+            .get(n)
+            .map_or(0.0, |x| load::units(1.0, x.speed, x.cpus));
+        let me = self.view(n, self.load(n) - if running { one } else { 0.0 }, 0.0);
+        let asked = policy.probe_set(&me, &self.gossiped(n), &mut self.rng);
+        let probed: Vec<NodeView> = asked
+            .into_iter()
+            .map(|id| self.view(id as usize, self.load(id as usize), 0.0))
+            .collect();
+        let cost = self
+            .nodes
+            .get(n)
+            .map(|st| st.cost.clone())
+            .unwrap_or_default();
+        let Some(d) = policy.place(&me, &probed, bytes, &cost) else {
+            return false;
+        };
+        if running {
+            self.advance(n);
+            if let Some(st) = self.nodes.get_mut(n) {
+                st.running.retain(|x| *x != p);
+            }
+            self.reschedule(n);
+        }
+        self.start_move(p, n, d.target as usize, bytes, true);
+        true
     }
 
     /// The node gossip says would be least loaded with one more process.
@@ -313,6 +382,7 @@ impl Sim<'_> {
                 self.finished.push(Finished {
                     slowdown: (self.now - x.arrived) / x.ideal.max(1e-9),
                     moves: x.moves,
+                    forked: x.forked,
                 });
             }
         }
@@ -404,17 +474,22 @@ impl Sim<'_> {
             st.running.retain(|x| *x != p);
         }
         let bytes = self.procs.get(p).map_or(0, |x| x.bytes);
-        self.start_move(p, n, d.target as usize, bytes);
+        self.start_move(p, n, d.target as usize, bytes, false);
         self.reschedule(n);
     }
 
     /// Process `p` (not running anywhere now) leaves node `from` for `to`,
-    /// frozen for the move of `bytes`, in `from`'s one move slot.
-    fn start_move(&mut self, p: usize, from: usize, to: usize, bytes: u64) {
+    /// frozen for the move of `bytes`: a placement, or the balancer's move
+    /// in `from`'s one move slot.
+    fn start_move(&mut self, p: usize, from: usize, to: usize, bytes: u64, placed: bool) {
         let freeze = true_cost(bytes);
         if let Some(st) = self.nodes.get_mut(from) {
-            st.last_move = Some(self.now);
-            st.moving = true;
+            if placed {
+                st.placing += 1;
+            } else {
+                st.last_move = Some(self.now);
+                st.moving = true;
+            }
             st.sent.note(to as u32, 1.0);
             st.cost.observe(bytes, Duration::from_secs_f64(freeze));
         }
@@ -425,14 +500,20 @@ impl Sim<'_> {
             x.moves += 1;
         }
         self.bytes_moved += bytes;
-        self.at(self.now + freeze, Kind::Land(p, from, to));
+        self.at(self.now + freeze, Kind::Land(p, from, to, placed));
     }
 
-    fn land(&mut self, p: usize, from: usize, to: usize) {
+    fn land(&mut self, p: usize, from: usize, to: usize, placed: bool) {
         if let Some(st) = self.nodes.get_mut(to) {
             st.incoming = st.incoming.saturating_sub(1);
         }
         self.put(p, to);
+        if placed {
+            if let Some(st) = self.nodes.get_mut(from) {
+                st.placing = st.placing.saturating_sub(1);
+            }
+            return;
+        }
         let again = match self.nodes.get_mut(from) {
             Some(st) => {
                 st.moving = false;

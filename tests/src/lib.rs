@@ -570,6 +570,23 @@ pub async fn job_status(c: &Client, pid: i32) -> hpc::protocol::JobInfo {
     .expect("job status")
 }
 
+/// The children of a process, from `/proc/PID/task/*/children`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    out
+}
+
 /// Lets a child started with `cmd` inherit no descriptor but 0, 1 and 2, as
 /// from a login shell (a test harness's, like cargo's jobserver pipe, would
 /// be a pipe shared with processes that stay).

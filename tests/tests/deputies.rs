@@ -64,7 +64,7 @@ impl Shell {
         let sh = cmd.spawn().expect("nsenter sh");
         let deadline = Instant::now() + Duration::from_secs(30);
         let worker = loop {
-            let found = testkit_children(sh.id() as i32).into_iter().find(|p| {
+            let found = testkit::children(sh.id() as i32).into_iter().find(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/cmdline"))
                     .is_ok_and(|c| c.contains("worker.py"))
             });
@@ -108,23 +108,6 @@ fn script_dir(lab: &TestLab, label: &str, file: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(file), text).unwrap();
     dir
-}
-
-/// The children of a process, from `/proc/PID/task/*/children`.
-fn testkit_children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
-    }
-    out
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -573,7 +556,7 @@ async fn a_mosrun_job_spreads_its_forked_workers_and_ends_well() {
     // (by worker number).
     let (workers, seen): (Vec<(i32, String)>, Vec<String>) =
         wait_for(Duration::from_secs(30), || async {
-            let mut kids = testkit_children(job.pid);
+            let mut kids = testkit::children(job.pid);
             let mut seen = vec![String::new(); 4];
             for l in lines(&out) {
                 if let Some((i, vpid)) = l.split_once(" started ") {

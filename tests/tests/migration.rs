@@ -1274,7 +1274,78 @@ async fn a_new_job_on_a_busy_node_is_placed_on_an_idle_one_at_once() {
     .await
     .expect("the new job did not go to node 2");
     let why = placed.last_migration.map(|r| r.why).unwrap_or_default();
-    assert!(why.starts_with("placement: a new program"), "{why}");
+    assert!(
+        why.starts_with("placement:") && why.ends_with("a new program"),
+        "{why}"
+    );
     kill(&home, new.home_pid).await;
     kill(&home, busy.home_pid).await;
+}
+
+/// A job forking three busy workers on node 1 of three (a CPU each): the
+/// agent sees them within a tenth of a second and places two at once, one
+/// on each other node (each placement counts the one before), long before a
+/// balancing pass would find them old enough to move; the third stays.
+#[tokio::test]
+async fn a_jobs_forked_workers_are_placed_on_the_other_nodes_at_once() {
+    let (_lab, dir, home) = setup_with(
+        "fp",
+        116,
+        3,
+        "forkplace",
+        &["--cpus-per-node", "1", "--agent-arg=--balance=on"],
+    )
+    .await;
+    let forks = "for i in 1 2 3; do (while :; do :; done) & done; wait";
+    let job = spawn(&home, &dir, &["sh", "-c", forks], "fork.log", false).await;
+    let workers = wait_for(Duration::from_secs(10), || async {
+        let k = testkit::children(job.pid);
+        (k.len() == 3).then_some(k)
+    })
+    .await
+    .expect("three workers");
+    let started = Instant::now();
+    let away = wait_for(Duration::from_secs(20), || async {
+        let mut away = Vec::new();
+        for w in &workers {
+            let st: Option<JobInfo> = home
+                .call(methods::JOB_STATUS, json!({ "pid": w }))
+                .await
+                .ok();
+            away.extend(st.filter(|s| s.where_ != 1));
+        }
+        (away.len() == 2).then_some(away)
+    })
+    .await
+    .expect("two workers placed elsewhere");
+    let took = started.elapsed();
+    let mut nodes: Vec<u32> = away.iter().map(|s| s.where_).collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, [2, 3], "one on each other node");
+    for s in &away {
+        let why = s
+            .last_migration
+            .as_ref()
+            .map(|r| r.why.clone())
+            .unwrap_or_default();
+        assert!(
+            why.starts_with("placement:") && why.ends_with("a forked worker"),
+            "{why}"
+        );
+    }
+    // Still two away a few seconds on: the third stayed home, nothing bounced.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut still = 0;
+    for w in &workers {
+        let st: Option<JobInfo> = home
+            .call(methods::JOB_STATUS, json!({ "pid": w }))
+            .await
+            .ok();
+        still += usize::from(st.is_some_and(|s| s.where_ != 1));
+    }
+    assert_eq!(still, 2, "placed {took:?} after the fork, then moved again");
+    kill(&home, job.pid).await;
+    for w in &workers {
+        kill(&home, *w).await;
+    }
 }

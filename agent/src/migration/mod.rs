@@ -4,6 +4,7 @@
 
 pub mod criu_cmd;
 pub mod deputies;
+pub mod in_motion;
 pub mod ledger;
 pub mod receive;
 pub mod send;
@@ -149,6 +150,13 @@ pub async fn migrate(
         ));
     }
     let tree = criu_cmd::tree(job.info.root_pid);
+    // Held until this move has ended, however it ends.
+    let _claim = ctx.in_motion.claim(&tree).map_err(|busy| {
+        refused(
+            p.pid,
+            format!("process {busy} is being moved already; try again once that move has ended"),
+        )
+    })?;
     if !job.info.single
         && let Some(away) = ctx
             .jobs

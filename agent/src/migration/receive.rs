@@ -149,6 +149,8 @@ where
     if wire::send(write, &Msg::Accept).await.is_err() {
         return;
     }
+    // Peers placing new processes count it from now (`node.load`).
+    let arriving = ctx.arrivals.begin();
     let dir = match ImageDir::create(
         ctx.images.dir(),
         &format!("in-{}-{}-{}", job.home, job.home_pid, now_ms()),
@@ -274,6 +276,7 @@ where
     }
     criu_cmd::resume(&criu_cmd::tree(root_pid));
     let resumed = std::time::Instant::now();
+    arriving.landed();
     let mut info = job.clone();
     info.where_ = ctx.node_id;
     info.pid = pid;

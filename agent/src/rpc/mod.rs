@@ -104,6 +104,22 @@ impl Caller {
     }
 }
 
+/// `node.load`: the last pass's load, not smoothed, plus what is arriving.
+fn load_now(ctx: &AgentContext) -> hpc::protocol::LoadNow {
+    let snap = ctx.current();
+    let st = &snap.status;
+    let arriving = ctx.arrivals.since(snap.taken);
+    let more = balancer::load::units(f64::from(arriving), st.speed, st.cpus);
+    hpc::protocol::LoadNow {
+        id: st.id,
+        load: snap.raw_load.saturating_add(more.round() as u32),
+        arriving,
+        speed: st.speed,
+        cpus: st.cpus,
+        accepts: st.accepts && !st.migration.starts_with("migration unavailable"),
+    }
+}
+
 /// Decodes a method's params, with a message naming the method.
 pub fn params<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
     let params = if params.is_null() { json!({}) } else { params };
@@ -135,6 +151,7 @@ pub async fn dispatch(
         }
         methods::MOVES_SINCE => to_value(&ctx.move_log.page(&params(method, p)?)),
         methods::NODE_STATUS => to_value(&ctx.current().status),
+        methods::NODE_LOAD => to_value(&load_now(ctx)),
         methods::CLUSTER_NODES => {
             let local = ctx.current().status.clone();
             to_value(&ctx.cluster.nodes(&local).await)
@@ -184,7 +201,9 @@ pub async fn dispatch(
             ctx.fresh_snapshot(std::time::Duration::from_millis(1500))
                 .await;
             // The balancer may start it elsewhere (it answers here first).
-            let _ = ctx.new_jobs.send(job.pid);
+            let _ = ctx
+                .newborns
+                .send(crate::balancing::Newborn::Program(job.pid));
             to_value(&job)
         }
         methods::PROC_MIGRATE => {
