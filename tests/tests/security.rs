@@ -100,6 +100,7 @@ async fn every_method_and_the_migration_subsystem_by_every_role() {
         ),
         (methods::HPC_LIST, json!({ "path": "admin" }), May::All),
         (methods::NODE_STATUS, json!({}), May::All),
+        (methods::NODE_LOAD, json!({}), May::All),
         (methods::CLUSTER_NODES, json!({}), May::All),
         (methods::CLUSTER_GOSSIP_STATS, json!({}), May::All),
         (methods::PROC_LIST, json!({}), May::All),
