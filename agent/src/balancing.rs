@@ -128,11 +128,14 @@ impl Balancer {
             self.sent_at = Instant::now();
         }
         // Its own load drops at once when a process left (the exported
-        // figure decays slowly, and would send a second one after it).
+        // figure decays slowly, and would send a second one after it), and
+        // placements on their way out no longer count.
+        let st = &snap.status;
+        let leaving = balancer::load::units(self.placing.len() as f64, st.speed, st.cpus);
         let me = NodeView {
-            load: f64::from(snap.local_load),
+            load: (f64::from(snap.local_load) - leaving).max(0.0),
             age: Duration::ZERO,
-            ..view(&snap.status)
+            ..view(st)
         };
         let mut peers: Vec<NodeView> = ctx
             .cluster
@@ -274,12 +277,19 @@ impl Balancer {
         let mut peers: Vec<NodeView> = statuses.iter().map(view).collect();
         peers.retain(|p| job.info.mask.allows(p.id));
         let asked = self.policy.probe_set(&me, &peers, &mut self.rng);
-        let mut probed = probe(ctx, &statuses, &asked).await;
-        // Placements from here still on their way count where they go.
-        for v in &mut probed {
-            let n = self.placing.iter().filter(|t| **t == v.id).count();
-            v.load += balancer::load::units(n as f64, v.speed, v.cpus);
-        }
+        // Placements from here still on their way count where they go, as
+        // far as the target does not count them yet (it counts an arrival
+        // once it has accepted it).
+        let probed: Vec<NodeView> = probe(ctx, &statuses, &asked)
+            .await
+            .into_iter()
+            .map(|(mut v, arriving)| {
+                let ours = self.placing.iter().filter(|t| **t == v.id).count();
+                let unseen = ours.saturating_sub(arriving as usize);
+                v.load += balancer::load::units(unseen as f64, v.speed, v.cpus);
+                v
+            })
+            .collect();
         let bytes = rss_of(pid);
         let Some(d) = self.policy.place(&me, &probed, bytes, &self.cost) else {
             self.stayed.push(pid);
@@ -375,13 +385,14 @@ impl Balancer {
     }
 }
 
-/// The `asked` peers as they say they are now (`node.load`, all at once);
-/// one that does not answer in time is left out.
+/// The `asked` peers as they say they are now (`node.load`, all at once),
+/// each with the arrivals its load counts; one that does not answer in time
+/// is left out.
 async fn probe(
     ctx: &Arc<AgentContext>,
     statuses: &[NodeStatus],
     asked: &[NodeId],
-) -> Vec<NodeView> {
+) -> Vec<(NodeView, u32)> {
     let mut calls = tokio::task::JoinSet::new();
     for st in statuses.iter().filter(|s| asked.contains(&s.id)) {
         let (ctx, st) = (ctx.clone(), st.clone());
@@ -397,14 +408,15 @@ async fn probe(
                 .await
                 .ok()?;
             let now: hpc::protocol::LoadNow = serde_json::from_value(v).ok()?;
-            Some(NodeView {
+            let v = NodeView {
                 load: f64::from(now.load),
                 speed: now.speed,
                 cpus: now.cpus,
                 accepts: now.accepts,
                 age: Duration::ZERO,
                 ..view(&st)
-            })
+            };
+            Some((v, now.arriving))
         });
     }
     calls.join_all().await.into_iter().flatten().collect()

@@ -2,9 +2,11 @@
 //! to the balancer for placement (a program forking its workers, as the
 //! seed's multifibo does, would otherwise run them all here until the next
 //! balancing pass finds them old enough to move). Every tenth of a second it
-//! reads the `children` files of the processes of the jobs running here
-//! (a few small reads a job; nothing when there is no job). Processes that
-//! are no job's are left to the balancing passes.
+//! reads the last PID the kernel handed out (`/proc/loadavg`; a fork in a
+//! job's PID namespace takes one in the agent's too) and, only if it
+//! changed, the `children` files of the processes of the jobs running here
+//! (nothing when there is no job). Processes that are no job's are left to
+//! the balancing passes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,10 +28,16 @@ const MOST: usize = 4096;
 /// Watches for as long as the agent runs (balancing on).
 pub async fn watch(ctx: Arc<AgentContext>) {
     let mut known: HashMap<i32, HashSet<i32>> = HashMap::new();
+    let mut last_pid = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
+        let now_pid = last_pid_handed_out();
+        if now_pid.is_some() && now_pid == last_pid {
+            continue;
+        }
+        last_pid = now_pid;
         let jobs: Vec<_> = ctx
             .jobs
             .all()
@@ -67,6 +75,17 @@ pub async fn watch(ctx: Arc<AgentContext>) {
     }
 }
 
+/// The last PID the kernel handed out in this PID namespace (the last
+/// field of `/proc/loadavg`).
+fn last_pid_handed_out() -> Option<i32> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
 /// The processes below `pid` (not itself), at most [`MOST`].
 fn descendants(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -86,6 +105,19 @@ fn descendants(pid: i32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fork_changes_the_last_pid_handed_out() {
+        let before = last_pid_handed_out().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let after = last_pid_handed_out().unwrap();
+        assert_ne!(before, after);
+        assert!(
+            after >= child.id() as i32 || after < before,
+            "{before} {after}"
+        );
+    }
 
     #[test]
     fn descendants_are_the_whole_tree_below() {

@@ -1288,7 +1288,7 @@ async fn a_new_job_on_a_busy_node_is_placed_on_an_idle_one_at_once() {
 /// balancing pass would find them old enough to move; the third stays.
 #[tokio::test]
 async fn a_jobs_forked_workers_are_placed_on_the_other_nodes_at_once() {
-    let (_lab, dir, home) = setup_with(
+    let (lab, dir, home) = setup_with(
         "fp",
         116,
         3,
@@ -1296,6 +1296,12 @@ async fn a_jobs_forked_workers_are_placed_on_the_other_nodes_at_once() {
         &["--cpus-per-node", "1", "--agent-arg=--balance=on"],
     )
     .await;
+    // One speed for all: measured while other tests load the machine, they
+    // differ, and placement rightly starts the job itself on a faster node.
+    for n in 1..=3 {
+        admin(&lab.client(n).await, "speed", 10000).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let forks = "for i in 1 2 3; do (while :; do :; done) & done; wait";
     let job = spawn(&home, &dir, &["sh", "-c", forks], "fork.log", false).await;
     let workers = wait_for(Duration::from_secs(10), || async {
