@@ -28,12 +28,13 @@ const MOST: usize = 4096;
 /// Watches for as long as the agent runs (balancing on).
 pub async fn watch(ctx: Arc<AgentContext>) {
     let mut known: HashMap<i32, HashSet<i32>> = HashMap::new();
+    let loadavg = std::fs::File::open("/proc/loadavg").ok();
     let mut last_pid = None;
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let now_pid = last_pid_handed_out();
+        let now_pid = loadavg.as_ref().and_then(last_pid_handed_out);
         if now_pid.is_some() && now_pid == last_pid {
             continue;
         }
@@ -76,9 +77,11 @@ pub async fn watch(ctx: Arc<AgentContext>) {
 }
 
 /// The last PID the kernel handed out in this PID namespace (the last
-/// field of `/proc/loadavg`).
-fn last_pid_handed_out() -> Option<i32> {
-    std::fs::read_to_string("/proc/loadavg")
+/// field of `/proc/loadavg`, read again through the open `file`).
+fn last_pid_handed_out(file: &std::fs::File) -> Option<i32> {
+    let mut buf = [0u8; 128];
+    let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, 0).ok()?;
+    std::str::from_utf8(buf.get(..n)?)
         .ok()?
         .split_whitespace()
         .last()?
@@ -108,10 +111,11 @@ mod tests {
 
     #[test]
     fn a_fork_changes_the_last_pid_handed_out() {
-        let before = last_pid_handed_out().unwrap();
+        let file = std::fs::File::open("/proc/loadavg").unwrap();
+        let before = last_pid_handed_out(&file).unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         child.wait().unwrap();
-        let after = last_pid_handed_out().unwrap();
+        let after = last_pid_handed_out(&file).unwrap();
         assert_ne!(before, after);
         assert!(
             after >= child.id() as i32 || after < before,
