@@ -1,12 +1,14 @@
 //! Sees the workers a job forks, within a tenth of a second, and hands each
 //! to the balancer for placement (a program forking its workers, as the
 //! seed's multifibo does, would otherwise run them all here until the next
-//! balancing pass finds them old enough to move). Every tenth of a second it
-//! reads the last PID the kernel handed out (`/proc/loadavg`; a fork in a
-//! job's PID namespace takes one in the agent's too) and, only if it
-//! changed, the `children` files of the processes of the jobs running here
-//! (nothing when there is no job). Processes that are no job's are left to
-//! the balancing passes.
+//! balancing pass finds them old enough to move). While unlocked jobs run
+//! here, every tenth of a second it reads the last PID the kernel handed out
+//! (`/proc/loadavg`; a fork in a job's PID namespace takes one in the
+//! agent's too) and, only if it changed, the `children` files of the jobs'
+//! processes. With no such job it waits for the next sampling pass instead
+//! (`proc.spawn` asks for one at once), so an idle agent is not woken ten
+//! times a second. Processes that are no job's are left to the balancing
+//! passes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,15 +32,23 @@ pub async fn watch(ctx: Arc<AgentContext>) {
     let mut known: HashMap<i32, HashSet<i32>> = HashMap::new();
     let loadavg = std::fs::File::open("/proc/loadavg").ok();
     let mut last_pid = None;
+    let mut snapshots = ctx.snapshot.clone();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tick.tick().await;
-        let now_pid = loadavg.as_ref().and_then(last_pid_handed_out);
-        if now_pid.is_some() && now_pid == last_pid {
-            continue;
+        if known.is_empty() {
+            // No job to watch: the next pass (or the one a spawn asks for).
+            if snapshots.changed().await.is_err() {
+                return;
+            }
+        } else {
+            tick.tick().await;
+            let now_pid = loadavg.as_ref().and_then(last_pid_handed_out);
+            if now_pid.is_some() && now_pid == last_pid {
+                continue;
+            }
+            last_pid = now_pid;
         }
-        last_pid = now_pid;
         let jobs: Vec<_> = ctx
             .jobs
             .all()
