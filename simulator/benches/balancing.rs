@@ -51,7 +51,7 @@ fn main() {
                 Strategy::GlobalFresh(Policy::default()),
             ),
             (
-                "balancer (2 choices, gossip)",
+                "balancer (gossip, probes)",
                 Strategy::Balancer(Policy::default()),
             ),
         ];
