@@ -74,8 +74,6 @@ pub async fn balance_loop(ctx: Arc<AgentContext>, mut newborns: UnboundedReceive
                 if changed.is_err() {
                     return;
                 }
-                b.stayed.clear();
-                b.left.clear();
                 b.pass(&ctx).await;
             }
             Some(n) = newborns.recv() => b.place(&ctx, n, &placed_tx).await,
@@ -97,9 +95,10 @@ struct Balancer {
     demand: HashMap<i32, (Demand, Instant)>,
     /// Where each placement under way goes.
     placing: Vec<NodeId>,
-    /// Newborns left here since the last pass.
+    /// Newborns left here lately (counted until a pass lists them).
     stayed: Vec<i32>,
-    /// Newborns placed away since the last pass.
+    /// Newborns placed away lately (no longer counted once a pass found
+    /// them not running here).
     left: Vec<i32>,
 }
 
@@ -258,10 +257,17 @@ impl Balancer {
         {
             return;
         }
-        // A job that has forked already moves with its workers, which are
-        // placed one by one as they come.
-        if matches!(born, Newborn::Program(_)) && !crate::jobs::children(pid).is_empty() {
-            return;
+        match born {
+            // A job that has forked already moves with its workers, which
+            // are placed one by one as they come.
+            Newborn::Program(_) if !crate::jobs::children(pid).is_empty() => return,
+            // A worker asleep since its fork (a shell's `sleep`, a helper
+            // waiting on a pipe) gains nothing elsewhere.
+            Newborn::Worker { .. } if !computing(pid) => return,
+            _ => {}
+        }
+        if self.stayed.len() > 64 {
+            self.stayed.drain(..32);
         }
         if self.placing.len() >= PLACEMENTS_AT_ONCE {
             self.stayed.push(pid);
@@ -295,6 +301,10 @@ impl Balancer {
             self.stayed.push(pid);
             return;
         };
+        // A few seconds' worth is all the passes need to catch up.
+        if self.left.len() > 64 {
+            self.left.drain(..32);
+        }
         let why = format!("{}; {what}", d.why);
         tracing::info!(pid, to = d.target, %why, "balancing: placing a process");
         self.placing.push(d.target);
@@ -318,14 +328,18 @@ impl Balancer {
     }
 
     /// This node's load now as a newborn `pid` would share it: the last
-    /// pass's, less what was placed away since (and the newborn itself, if
-    /// the pass saw it), plus what arrived and the newborns that stayed
-    /// since (a burst of forks competes for these CPUs).
+    /// pass's, less the placed newborns it found running (and the newborn
+    /// itself, if it did), plus what arrived since and the newborns that
+    /// stayed but were born after it (a burst of forks competes for these
+    /// CPUs).
     fn load_here(&self, ctx: &AgentContext, snap: &Snapshot, pid: i32) -> f64 {
-        let seen = |p: &i32| snap.process(*p).is_some();
+        // The pass counted a process if it found it running.
+        let counted = |p: &i32| snap.process(*p).is_some_and(|r| r.state == 'R');
+        let unseen = |p: &i32| snap.process(*p).is_none();
+        let alive = |p: &i32| std::path::Path::new(&format!("/proc/{p}")).exists();
         let more = ctx.arrivals.since(snap.taken) as usize
-            + self.stayed.iter().filter(|p| !seen(p)).count();
-        let less = self.left.iter().filter(|p| seen(p)).count() + usize::from(seen(&pid));
+            + self.stayed.iter().filter(|p| unseen(p) && alive(p)).count();
+        let less = self.left.iter().filter(|p| counted(p)).count() + usize::from(counted(&pid));
         let st = &snap.status;
         let units = |n: usize| balancer::load::units(n as f64, st.speed, st.cpus);
         (f64::from(snap.raw_load) + units(more) - units(less)).max(0.0)
@@ -420,6 +434,15 @@ async fn probe(
         });
     }
     calls.join_all().await.into_iter().flatten().collect()
+}
+
+/// Whether `pid` is running or has used CPU since it started (a tick of
+/// 10 ms at least).
+fn computing(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|b| crate::sampler::parse_stat(&b).map(|(f, _)| f.state == 'R' || f.ticks > 0))
+        .unwrap_or(false)
 }
 
 /// The resident size of `pid` (what moving it transfers, about).
