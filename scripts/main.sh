@@ -39,7 +39,10 @@ install -m 0644 assets/systemd/openmosixcollector.service /etc/openmosix/openmos
 # The lab: a 4-node cluster on this machine, one network namespace per node.
 lab=lab
 labdir=/var/lib/openmosix/lab/$lab
-if [ -d "$labdir" ] && openmosix-lab status --name "$lab" >/dev/null 2>&1; then
+# A lab started before this build runs the old agents: start it anew.
+agent_bin=/usr/local/sbin/openmosixd
+if [ -d "$labdir" ] && openmosix-lab status --name "$lab" >/dev/null 2>&1 \
+  && ! [ "$agent_bin" -nt "$labdir/lab.json" ]; then
   echo "== lab \`$lab\` already runs"
 else
   [ -d "$labdir" ] && openmosix-lab down --name "$lab" || true
