@@ -257,13 +257,16 @@ impl Balancer {
         {
             return;
         }
+        let Some((computing, bytes)) = newborn_stat(pid) else {
+            return;
+        };
         match born {
             // A job that has forked already moves with its workers, which
             // are placed one by one as they come.
             Newborn::Program(_) if !crate::jobs::children(pid).is_empty() => return,
             // A worker asleep since its fork (a shell's `sleep`, a helper
             // waiting on a pipe) gains nothing elsewhere.
-            Newborn::Worker { .. } if !computing(pid) => return,
+            Newborn::Worker { .. } if !computing => return,
             _ => {}
         }
         if self.stayed.len() > 64 {
@@ -296,7 +299,6 @@ impl Balancer {
                 v
             })
             .collect();
-        let bytes = rss_of(pid);
         let Some(d) = self.policy.place(&me, &probed, bytes, &self.cost) else {
             self.stayed.push(pid);
             return;
@@ -436,24 +438,16 @@ async fn probe(
     calls.join_all().await.into_iter().flatten().collect()
 }
 
-/// Whether `pid` is running or has used CPU since it started (a tick of
-/// 10 ms at least).
-fn computing(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|b| crate::sampler::parse_stat(&b).map(|(f, _)| f.state == 'R' || f.ticks > 0))
-        .unwrap_or(false)
-}
-
-/// The resident size of `pid` (what moving it transfers, about).
-fn rss_of(pid: i32) -> u64 {
-    let pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
+/// What placement needs of newborn `pid`, from one read of its `stat`:
+/// whether it is running or has used CPU since it started (a tick of 10 ms
+/// at least), and its resident size (what moving it transfers, about).
+fn newborn_stat(pid: i32) -> Option<(bool, u64)> {
+    let b = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let (f, _) = crate::sampler::parse_stat(&b)?;
+    Some((
+        f.state == 'R' || f.ticks > 0,
+        f.rss_pages * crate::sampler::page_size(),
+    ))
 }
 
 /// A node as the policy sees it, from its gossiped status.
@@ -465,9 +459,7 @@ fn view(n: &NodeStatus) -> NodeView {
         cpus: n.cpus,
         free_mem: n.mem,
         total_mem: n.tmem,
-        accepts: n.status == Liveness::Up
-            && n.accepts
-            && !n.migration.starts_with("migration unavailable"),
+        accepts: n.status == Liveness::Up && n.accepts && n.migration_available(),
         age: Duration::from_millis(n.age_ms),
     }
 }

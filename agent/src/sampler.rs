@@ -239,18 +239,13 @@ impl Sampler {
     pub fn new() -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
         let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        // SAFETY: as above.
-        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+
         Self {
             tracked: HashMap::new(),
             users: UserNames::default(),
             buf: Vec::with_capacity(4096),
             clk_tck: if clk_tck > 0 { clk_tck as f64 } else { 100.0 },
-            page_size: if page_size > 0 {
-                page_size as u64
-            } else {
-                4096
-            },
+            page_size: page_size(),
             boot_time: 0,
             last_cpu: None,
             fd_budget: raise_fd_limit().saturating_sub(128),
@@ -734,6 +729,13 @@ impl Ends {
             }
         }
     }
+}
+
+/// The size of a memory page (what `rss` in `stat` counts in).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
 }
 
 /// A pidfd of `pid` (readable once it has ended), if the kernel has them.

@@ -69,6 +69,14 @@ pub struct NodeStatus {
     pub host_key: String,
 }
 
+impl NodeStatus {
+    /// Whether processes can migrate to and from this node (its `migration`
+    /// does not say "migration unavailable: …").
+    pub fn migration_available(&self) -> bool {
+        !self.migration.starts_with("migration unavailable")
+    }
+}
+
 /// The openMosix admin state of one node (`/proc/hpc/admin/*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -206,7 +206,7 @@ pub async fn migrate(
     // Whether the target accepts guests is its own answer to the offer (the
     // gossiped flag may be a second old); nothing is frozen before it.
     let st = peer_status(ctx, target).await?;
-    if st.migration.starts_with("migration unavailable") {
+    if !st.migration_available() {
         return Err(refused(p.pid, format!("node {target}: {}", st.migration)));
     }
     let Some(_busy) = ctx.jobs.reserve(job.info.home, job.info.home_pid) else {
@@ -343,7 +343,7 @@ async fn best_node(ctx: &AgentContext, job: &JobRecord, tree: &[i32]) -> Result<
             n.id != ctx.node_id
                 && n.status == hpc::model::Liveness::Up
                 && n.accepts
-                && !n.migration.starts_with("migration unavailable")
+                && n.migration_available()
                 && job.info.mask.allows(n.id)
                 && n.mem > need
         })

@@ -116,7 +116,7 @@ fn load_now(ctx: &AgentContext) -> hpc::protocol::LoadNow {
         arriving,
         speed: st.speed,
         cpus: st.cpus,
-        accepts: st.accepts && !st.migration.starts_with("migration unavailable"),
+        accepts: st.accepts && st.migration_available(),
     }
 }
 
