@@ -75,6 +75,9 @@ struct Tracked {
     uid: u32,
     user: String,
     cmdline: String,
+    /// Reads left to retry an empty command line: one read in the middle of an
+    /// exec finds the new `comm` but no arguments yet.
+    cmdline_retries: u8,
     /// `comm` at the last pass; a change means the process called exec.
     comm: Vec<u8>,
     kernel_thread: bool,
@@ -85,6 +88,10 @@ struct Tracked {
     /// Reads in a row that found it asleep with no CPU used.
     idle_reads: u32,
 }
+
+/// Passes that re-read a command line found empty (a process caught in the
+/// middle of exec) before it is taken as really empty.
+const CMDLINE_RETRIES: u8 = 3;
 
 /// Reads in a row that must find a process idle before it is read less often.
 const IDLE_AFTER: u32 = 3;
@@ -470,6 +477,12 @@ impl Sampler {
                 f
             }
         };
+        if exec.is_none()
+            && let Some(t) = self.tracked.get(&pid)
+            && t.cmdline_retries > 0
+        {
+            exec = Some(t.comm.clone());
+        }
         if let Some(comm) = exec {
             self.refresh_after_exec(pid, comm);
         }
@@ -544,13 +557,17 @@ impl Sampler {
         let comm_raw = comm.to_vec();
         let comm = String::from_utf8_lossy(comm).into_owned();
         let kernel_thread = fields.flags & PF_KTHREAD != 0;
-        let cmdline = if kernel_thread {
-            format!("[{comm}]")
+        let args = if kernel_thread {
+            None
         } else {
-            read_cmdline(pid)
-                .filter(|c| !c.is_empty())
-                .unwrap_or_else(|| format!("[{comm}]"))
+            read_cmdline(pid).filter(|c| !c.is_empty())
         };
+        let cmdline_retries = if kernel_thread || args.is_some() {
+            0
+        } else {
+            CMDLINE_RETRIES
+        };
+        let cmdline = args.unwrap_or_else(|| format!("[{comm}]"));
         let foreign = self
             .scope_netns
             .is_some_and(|own| netns_of(&pid.to_string()) != Some(own));
@@ -562,6 +579,7 @@ impl Sampler {
             uid,
             user: self.users.name(uid),
             cmdline,
+            cmdline_retries,
             comm: comm_raw,
             kernel_thread,
             foreign,
@@ -570,8 +588,9 @@ impl Sampler {
         })
     }
 
-    /// After exec (`comm` became `comm`), re-reads the command line and the
-    /// owner (a setuid program changes it).
+    /// After exec (`comm` became `comm`), or to retry a command line found
+    /// empty, re-reads the command line and the owner (a setuid program
+    /// changes it).
     fn refresh_after_exec(&mut self, pid: i32, comm: Vec<u8>) {
         let Some(t) = self.tracked.get_mut(&pid) else {
             return;
@@ -580,10 +599,23 @@ impl Sampler {
             return;
         }
         let name = String::from_utf8_lossy(&comm).into_owned();
+        let changed = comm != t.comm;
         t.comm = comm;
-        t.cmdline = read_cmdline(pid)
-            .filter(|c| !c.is_empty())
-            .unwrap_or_else(|| format!("[{name}]"));
+        match read_cmdline(pid).filter(|c| !c.is_empty()) {
+            Some(args) => {
+                t.cmdline = args;
+                t.cmdline_retries = 0;
+            }
+            None => {
+                t.cmdline = format!("[{name}]");
+                // A new exec starts the retries anew; a retry uses one up.
+                t.cmdline_retries = if changed {
+                    CMDLINE_RETRIES
+                } else {
+                    t.cmdline_retries.saturating_sub(1)
+                };
+            }
+        }
         if let Some(uid) = t
             .stat
             .as_ref()
@@ -929,6 +961,34 @@ mod tests {
         let _ = child.wait();
         assert_eq!(before.as_deref(), Some("sh -c read x; exec sleep 30"));
         assert_eq!(after.as_deref(), Some("sleep 30"));
+    }
+
+    #[test]
+    fn a_command_line_read_in_the_middle_of_exec_is_read_again() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut s = Sampler::new();
+        let row = |s: &mut Sampler| {
+            s.processes(1)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.pid == pid)
+                .map(|r| r.cmdline)
+        };
+        let first = row(&mut s);
+        // What the first read sees when it falls between exec's new `comm`
+        // and its new arguments: the name alone.
+        let t = s.tracked.get_mut(&pid).unwrap();
+        t.cmdline = "[sleep]".into();
+        t.cmdline_retries = CMDLINE_RETRIES;
+        let next = row(&mut s);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(first.as_deref(), Some("sleep 30"));
+        assert_eq!(next.as_deref(), Some("sleep 30"));
     }
 
     #[test]
