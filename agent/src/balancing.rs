@@ -319,6 +319,7 @@ impl Balancer {
                 pid,
                 to: target.to_string(),
                 force: false,
+                mode: hpc::protocol::MigrationMode::Auto,
             };
             let result = crate::migration::migrate(&ctx, p, Cause::Balance(why)).await;
             let _ = tx.send(Placed {
@@ -356,7 +357,7 @@ impl Balancer {
         match p.result {
             Ok(r) => {
                 self.cost
-                    .observe(r.bytes, Duration::from_millis(r.freeze_ms));
+                    .observe(r.bytes + r.pulled_bytes, Duration::from_millis(r.freeze_ms));
                 tracing::info!(
                     pid = p.pid,
                     to = p.target,
@@ -380,11 +381,12 @@ impl Balancer {
             pid,
             to: target.to_string(),
             force: false,
+            mode: hpc::protocol::MigrationMode::Auto,
         };
         match crate::migration::migrate(ctx, p, cause).await {
             Ok(r) => {
                 self.cost
-                    .observe(r.bytes, Duration::from_millis(r.freeze_ms));
+                    .observe(r.bytes + r.pulled_bytes, Duration::from_millis(r.freeze_ms));
                 self.sent.note(target, cpu.min(1.0));
                 tracing::info!(
                     pid,

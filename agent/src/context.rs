@@ -64,6 +64,11 @@ pub struct AgentContext {
     /// Whether migrations pre-copy memory while the process runs (the kernel
     /// tracks dirty memory).
     pub precopy: bool,
+    /// `openmosix-pullguard`, when post-copy migration works here (the
+    /// kernel's userfaultfd, CRIU's page-server pipes and the guard itself).
+    pub postcopy: Option<std::path::PathBuf>,
+    /// Post-copy migrations arriving here that wait for their pages channel.
+    pub page_channels: crate::migration::postcopy::PageChannels,
     /// The 0700 directory migration images pass through, and its ledger of room.
     pub images: Arc<crate::image_space::ImageSpace>,
     /// Who decided what about each migration (survives restarts).

@@ -18,6 +18,8 @@ pub struct Criu {
     /// Whether the kernel tracks dirty memory (`criu check --feature
     /// mem_dirty_track`), which pre-copy migration needs.
     pub mem_tracking: bool,
+    /// Whether post-copy migration (lazy pages) works here, else why not.
+    pub lazy_pages: Result<(), String>,
 }
 
 /// Parses `criu --version` output ("Version: 4.1.1").
@@ -109,11 +111,125 @@ pub fn detect(explicit: Option<&Path>) -> Result<Criu, String> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    let lazy_pages = lazy_pages_check(&binary);
     Ok(Criu {
         binary,
         version,
         mem_tracking,
+        lazy_pages,
     })
+}
+
+/// The pipe size CRIU's lazy-pages page server asks for (819 pages, rounded
+/// up by the kernel to a power of two): above the default `fs.pipe-max-size`
+/// (1 MiB), which only `CAP_SYS_RESOURCE` may exceed.
+pub const LAZY_PIPE_BYTES: u64 = 4 << 20;
+
+const PIPE_MAX_SIZE: &str = "/proc/sys/fs/pipe-max-size";
+
+/// Whether post-copy can work: the kernel's userfaultfd with non-cooperative
+/// events (`criu check --feature uffd-noncoop`), and pipes as large as CRIU's
+/// page server makes them. Without `CAP_SYS_RESOURCE` that needs
+/// `fs.pipe-max-size` >= [`LAZY_PIPE_BYTES`], which is raised to it (and
+/// logged) when lower: without it CRIU's page server fails at the first
+/// large request.
+fn lazy_pages_check(binary: &Path) -> Result<(), String> {
+    let uffd = root_command(binary)
+        .args(["check", "--feature", "uffd-noncoop"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !uffd {
+        return Err(
+            "the kernel has no non-cooperative userfaultfd (`criu check --feature uffd-noncoop`)"
+                .into(),
+        );
+    }
+    if has_cap_sys_resource() {
+        return Ok(());
+    }
+    let now: u64 = std::fs::read_to_string(PIPE_MAX_SIZE)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    if now >= LAZY_PIPE_BYTES {
+        return Ok(());
+    }
+    std::fs::write(PIPE_MAX_SIZE, LAZY_PIPE_BYTES.to_string()).map_err(|e| {
+        format!(
+            "CRIU's page server needs pipes of {LAZY_PIPE_BYTES} bytes, fs.pipe-max-size is {now} and cannot be raised ({e}), and root lacks CAP_SYS_RESOURCE"
+        )
+    })?;
+    tracing::info!(
+        from = now,
+        to = LAZY_PIPE_BYTES,
+        "raised fs.pipe-max-size for CRIU's lazy-pages server (root lacks CAP_SYS_RESOURCE)"
+    );
+    Ok(())
+}
+
+/// Where CRIU (as root) keeps its cache of the kernel's features.
+const KDAT_CACHE: &str = "/run/criu.kdat";
+
+/// Fills CRIU's cache of the kernel's features, which spares every CRIU run
+/// its probes (about 40 ms here, three times per post-copy freeze). CRIU
+/// writes the cache itself only where `/run` is a tmpfs (gone at reboot, so
+/// never stale); elsewhere the agent lets CRIU write it on a private tmpfs
+/// and copies it to `/run` at each start, so it always describes the kernel
+/// running now.
+pub fn warm_feature_cache(binary: &Path) {
+    let run_is_tmpfs = is_tmpfs(Path::new("/run"));
+    if run_is_tmpfs {
+        if !Path::new(KDAT_CACHE).exists() {
+            let _ = root_command(binary).arg("check").output();
+        }
+        return;
+    }
+    let (Ok(unshare), Ok(sh)) = (
+        crate::helpers::locate("unshare"),
+        crate::helpers::locate("sh"),
+    ) else {
+        return;
+    };
+    // `$0` is CRIU; the cache leaves the private mount namespace on stdout.
+    let script = "mount -t tmpfs -o size=1m,mode=0700 tmpfs /run && \"$0\" check >/dev/null 2>&1; exec cat /run/criu.kdat";
+    let out = root_command(&unshare)
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(&sh)
+        .args(["-c", script])
+        .arg(binary)
+        .output();
+    match out {
+        Ok(o) if o.status.success() && !o.stdout.is_empty() => {
+            let path = Path::new(KDAT_CACHE);
+            match crate::store::replace_private_file(
+                path,
+                &o.stdout,
+                crate::store::Durability::ProcessOnly,
+            ) {
+                Ok(()) => tracing::info!(path = KDAT_CACHE, "wrote CRIU's kernel-feature cache"),
+                Err(e) => tracing::warn!(error = %e, "cannot write CRIU's kernel-feature cache"),
+            }
+        }
+        Ok(o) => tracing::warn!(
+            status = %o.status,
+            "CRIU wrote no kernel-feature cache; every CRIU run probes the kernel"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot fill CRIU's kernel-feature cache"),
+    }
+}
+
+/// Whether `dir` is on a tmpfs.
+fn is_tmpfs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain old data, zeroed is a valid value for it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    let r = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    r == 0 && st.f_type == libc::TMPFS_MAGIC
 }
 
 #[cfg(test)]

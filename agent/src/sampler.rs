@@ -771,7 +771,7 @@ pub fn page_size() -> u64 {
 }
 
 /// A pidfd of `pid` (readable once it has ended), if the kernel has them.
-fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor
     // or -1; it touches no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

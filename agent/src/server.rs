@@ -288,8 +288,9 @@ impl russh::server::Handler for SessionHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let migration = name == hpc::paths::MIGRATION_SUBSYSTEM;
+        let pages = name == hpc::paths::PAGES_SUBSYSTEM;
         let allowed = name == hpc::paths::SUBSYSTEM
-            || (migration
+            || ((migration || pages)
                 && self
                     .caller
                     .as_ref()
@@ -314,6 +315,9 @@ impl russh::server::Handler for SessionHandler {
             let writer = write_half.make_writer();
             if migration {
                 crate::migration::receive::receive(read_half.make_reader(), writer, ctx).await;
+            } else if pages {
+                crate::migration::postcopy::serve_channel(read_half.make_reader(), writer, ctx)
+                    .await;
             } else {
                 crate::connection::serve(read_half.make_reader(), writer, ctx, caller).await;
             }

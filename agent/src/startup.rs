@@ -238,19 +238,34 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let detected =
         tokio::task::spawn_blocking(move || crate::criu::detect(criu_path.as_deref())).await?;
     let mut precopy = false;
+    let mut postcopy = None;
+    let pullguard = jobinit.with_file_name("openmosix-pullguard");
     let (criu, migration) = match (detected, &programs) {
         (Ok(_), Err(why)) => (None, format!("migration unavailable: {why}")),
         (Ok(c), Ok(_)) => {
+            let lazy = c.lazy_pages.clone().and_then(|()| {
+                crate::helpers::check_trusted(&pullguard)
+                    .map_err(|e| format!("its guard is missing: {e}"))
+            });
             let mut m = format!(
-                "migration available: CRIU {} at {}{}",
+                "migration available: CRIU {} at {}{}{}",
                 c.version,
                 c.binary.display(),
+                match &lazy {
+                    Ok(()) => ", with post-copy".to_string(),
+                    Err(why) => format!(" (no post-copy: {why})"),
+                },
                 if c.mem_tracking {
                     ", with pre-copy"
                 } else {
-                    " (no pre-copy: the kernel does not track dirty memory)"
+                    " (no pre-dump: the kernel does not track dirty memory)"
                 }
             );
+            if lazy.is_ok() {
+                postcopy = Some(pullguard.clone());
+            }
+            let binary = c.binary.clone();
+            tokio::task::spawn_blocking(move || crate::criu::warm_feature_cache(&binary)).await?;
             if let Some(limit) = crate::criu::other_users_limit(&c.version) {
                 tracing::warn!("{limit}");
                 m.push_str("; ");
@@ -323,6 +338,8 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         in_motion: Default::default(),
         criu,
         precopy,
+        postcopy,
+        page_channels: Default::default(),
         images,
         ledger,
         move_log,

@@ -352,11 +352,29 @@ async fn connect_raw_inner(
         }
     };
     authenticate(&mut session, addr, config).await?;
-    let channel = session
+    let stream = open_channel(&session, subsystem)
+        .await
+        .map_err(|e| match e {
+            ClientError::Unreachable { message, .. } => unreachable(message),
+            other => other,
+        })?;
+    Ok(RawConnection { stream, session })
+}
+
+/// Opens one more channel with the named subsystem on an authenticated
+/// session (a post-copy migration's pages beside its control channel).
+pub async fn open_channel(
+    session: &Handle<HostKeyChecker>,
+    subsystem: &str,
+) -> Result<russh::ChannelStream<client::Msg>, ClientError> {
+    let unreachable = |message: String| ClientError::Unreachable {
+        addr: String::new(),
+        message,
+    };
+    let mut channel = session
         .channel_open_session()
         .await
         .map_err(|e| unreachable(format!("cannot open channel: {e}")))?;
-    let mut channel = channel;
     channel
         .request_subsystem(true, subsystem)
         .await
@@ -379,10 +397,7 @@ async fn connect_raw_inner(
             Some(_) => {}
         }
     }
-    Ok(RawConnection {
-        stream: channel.into_stream(),
-        session,
-    })
+    Ok(channel.into_stream())
 }
 
 /// SSH channel window (flow control): large enough that migration images

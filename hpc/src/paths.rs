@@ -10,6 +10,9 @@ pub const GOSSIP_PORT: u16 = 4660;
 pub const SUBSYSTEM: &str = "openmosix";
 /// Name of the SSH subsystem agents send migration images on (cluster key only).
 pub const MIGRATION_SUBSYSTEM: &str = "openmosix-migrate";
+/// Name of the SSH subsystem a post-copy migration's memory pages travel on,
+/// beside its `openmosix-migrate` channel in the same session (cluster key only).
+pub const PAGES_SUBSYSTEM: &str = "openmosix-pages";
 /// Directory of the agent's configuration (host key, authorized keys, map).
 pub const CONFIG_DIR: &str = "/etc/openmosix";
 /// Directory of the agent's persistent state (admin state, speed calibration).

@@ -536,6 +536,61 @@ pub struct MigrateParams {
     /// Move it even if it is locked (`expel` and `bring` do).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// How its memory moves (`auto` when left out).
+    #[serde(default, skip_serializing_if = "MigrationMode::is_auto")]
+    pub mode: MigrationMode,
+}
+
+/// How a migration moves a process's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationMode {
+    /// Post-copy where both nodes can, else pre-copy.
+    #[default]
+    Auto,
+    /// Post-copy (lazy pages): only the small non-memory images move while
+    /// the process is frozen; it runs on the target at once and its memory
+    /// follows in the background and on faults, over the agents' channel.
+    Postcopy,
+    /// Everything moves while the process is frozen (after a pre-dump where
+    /// the kernel tracks dirty memory).
+    Precopy,
+}
+
+impl MigrationMode {
+    /// Whether this is [`MigrationMode::Auto`].
+    pub fn is_auto(&self) -> bool {
+        *self == Self::Auto
+    }
+
+    /// Its name on the command line and in reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Postcopy => "postcopy",
+            Self::Precopy => "precopy",
+        }
+    }
+}
+
+impl std::fmt::Display for MigrationMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MigrationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "postcopy" => Ok(Self::Postcopy),
+            "precopy" => Ok(Self::Precopy),
+            other => Err(format!(
+                "unknown migration mode `{other}` (postcopy, precopy, auto)"
+            )),
+        }
+    }
 }
 
 /// What one migration did, phase by phase.
@@ -563,6 +618,16 @@ pub struct MigrationReport {
     pub restore_ms: u64,
     /// Time the process was stopped, from freezing to running on the target (ms).
     pub freeze_ms: u64,
+    /// How the memory moved: `postcopy` or `precopy` (never `auto`).
+    #[serde(default)]
+    pub mode: MigrationMode,
+    /// Post-copy: from freezing until the last page reached the target and
+    /// the source's frozen copy was released (ms); pre-copy: the freeze.
+    #[serde(default)]
+    pub released_ms: u64,
+    /// Post-copy: memory bytes pulled after the process resumed on the target.
+    #[serde(default)]
+    pub pulled_bytes: u64,
     /// Pre-copy time, while the process kept running (ms; 0 without pre-copy).
     #[serde(default)]
     pub precopy_ms: u64,

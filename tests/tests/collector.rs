@@ -408,6 +408,7 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
                     pid: job.home_pid,
                     to: to.to_string(),
                     force: false,
+                    mode: hpc::protocol::MigrationMode::Auto,
                 },
                 Duration::from_secs(120),
             )

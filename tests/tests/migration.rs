@@ -1355,3 +1355,79 @@ async fn a_jobs_forked_workers_are_placed_on_the_other_nodes_at_once() {
         kill(&home, *w).await;
     }
 }
+
+/// `proc.migrate` with a mode.
+async fn migrate_mode(
+    c: &Client,
+    pid: i32,
+    to: &str,
+    mode: &str,
+) -> Result<hpc::protocol::MigrationReport, String> {
+    let v = c
+        .call_value_within(
+            methods::PROC_MIGRATE,
+            json!({ "pid": pid, "to": to, "mode": mode }),
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::from_value(v).expect("a migration report"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
+    let (lab, dir, home) = setup("pc", 117, 2, "postcopy").await;
+    let memory = dir.script("memory.py", MEMORY);
+    let out = dir.file("p.out");
+    let job = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, &out.display().to_string(), "256"],
+        "p.log",
+        false,
+    )
+    .await;
+    let marker = out.display().to_string();
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&out).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&out, 0, 3).await;
+    let node_ns: Vec<u64> = (1..=2).map(|id| netns(lab.agent_pid(id))).collect();
+    for to in [2u32, 1] {
+        let before = counts(&out).len();
+        let r = migrate_mode(&home, job.home_pid, &to.to_string(), "postcopy")
+            .await
+            .unwrap_or_else(|e| panic!("post-copy move to {to}: {e}"));
+        assert_eq!(r.mode, hpc::protocol::MigrationMode::Postcopy, "{r:?}");
+        // Only the small images moved while it was frozen; the memory followed.
+        assert!(r.bytes < 32 << 20, "{r:?}");
+        assert!(r.pulled_bytes >= 200 << 20, "{r:?}");
+        assert!(r.released_ms >= r.freeze_ms, "{r:?}");
+        eprintln!(
+            "post-copy to {to}: frozen {} ms, released after {} ms, {} MiB pulled",
+            r.freeze_ms,
+            r.released_ms,
+            r.pulled_bytes >> 20
+        );
+        let one = wait_for(Duration::from_secs(20), || async {
+            let c = running_copies(&marker);
+            (c.len() == 1).then_some(c)
+        })
+        .await
+        .unwrap_or_else(|| panic!("running copies {:?}", running_copies(&marker)));
+        assert_eq!(
+            netns(one[0]),
+            node_ns[to as usize - 1],
+            "it runs on node {to}"
+        );
+        runs_on(&out, before, 3).await;
+        assert_continuous(&out);
+        let now = checksum_now(&home, job.home_pid, &out).await;
+        assert_eq!(now, baseline, "memory changed after the move to {to}");
+        let st = status(&home, job.home_pid).await;
+        assert_eq!(st.where_, to, "{st:?}");
+    }
+    kill(&home, job.home_pid).await;
+}

@@ -30,19 +30,30 @@ pub fn nodes_table(nodes: &[NodeStatus]) -> String {
 
 /// One migration, as `migrate` prints it.
 pub fn migration_line(r: &hpc::protocol::MigrationReport) -> String {
+    let pulled = if r.mode == hpc::protocol::MigrationMode::Postcopy {
+        format!(
+            "; {:.1} MiB pulled after it resumed, source released after {} ms",
+            r.pulled_bytes as f64 / (1024.0 * 1024.0),
+            r.released_ms
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "process {}:{} moved from node {} to node {} (pid {} there) in {} ms: {:.1} MiB in {} files; dump {} ms, transfer {} ms, restore {} ms; frozen {} ms",
+        "process {}:{} moved from node {} to node {} (pid {} there) in {} ms, {}: {:.1} MiB in {} files; dump {} ms, transfer {} ms, restore {} ms; frozen {} ms{}",
         r.home,
         r.home_pid,
         r.from,
         r.to,
         r.pid,
         r.total_ms,
+        r.mode,
         r.bytes as f64 / (1024.0 * 1024.0),
         r.files,
         r.dump_ms,
         r.transfer_ms,
         r.restore_ms,
-        r.freeze_ms
+        r.freeze_ms,
+        pulled
     )
 }

@@ -1,8 +1,10 @@
-//! Running CRIU: checkpoint a job's tree leaving it frozen, restore a tree
-//! leaving it stopped, and the signals that resume or end a frozen tree. CRIU's
-//! own error lines become the error text.
+//! Running CRIU: checkpoint a job's tree leaving it frozen (at once, or
+//! lazily for post-copy), the lazy-pages daemon, restore a tree leaving it
+//! stopped, and the signals that resume or end a frozen tree. CRIU's own
+//! error lines become the error text.
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Instant;
 
@@ -78,18 +80,6 @@ pub async fn pre_dump(criu: &Path, root: i32, dir: &Path) -> Result<u64, String>
     run(criu, args, "pre-dump.log", dir, "pre-copy it").await
 }
 
-/// Checkpoints the tree rooted at `root` into `dir`, leaving it stopped. With
-/// `parent`, only the pages changed since the pre-dump in `dir/../pre` are
-/// written. Returns the time taken (ms). On failure CRIU resumes the tree itself.
-pub async fn dump(criu: &Path, root: i32, dir: &Path, parent: bool) -> Result<u64, String> {
-    let root = root.to_string();
-    let mut args = vec!["dump", "--leave-stopped", "--file-locks", "-t", &root];
-    if parent {
-        args.extend(["--track-mem", "--prev-images-dir", "../pre"]);
-    }
-    run(criu, args, "dump.log", dir, "checkpoint it").await
-}
-
 /// The key under which a single process's PID namespace is marked external
 /// in its images, and under which the restore is handed the one to enter.
 const PIDNS_KEY: &str = "openmosix-pidns";
@@ -115,37 +105,174 @@ pub enum SingleAt {
     },
 }
 
-/// Checkpoints the single process `pid` (with `--shell-job`: its session
-/// leader stays behind) into `dir`, leaving it stopped; `at` says where it
-/// lives.
-pub async fn dump_single(criu: &Path, pid: i32, at: SingleAt, dir: &Path) -> Result<u64, String> {
-    let dump = |target: i32| {
+/// What a checkpoint takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dumped {
+    /// A job's whole tree, from its root (its PID namespace's init).
+    Tree {
+        /// The root.
+        root: i32,
+        /// Only the pages changed since the pre-dump in `dir/../pre`.
+        parent: bool,
+    },
+    /// A single process (with `--shell-job`: its session leader stays
+    /// behind), living where `at` says.
+    Single {
+        /// The process.
+        pid: i32,
+        /// Where it lives.
+        at: SingleAt,
+    },
+}
+
+/// Where a lazy (post-copy) checkpoint serves its memory and says that the
+/// other images are written: descriptors of the agent, kept by CRIU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LazyFds {
+    /// The page server's connected socket (`--ps-socket`).
+    pub ps_socket: RawFd,
+    /// Where CRIU writes a byte once it serves pages (`--status-fd`).
+    pub status: RawFd,
+}
+
+/// The program and arguments that checkpoint `what`, leaving it stopped;
+/// with `lazy`, memory stays behind for the lazy-pages daemon to pull.
+fn dump_command(
+    criu: &Path,
+    what: Dumped,
+    lazy: Option<LazyFds>,
+) -> Result<(std::path::PathBuf, Vec<OsString>), String> {
+    let dump = |target: i32, single: bool| {
         let t = target.to_string();
-        words(&[
-            "dump",
-            "--leave-stopped",
-            "--shell-job",
-            "--file-locks",
-            "-t",
-            &t,
-        ])
+        let mut args = words(&["dump", "--leave-stopped", "--file-locks"]);
+        if single {
+            args.push("--shell-job".into());
+        }
+        args.extend(words(&["-t", &t]));
+        if let Some(l) = lazy {
+            args.extend(words(&[
+                "--lazy-pages",
+                "--ps-socket",
+                &l.ps_socket.to_string(),
+                "--status-fd",
+                &l.status.to_string(),
+            ]));
+        }
+        args
     };
-    match at {
-        SingleAt::Node => run(criu, dump(pid), "dump.log", dir, "checkpoint it").await,
-        SingleAt::Job { pidns } => {
-            let mut args = dump(pid);
+    match what {
+        Dumped::Tree { root, parent } => {
+            let mut args = dump(root, false);
+            if parent {
+                args.extend(words(&["--track-mem", "--prev-images-dir", "../pre"]));
+            }
+            Ok((criu.to_path_buf(), args))
+        }
+        Dumped::Single {
+            pid,
+            at: SingleAt::Node,
+        } => Ok((criu.to_path_buf(), dump(pid, true))),
+        Dumped::Single {
+            pid,
+            at: SingleAt::Job { pidns },
+        } => {
+            let mut args = dump(pid, true);
             args.push("--external".into());
             args.push(format!("pid[{pidns}]:{PIDNS_KEY}").into());
-            run(criu, args, "dump.log", dir, "checkpoint it").await
+            Ok((criu.to_path_buf(), args))
         }
-        SingleAt::Placeholder { inner } => {
+        Dumped::Single {
+            pid,
+            at: SingleAt::Placeholder { inner },
+        } => {
             let nsenter = crate::helpers::locate("nsenter")?;
             let mut args = words(&["-t", &pid.to_string(), "--pid", "--mount", "--"]);
             args.push(criu.into());
-            args.extend(dump(inner));
-            run(&nsenter, args, "dump.log", dir, "checkpoint it").await
+            args.extend(dump(inner, true));
+            Ok((nsenter, args))
         }
     }
+}
+
+/// Checkpoints `what` into `dir`, leaving it stopped. Returns the time
+/// taken (ms). On failure CRIU resumes it itself.
+pub async fn dump(criu: &Path, what: Dumped, dir: &Path) -> Result<u64, String> {
+    let (program, args) = dump_command(criu, what, None)?;
+    run(&program, args, "dump.log", dir, "checkpoint it").await
+}
+
+/// Starts a lazy checkpoint of `what` into `dir` (post-copy): CRIU writes
+/// every image but memory, says so on `lazy.status`, then serves the memory
+/// on `lazy.ps_socket` until the lazy-pages daemon has pulled it all, and
+/// leaves the tree stopped.
+pub fn spawn_lazy_dump(
+    criu: &Path,
+    what: Dumped,
+    dir: &Path,
+    lazy: LazyFds,
+) -> Result<tokio::process::Child, String> {
+    let (program, args) = dump_command(criu, what, Some(lazy))?;
+    spawn(
+        &program,
+        args,
+        "dump.log",
+        dir,
+        vec![lazy.ps_socket, lazy.status],
+    )
+}
+
+/// Starts CRIU's lazy-pages daemon on the images in `dir`: it serves the
+/// restore's userfaultfds and pulls the pages from the page server at the
+/// other end of `ps_socket`; `status` gets a byte once it listens for the
+/// restore.
+pub fn spawn_lazy_daemon(
+    criu: &Path,
+    dir: &Path,
+    ps_socket: RawFd,
+    status: RawFd,
+) -> Result<tokio::process::Child, String> {
+    let args = words(&[
+        "lazy-pages",
+        "--page-server",
+        "--ps-socket",
+        &ps_socket.to_string(),
+        "--status-fd",
+        &status.to_string(),
+    ]);
+    spawn(criu, args, "lazy-pages.log", dir, vec![ps_socket, status])
+}
+
+/// Starts `program ARGS -o LOG -D DIR` with no terminal, keeping the
+/// descriptors `keep` open in it (their numbers are in `args`).
+fn spawn(
+    program: &Path,
+    args: Vec<OsString>,
+    log: &str,
+    dir: &Path,
+    keep: Vec<RawFd>,
+) -> Result<tokio::process::Child, String> {
+    let mut cmd = crate::helpers::root_command_async(program);
+    cmd.args(args)
+        .args(["-o", log, "-D"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: fcntl is async-signal-safe and only clears close-on-exec on
+    // descriptors of the child's own table, which the parent keeps open
+    // until the child has started.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))
 }
 
 fn words(w: &[&str]) -> Vec<OsString> {
@@ -162,7 +289,12 @@ const PIDNS_FD: i32 = 3;
 /// namespace, as the next checkpoint requires), and is handed the namespace
 /// for images that name it external ([`SingleAt::Job`]). The process keeps
 /// its PID inside the namespace; returns its PID here and the time taken (ms).
-pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, u64), String> {
+pub async fn restore_single(
+    criu: &Path,
+    dir: &Path,
+    init: i32,
+    lazy: bool,
+) -> Result<(i32, u64), String> {
     let nsenter = crate::helpers::locate("nsenter")?;
     let unshare = crate::helpers::locate("unshare")?;
     let setsid = crate::helpers::locate("setsid")?;
@@ -187,8 +319,11 @@ pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, 
         "--file-locks",
         "--inherit-fd",
         &format!("fd[{PIDNS_FD}]:{PIDNS_KEY}"),
-        "--pidfile",
     ]));
+    if lazy {
+        args.push("--lazy-pages".into());
+    }
+    args.push("--pidfile".into());
     args.push(dir.join("restored.pid").into());
     let ms = run_with_fd(
         &nsenter,
@@ -207,21 +342,22 @@ pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, 
 }
 
 /// Restores the images in `dir`, leaving the tree stopped and detached (it is
-/// adopted by the agent, the subreaper). Returns the tree's root PID and the
+/// adopted by the agent, the subreaper); with `lazy`, its memory comes from
+/// the lazy-pages daemon serving `dir`. Returns the tree's root PID and the
 /// time taken (ms).
-pub async fn restore(criu: &Path, dir: &Path) -> Result<(i32, u64), String> {
+pub async fn restore(criu: &Path, dir: &Path, lazy: bool) -> Result<(i32, u64), String> {
     let pidfile = dir.join("restored.pid");
-    let mut args: Vec<&std::ffi::OsStr> = [
+    let mut args = words(&[
         "restore",
         "--restore-detached",
         "--leave-stopped",
         "--file-locks",
-        "--pidfile",
-    ]
-    .iter()
-    .map(|a| a.as_ref())
-    .collect();
-    args.push(pidfile.as_os_str());
+    ]);
+    if lazy {
+        args.push("--lazy-pages".into());
+    }
+    args.push("--pidfile".into());
+    args.push(pidfile.clone().into());
     let ms = run(criu, args, "restore.log", dir, "restore it").await?;
     let pid = std::fs::read_to_string(&pidfile)
         .ok()

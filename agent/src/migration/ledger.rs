@@ -53,7 +53,16 @@ pub enum Decision {
         /// Its start time (to tell it from a later process with its PID).
         start_time: u64,
     },
-    /// The copy here runs; the source's copy must end.
+    /// Post-copy: the copy here runs while its memory is still being pulled
+    /// from the source's frozen copy; it ends if the pull fails.
+    Pulling {
+        /// The restored tree's root.
+        root_pid: i32,
+        /// Its start time.
+        start_time: u64,
+    },
+    /// The copy here runs (post-copy: with all its memory); the source's
+    /// copy must end.
     Committed,
     /// The copy here was ended (or never ran); the source's copy continues.
     Aborted,
@@ -135,7 +144,7 @@ impl Ledger {
                 else {
                     continue;
                 };
-                if matches!(d, Decision::Pending { .. }) {
+                if matches!(d, Decision::Pending { .. } | Decision::Pulling { .. }) {
                     stale.push((id.clone(), d));
                 }
                 decisions.insert(id, d);
@@ -215,17 +224,62 @@ impl Ledger {
         true
     }
 
-    /// Target: the migration is over without a commit, or a source asks
-    /// about it. A pending copy is aborted (the caller ends it: its root and
-    /// start time are returned); the final decision is returned.
+    /// Target, post-copy: the commit arrived. True when the copy may run
+    /// (it was pending); it is `pulling` until [`Ledger::pulled`].
+    pub fn commit_pulling(&self, id: &str) -> bool {
+        let mut d = self.lock();
+        let Some(Decision::Pending {
+            root_pid,
+            start_time,
+        }) = d.get(id).copied()
+        else {
+            return false;
+        };
+        let pulling = Decision::Pulling {
+            root_pid,
+            start_time,
+        };
+        if let Err(e) = self.record(id, pulling) {
+            tracing::error!(error = %e, "cannot record a commit; the copy will not run");
+            return false;
+        }
+        d.insert(id.into(), pulling);
+        true
+    }
+
+    /// Target, post-copy: every page arrived. True when the migration is
+    /// now committed (it was still pulling: nobody ended the copy).
+    pub fn pulled(&self, id: &str) -> bool {
+        let mut d = self.lock();
+        if !matches!(d.get(id), Some(Decision::Pulling { .. })) {
+            return false;
+        }
+        if let Err(e) = self.record(id, Decision::Committed) {
+            tracing::error!(error = %e, "cannot record a finished pull");
+            return false;
+        }
+        d.insert(id.into(), Decision::Committed);
+        true
+    }
+
+    /// Target: the migration is over without a commit (or, post-copy,
+    /// without all its pages), or a source asks about it. A pending or
+    /// pulling copy is aborted (the caller ends it: its root and start time
+    /// are returned); the final decision is returned.
     pub fn settle(&self, id: &str) -> (Decision, Option<(i32, u64)>) {
         let mut d = self.lock();
         match d.get(id).copied() {
             Some(Decision::Committed) => (Decision::Committed, None),
-            Some(Decision::Pending {
-                root_pid,
-                start_time,
-            }) => {
+            Some(
+                Decision::Pending {
+                    root_pid,
+                    start_time,
+                }
+                | Decision::Pulling {
+                    root_pid,
+                    start_time,
+                },
+            ) => {
                 if let Err(e) = self.record(id, Decision::Aborted) {
                     tracing::warn!(error = %e, "cannot record an abort");
                 }

@@ -6,6 +6,7 @@ pub mod criu_cmd;
 pub mod deputies;
 pub mod in_motion;
 pub mod ledger;
+pub mod postcopy;
 pub mod receive;
 pub mod send;
 pub mod wire;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use hpc::model::{NodeId, NodeStatus};
 use hpc::protocol::{
-    Evacuation, JobInfo, MigrateParams, MigrationReport, MoveFailure, RpcError, codes, methods,
+    Evacuation, JobInfo, MigrateParams, MigrationMode, MigrationReport, MoveFailure, RpcError,
+    codes, methods,
 };
 use serde_json::{Value, json};
 
@@ -116,6 +118,7 @@ pub async fn migrate(
                     pid: away.info.pid,
                     to,
                     force: p.force,
+                    mode: p.mode,
                 })?,
                 MIGRATION_TIMEOUT,
             )
@@ -222,7 +225,7 @@ pub async fn migrate(
         // Recorded from here on: the migration's bookkeeping updates it.
         ctx.jobs.put(job.clone())?;
     }
-    let moved = send::send(ctx, &criu, &job, &st, started, &cause).await;
+    let moved = send::send(ctx, &criu, &job, &st, started, &cause, p.mode).await;
     if new_single && moved.is_err() {
         // Still the plain process it was.
         // (Unless its hand-over is in doubt: the record then waits for the
@@ -490,6 +493,7 @@ async fn send_home(
             pid,
             to: "home".into(),
             force: true,
+            mode: MigrationMode::Auto,
         };
         match migrate(ctx, p, cause.clone()).await {
             Ok(_) => done.moved += 1,

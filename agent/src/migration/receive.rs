@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt
 
 use super::criu_cmd;
 use super::ledger::{Decision, valid_id};
+use super::postcopy::target::Pull;
 use super::send::ImageDir;
 use super::wire::{self, ImageFile, Msg};
 use super::{Fault, estimate_with_margin};
@@ -44,12 +45,14 @@ where
             job,
             from,
             estimate,
+            postcopy,
         })) => {
             let offer = Offer {
                 id,
                 job: *job,
                 from,
                 estimate,
+                postcopy,
             };
             incoming(&ctx, offer, &mut read, &mut write).await;
         }
@@ -81,7 +84,7 @@ where
 fn kind(m: &Msg) -> &'static str {
     match m {
         Msg::Offer { .. } => "offer",
-        Msg::Accept => "accept",
+        Msg::Accept { .. } => "accept",
         Msg::Refuse { .. } => "refuse",
         Msg::PreFiles { .. } => "pre_files",
         Msg::Stored => "stored",
@@ -93,6 +96,7 @@ fn kind(m: &Msg) -> &'static str {
         Msg::Resolve { .. } => "resolve",
         Msg::Outcome { .. } => "outcome",
         Msg::Committed { .. } => "committed",
+        Msg::Pulled { .. } => "pulled",
     }
 }
 
@@ -125,6 +129,7 @@ struct Offer {
     job: hpc::protocol::JobInfo,
     from: hpc::model::NodeId,
     estimate: u64,
+    postcopy: bool,
 }
 
 async fn incoming<R, W>(ctx: &Arc<AgentContext>, offer: Offer, read: &mut R, write: &mut W)
@@ -137,6 +142,7 @@ where
         job,
         from,
         estimate,
+        postcopy,
     } = offer;
     let mut room = match check_offer(ctx, &id, &job, estimate) {
         Ok(r) => r,
@@ -146,7 +152,11 @@ where
             return;
         }
     };
-    if wire::send(write, &Msg::Accept).await.is_err() {
+    let postcopy = postcopy && ctx.postcopy.is_some();
+    // Post-copy: the source opens the pages channel next.
+    let channel = postcopy.then(|| ctx.page_channels.expect(&id));
+    let _forget = ForgetChannel(ctx, &id);
+    if wire::send(write, &Msg::Accept { postcopy }).await.is_err() {
         return;
     }
     // Peers placing new processes count it from now (`node.load`).
@@ -172,8 +182,12 @@ where
         }
         next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await;
     }
-    let (files, parent) = match next {
-        Ok(Ok(Msg::Files { files, parent })) => (files, parent),
+    let (files, parent, lazy) = match next {
+        Ok(Ok(Msg::Files {
+            files,
+            parent,
+            lazy,
+        })) => (files, parent, lazy),
         Ok(Ok(Msg::Abort { reason })) => {
             tracing::info!(pid = job.home_pid, from, %reason, "source aborted the migration");
             return;
@@ -196,6 +210,27 @@ where
     let Some(criu) = ctx.criu.clone() else {
         return;
     };
+    // Post-copy: the lazy-pages daemon, bridged to the source, serves the
+    // restore.
+    let mut pull = match (lazy, channel) {
+        (false, _) => None,
+        (true, Some(channel)) => match Pull::start(&criu, &fin, channel).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let reason = format!("on node {}: {e}", ctx.node_id);
+                let _ = wire::send(write, &Msg::Failed { reason }).await;
+                return;
+            }
+        },
+        (true, None) => {
+            let reason = format!(
+                "node {} did not agree to post-copy, yet the images came without memory",
+                ctx.node_id
+            );
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+            return;
+        }
+    };
     // A single process gets a placeholder namespace of its own to keep its PID.
     let mut placeholder = None;
     let restored = if job.single {
@@ -207,7 +242,7 @@ where
         ));
         match ctx.jobs.start_placeholder(job.own_pid(), status_file).await {
             Ok(ph) => {
-                let r = criu_cmd::restore_single(&criu, &fin, ph.init)
+                let r = criu_cmd::restore_single(&criu, &fin, ph.init, lazy)
                     .await
                     .map(|(pid, ms)| (ph.init, pid, ms));
                 if r.is_err() {
@@ -220,10 +255,12 @@ where
             Err(e) => Err(e),
         }
     } else {
-        criu_cmd::restore(&criu, &fin).await.map(|(root, ms)| {
-            let pid = crate::jobs::children(root).first().copied().unwrap_or(root);
-            (root, pid, ms)
-        })
+        criu_cmd::restore(&criu, &fin, lazy)
+            .await
+            .map(|(root, ms)| {
+                let pid = crate::jobs::children(root).first().copied().unwrap_or(root);
+                (root, pid, ms)
+            })
     };
     let (root_pid, pid, restore_ms) = match restored {
         Ok(r) => r,
@@ -236,7 +273,15 @@ where
     // The child of this agent whose end is the process's end here.
     let reap_pid = placeholder.as_ref().map_or(root_pid, |p| p.unshare);
     let start = crate::sampler::start_time_of(root_pid).unwrap_or(0);
-    if let Err(e) = ctx.ledger.restored(&id, root_pid, start) {
+    let guarded = match (&mut pull, &ctx.postcopy) {
+        (Some(p), Some(program)) => p.guard(program, root_pid),
+        _ => Ok(()),
+    };
+    if let Err(e) = guarded.and_then(|()| {
+        ctx.ledger
+            .restored(&id, root_pid, start)
+            .map_err(|e| e.to_string())
+    }) {
         criu_cmd::kill_job(root_pid);
         ctx.jobs.add_stray(reap_pid);
         let reason = format!("on node {}: {e}", ctx.node_id);
@@ -253,7 +298,13 @@ where
             tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await,
             Ok(Ok(Msg::Commit))
         );
-    if !commit_arrived || !ctx.ledger.commit(&id) {
+    let committed = commit_arrived
+        && if pull.is_some() {
+            ctx.ledger.commit_pulling(&id)
+        } else {
+            ctx.ledger.commit(&id)
+        };
+    if !committed {
         if placeholder.is_some() {
             ctx.jobs.add_stray(reap_pid);
         }
@@ -282,7 +333,8 @@ where
     info.pid = pid;
     info.root_pid = root_pid;
     info.exit = None;
-    let mut rec = ctx.jobs.get(job.home, job.home_pid).unwrap_or_default();
+    let previous = ctx.jobs.get(job.home, job.home_pid);
+    let mut rec = previous.clone().unwrap_or_default();
     if rec.reap_pid > 0 {
         ctx.jobs.add_stray(rec.reap_pid);
     }
@@ -312,7 +364,91 @@ where
         after_resume_ms: resumed.elapsed().as_millis() as u64,
     };
     let _ = wire::send(write, &done).await;
+    if let Some(pull) = pull {
+        let landed = Landed {
+            id: &id,
+            home: job.home,
+            home_pid: job.home_pid,
+            root_pid,
+            reap_pid,
+            start,
+            previous,
+        };
+        let last = finish_pull(ctx, pull, landed).await;
+        let _ = wire::send(write, &last).await;
+    }
     let _ = write.shutdown().await;
+}
+
+/// Forgets a migration's pages channel when the migration is over.
+struct ForgetChannel<'a>(&'a AgentContext, &'a str);
+
+impl Drop for ForgetChannel<'_> {
+    fn drop(&mut self) {
+        self.0.page_channels.forget(self.1);
+    }
+}
+
+/// A post-copy copy that runs here while its memory is pulled.
+struct Landed<'a> {
+    id: &'a str,
+    home: hpc::model::NodeId,
+    home_pid: i32,
+    root_pid: i32,
+    reap_pid: i32,
+    start: u64,
+    /// The job's record before it landed, to put back if the pull fails.
+    previous: Option<crate::jobs::JobRecord>,
+}
+
+/// Waits for the last page: the copy is then complete (`pulled`), or it is
+/// ended before its daemon may stop serving it (`failed`: the source's copy
+/// continues). The message for the source.
+async fn finish_pull(ctx: &AgentContext, mut pull: Pull, c: Landed<'_>) -> Msg {
+    match pull.finish().await {
+        Ok(bytes) if ctx.ledger.pulled(c.id) => {
+            pull.release();
+            tracing::info!(
+                pid = c.home_pid,
+                home = c.home,
+                bytes,
+                "post-copy: every page arrived"
+            );
+            Msg::Pulled { bytes }
+        }
+        outcome => {
+            let why = match outcome {
+                Err(e) => e,
+                Ok(_) => "the source asked about the migration before the last page arrived".into(),
+            };
+            // The job is not here after all: its record goes back to what it
+            // was before the reaper can take the copy's end for the job's.
+            let restored = match c.previous {
+                Some(p) => ctx.jobs.put(p),
+                None => ctx.jobs.remove(c.home, c.home_pid),
+            };
+            if let Err(e) = restored {
+                tracing::error!(error = %e, "cannot put a job's record back");
+            }
+            ctx.jobs.add_stray(c.reap_pid);
+            if let (_, Some((root, start))) = ctx.ledger.settle(c.id) {
+                end_copy(ctx, root, start);
+            } else {
+                end_copy(ctx, c.root_pid, c.start);
+            }
+            if !crate::jobs::ended_within(&[c.root_pid], Duration::from_secs(5)).await {
+                tracing::error!(root = c.root_pid, "a copy with missing pages did not end");
+            }
+            ctx.request_resample();
+            tracing::warn!(pid = c.home_pid, home = c.home, %why, "post-copy pull failed; the copy here was ended");
+            Msg::Failed {
+                reason: format!(
+                    "node {}: the pull of its memory failed ({why}); the copy there was ended",
+                    ctx.node_id
+                ),
+            }
+        }
+    }
 }
 
 /// Stores one set of image files in `dir`, held to the reservation `room`

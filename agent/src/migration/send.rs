@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hpc::model::NodeStatus;
-use hpc::protocol::{MigrationReport, RpcError, codes};
+use hpc::protocol::{MigrationMode, MigrationReport, RpcError, codes};
 use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::Fault;
 use super::criu_cmd;
 use super::ledger::InDoubt;
+use super::postcopy::source::{PullEnd, Serving};
 use super::wire::{self, ImageFile, Msg};
 use crate::context::AgentContext;
 use crate::jobs::{JobRecord, now_ms};
@@ -209,6 +210,10 @@ impl Drop for FrozenTree {
 /// How long a migration request waits to learn the fate of a commit whose
 /// answer was lost before it returns (the agent keeps asking afterwards).
 const RESOLVE_WAIT: Duration = Duration::from_secs(60);
+/// How long a source whose pull broke asks the target before it resumes
+/// its copy anyway: past the target's own stall limit, by which the target
+/// has ended its copy.
+const BROKEN_WAIT: Duration = Duration::from_secs(15);
 
 /// Moves `job` (running here) to the node `target`. `started` is when the
 /// request arrived (for the report's total); `cause`, why it moves.
@@ -219,6 +224,7 @@ pub async fn send(
     target: &NodeStatus,
     started: Instant,
     cause: &super::Cause,
+    mode: MigrationMode,
 ) -> Result<MigrationReport, RpcError> {
     let info = &job.info;
     let fail = |reason: String| {
@@ -265,6 +271,17 @@ pub async fn send(
                 ctx.node_id
             ))
         })?;
+    let want_postcopy = match mode {
+        MigrationMode::Precopy => false,
+        MigrationMode::Auto => ctx.postcopy.is_some(),
+        MigrationMode::Postcopy if ctx.postcopy.is_some() => true,
+        MigrationMode::Postcopy => {
+            return Err(fail(format!(
+                "node {} cannot move it post-copy ({})",
+                ctx.node_id, ctx.migration
+            )));
+        }
+    };
     let conn = ctx.peers.open_migration(target).await?;
     let (read, mut write) = tokio::io::split(conn.stream);
     let mut read = BufReader::with_capacity(64 * 1024, read);
@@ -277,15 +294,33 @@ pub async fn send(
         job: Box::new(offered.clone()),
         from: ctx.node_id,
         estimate,
+        postcopy: want_postcopy,
     };
     wire::send(&mut write, &offer)
         .await
         .map_err(|e| fail(format!("cannot offer it to the target: {e}")))?;
-    match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
-        Msg::Accept => {}
+    let lazy = match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
+        Msg::Accept { postcopy } => postcopy && want_postcopy,
         Msg::Refuse { reason } => return Err(fail(reason)),
         other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
+    };
+    if mode == MigrationMode::Postcopy && !lazy {
+        let reason = format!("node {} cannot take it post-copy", target.id);
+        abort(&mut write, &reason).await;
+        return Err(fail(reason));
     }
+    // Post-copy: the memory travels on a channel of its own in this session.
+    let pages = if lazy {
+        match super::postcopy::open_channel(&conn.session, &id).await {
+            Ok(p) => Some(p),
+            Err(reason) => {
+                abort(&mut write, &reason).await;
+                return Err(fail(reason));
+            }
+        }
+    } else {
+        None
+    };
 
     let dir = ImageDir::create(
         ctx.images.dir(),
@@ -295,7 +330,7 @@ pub async fn send(
     let (pre, fin) = (dir.pre(), dir.fin());
     // Pre-copy while the job runs, so that the freeze only moves what changed.
     let t_pre = Instant::now();
-    let pre_dumped = if ctx.precopy && !info.single {
+    let pre_dumped = if ctx.precopy && !info.single && !lazy {
         criu_cmd::pre_dump(criu, info.root_pid, &pre).await
     } else {
         Err("the kernel does not track dirty memory".to_string())
@@ -337,11 +372,24 @@ pub async fn send(
         return Err(fail(reason));
     }
     let mut frozen_at = Instant::now();
-    let checkpoint = || async {
-        if info.single {
-            criu_cmd::dump_single(criu, info.pid, at, &fin).await
+    let what = if info.single {
+        criu_cmd::Dumped::Single { pid: info.pid, at }
+    } else {
+        criu_cmd::Dumped::Tree {
+            root: info.root_pid,
+            parent,
+        }
+    };
+    // Post-copy: CRIU then serves the memory from the frozen tree.
+    let mut serving = None;
+    let mut checkpoint = async || {
+        if lazy {
+            let t = Instant::now();
+            let dump = super::postcopy::start_lazy_dump(criu, what, &fin).await?;
+            serving = Some(dump);
+            Ok(t.elapsed().as_millis() as u64)
         } else {
-            criu_cmd::dump(criu, info.root_pid, &fin, parent).await
+            criu_cmd::dump(criu, what, &fin).await
         }
     };
     let mut dumped = checkpoint().await;
@@ -364,9 +412,19 @@ pub async fn send(
     };
     // The tree is frozen from here on: the guard resumes it on any failure.
     let mut frozen = FrozenTree::new(tree.clone());
-    let restored = match transfer(&fin, parent, &mut read, &mut write).await {
+    let serving = match (serving, pages) {
+        (Some(dump), Some(pages)) => {
+            let (pr, pw) = tokio::io::split(pages);
+            Some(Serving::start(dump, pr, pw, &fin))
+        }
+        _ => None,
+    };
+    let restored = match transfer(&fin, parent, lazy, &mut read, &mut write).await {
         Ok(r) => r,
         Err(reason) => {
+            if let Some(s) = serving {
+                s.abandon().await;
+            }
             drop(frozen);
             tracing::warn!(pid = info.pid, to = target.id, %reason, "migration failed; resumed at the source");
             return Err(fail(reason));
@@ -384,6 +442,13 @@ pub async fn send(
         transfer_ms: restored.transfer_ms,
         restore_ms: restored.restore_ms,
         freeze_ms: frozen_at.elapsed().as_millis() as u64,
+        mode: if lazy {
+            MigrationMode::Postcopy
+        } else {
+            MigrationMode::Precopy
+        },
+        released_ms: 0,
+        pulled_bytes: 0,
         precopy_ms,
         precopy_bytes,
         total_ms: started.elapsed().as_millis() as u64,
@@ -405,26 +470,66 @@ pub async fn send(
     // Before the commit leaves, the ledger takes over the frozen tree: from
     // here only the target's decision resumes or ends it.
     if let Err(e) = ctx.ledger.in_doubt(&doubt) {
+        if let Some(s) = serving {
+            s.abandon().await;
+        }
         drop(frozen);
         return Err(fail(format!("cannot record the hand-over: {e}")));
     }
     frozen.hand_over();
+    let mut pull_failed: Option<String> = None;
     let answered = commit(ctx, &mut read, &mut write).await;
-    drop((read, write, conn.session));
-    let committed = match answered {
-        Ok(after_resume_ms) => {
+    let committed = match (answered, serving) {
+        (Ok(after_resume_ms), None) => {
             let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(after_resume_ms);
             report.freeze_ms = freeze;
             Some(true)
         }
-        Err(why) => {
+        (Ok(after_resume_ms), Some(serving)) => {
+            let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(after_resume_ms);
+            report.freeze_ms = freeze;
+            match serving.outcome(&mut read).await {
+                PullEnd::Complete(bytes) => {
+                    report.pulled_bytes = bytes;
+                    Some(true)
+                }
+                PullEnd::Failed(why) => {
+                    tracing::warn!(pid = info.pid, to = target.id, %why, "post-copy pull failed at the target; resuming here");
+                    pull_failed = Some(why);
+                    Some(false)
+                }
+                PullEnd::InDoubt(why) => {
+                    tracing::warn!(pid = info.pid, to = target.id, %why, id, "post-copy: the last page left, the target's word did not arrive; asking it");
+                    ask_until(ctx, &doubt, RESOLVE_WAIT).await
+                }
+                PullEnd::Broken(why) => {
+                    // The target cannot have every page: it ends its copy
+                    // (its agent, or its guard if the agent died). Asking
+                    // makes sure; without an answer, its stall timer has
+                    // fired by the time this gives up.
+                    tracing::warn!(pid = info.pid, to = target.id, %why, id, "post-copy pull broke; the target ends its copy");
+                    pull_failed = Some(why);
+                    Some(ask_until(ctx, &doubt, BROKEN_WAIT).await.unwrap_or(false))
+                }
+            }
+        }
+        (Err(why), serving) => {
+            if let Some(s) = serving {
+                // Not committed or not known: CRIU lets the tree go stopped.
+                s.abandon().await;
+            }
             tracing::warn!(pid = info.pid, to = target.id, %why, id, "commit unanswered; asking the target what it decided");
             ask_until(ctx, &doubt, RESOLVE_WAIT).await
         }
     };
+    drop((read, write, conn.session));
     drop(dir);
     match committed {
         Some(true) => {
+            report.released_ms = frozen_at.elapsed().as_millis() as u64;
+            if !lazy {
+                report.released_ms = report.freeze_ms;
+            }
             report.total_ms = started.elapsed().as_millis() as u64;
             report.at_ms = now_ms();
             let mut moved = offered;
@@ -447,10 +552,13 @@ pub async fn send(
         }
         Some(false) => {
             settle(ctx, &doubt, false).await;
-            Err(fail(format!(
-                "node {} did not take the commit, so its copy was ended",
-                target.id
-            )))
+            Err(fail(match pull_failed {
+                Some(why) => format!("its memory could not be pulled ({why})"),
+                None => format!(
+                    "node {} did not take the commit, so its copy was ended",
+                    target.id
+                ),
+            }))
         }
         None => Err(RpcError::new(
             codes::MIGRATION_FAILED,
@@ -630,6 +738,7 @@ async fn take_as_deputy(ctx: &AgentContext, pid: i32) -> Vec<i32> {
 async fn transfer<R, W>(
     dir: &Path,
     parent: bool,
+    lazy: bool,
     read: &mut R,
     write: &mut W,
 ) -> Result<Restored, String>
@@ -643,6 +752,7 @@ where
     let header = Msg::Files {
         files: files.clone(),
         parent,
+        lazy,
     };
     wire::send(write, &header).await.map_err(lost)?;
     let bytes = send_files(dir, &files, write).await?;

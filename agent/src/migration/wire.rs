@@ -13,6 +13,17 @@
 //! source → target   commit     (the source copy is still frozen)
 //! target → source   committed  (the target copy runs; the source kills its copy)
 //! ```
+//!
+//! Post-copy (`offer` and `accept` say `postcopy`): the source opens the
+//! `openmosix-pages` channel in the same session first (its first line is
+//! the id), `files` carries every image but memory (`lazy`), and the
+//! target's lazy-pages daemon pulls the memory over that channel from the
+//! source's frozen copy, from its restore on. After `committed`:
+//!
+//! ```text
+//! target → source   pulled     (every page arrived; the source ends its copy)
+//!                   | failed   (the pull broke; the target ended its copy)
+//! ```
 //! Any break before `commit` is sent leaves the source copy to resume. After
 //! it, the source asks again on a new channel until it knows:
 //!
@@ -53,9 +64,16 @@ pub enum Msg {
         from: NodeId,
         /// Expected image bytes (the tree's resident memory).
         estimate: u64,
+        /// The source would move it post-copy, if the target can.
+        #[serde(default)]
+        postcopy: bool,
     },
     /// The target takes it.
-    Accept,
+    Accept {
+        /// Post-copy agreed (the source asked and the target can).
+        #[serde(default)]
+        postcopy: bool,
+    },
     /// The target refuses it.
     Refuse {
         /// Why.
@@ -77,6 +95,10 @@ pub enum Msg {
         /// (their `parent`).
         #[serde(default)]
         parent: bool,
+        /// Post-copy: every image but memory, which the target pulls on the
+        /// pages channel.
+        #[serde(default)]
+        lazy: bool,
     },
     /// The source gives up (the checkpoint failed).
     Abort {
@@ -115,6 +137,12 @@ pub enum Msg {
         /// (recording it and listing it), not part of the freeze.
         #[serde(default)]
         after_resume_ms: u64,
+    },
+    /// Post-copy: every page arrived; the target's copy is complete and the
+    /// source's frozen copy must end.
+    Pulled {
+        /// Memory bytes that came over the pages channel.
+        bytes: u64,
     },
 }
 

@@ -159,6 +159,7 @@ pub async fn write(
                 pid: p.pid,
                 to,
                 force: false,
+                mode: hpc::protocol::MigrationMode::Auto,
             },
             crate::migration::Cause::Asked,
         )

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use hpc::protocol::{MigrateParams, MigrationReport, methods};
+use hpc::protocol::{MigrateParams, MigrationMode, MigrationReport, methods};
 use serde_json::json;
 use tools::connect::{EXIT_FAILED, NodeArgs, exit_code};
 
@@ -23,6 +23,11 @@ struct Cli {
     /// Print the migration report as JSON.
     #[arg(long)]
     json: bool,
+    /// How the memory moves: `postcopy` (the process runs on the target at
+    /// once, its memory follows), `precopy` (all of it while frozen) or
+    /// `auto` (post-copy where both nodes can).
+    #[arg(long, default_value = "auto")]
+    mode: MigrationMode,
     /// The process.
     pid: i32,
     /// A node id, `home` or `balance` (the best node by load, speed, CPUs and free memory).
@@ -44,6 +49,7 @@ async fn main() -> ExitCode {
         pid: cli.pid,
         to: cli.to.clone(),
         force: false,
+        mode: cli.mode,
     };
     let result = client
         .call_within::<_, MigrationReport>(

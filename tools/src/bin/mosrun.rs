@@ -92,6 +92,7 @@ async fn run(c: &Client, o: &RunOptions, name: &str) -> Result<i32, ClientError>
             pid: job.home_pid,
             to: target.to_string(),
             force: true,
+            mode: hpc::protocol::MigrationMode::Auto,
         };
         let moved = c
             .call_within::<_, MigrationReport>(

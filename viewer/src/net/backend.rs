@@ -426,6 +426,7 @@ async fn perform(
                     pid,
                     to: to.clone(),
                     force: false,
+                    mode: hpc::protocol::MigrationMode::Auto,
                 },
                 LONG_ACTION,
             )
@@ -660,6 +661,7 @@ async fn execute(pool: &LinkPool, request: ExecRequest, sink: &EventSink) {
                         pid: job.home_pid,
                         to: target.to_string(),
                         force: true,
+                        mode: hpc::protocol::MigrationMode::Auto,
                     },
                     LONG_ACTION,
                 )

@@ -1,0 +1,514 @@
+//! Post-copy's moving parts. At the source, CRIU's lazy checkpoint serves the
+//! frozen tree's memory on a socket; at the target, CRIU's lazy-pages daemon
+//! pulls it into the restored copy, in the background and on faults. The
+//! agents carry that traffic over the `openmosix-pages` SSH channel of the
+//! migration's session ([`bridge`]), never over a port of CRIU's own. The
+//! target's copy is guarded by `openmosix-pullguard` ([`PullGuard`]), which
+//! ends it should the target agent die with pages still missing.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+pub mod source;
+pub mod target;
+
+/// How long a bridge waits for the other node while the pull is on (the
+/// lazy-pages daemon asks for pages without pause until it has them all).
+pub const PULL_STALL: Duration = Duration::from_secs(10);
+
+/// How long a bridge waits, after the other node ended its stream, for the
+/// local CRIU to close its end (at once when its part is done).
+const END_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the target waits for the source to open the pages channel.
+const CHANNEL_WAIT: Duration = Duration::from_secs(30);
+
+/// A pipe (read end, write end), both close-on-exec.
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array it is given.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(format!(
+            "cannot make a pipe: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let [read, write] = fds;
+    // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
+    unsafe {
+        use std::os::fd::FromRawFd;
+        Ok((OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)))
+    }
+}
+
+/// A connected socket pair: the agent's end (for tokio) and CRIU's.
+fn socket_pair() -> Result<(tokio::net::UnixStream, OwnedFd), String> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| format!("cannot make a socket pair: {e}"))?;
+    ours.set_nonblocking(true)
+        .map_err(|e| format!("cannot make a socket pair: {e}"))?;
+    let ours = tokio::net::UnixStream::from_std(ours)
+        .map_err(|e| format!("cannot make a socket pair: {e}"))?;
+    Ok((ours, OwnedFd::from(theirs)))
+}
+
+/// Waits until CRIU writes its status byte (true) or closes the pipe
+/// without one: it failed or exited (false).
+async fn status_ready(read: OwnedFd) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::from(read);
+        let mut b = [0u8; 1];
+        std::io::Read::read(&mut f, &mut b).is_ok_and(|n| n == 1)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A running CRIU (lazy checkpoint or lazy-pages daemon) and the agent's end
+/// of its page socket.
+pub struct LazyCriu {
+    /// The CRIU process; killed if dropped before it ends.
+    pub child: tokio::process::Child,
+    /// The agent's end of the socket CRIU serves or pulls pages on.
+    pub socket: tokio::net::UnixStream,
+}
+
+impl LazyCriu {
+    /// Waits for CRIU to end; its error lines from `dir/log` when it failed.
+    pub async fn finish(mut self, dir: &Path, log: &str) -> Result<(), String> {
+        match self.child.wait().await {
+            Ok(s) if s.success() => Ok(()),
+            Ok(_) => Err(super::criu_cmd::log_errors(&dir.join(log))),
+            Err(e) => Err(format!("cannot wait for CRIU: {e}")),
+        }
+    }
+}
+
+/// Starts CRIU with a fresh page socket and status pipe (`spawn` gets CRIU's
+/// ends) and waits until it says it is ready; CRIU's error lines if it ends
+/// first.
+async fn start_ready<F>(dir: &Path, log: &str, spawn: F) -> Result<LazyCriu, String>
+where
+    F: FnOnce(i32, i32) -> Result<tokio::process::Child, String>,
+{
+    let (socket, theirs) = socket_pair()?;
+    let (status_read, status_write) = pipe()?;
+    let mut child = spawn(theirs.as_raw_fd(), status_write.as_raw_fd())?;
+    // Only CRIU holds them now: its exit closes the status pipe.
+    drop((theirs, status_write));
+    if status_ready(status_read).await {
+        return Ok(LazyCriu { child, socket });
+    }
+    let _ = child.wait().await;
+    Err(super::criu_cmd::log_errors(&dir.join(log)))
+}
+
+/// Source: checkpoints `what` lazily into `dir` and waits until every image
+/// but memory is written; CRIU then serves the memory on the returned socket.
+pub async fn start_lazy_dump(
+    criu: &Path,
+    what: super::criu_cmd::Dumped,
+    dir: &Path,
+) -> Result<LazyCriu, String> {
+    start_ready(dir, "dump.log", |ps_socket, status| {
+        super::criu_cmd::spawn_lazy_dump(
+            criu,
+            what,
+            dir,
+            super::criu_cmd::LazyFds { ps_socket, status },
+        )
+    })
+    .await
+    .map_err(|e| format!("CRIU could not checkpoint it: {e}"))
+}
+
+/// Target: starts the lazy-pages daemon on the images in `dir` and waits
+/// until it listens for the restore.
+pub async fn start_lazy_daemon(criu: &Path, dir: &Path) -> Result<LazyCriu, String> {
+    start_ready(dir, "lazy-pages.log", |ps_socket, status| {
+        super::criu_cmd::spawn_lazy_daemon(criu, dir, ps_socket, status)
+    })
+    .await
+    .map_err(|e| format!("CRIU's lazy-pages daemon could not start: {e}"))
+}
+
+/// How a bridge ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bridged {
+    /// The local CRIU closed its socket: it finished its part of the pull.
+    pub local_closed: bool,
+    /// What went wrong with the other node, if anything did.
+    pub problem: Option<String>,
+}
+
+/// Carries the bytes between the local CRIU's socket and the other node's
+/// channel, counting those that arrive in `received`, until the local CRIU
+/// closes its end (its part is done) or the other node goes away or stalls
+/// for [`PULL_STALL`]. It never shuts the local socket down: whether CRIU
+/// may see it close is the caller's decision (a second descriptor of it may
+/// be held elsewhere).
+pub async fn bridge<R, W>(
+    local: tokio::net::UnixStream,
+    mut remote_r: R,
+    mut remote_w: W,
+    received: Arc<AtomicU64>,
+) -> Bridged
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut lr, mut lw) = local.into_split();
+    // Local to remote: ends when CRIU closes its end (Ok) or the remote
+    // does not take the bytes (Err).
+    let up = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match lr.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                // A local error ends the pull like a close: CRIU is gone.
+                Err(_) => return Ok(()),
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            match tokio::time::timeout(PULL_STALL, remote_w.write_all(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("the other node went away ({e})")),
+                Err(_) => {
+                    return Err(format!("the other node took no data for {PULL_STALL:?}"));
+                }
+            }
+            if let Err(e) = remote_w.flush().await {
+                return Err(format!("the other node went away ({e})"));
+            }
+        }
+    };
+    // Remote to local: ends at the remote's end of stream (Ok) or when it
+    // breaks or stalls (Err).
+    let down = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match tokio::time::timeout(PULL_STALL, remote_r.read(&mut buf)).await {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(format!("the other node went away ({e})")),
+                Err(_) => return Err(format!("the other node sent nothing for {PULL_STALL:?}")),
+            };
+            received.fetch_add(n as u64, Ordering::Relaxed);
+            if lw
+                .write_all(buf.get(..n).unwrap_or_default())
+                .await
+                .is_err()
+            {
+                // CRIU is gone; `up` sees its end close.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::pin!(up, down);
+    let mut remote_ended = false;
+    loop {
+        tokio::select! {
+            r = &mut up => {
+                return Bridged {
+                    local_closed: r.is_ok(),
+                    problem: r.err(),
+                };
+            }
+            r = &mut down, if !remote_ended => {
+                match r {
+                    Ok(()) => remote_ended = true,
+                    Err(problem) => {
+                        return Bridged {
+                            local_closed: false,
+                            problem: Some(problem),
+                        };
+                    }
+                }
+            }
+            // The other node ended its stream: the local CRIU, if its part is
+            // done, closes its end at once.
+            _ = tokio::time::sleep(END_GRACE), if remote_ended => {
+                return Bridged {
+                    local_closed: false,
+                    problem: Some("the other node ended the page stream before the pull finished".into()),
+                };
+            }
+        }
+    }
+}
+
+/// A second descriptor of the agent's end of a page socket, for the guard.
+pub fn second_descriptor(socket: &tokio::net::UnixStream) -> Result<OwnedFd, String> {
+    socket
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot share the page socket: {e}"))
+}
+
+/// `openmosix-pullguard` watching a restored copy whose memory is being
+/// pulled: it ends the copy if this agent dies first. [`PullGuard::release`]
+/// (or dropping the guard after the copy was ended) lets it go.
+pub struct PullGuard {
+    control: Option<OwnedFd>,
+    child: Option<std::process::Child>,
+}
+
+impl PullGuard {
+    /// Starts the guard for the tree rooted at `root`, holding `hold` (a
+    /// second descriptor of the agent's end of the lazy-pages daemon's
+    /// socket, from [`second_descriptor`]).
+    pub fn start(program: &Path, root: i32, hold: OwnedFd) -> Result<Self, String> {
+        let pidfd = crate::sampler::pidfd_open(root)
+            .ok_or_else(|| format!("cannot watch the restored process {root}"))?;
+        let (control_read, control_write) = pipe()?;
+        let keep = [
+            control_read.as_raw_fd(),
+            pidfd.as_raw_fd(),
+            hold.as_raw_fd(),
+        ];
+        let mut cmd = crate::helpers::root_command(program);
+        cmd.args(["--control", &keep[0].to_string()])
+            .args(["--pidfd", &keep[1].to_string()])
+            .args(["--hold", &keep[2].to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid and fcntl are async-signal-safe; fcntl only clears
+        // close-on-exec on descriptors the parent keeps open until the child
+        // has started.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                libc::setsid();
+                for fd in keep {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+        Ok(Self {
+            control: Some(control_write),
+            child: Some(child),
+        })
+    }
+
+    /// The copy has all its memory (or was ended here): the guard leaves.
+    pub fn release(mut self) {
+        self.let_go();
+    }
+
+    fn let_go(&mut self) {
+        if let Some(fd) = self.control.take() {
+            let mut f = std::fs::File::from(fd);
+            let _ = std::io::Write::write_all(&mut f, b"r");
+        }
+        if let Some(mut child) = self.child.take() {
+            // It exits at once; reaped off the runtime's threads.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+    }
+}
+
+impl Drop for PullGuard {
+    fn drop(&mut self) {
+        // Dropped without a release: the pull did not finish. The caller ends
+        // the copy before dropping; should it not have, closing the pipe makes
+        // the guard end it.
+        if let Some(fd) = self.control.take() {
+            drop(fd);
+        }
+        if let Some(mut child) = self.child.take() {
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+    }
+}
+
+/// What a target's migration hands the pages channel that arrived for it:
+/// the lazy-pages daemon's socket to bridge, and where to count and report.
+pub struct BridgeJob {
+    /// The agent's end of the lazy-pages daemon's socket.
+    pub socket: tokio::net::UnixStream,
+    /// Bytes from the source, counted as they arrive.
+    pub received: Arc<AtomicU64>,
+    /// How the bridge ended.
+    pub result: oneshot::Sender<Bridged>,
+}
+
+/// A pages channel that arrived: it waits for its [`BridgeJob`].
+pub type ChannelArrived = oneshot::Sender<BridgeJob>;
+
+/// Target: the post-copy migrations waiting for their pages channel, by id.
+#[derive(Default)]
+pub struct PageChannels {
+    waiting: Mutex<HashMap<String, oneshot::Sender<ChannelArrived>>>,
+}
+
+impl PageChannels {
+    /// Registers migration `id`; the receiver gets its channel.
+    pub fn expect(&self, id: &str) -> oneshot::Receiver<ChannelArrived> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(id.to_string(), tx);
+        }
+        rx
+    }
+
+    /// Forgets migration `id` (over, or never got its channel).
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(id);
+        }
+    }
+
+    /// Hands a channel to migration `id`; false when no migration waits for it.
+    fn hand_over(&self, id: &str, ch: ChannelArrived) -> bool {
+        let tx = self.waiting.lock().ok().and_then(|mut w| w.remove(id));
+        tx.is_some_and(|tx| tx.send(ch).is_ok())
+    }
+}
+
+/// Target: waits for migration `id`'s pages channel.
+pub async fn wait_channel(rx: oneshot::Receiver<ChannelArrived>) -> Result<ChannelArrived, String> {
+    match tokio::time::timeout(CHANNEL_WAIT, rx).await {
+        Ok(Ok(ch)) => Ok(ch),
+        _ => Err(format!(
+            "the source opened no pages channel within {CHANNEL_WAIT:?}"
+        )),
+    }
+}
+
+/// Serves one `openmosix-pages` channel: its first line names the migration
+/// (32 hex digits); once that migration hands it the lazy-pages daemon's
+/// socket, it carries the pages until the bridge ends.
+pub async fn serve_channel<R, W>(mut read: R, write: W, ctx: Arc<crate::context::AgentContext>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // The id line, byte by byte: nothing past it may be read here.
+    let mut id = Vec::with_capacity(33);
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut b = [0u8; 1];
+        while id.len() <= 33 {
+            if read.read_exact(&mut b).await.is_err() {
+                return false;
+            }
+            if b == [b'\n'] {
+                return true;
+            }
+            id.extend_from_slice(&b);
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    let id = String::from_utf8_lossy(&id).into_owned();
+    if !got || !super::ledger::valid_id(&id) {
+        tracing::warn!("a pages channel without a migration id; closed");
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    if !ctx.page_channels.hand_over(&id, tx) {
+        tracing::warn!(id, "a pages channel for no migration waiting here; closed");
+        return;
+    }
+    let Ok(job) = rx.await else {
+        return;
+    };
+    let bridged = bridge(job.socket, read, write, job.received).await;
+    let _ = job.result.send(bridged);
+}
+
+/// Source: opens the pages channel of migration `id` on `session`.
+pub async fn open_channel(
+    session: &russh::client::Handle<hpc::client::HostKeyChecker>,
+    id: &str,
+) -> Result<russh::ChannelStream<russh::client::Msg>, String> {
+    let mut stream = hpc::client::open_channel(session, hpc::paths::PAGES_SUBSYSTEM)
+        .await
+        .map_err(|e| format!("cannot open the pages channel: {e}"))?;
+    stream
+        .write_all(format!("{id}\n").as_bytes())
+        .await
+        .map_err(|e| format!("cannot open the pages channel: {e}"))?;
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bridge_carries_both_ways_until_the_local_side_closes() {
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, mut peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let got = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(bridge(local, rr, rw, got.clone()));
+        peer.write_all(b"request").await.unwrap();
+        let mut b = [0u8; 7];
+        criu.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"request");
+        criu.write_all(b"pages").await.unwrap();
+        let mut p = [0u8; 5];
+        peer.read_exact(&mut p).await.unwrap();
+        assert_eq!(&p, b"pages");
+        drop(criu);
+        let r = task.await.unwrap();
+        assert_eq!(
+            r,
+            Bridged {
+                local_closed: true,
+                problem: None
+            }
+        );
+        assert_eq!(got.load(Ordering::Relaxed), 7);
+    }
+
+    #[tokio::test]
+    async fn a_bridge_whose_other_node_breaks_reports_it_and_leaves_the_local_socket_open() {
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let task = tokio::spawn(bridge(local, rr, rw, Arc::new(AtomicU64::new(0))));
+        drop(peer);
+        let r = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!r.local_closed);
+        assert!(r.problem.is_some(), "{r:?}");
+        // CRIU's end saw no close from the bridge: it would still be waiting.
+        let mut b = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), criu.read(&mut b)).await;
+        assert!(read.is_err() || read.is_ok_and(|r| r.is_ok_and(|n| n == 0)));
+    }
+
+    #[test]
+    fn channels_go_only_to_the_migration_waiting_for_them() {
+        let chans = PageChannels::default();
+        let mut rx = chans.expect("a".repeat(32).as_str());
+        assert!(!chans.hand_over(&"b".repeat(32), oneshot::channel().0));
+        assert!(chans.hand_over(&"a".repeat(32), oneshot::channel().0));
+        assert!(rx.try_recv().is_ok());
+        assert!(!chans.hand_over(&"a".repeat(32), oneshot::channel().0));
+    }
+}
