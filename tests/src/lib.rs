@@ -734,6 +734,24 @@ impl TestLab {
         );
     }
 
+    /// Cuts node `id` off the lab's network (`up` false) or joins it again.
+    pub fn set_link(&self, id: u32, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let out = run_lab(&[
+            "link",
+            "--name",
+            &self.name,
+            "--node",
+            &id.to_string(),
+            state,
+        ]);
+        assert!(
+            out.status.success(),
+            "lab link: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The RPC address of node `id`.
     pub fn addr(&self, id: u32) -> String {
         format!("{}.{id}:4660", self.subnet)

@@ -1431,3 +1431,192 @@ async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
     }
     kill(&home, job.home_pid).await;
 }
+
+/// The running (not stopped) python3 processes of a network namespace.
+fn python_in(ns: u64) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "python3")
+        })
+        .filter(|pid| netns(*pid) == ns && !matches!(state_of(*pid), 'Z' | 'T' | 't' | '?'))
+        .collect()
+}
+
+/// A post-copy pull broken half-way, by the target agent's crash (it is
+/// restarted only afterwards) and then by a cut link, leaves exactly one
+/// running copy: the source's, with its memory intact. (What the target's
+/// copy wrote while it ran is written again by the resumed source copy.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_copy_pull_cut_short_leaves_the_source_copy_running_intact() {
+    // Node 2 pulls at 4 MiB/s: 64 MiB take some 16 s.
+    let (lab, dir, home) = setup_with(
+        "pb",
+        118,
+        2,
+        "pullbreak",
+        &["--node-arg=2:--test-fault=slow-pull"],
+    )
+    .await;
+    let memory = dir.script("memory.py", MEMORY);
+    let out = dir.file("b.out");
+    let job = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, &out.display().to_string(), "64"],
+        "b.log",
+        false,
+    )
+    .await;
+    let marker = out.display().to_string();
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&out).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&out, 0, 3).await;
+    let node_ns: Vec<u64> = (1..=2).map(|id| netns(lab.agent_pid(id))).collect();
+    for how in ["target agent killed", "link cut"] {
+        let moving = {
+            let home = lab.client(1).await;
+            let pid = job.home_pid;
+            tokio::spawn(async move { migrate_mode(&home, pid, "2", "postcopy").await })
+        };
+        // The copy on node 2 runs while its memory is still coming (its
+        // command line, in memory not pulled yet, may read empty).
+        wait_for(Duration::from_secs(30), || async {
+            (!python_in(node_ns[1]).is_empty()).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{how}: the copy never ran on node 2"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match how {
+            "target agent killed" => {
+                // SAFETY: kill has no memory-safety preconditions; the PID is
+                // this test's lab agent.
+                unsafe { libc::kill(lab.agent_pid(2), libc::SIGKILL) };
+                // Its copy, with pages missing, must not run on: the guard
+                // ends it.
+                let gone = wait_for(Duration::from_secs(3), || async {
+                    python_in(node_ns[1]).is_empty().then_some(())
+                })
+                .await;
+                assert!(
+                    gone.is_some(),
+                    "the copy on node 2 runs on without its agent"
+                );
+            }
+            _ => lab.set_link(2, false),
+        }
+        let r = tokio::time::timeout(Duration::from_secs(90), moving)
+            .await
+            .expect("the move ends")
+            .unwrap();
+        let e = r.expect_err("the move cannot succeed");
+        assert!(e.contains("could not be pulled"), "{how}: {e}");
+        assert!(e.contains("continues on node 1"), "{how}: {e}");
+        match how {
+            "link cut" => lab.set_link(2, true),
+            _ => {
+                assert!(python_in(node_ns[1]).is_empty(), "{how}: a copy on node 2");
+                let lab2 = lab.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    let out = testkit::run_lab(&[
+                        "restart", "--name", &lab2, "--node", "2", "--signal", "kill",
+                    ]);
+                    assert!(out.status.success(), "{out:?}");
+                })
+                .await
+                .unwrap();
+            }
+        }
+        let one = wait_for(Duration::from_secs(30), || async {
+            let c = running_copies(&marker);
+            (c.len() == 1).then_some(c)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{how}: running copies {:?}", running_copies(&marker)));
+        assert_eq!(
+            netns(one[0]),
+            node_ns[0],
+            "{how}: the one copy runs on node 1"
+        );
+        // Still exactly one a while later.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(running_copies(&marker), one, "{how}");
+        let before = counts(&out).len();
+        runs_on(&out, before, 3).await;
+        let now = checksum_now(&home, job.home_pid, &out).await;
+        assert_eq!(now, baseline, "{how}: memory changed");
+        let st = status(&home, job.home_pid).await;
+        assert_eq!(st.where_, 1, "{how}: {st:?}");
+        lab.settled(2, Duration::from_secs(30)).await;
+    }
+    kill(&home, job.home_pid).await;
+}
+
+/// `openmosix-pullguard` kills the watched process when its agent's pipe
+/// closes without a release (the agent died), and leaves it alone once
+/// released.
+#[test]
+fn the_pull_guard_ends_the_copy_only_if_its_agent_dies() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let run = |release: bool| -> bool {
+        let mut victim = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        // SAFETY: pidfd_open of our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, victim.id() as i32, 0) };
+        assert!(pidfd >= 0);
+        // SAFETY: the descriptor was just returned to us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let (hold, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut fds = [0; 2];
+        // SAFETY: pipe fills the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both were just returned to us.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let keep = [r.as_raw_fd(), pidfd.as_raw_fd(), hold.as_raw_fd()];
+        let w_fd = w.as_raw_fd();
+        let mut cmd = std::process::Command::new(bin("openmosix-pullguard"));
+        cmd.args(["--control", &keep[0].to_string()])
+            .args(["--pidfd", &keep[1].to_string()])
+            .args(["--hold", &keep[2].to_string()]);
+        // SAFETY: fcntl and close are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::close(w_fd);
+                for fd in keep {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                }
+                Ok(())
+            });
+        }
+        let mut guard = cmd.spawn().unwrap();
+        drop(r);
+        if release {
+            let mut f = std::fs::File::from(w);
+            std::io::Write::write_all(&mut f, b"r").unwrap();
+        } else {
+            drop(w);
+        }
+        guard.wait().unwrap();
+        let killed = victim.try_wait().unwrap().is_some() || {
+            std::thread::sleep(Duration::from_millis(200));
+            victim.try_wait().unwrap().is_some()
+        };
+        let _ = victim.kill();
+        let _ = victim.wait();
+        killed
+    };
+    assert!(
+        run(false),
+        "the guard left the copy running when its agent died"
+    );
+    assert!(!run(true), "the guard killed a released copy");
+}

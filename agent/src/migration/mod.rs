@@ -38,6 +38,9 @@ pub enum Fault {
     LoseCommit,
     /// Target: take the commit and resume, then drop the connection unanswered.
     TargetSilentAfterCommit,
+    /// Target: pull post-copy pages at 4 MiB/s at most (so that a test can
+    /// break a pull under way).
+    SlowPull,
 }
 
 impl std::str::FromStr for Fault {
@@ -47,8 +50,9 @@ impl std::str::FromStr for Fault {
             "drop-after-commit" => Ok(Self::DropAfterCommit),
             "lose-commit" => Ok(Self::LoseCommit),
             "target-silent-after-commit" => Ok(Self::TargetSilentAfterCommit),
+            "slow-pull" => Ok(Self::SlowPull),
             other => Err(format!(
-                "unknown fault `{other}` (drop-after-commit, lose-commit, target-silent-after-commit)"
+                "unknown fault `{other}` (drop-after-commit, lose-commit, target-silent-after-commit, slow-pull)"
             )),
         }
     }

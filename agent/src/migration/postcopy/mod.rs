@@ -28,6 +28,9 @@ pub const PULL_STALL: Duration = Duration::from_secs(10);
 /// local CRIU to close its end (at once when its part is done).
 const END_GRACE: Duration = Duration::from_secs(2);
 
+/// The pull's rate under the `slow-pull` test fault (bytes a second).
+const SLOW_PULL_RATE: u64 = 4 << 20;
+
 /// How long the target waits for the source to open the pages channel.
 const CHANNEL_WAIT: Duration = Duration::from_secs(30);
 
@@ -161,6 +164,7 @@ pub async fn bridge<R, W>(
     mut remote_r: R,
     mut remote_w: W,
     received: Arc<AtomicU64>,
+    throttle: Option<u64>,
 ) -> Bridged
 where
     R: AsyncRead + Unpin,
@@ -195,6 +199,8 @@ where
     // breaks or stalls (Err).
     let down = async {
         let mut buf = vec![0u8; 256 * 1024];
+        let began = tokio::time::Instant::now();
+        let mut total = 0u64;
         loop {
             let n = match tokio::time::timeout(PULL_STALL, remote_r.read(&mut buf)).await {
                 Ok(Ok(0)) => return Ok(()),
@@ -203,6 +209,11 @@ where
                 Err(_) => return Err(format!("the other node sent nothing for {PULL_STALL:?}")),
             };
             received.fetch_add(n as u64, Ordering::Relaxed);
+            total += n as u64;
+            if let Some(rate) = throttle.filter(|r| *r > 0) {
+                let due = began + Duration::from_secs_f64(total as f64 / rate as f64);
+                tokio::time::sleep_until(due).await;
+            }
             if lw
                 .write_all(buf.get(..n).unwrap_or_default())
                 .await
@@ -433,7 +444,8 @@ where
     let Ok(job) = rx.await else {
         return;
     };
-    let bridged = bridge(job.socket, read, write, job.received).await;
+    let throttle = (ctx.fault == Some(super::Fault::SlowPull)).then_some(SLOW_PULL_RATE);
+    let bridged = bridge(job.socket, read, write, job.received, throttle).await;
     let _ = job.result.send(bridged);
 }
 
@@ -462,7 +474,7 @@ mod tests {
         let (remote, mut peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
         let got = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(bridge(local, rr, rw, got.clone()));
+        let task = tokio::spawn(bridge(local, rr, rw, got.clone(), None));
         peer.write_all(b"request").await.unwrap();
         let mut b = [0u8; 7];
         criu.read_exact(&mut b).await.unwrap();
@@ -488,7 +500,7 @@ mod tests {
         let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
         let (remote, peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
-        let task = tokio::spawn(bridge(local, rr, rw, Arc::new(AtomicU64::new(0))));
+        let task = tokio::spawn(bridge(local, rr, rw, Arc::new(AtomicU64::new(0)), None));
         drop(peer);
         let r = tokio::time::timeout(Duration::from_secs(30), task)
             .await

@@ -52,6 +52,7 @@ impl Serving {
             read,
             write,
             Arc::new(AtomicU64::new(0)),
+            None,
         ));
         Self {
             criu: dump.child,

@@ -89,6 +89,19 @@ enum Cmd {
         #[arg(long, default_value = "term", value_parser = ["term", "kill"])]
         signal: String,
     },
+    /// Cut one node off the lab's network (`down`) or join it again (`up`):
+    /// its interface goes down, as a pulled cable; its agent keeps running.
+    Link {
+        /// Lab name.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// The node.
+        #[arg(long)]
+        node: u32,
+        /// `down` or `up`.
+        #[arg(value_parser = ["down", "up"])]
+        state: String,
+    },
     /// Show the lab's nodes as its first node sees them.
     Status {
         /// Lab name.
@@ -124,6 +137,9 @@ fn main() -> ExitCode {
         ),
         Cmd::Down { name } => down(&name),
         Cmd::Restart { name, node, signal } => restart(&name, node, &signal),
+        Cmd::Link { name, node, state } => {
+            state::Lab::open(&name).and_then(|lab| lab.set_link(node, state == "up"))
+        }
         Cmd::Status { name, json } => status(&name, json),
     };
     match result {

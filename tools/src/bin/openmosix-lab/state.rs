@@ -536,6 +536,18 @@ impl Lab {
         }
     }
 
+    /// Sets node `id`'s interface up or down (a cable pulled or put back).
+    pub fn set_link(&self, id: u32, up: bool) -> anyhow::Result<()> {
+        let node = self
+            .state
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .with_context(|| format!("the lab has no node {id}"))?;
+        let state = if up { "up" } else { "down" };
+        net::ip_in(&node.netns, &["link", "set", "eth0", state])
+    }
+
     /// Stops node `id`'s agent with `signal` (its jobs and deputies stay, as
     /// under systemd with `KillMode=process`), then starts it again as it was
     /// started and waits until it is ready.
