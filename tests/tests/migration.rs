@@ -244,7 +244,10 @@ async fn counter_and_256_mib_processes_hop_a_b_c_a_intact() {
     let st = status(&home, mjob.home_pid).await;
     assert_eq!((st.where_, st.nmigs), (1, 3));
     let report = st.last_migration.expect("the last migration is kept");
-    assert!(report.bytes >= 256 << 20, "{report:?}");
+    assert!(
+        report.bytes + report.pulled_bytes >= 256 << 20,
+        "{report:?}"
+    );
     // The home lists it again under its identity, not as a migrated process.
     let rows = procs(&home).await;
     assert!(
@@ -399,7 +402,10 @@ async fn failed_migrations_leave_the_process_running_intact_at_its_source() {
         }
         false
     });
-    let e = migrate(&home, job.home_pid, "3").await.unwrap_err();
+    // (Pre-copy: the memory itself is what is in transfer.)
+    let e = migrate_mode(&home, job.home_pid, "3", "precopy")
+        .await
+        .unwrap_err();
     assert!(
         killer.await.unwrap(),
         "the transfer was never seen in progress"
@@ -762,7 +768,8 @@ async fn a_connection_cut_after_commit_leaves_exactly_one_running_copy() {
         ("4", false, 3),   // from 3: the commit is lost, the target ends its copy
     ] {
         let before = counts(&out).len();
-        let r = migrate(&home, job.home_pid, to).await;
+        // The commit protocol of a move whose memory travels while frozen.
+        let r = migrate_mode(&home, job.home_pid, to, "precopy").await;
         match (&r, moves) {
             (Ok(r), true) => assert_eq!(r.to, at, "{r:?}"),
             (Err(e), false) => assert!(e.contains("did not take the commit"), "{e}"),
@@ -1619,4 +1626,56 @@ fn the_pull_guard_ends_the_copy_only_if_its_agent_dies() {
         "the guard left the copy running when its agent died"
     );
     assert!(!run(true), "the guard killed a released copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_job_hops_30_times_post_copy_around_four_nodes() {
+    let (_lab, dir, home) = setup("ph", 119, 4, "posthops").await;
+    let memory = dir.script("memory.py", MEMORY);
+    let out = dir.file("h.out");
+    let job = spawn(
+        &home,
+        &dir,
+        &["python3", &memory, &out.display().to_string(), "64"],
+        "h.log",
+        false,
+    )
+    .await;
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&out).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&out, 0, 3).await;
+    let (mut freeze, mut released) = (Vec::new(), Vec::new());
+    for hop in 0..30u32 {
+        let to = [2u32, 3, 4, 1][hop as usize % 4];
+        let before = counts(&out).len();
+        let r = migrate_mode(&home, job.home_pid, &to.to_string(), "postcopy")
+            .await
+            .unwrap_or_else(|e| panic!("hop {hop} to {to}: {e}"));
+        assert_eq!(
+            (r.to, r.mode),
+            (to, hpc::protocol::MigrationMode::Postcopy),
+            "hop {hop}: {r:?}"
+        );
+        assert!(r.pulled_bytes >= 48 << 20, "hop {hop}: {r:?}");
+        freeze.push(r.freeze_ms);
+        released.push(r.released_ms);
+        runs_on(&out, before, 2).await;
+        if hop % 10 == 9 {
+            let now = checksum_now(&home, job.home_pid, &out).await;
+            assert_eq!(now, baseline, "memory changed by hop {hop}");
+        }
+    }
+    let n = assert_continuous(&out);
+    let st = status(&home, job.home_pid).await;
+    assert_eq!((st.nmigs, st.where_), (30, 3));
+    freeze.sort_unstable();
+    released.sort_unstable();
+    eprintln!(
+        "30 post-copy hops: {n} lines, no gap; freeze median {} ms, max {} ms; released median {} ms",
+        freeze[15], freeze[29], released[15]
+    );
+    kill(&home, job.home_pid).await;
 }
