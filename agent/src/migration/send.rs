@@ -271,9 +271,16 @@ pub async fn send(
                 ctx.node_id
             ))
         })?;
+    // Post-copy moves whole jobs; a single process (with its deputy at
+    // home) moves pre-copy.
     let want_postcopy = match mode {
         MigrationMode::Precopy => false,
-        MigrationMode::Auto => ctx.postcopy.is_some(),
+        MigrationMode::Auto => ctx.postcopy.is_some() && !info.single,
+        MigrationMode::Postcopy if info.single => {
+            return Err(fail(
+                "post-copy moves whole jobs; a single process moves pre-copy (--mode precopy or auto)".into(),
+            ));
+        }
         MigrationMode::Postcopy if ctx.postcopy.is_some() => true,
         MigrationMode::Postcopy => {
             return Err(fail(format!(
