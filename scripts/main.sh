@@ -18,6 +18,8 @@ cargo build --release --workspace --bins --quiet
 install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
 # CRIU restores a job's init from the same path on every node: keep it beside the agent.
 install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobinit
+# Ends a post-copy copy whose agent died mid-pull; looked for beside the agent.
+install -m 0755 target/release/openmosix-pullguard /usr/local/sbin/openmosix-pullguard
 install -m 0755 target/release/openmosixcollector /usr/local/sbin/openmosixcollector
 for b in mosctl migrate mosrun openmosix-lab openmosixview; do
   install -m 0755 "target/release/$b" "/usr/local/bin/$b"

@@ -75,9 +75,11 @@ struct Tracked {
     uid: u32,
     user: String,
     cmdline: String,
-    /// Reads left to retry an empty command line: one read in the middle of an
-    /// exec finds the new `comm` but no arguments yet.
-    cmdline_retries: u8,
+    /// The command line read empty: it is read again at each read of the
+    /// process until it is not (a read in the middle of an exec finds the new
+    /// `comm` but no arguments yet; a copy restored post-copy has them only
+    /// once their page arrived). Zombies are not asked again.
+    cmdline_pending: bool,
     /// `comm` at the last pass; a change means the process called exec.
     comm: Vec<u8>,
     kernel_thread: bool,
@@ -88,10 +90,6 @@ struct Tracked {
     /// Reads in a row that found it asleep with no CPU used.
     idle_reads: u32,
 }
-
-/// Passes that re-read a command line found empty (a process caught in the
-/// middle of exec) before it is taken as really empty.
-const CMDLINE_RETRIES: u8 = 3;
 
 /// Reads in a row that must find a process idle before it is read less often.
 const IDLE_AFTER: u32 = 3;
@@ -478,8 +476,9 @@ impl Sampler {
             }
         };
         if exec.is_none()
+            && fields.state != 'Z'
             && let Some(t) = self.tracked.get(&pid)
-            && t.cmdline_retries > 0
+            && t.cmdline_pending
         {
             exec = Some(t.comm.clone());
         }
@@ -562,11 +561,7 @@ impl Sampler {
         } else {
             read_cmdline(pid).filter(|c| !c.is_empty())
         };
-        let cmdline_retries = if kernel_thread || args.is_some() {
-            0
-        } else {
-            CMDLINE_RETRIES
-        };
+        let cmdline_pending = !kernel_thread && args.is_none();
         let cmdline = args.unwrap_or_else(|| format!("[{comm}]"));
         let foreign = self
             .scope_netns
@@ -579,7 +574,7 @@ impl Sampler {
             uid,
             user: self.users.name(uid),
             cmdline,
-            cmdline_retries,
+            cmdline_pending,
             comm: comm_raw,
             kernel_thread,
             foreign,
@@ -599,21 +594,15 @@ impl Sampler {
             return;
         }
         let name = String::from_utf8_lossy(&comm).into_owned();
-        let changed = comm != t.comm;
         t.comm = comm;
         match read_cmdline(pid).filter(|c| !c.is_empty()) {
             Some(args) => {
                 t.cmdline = args;
-                t.cmdline_retries = 0;
+                t.cmdline_pending = false;
             }
             None => {
                 t.cmdline = format!("[{name}]");
-                // A new exec starts the retries anew; a retry uses one up.
-                t.cmdline_retries = if changed {
-                    CMDLINE_RETRIES
-                } else {
-                    t.cmdline_retries.saturating_sub(1)
-                };
+                t.cmdline_pending = true;
             }
         }
         if let Some(uid) = t
@@ -983,7 +972,7 @@ mod tests {
         // and its new arguments: the name alone.
         let t = s.tracked.get_mut(&pid).unwrap();
         t.cmdline = "[sleep]".into();
-        t.cmdline_retries = CMDLINE_RETRIES;
+        t.cmdline_pending = true;
         let next = row(&mut s);
         let _ = child.kill();
         let _ = child.wait();

@@ -408,6 +408,8 @@ async fn finish_pull(ctx: &AgentContext, mut pull: Pull, c: Landed<'_>) -> Msg {
     match pull.finish().await {
         Ok(bytes) if ctx.ledger.pulled(c.id) => {
             pull.release();
+            // Its command line is readable now that its memory is here.
+            ctx.request_resample();
             tracing::info!(
                 pid = c.home_pid,
                 home = c.home,
