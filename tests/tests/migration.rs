@@ -742,23 +742,8 @@ async fn a_connection_cut_after_commit_leaves_exactly_one_running_copy() {
         ],
     )
     .await;
-    let memory = dir.script("memory.py", MEMORY);
-    let out = dir.file("cut.out");
-    let job = spawn(
-        &home,
-        &dir,
-        &["python3", &memory, &out.display().to_string(), "64"],
-        "cut.log",
-        false,
-    )
-    .await;
+    let (job, out, baseline) = memory_job(&home, &dir, "cut.out", 64).await;
     let marker = out.display().to_string();
-    let baseline = wait_for(Duration::from_secs(30), || async {
-        sums(&out).first().cloned()
-    })
-    .await
-    .expect("the memory process reports its checksum");
-    runs_on(&out, 0, 3).await;
     let node_ns: Vec<u64> = (1..=4).map(|id| netns(lab.agent_pid(id))).collect();
     // (to, whether the move happens, where the job is afterwards)
     for (to, moves, at) in [
@@ -1363,6 +1348,33 @@ async fn a_jobs_forked_workers_are_placed_on_the_other_nodes_at_once() {
     }
 }
 
+/// Starts the memory script (`mib` MiB) as a job of `home` writing to
+/// `out`; returns once it runs, with its output file and first checksum.
+async fn memory_job(
+    home: &Client,
+    dir: &Scratch,
+    out: &str,
+    mib: u32,
+) -> (JobInfo, PathBuf, String) {
+    let memory = dir.script("memory.py", MEMORY);
+    let path = dir.file(out);
+    let log = out.replace(".out", ".log");
+    let argv = [
+        "python3",
+        &memory,
+        &path.display().to_string(),
+        &mib.to_string(),
+    ];
+    let job = spawn(home, dir, &argv, &log, false).await;
+    let baseline = wait_for(Duration::from_secs(30), || async {
+        sums(&path).first().cloned()
+    })
+    .await
+    .expect("the memory process reports its checksum");
+    runs_on(&path, 0, 3).await;
+    (job, path, baseline)
+}
+
 /// `proc.migrate` with a mode.
 async fn migrate_mode(
     c: &Client,
@@ -1384,23 +1396,8 @@ async fn migrate_mode(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
     let (lab, dir, home) = setup("pc", 117, 2, "postcopy").await;
-    let memory = dir.script("memory.py", MEMORY);
-    let out = dir.file("p.out");
-    let job = spawn(
-        &home,
-        &dir,
-        &["python3", &memory, &out.display().to_string(), "256"],
-        "p.log",
-        false,
-    )
-    .await;
+    let (job, out, baseline) = memory_job(&home, &dir, "p.out", 256).await;
     let marker = out.display().to_string();
-    let baseline = wait_for(Duration::from_secs(30), || async {
-        sums(&out).first().cloned()
-    })
-    .await
-    .expect("the memory process reports its checksum");
-    runs_on(&out, 0, 3).await;
     let node_ns: Vec<u64> = (1..=2).map(|id| netns(lab.agent_pid(id))).collect();
     for to in [2u32, 1] {
         let before = counts(&out).len();
@@ -1468,23 +1465,8 @@ async fn a_post_copy_pull_cut_short_leaves_the_source_copy_running_intact() {
         &["--node-arg=2:--test-fault=slow-pull"],
     )
     .await;
-    let memory = dir.script("memory.py", MEMORY);
-    let out = dir.file("b.out");
-    let job = spawn(
-        &home,
-        &dir,
-        &["python3", &memory, &out.display().to_string(), "64"],
-        "b.log",
-        false,
-    )
-    .await;
+    let (job, out, baseline) = memory_job(&home, &dir, "b.out", 64).await;
     let marker = out.display().to_string();
-    let baseline = wait_for(Duration::from_secs(30), || async {
-        sums(&out).first().cloned()
-    })
-    .await
-    .expect("the memory process reports its checksum");
-    runs_on(&out, 0, 3).await;
     let node_ns: Vec<u64> = (1..=2).map(|id| netns(lab.agent_pid(id))).collect();
     for how in ["target agent killed", "link cut"] {
         let moving = {
@@ -1631,22 +1613,7 @@ fn the_pull_guard_ends_the_copy_only_if_its_agent_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_job_hops_30_times_post_copy_around_four_nodes() {
     let (_lab, dir, home) = setup("ph", 119, 4, "posthops").await;
-    let memory = dir.script("memory.py", MEMORY);
-    let out = dir.file("h.out");
-    let job = spawn(
-        &home,
-        &dir,
-        &["python3", &memory, &out.display().to_string(), "64"],
-        "h.log",
-        false,
-    )
-    .await;
-    let baseline = wait_for(Duration::from_secs(30), || async {
-        sums(&out).first().cloned()
-    })
-    .await
-    .expect("the memory process reports its checksum");
-    runs_on(&out, 0, 3).await;
+    let (job, out, baseline) = memory_job(&home, &dir, "h.out", 64).await;
     let (mut freeze, mut released) = (Vec::new(), Vec::new());
     for hop in 0..30u32 {
         let to = [2u32, 3, 4, 1][hop as usize % 4];

@@ -19,6 +19,22 @@ where
     run_with_fd(criu, args, log, dir, what, None).await
 }
 
+/// `program ARGS -o LOG -D DIR` as root, with no terminal.
+fn command<I>(program: &Path, args: I, log: &str, dir: &Path) -> tokio::process::Command
+where
+    I: IntoIterator,
+    I::Item: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = crate::helpers::root_command_async(program);
+    cmd.args(args)
+        .args(["-o", log, "-D"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
 /// [`run`], handing CRIU `pass` as descriptor [`PIDNS_FD`].
 async fn run_with_fd<I>(
     criu: &Path,
@@ -33,13 +49,7 @@ where
     I::Item: AsRef<std::ffi::OsStr>,
 {
     let t = Instant::now();
-    let mut cmd = crate::helpers::root_command_async(criu);
-    cmd.args(args)
-        .args(["-o", log, "-D"])
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut cmd = command(criu, args, log, dir);
     if let Some(file) = pass {
         let fd = std::os::fd::AsRawFd::as_raw_fd(file);
         // SAFETY: dup2 and fcntl are async-signal-safe and only touch the
@@ -251,13 +261,7 @@ fn spawn(
     dir: &Path,
     keep: Vec<RawFd>,
 ) -> Result<tokio::process::Child, String> {
-    let mut cmd = crate::helpers::root_command_async(program);
-    cmd.args(args)
-        .args(["-o", log, "-D"])
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut cmd = command(program, args, log, dir);
     // SAFETY: fcntl is async-signal-safe and only clears close-on-exec on
     // descriptors of the child's own table, which the parent keeps open
     // until the child has started.
