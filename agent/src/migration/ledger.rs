@@ -403,4 +403,41 @@ mod tests {
         again.settled(&doubt.id);
         assert!(again.unsettled().is_empty());
     }
+
+    #[test]
+    fn a_post_copy_copy_is_pulling_until_its_last_page_and_can_still_be_aborted() {
+        let (dir, l) = ledger();
+        let (a, b, c) = (new_id(), new_id(), new_id());
+        // Pulled to the end: committed.
+        l.restored(&a, 100, 5).unwrap();
+        assert!(l.commit_pulling(&a));
+        assert!(!l.commit_pulling(&a), "one commit only");
+        assert!(l.pulled(&a));
+        assert_eq!(l.settle(&a), (Decision::Committed, None));
+        // The pull broke (or the source asked first): aborted, the copy ends.
+        l.restored(&b, 200, 6).unwrap();
+        assert!(l.commit_pulling(&b));
+        assert_eq!(l.settle(&b), (Decision::Aborted, Some((200, 6))));
+        assert!(
+            !l.pulled(&b),
+            "a late last page does not commit an ended copy"
+        );
+        // Still pulling when the agent stops: ended by the next one.
+        l.restored(&c, 300, 7).unwrap();
+        assert!(l.commit_pulling(&c));
+        drop(l);
+        let (again, stale) = Ledger::open(dir.path().to_path_buf());
+        assert_eq!(
+            stale,
+            vec![(
+                c.clone(),
+                Decision::Pulling {
+                    root_pid: 300,
+                    start_time: 7
+                }
+            )]
+        );
+        assert_eq!(again.settle(&c), (Decision::Aborted, Some((300, 7))));
+        assert_eq!(again.settle(&a).0, Decision::Committed);
+    }
 }
