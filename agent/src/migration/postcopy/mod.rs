@@ -155,8 +155,8 @@ pub struct Bridged {
 
 /// Carries the bytes between the local CRIU's socket and the other node's
 /// channel, counting those that arrive in `received`, until the local CRIU
-/// closes its end (its part is done) or the other node goes away or stalls
-/// for [`PULL_STALL`]. It never shuts the local socket down: whether CRIU
+/// closes its end (its part is done) or the other node goes away or leaves
+/// bytes sent to it unanswered for `stall` ([`PULL_STALL`]). It never shuts the local socket down: whether CRIU
 /// may see it close is the caller's decision (a second descriptor of it may
 /// be held elsewhere).
 pub async fn bridge<R, W>(
@@ -165,12 +165,20 @@ pub async fn bridge<R, W>(
     mut remote_w: W,
     received: Arc<AtomicU64>,
     throttle: Option<u64>,
+    stall: Duration,
 ) -> Bridged
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (mut lr, mut lw) = local.into_split();
+    let began = tokio::time::Instant::now();
+    let since = || began.elapsed().as_millis() as u64 + 1;
+    // When bytes went to the other node with nothing back since (ms after
+    // `began`, plus one; 0: nothing awaited). The pull stalls when an answer
+    // takes longer than `stall`; before the first request (the target
+    // still restoring) nothing is awaited, however long that takes.
+    let awaiting = AtomicU64::new(0);
     // Local to remote: ends when CRIU closes its end (Ok) or the remote
     // does not take the bytes (Err).
     let up = async {
@@ -183,31 +191,41 @@ where
                 Err(_) => return Ok(()),
             };
             let chunk = buf.get(..n).unwrap_or_default();
-            match tokio::time::timeout(PULL_STALL, remote_w.write_all(chunk)).await {
+            match tokio::time::timeout(stall, remote_w.write_all(chunk)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(format!("the other node went away ({e})")),
                 Err(_) => {
-                    return Err(format!("the other node took no data for {PULL_STALL:?}"));
+                    return Err(format!("the other node took no data for {stall:?}"));
                 }
             }
             if let Err(e) = remote_w.flush().await {
                 return Err(format!("the other node went away ({e})"));
             }
+            let _ = awaiting.compare_exchange(0, since(), Ordering::Relaxed, Ordering::Relaxed);
         }
     };
     // Remote to local: ends at the remote's end of stream (Ok) or when it
     // breaks or stalls (Err).
     let down = async {
         let mut buf = vec![0u8; 256 * 1024];
-        let began = tokio::time::Instant::now();
         let mut total = 0u64;
+        let stall_ms = stall.as_millis() as u64;
         loop {
-            let n = match tokio::time::timeout(PULL_STALL, remote_r.read(&mut buf)).await {
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(format!("the other node went away ({e})")),
-                Err(_) => return Err(format!("the other node sent nothing for {PULL_STALL:?}")),
-            };
+            // `read` is cancel-safe: a tick without data loses nothing.
+            let n =
+                match tokio::time::timeout(Duration::from_secs(1), remote_r.read(&mut buf)).await {
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => return Err(format!("the other node went away ({e})")),
+                    Err(_) => {
+                        let w = awaiting.load(Ordering::Relaxed);
+                        if w != 0 && since().saturating_sub(w) > stall_ms {
+                            return Err(format!("the other node has not answered for {stall:?}"));
+                        }
+                        continue;
+                    }
+                };
+            awaiting.store(0, Ordering::Relaxed);
             received.fetch_add(n as u64, Ordering::Relaxed);
             total += n as u64;
             if let Some(rate) = throttle.filter(|r| *r > 0) {
@@ -445,7 +463,7 @@ where
         return;
     };
     let throttle = (ctx.fault == Some(super::Fault::SlowPull)).then_some(SLOW_PULL_RATE);
-    let bridged = bridge(job.socket, read, write, job.received, throttle).await;
+    let bridged = bridge(job.socket, read, write, job.received, throttle, PULL_STALL).await;
     let _ = job.result.send(bridged);
 }
 
@@ -474,7 +492,7 @@ mod tests {
         let (remote, mut peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
         let got = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(bridge(local, rr, rw, got.clone(), None));
+        let task = tokio::spawn(bridge(local, rr, rw, got.clone(), None, PULL_STALL));
         peer.write_all(b"request").await.unwrap();
         let mut b = [0u8; 7];
         criu.read_exact(&mut b).await.unwrap();
@@ -500,7 +518,14 @@ mod tests {
         let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
         let (remote, peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
-        let task = tokio::spawn(bridge(local, rr, rw, Arc::new(AtomicU64::new(0)), None));
+        let task = tokio::spawn(bridge(
+            local,
+            rr,
+            rw,
+            Arc::new(AtomicU64::new(0)),
+            None,
+            PULL_STALL,
+        ));
         drop(peer);
         let r = tokio::time::timeout(Duration::from_secs(30), task)
             .await
@@ -512,6 +537,36 @@ mod tests {
         let mut b = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_millis(200), criu.read(&mut b)).await;
         assert!(read.is_err() || read.is_ok_and(|r| r.is_ok_and(|n| n == 0)));
+    }
+
+    #[tokio::test]
+    async fn a_bridge_waits_for_the_first_request_but_not_for_an_answer() {
+        let stall = Duration::from_secs(2);
+        // Nothing sent, nothing awaited (the target still restoring): no stall.
+        let (local, _criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, _peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let idle = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, stall));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!idle.is_finished(), "an idle bridge gave up");
+        idle.abort();
+        // A request sent and never answered: a stall.
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, _peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let waiting = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, stall));
+        criu.write_all(b"request").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the stall ends the bridge")
+            .unwrap();
+        assert!(!r.local_closed);
+        assert!(
+            r.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("not answered")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Serving {
             write,
             Arc::new(AtomicU64::new(0)),
             None,
+            PULL_STALL,
         ));
         Self {
             criu: dump.child,
