@@ -172,17 +172,13 @@ fn lazy_pages_check(binary: &Path) -> Result<(), String> {
 const KDAT_CACHE: &str = "/run/criu.kdat";
 
 /// Fills CRIU's cache of the kernel's features, which spares every CRIU run
-/// its probes (about 40 ms here, three times per post-copy freeze). CRIU
-/// writes the cache itself only where `/run` is a tmpfs (gone at reboot, so
-/// never stale); elsewhere the agent lets CRIU write it on a private tmpfs
-/// and copies it to `/run` at each start, so it always describes the kernel
-/// running now.
+/// its probes (about 40 ms here, three times per post-copy freeze). Where
+/// `/run` is a tmpfs (gone at reboot, so never stale) CRIU keeps the cache
+/// itself, and [`detect`]'s `criu check` has written it; elsewhere the agent
+/// lets CRIU write it on a private tmpfs and copies it to `/run` at each
+/// start, so it always describes the kernel running now.
 pub fn warm_feature_cache(binary: &Path) {
-    let run_is_tmpfs = is_tmpfs(Path::new("/run"));
-    if run_is_tmpfs {
-        if !Path::new(KDAT_CACHE).exists() {
-            let _ = root_command(binary).arg("check").output();
-        }
+    if is_tmpfs(Path::new("/run")) {
         return;
     }
     let (Ok(unshare), Ok(sh)) = (

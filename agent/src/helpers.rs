@@ -65,6 +65,38 @@ pub fn locate(name: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// A close-on-exec pipe (read end, write end).
+pub fn cloexec_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let [r, w] = fds;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(r),
+            std::os::fd::OwnedFd::from_raw_fd(w),
+        )
+    })
+}
+
+/// For a child between fork and exec (`pre_exec`): clears close-on-exec on
+/// `fds`, descriptors the parent keeps open until the child has started and
+/// passes by number on the command line. Only calls `fcntl`, which is
+/// async-signal-safe.
+pub fn keep_across_exec(fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+    for &fd in fds {
+        // SAFETY: fcntl with F_SETFD only changes this process's descriptor flags.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A command for a program run as root: no inherited environment but
 /// `PATH` = [`SYSTEM_PATH`], working directory `/`.
 pub fn root_command(program: &Path) -> std::process::Command {

@@ -11,7 +11,7 @@
 //! and learns their exit status.
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -400,7 +400,7 @@ impl Jobs {
         // The command waits on this pipe until the job is recorded, so that even
         // a program that ends at once is known by its PID first; then it reads
         // its environment from it.
-        let (sync_read, sync_write) = sync_pipe().map_err(|e| {
+        let (sync_read, sync_write) = crate::helpers::cloexec_pipe().map_err(|e| {
             RpcError::new(codes::OS_ERROR, format!("cannot start the job (pipe): {e}"))
         })?;
         let group_list: Vec<String> = groups.iter().map(u32::to_string).collect();
@@ -968,18 +968,6 @@ fn alive(pid: i32) -> bool {
 
 /// The descriptor number the job's command finds the start pipe at.
 const SYNC_FD: i32 = 3;
-
-/// A close-on-exec pipe.
-fn sync_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let [r, w] = fds;
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) })
-}
 
 /// Makes this process the child subreaper of its descendants, so jobs restored
 /// by CRIU (whose parent, CRIU, exits) become the agent's children.

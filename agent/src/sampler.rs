@@ -244,7 +244,6 @@ impl Sampler {
     pub fn new() -> Self {
         // SAFETY: sysconf has no memory-safety preconditions.
         let clk_tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-
         Self {
             tracked: HashMap::new(),
             users: UserNames::default(),

@@ -262,18 +262,9 @@ fn spawn(
     keep: Vec<RawFd>,
 ) -> Result<tokio::process::Child, String> {
     let mut cmd = command(program, args, log, dir);
-    // SAFETY: fcntl is async-signal-safe and only clears close-on-exec on
-    // descriptors of the child's own table, which the parent keeps open
-    // until the child has started.
+    // SAFETY: the closure only calls the async-signal-safe keep_across_exec.
     unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &keep {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || crate::helpers::keep_across_exec(&keep));
     }
     cmd.spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))
@@ -293,12 +284,7 @@ const PIDNS_FD: i32 = 3;
 /// namespace, as the next checkpoint requires), and is handed the namespace
 /// for images that name it external ([`SingleAt::Job`]). The process keeps
 /// its PID inside the namespace; returns its PID here and the time taken (ms).
-pub async fn restore_single(
-    criu: &Path,
-    dir: &Path,
-    init: i32,
-    lazy: bool,
-) -> Result<(i32, u64), String> {
+pub async fn restore_single(criu: &Path, dir: &Path, init: i32) -> Result<(i32, u64), String> {
     let nsenter = crate::helpers::locate("nsenter")?;
     let unshare = crate::helpers::locate("unshare")?;
     let setsid = crate::helpers::locate("setsid")?;
@@ -323,11 +309,8 @@ pub async fn restore_single(
         "--file-locks",
         "--inherit-fd",
         &format!("fd[{PIDNS_FD}]:{PIDNS_KEY}"),
+        "--pidfile",
     ]));
-    if lazy {
-        args.push("--lazy-pages".into());
-    }
-    args.push("--pidfile".into());
     args.push(dir.join("restored.pid").into());
     let ms = run_with_fd(
         &nsenter,

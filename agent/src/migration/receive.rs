@@ -152,7 +152,8 @@ where
             return;
         }
     };
-    let postcopy = postcopy && ctx.postcopy.is_some();
+    // Post-copy moves whole jobs (as the source asks only for them).
+    let postcopy = postcopy && ctx.postcopy.is_some() && !job.single;
     // Post-copy: the source opens the pages channel next.
     let channel = postcopy.then(|| ctx.page_channels.expect(&id));
     let _forget = ForgetChannel(ctx, &id);
@@ -242,7 +243,7 @@ where
         ));
         match ctx.jobs.start_placeholder(job.own_pid(), status_file).await {
             Ok(ph) => {
-                let r = criu_cmd::restore_single(&criu, &fin, ph.init, lazy)
+                let r = criu_cmd::restore_single(&criu, &fin, ph.init)
                     .await
                     .map(|(pid, ms)| (ph.init, pid, ms));
                 if r.is_err() {
@@ -274,7 +275,7 @@ where
     let reap_pid = placeholder.as_ref().map_or(root_pid, |p| p.unshare);
     let start = crate::sampler::start_time_of(root_pid).unwrap_or(0);
     let guarded = match (&mut pull, &ctx.postcopy) {
-        (Some(p), Some(program)) => p.guard(program, root_pid),
+        (Some(p), Some(program)) => p.guard(program, root_pid, &ctx.jobs),
         _ => Ok(()),
     };
     if let Err(e) = guarded.and_then(|()| {
@@ -433,11 +434,9 @@ async fn finish_pull(ctx: &AgentContext, mut pull: Pull, c: Landed<'_>) -> Msg {
                 tracing::error!(error = %e, "cannot put a job's record back");
             }
             ctx.jobs.add_stray(c.reap_pid);
-            if let (_, Some((root, start))) = ctx.ledger.settle(c.id) {
-                end_copy(ctx, root, start);
-            } else {
-                end_copy(ctx, c.root_pid, c.start);
-            }
+            // Aborted, whoever ends the copy first (a source's `resolve` may have).
+            let _ = ctx.ledger.settle(c.id);
+            end_copy(ctx, c.root_pid, c.start);
             if !crate::jobs::ended_within(&[c.root_pid], Duration::from_secs(5)).await {
                 tracing::error!(root = c.root_pid, "a copy with missing pages did not end");
             }

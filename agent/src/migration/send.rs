@@ -486,15 +486,13 @@ pub async fn send(
     frozen.hand_over();
     let mut pull_failed: Option<String> = None;
     let answered = commit(ctx, &mut read, &mut write).await;
+    if let Ok(after_resume_ms) = &answered {
+        let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(*after_resume_ms);
+        report.freeze_ms = freeze;
+    }
     let committed = match (answered, serving) {
-        (Ok(after_resume_ms), None) => {
-            let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(after_resume_ms);
-            report.freeze_ms = freeze;
-            Some(true)
-        }
-        (Ok(after_resume_ms), Some(serving)) => {
-            let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(after_resume_ms);
-            report.freeze_ms = freeze;
+        (Ok(_), None) => Some(true),
+        (Ok(_), Some(serving)) => {
             match serving.outcome(&mut read).await {
                 PullEnd::Complete(bytes) => {
                     report.pulled_bytes = bytes;
@@ -533,10 +531,11 @@ pub async fn send(
     drop(dir);
     match committed {
         Some(true) => {
-            report.released_ms = frozen_at.elapsed().as_millis() as u64;
-            if !lazy {
-                report.released_ms = report.freeze_ms;
-            }
+            report.released_ms = if lazy {
+                frozen_at.elapsed().as_millis() as u64
+            } else {
+                report.freeze_ms
+            };
             report.total_ms = started.elapsed().as_millis() as u64;
             report.at_ms = now_ms();
             let mut moved = offered;

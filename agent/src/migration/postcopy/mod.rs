@@ -34,23 +34,9 @@ const SLOW_PULL_RATE: u64 = 4 << 20;
 /// How long the target waits for the source to open the pages channel.
 const CHANNEL_WAIT: Duration = Duration::from_secs(30);
 
-/// A pipe (read end, write end), both close-on-exec.
+/// A close-on-exec pipe, or why not.
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array it is given.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    if r < 0 {
-        return Err(format!(
-            "cannot make a pipe: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let [read, write] = fds;
-    // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
-    unsafe {
-        use std::os::fd::FromRawFd;
-        Ok((OwnedFd::from_raw_fd(read), OwnedFd::from_raw_fd(write)))
-    }
+    crate::helpers::cloexec_pipe().map_err(|e| format!("cannot make a pipe: {e}"))
 }
 
 /// A connected socket pair: the agent's end (for tokio) and CRIU's.
@@ -79,21 +65,10 @@ async fn status_ready(read: OwnedFd) -> bool {
 /// A running CRIU (lazy checkpoint or lazy-pages daemon) and the agent's end
 /// of its page socket.
 pub struct LazyCriu {
-    /// The CRIU process; killed if dropped before it ends.
+    /// The CRIU process.
     pub child: tokio::process::Child,
     /// The agent's end of the socket CRIU serves or pulls pages on.
     pub socket: tokio::net::UnixStream,
-}
-
-impl LazyCriu {
-    /// Waits for CRIU to end; its error lines from `dir/log` when it failed.
-    pub async fn finish(mut self, dir: &Path, log: &str) -> Result<(), String> {
-        match self.child.wait().await {
-            Ok(s) if s.success() => Ok(()),
-            Ok(_) => Err(super::criu_cmd::log_errors(&dir.join(log))),
-            Err(e) => Err(format!("cannot wait for CRIU: {e}")),
-        }
-    }
 }
 
 /// Starts CRIU with a fresh page socket and status pipe (`spawn` gets CRIU's
@@ -156,9 +131,9 @@ pub struct Bridged {
 /// Carries the bytes between the local CRIU's socket and the other node's
 /// channel, counting those that arrive in `received`, until the local CRIU
 /// closes its end (its part is done) or the other node goes away or leaves
-/// bytes sent to it unanswered for `stall` ([`PULL_STALL`]). It never shuts the local socket down: whether CRIU
-/// may see it close is the caller's decision (a second descriptor of it may
-/// be held elsewhere).
+/// bytes sent to it unanswered for `stall` ([`PULL_STALL`]). It never shuts
+/// the local socket down: whether CRIU may see it close is the caller's
+/// decision (a second descriptor of it may be held elsewhere).
 pub async fn bridge<R, W>(
     local: tokio::net::UnixStream,
     mut remote_r: R,
@@ -285,20 +260,27 @@ pub fn second_descriptor(socket: &tokio::net::UnixStream) -> Result<OwnedFd, Str
 
 /// `openmosix-pullguard` watching a restored copy whose memory is being
 /// pulled: it ends the copy if this agent dies first. [`PullGuard::release`]
-/// (or dropping the guard after the copy was ended) lets it go.
+/// lets it go; dropping the guard unreleased makes it end the copy (the
+/// caller has ended it already).
 pub struct PullGuard {
-    control: Option<OwnedFd>,
-    child: Option<std::process::Child>,
+    /// The guard's pipe from this agent: `r` releases, a close ends the copy.
+    control: OwnedFd,
 }
 
 impl PullGuard {
     /// Starts the guard for the tree rooted at `root`, holding `hold` (a
     /// second descriptor of the agent's end of the lazy-pages daemon's
-    /// socket, from [`second_descriptor`]).
-    pub fn start(program: &Path, root: i32, hold: OwnedFd) -> Result<Self, String> {
+    /// socket, from [`second_descriptor`]). The agent's reaper collects it
+    /// once it has exited.
+    pub fn start(
+        program: &Path,
+        root: i32,
+        hold: OwnedFd,
+        jobs: &crate::jobs::Jobs,
+    ) -> Result<Self, String> {
         let pidfd = crate::sampler::pidfd_open(root)
             .ok_or_else(|| format!("cannot watch the restored process {root}"))?;
-        let (control_read, control_write) = pipe()?;
+        let (control_read, control) = pipe()?;
         let keep = [
             control_read.as_raw_fd(),
             pidfd.as_raw_fd(),
@@ -311,62 +293,26 @@ impl PullGuard {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: setsid and fcntl are async-signal-safe; fcntl only clears
-        // close-on-exec on descriptors the parent keeps open until the child
-        // has started.
+        // SAFETY: setsid and keep_across_exec are async-signal-safe.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(move || {
                 libc::setsid();
-                for fd in keep {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
+                crate::helpers::keep_across_exec(&keep)
             });
         }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        Ok(Self {
-            control: Some(control_write),
-            child: Some(child),
-        })
+        // Not waited for here: the jobs loop reaps it with the other strays.
+        jobs.add_stray(child.id() as i32);
+        Ok(Self { control })
     }
 
     /// The copy has all its memory (or was ended here): the guard leaves.
-    pub fn release(mut self) {
-        self.let_go();
-    }
-
-    fn let_go(&mut self) {
-        if let Some(fd) = self.control.take() {
-            let mut f = std::fs::File::from(fd);
-            let _ = std::io::Write::write_all(&mut f, b"r");
-        }
-        if let Some(mut child) = self.child.take() {
-            // It exits at once; reaped off the runtime's threads.
-            std::thread::spawn(move || {
-                let _ = child.wait();
-            });
-        }
-    }
-}
-
-impl Drop for PullGuard {
-    fn drop(&mut self) {
-        // Dropped without a release: the pull did not finish. The caller ends
-        // the copy before dropping; should it not have, closing the pipe makes
-        // the guard end it.
-        if let Some(fd) = self.control.take() {
-            drop(fd);
-        }
-        if let Some(mut child) = self.child.take() {
-            std::thread::spawn(move || {
-                let _ = child.wait();
-            });
-        }
+    pub fn release(self) {
+        let mut f = std::fs::File::from(self.control);
+        let _ = std::io::Write::write_all(&mut f, b"r");
     }
 }
 

@@ -62,12 +62,17 @@ impl Pull {
     }
 
     /// Puts the restored tree rooted at `root` under the guard's watch.
-    pub fn guard(&mut self, program: &Path, root: i32) -> Result<(), String> {
+    pub fn guard(
+        &mut self,
+        program: &Path,
+        root: i32,
+        jobs: &crate::jobs::Jobs,
+    ) -> Result<(), String> {
         let hold = self
             .hold
             .take()
             .ok_or_else(|| "the copy is guarded already".to_string())?;
-        self.guard = Some(PullGuard::start(program, root, hold)?);
+        self.guard = Some(PullGuard::start(program, root, hold, jobs)?);
         Ok(())
     }
 
