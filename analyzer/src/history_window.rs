@@ -10,6 +10,7 @@ use egui::{Color32, Id, Ui};
 use history::events::{Checkpoint, ProcMove};
 use history::query::{ProcessAt, ProcessRecord};
 use hpc::model::NodeId;
+use hpc::protocol::MigrationMode;
 use viewer::tasks::{Pending, Tasks};
 use viewer::{Open, ViewerContext, Window};
 
@@ -321,16 +322,27 @@ impl ProcessHistory {
             s.started_ms,
         )];
         for m in &j.moves {
+            let mode = m.mode.map_or(String::new(), |x| match x {
+                MigrationMode::Postcopy => ", post-copy".to_string(),
+                MigrationMode::Precopy => ", pre-copy".to_string(),
+                MigrationMode::Auto => String::new(),
+            });
             let figures = match (m.freeze_ms, m.bytes) {
                 (Some(f), Some(b)) => format!(", frozen {f} ms, {} KiB", b / 1024),
                 (Some(f), None) => format!(", frozen {f} ms"),
+                _ => String::new(),
+            };
+            let pull = match (m.pulled_bytes, m.released_ms) {
+                (Some(p), Some(r)) => {
+                    format!(", {} KiB pulled, source released after {r} ms", p / 1024)
+                }
                 _ => String::new(),
             };
             let why = m.why.as_ref().map_or(String::new(), |w| format!("; {w}"));
             events.push((
                 m.t_ms,
                 format!(
-                    "moved node {} -> node {} (PID {}){figures}{why}",
+                    "moved node {} -> node {} (PID {}){mode}{figures}{pull}{why}",
                     m.from, m.to, m.pid
                 ),
                 m.t_ms,

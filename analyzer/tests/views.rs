@@ -107,6 +107,9 @@ fn batch(t0: i64, i: i64) -> TickBatch {
             freeze_ms: Some(85),
             bytes: Some(8 << 20),
             why: Some("asked for".into()),
+            mode: Some(hpc::protocol::MigrationMode::Postcopy),
+            released_ms: Some(400),
+            pulled_bytes: Some(64 << 20),
         })),
         300 => b.node_changes.push(NodeChange {
             node: 3,
@@ -355,7 +358,7 @@ fn charts_statistics_archives_and_process_history_show_the_stored_history() {
     h.run();
     assert!(
         h.query_by_label_contains(
-            "moved node 1 -> node 2 (PID 901), frozen 85 ms, 8192 KiB; asked for"
+            "moved node 1 -> node 2 (PID 901), post-copy, frozen 85 ms, 8192 KiB, 65536 KiB pulled, source released after 400 ms; asked for"
         )
         .is_some(),
         "the journey's move line with its reason"

@@ -346,6 +346,8 @@ impl Daemon {
                     };
                     m.duration_ms = Some(report.total_ms as i64);
                     m.freeze_ms = Some(report.freeze_ms as i64);
+                    m.mode = Some(report.mode);
+                    (m.released_ms, m.pulled_bytes) = crate::tracker::move_figures(&report);
                     if !report.why.is_empty() {
                         m.why = Some(report.why);
                     }

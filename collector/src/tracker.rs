@@ -30,6 +30,18 @@ pub const GRACE_TICKS: u32 = 2;
 /// explaining it, before that move is recorded from the sighting.
 pub const INFER_TICKS: u32 = 3;
 
+/// A post-copy move's release time and pulled bytes (None for pre-copy).
+pub fn move_figures(r: &hpc::protocol::MigrationReport) -> (Option<i64>, Option<i64>) {
+    if r.mode == hpc::protocol::MigrationMode::Postcopy {
+        (
+            i64::try_from(r.released_ms).ok(),
+            i64::try_from(r.pulled_bytes).ok(),
+        )
+    } else {
+        (None, None)
+    }
+}
+
 /// Ended processes remembered for late moves from logs that could not be read
 /// at the time (their source agent was unreachable).
 const ENDED_MEMORY: usize = 4096;
@@ -217,6 +229,9 @@ impl Tracker {
                             freeze_ms: None,
                             bytes: None,
                             why: None,
+                            mode: None,
+                            released_ms: None,
+                            pulled_bytes: None,
                         }));
                         t.node = *node;
                         t.pid = p.pid;
@@ -322,6 +337,9 @@ impl Tracker {
                     freeze_ms: Some(r.freeze_ms as i64),
                     bytes: i64::try_from(r.bytes).ok(),
                     why: (!r.why.is_empty()).then(|| r.why.clone()),
+                    mode: Some(r.mode),
+                    released_ms: move_figures(r).0,
+                    pulled_bytes: move_figures(r).1,
                 })
             };
             if let Some(t) = self

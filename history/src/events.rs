@@ -4,6 +4,7 @@
 
 use crate::sample::NodeSample;
 use hpc::model::NodeId;
+use hpc::protocol::MigrationMode;
 
 /// A node as the history names it (written when first seen or renamed).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +74,16 @@ pub struct ProcMove {
     /// `bring: …`), when the move was logged by its source.
     #[serde(default)]
     pub why: Option<String>,
+    /// How its memory travelled (post-copy or pre-copy), when the home or
+    /// the source reported the move.
+    #[serde(default)]
+    pub mode: Option<MigrationMode>,
+    /// Post-copy: from the freeze until the source's copy was released (ms).
+    #[serde(default)]
+    pub released_ms: Option<i64>,
+    /// Post-copy: memory bytes pulled after it resumed on the new node.
+    #[serde(default)]
+    pub pulled_bytes: Option<i64>,
 }
 
 /// A process ended (or vanished).

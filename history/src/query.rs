@@ -460,7 +460,8 @@ impl History {
     pub async fn moves(&self, id: i64) -> Result<Vec<ProcMove>, StoreError> {
         let rows = self
             .rows(
-                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why FROM moves \
+                "SELECT t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why, mode, \
+                 released_ms, pulled_bytes FROM moves \
                  WHERE history = $1 AND process = $2 ORDER BY t",
                 &[self.history.id, id],
             )
@@ -477,6 +478,11 @@ impl History {
                     freeze_ms: r.try_get(5)?,
                     bytes: r.try_get(6)?,
                     why: r.try_get(7)?,
+                    mode: r
+                        .try_get::<Option<String>, _>(8)?
+                        .and_then(|m| m.parse().ok()),
+                    released_ms: r.try_get(9)?,
+                    pulled_bytes: r.try_get(10)?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -105,6 +105,9 @@ fn batch(i: i64) -> TickBatch {
             freeze_ms: Some(80),
             bytes: Some(4 << 20),
             why: Some("balance: load 200 here, node 2 at 0 would reach 100".into()),
+            mode: Some(hpc::protocol::MigrationMode::Postcopy),
+            released_ms: Some(600),
+            pulled_bytes: Some(64 << 20),
         })),
         120 => b.procs.push(ProcEvent::End(ProcEnd {
             id: 1,
@@ -224,6 +227,9 @@ async fn known_history_answers_every_query(backend: Backend) {
             moves[0].duration_ms,
             moves[0].freeze_ms,
             moves[0].why.as_deref(),
+            moves[0].mode,
+            moves[0].released_ms,
+            moves[0].pulled_bytes,
         ),
         (
             1,
@@ -231,7 +237,10 @@ async fn known_history_answers_every_query(backend: Backend) {
             900,
             Some(250),
             Some(80),
-            Some("balance: load 200 here, node 2 at 0 would reach 100")
+            Some("balance: load 200 here, node 2 at 0 would reach 100"),
+            Some(hpc::protocol::MigrationMode::Postcopy),
+            Some(600),
+            Some(64 << 20),
         )
     );
 

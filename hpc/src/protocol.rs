@@ -628,6 +628,10 @@ pub struct MigrationReport {
     /// Post-copy: memory bytes pulled after the process resumed on the target.
     #[serde(default)]
     pub pulled_bytes: u64,
+    /// Pre-copy: of `bytes`, the memory streamed to the target's page server
+    /// while the checkpoint read it (0 when it went as files).
+    #[serde(default)]
+    pub streamed_bytes: u64,
     /// Pre-copy time, while the process kept running (ms; 0 without pre-copy).
     #[serde(default)]
     pub precopy_ms: u64,

@@ -408,7 +408,12 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
                     pid: job.home_pid,
                     to: to.to_string(),
                     force: false,
-                    mode: hpc::protocol::MigrationMode::Auto,
+                    // Both modes, each recorded as such.
+                    mode: if i % 2 == 0 {
+                        hpc::protocol::MigrationMode::Postcopy
+                    } else {
+                        hpc::protocol::MigrationMode::Precopy
+                    },
                 },
                 Duration::from_secs(120),
             )
@@ -438,6 +443,13 @@ async fn ten_fast_hops_are_all_in_the_history_across_a_collector_restart() {
         assert_eq!(m.freeze_ms, Some(r.freeze_ms as i64), "hop {i}");
         assert_eq!(m.duration_ms, Some(r.total_ms as i64), "hop {i}");
         assert_eq!(m.bytes, Some(r.bytes as i64), "hop {i}");
+        assert_eq!(m.mode, Some(r.mode), "hop {i}");
+        if r.mode == hpc::protocol::MigrationMode::Postcopy {
+            assert_eq!(m.released_ms, Some(r.released_ms as i64), "hop {i}");
+            assert_eq!(m.pulled_bytes, Some(r.pulled_bytes as i64), "hop {i}");
+        } else {
+            assert_eq!((m.released_ms, m.pulled_bytes), (None, None), "hop {i}");
+        }
         from = r.to;
     }
     // And never twice: nothing more arrives on later ticks.

@@ -1436,6 +1436,70 @@ async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
     kill(&home, job.home_pid).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_stream_breaks() {
+    // Node 3's page server ends as soon as a streamed checkpoint begins.
+    let (lab, dir, home) = setup_with(
+        "ps",
+        120,
+        3,
+        "prestream",
+        &["--node-arg=3:--test-fault=break-stream"],
+    )
+    .await;
+    let (job, out, baseline) = memory_job(&home, &dir, "s.out", 128).await;
+    let marker = out.display().to_string();
+    for (to, streams) in [(2u32, true), (3, false), (1, true)] {
+        let before = counts(&out).len();
+        let r = migrate_mode(&home, job.home_pid, &to.to_string(), "precopy")
+            .await
+            .unwrap_or_else(|e| panic!("pre-copy move to {to}: {e}"));
+        assert_eq!(r.mode, hpc::protocol::MigrationMode::Precopy, "{r:?}");
+        assert!(r.bytes >= 120 << 20, "the memory moved while frozen: {r:?}");
+        if streams {
+            // The memory went to the page server while CRIU read it; the
+            // files were only the other images.
+            assert!(r.streamed_bytes >= 120 << 20, "{r:?}");
+            assert!(r.bytes - r.streamed_bytes < 16 << 20, "{r:?}");
+        } else {
+            // The stream broke: the second checkpoint wrote files.
+            assert_eq!(r.streamed_bytes, 0, "{r:?}");
+        }
+        eprintln!(
+            "pre-copy to {to}: frozen {} ms (dump {} ms, transfer {} ms, restore {} ms), {} MiB streamed",
+            r.freeze_ms,
+            r.dump_ms,
+            r.transfer_ms,
+            r.restore_ms,
+            r.streamed_bytes >> 20
+        );
+        let one = wait_for(Duration::from_secs(20), || async {
+            let c = running_copies(&marker);
+            (c.len() == 1).then_some(c)
+        })
+        .await
+        .unwrap_or_else(|| panic!("running copies {:?}", running_copies(&marker)));
+        assert_eq!(
+            netns(one[0]),
+            netns(lab.agent_pid(to)),
+            "it runs on node {to}"
+        );
+        runs_on(&out, before, 3).await;
+        assert_continuous(&out);
+        let now = checksum_now(&home, job.home_pid, &out).await;
+        assert_eq!(now, baseline, "memory changed after the move to {to}");
+    }
+    // No image directory is left behind on any node.
+    for id in 1..=3 {
+        let images = lab.images_dir(id);
+        let left: Vec<_> = std::fs::read_dir(&images)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "node {id} kept {left:?}");
+    }
+    kill(&home, job.home_pid).await;
+}
+
 /// The running (not stopped) python3 processes of a network namespace.
 fn python_in(ns: u64) -> Vec<i32> {
     std::fs::read_dir("/proc")

@@ -36,6 +36,11 @@ pub fn migration_line(r: &hpc::protocol::MigrationReport) -> String {
             r.pulled_bytes as f64 / (1024.0 * 1024.0),
             r.released_ms
         )
+    } else if r.streamed_bytes > 0 {
+        format!(
+            "; {:.1} MiB streamed during the checkpoint",
+            r.streamed_bytes as f64 / (1024.0 * 1024.0)
+        )
     } else {
         String::new()
     };

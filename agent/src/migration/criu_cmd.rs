@@ -145,12 +145,24 @@ pub struct LazyFds {
     pub status: RawFd,
 }
 
-/// The program and arguments that checkpoint `what`, leaving it stopped;
-/// with `lazy`, memory stays behind for the lazy-pages daemon to pull.
+/// Where a checkpoint's memory goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemoryTo {
+    /// Into image files beside the others.
+    Files,
+    /// Nowhere yet: the lazy-pages daemon pulls it (post-copy).
+    Lazy(LazyFds),
+    /// To a page server at the other end of this connected socket
+    /// (`--page-server --ps-socket`), which writes the memory images there.
+    PageServer(RawFd),
+}
+
+/// The program and arguments that checkpoint `what`, leaving it stopped,
+/// its memory going where `memory` says.
 fn dump_command(
     criu: &Path,
     what: Dumped,
-    lazy: Option<LazyFds>,
+    memory: MemoryTo,
 ) -> Result<(std::path::PathBuf, Vec<OsString>), String> {
     let dump = |target: i32, single: bool| {
         let t = target.to_string();
@@ -159,14 +171,18 @@ fn dump_command(
             args.push("--shell-job".into());
         }
         args.extend(words(&["-t", &t]));
-        if let Some(l) = lazy {
-            args.extend(words(&[
+        match memory {
+            MemoryTo::Files => {}
+            MemoryTo::Lazy(l) => args.extend(words(&[
                 "--lazy-pages",
                 "--ps-socket",
                 &l.ps_socket.to_string(),
                 "--status-fd",
                 &l.status.to_string(),
-            ]));
+            ])),
+            MemoryTo::PageServer(fd) => {
+                args.extend(words(&["--page-server", "--ps-socket", &fd.to_string()]))
+            }
         }
         args
     };
@@ -207,8 +223,33 @@ fn dump_command(
 /// Checkpoints `what` into `dir`, leaving it stopped. Returns the time
 /// taken (ms). On failure CRIU resumes it itself.
 pub async fn dump(criu: &Path, what: Dumped, dir: &Path) -> Result<u64, String> {
-    let (program, args) = dump_command(criu, what, None)?;
+    let (program, args) = dump_command(criu, what, MemoryTo::Files)?;
     run(&program, args, "dump.log", dir, "checkpoint it").await
+}
+
+/// Starts a checkpoint of `what` into `dir` whose memory goes to the page
+/// server at the other end of `ps_socket` as it is read (streaming
+/// pre-copy); it leaves the tree stopped, or resumes it if it fails.
+pub fn spawn_streamed_dump(
+    criu: &Path,
+    what: Dumped,
+    dir: &Path,
+    ps_socket: RawFd,
+) -> Result<tokio::process::Child, String> {
+    let (program, args) = dump_command(criu, what, MemoryTo::PageServer(ps_socket))?;
+    spawn(&program, args, "dump.log", dir, vec![ps_socket])
+}
+
+/// Starts CRIU's page server on `ps_socket`: it writes the memory images
+/// that a streamed checkpoint sends into `dir`, and ends when that
+/// checkpoint says it is done.
+pub fn spawn_page_server(
+    criu: &Path,
+    dir: &Path,
+    ps_socket: RawFd,
+) -> Result<tokio::process::Child, String> {
+    let args = words(&["page-server", "--ps-socket", &ps_socket.to_string()]);
+    spawn(criu, args, "page-server.log", dir, vec![ps_socket])
 }
 
 /// Starts a lazy checkpoint of `what` into `dir` (post-copy): CRIU writes
@@ -221,7 +262,7 @@ pub fn spawn_lazy_dump(
     dir: &Path,
     lazy: LazyFds,
 ) -> Result<tokio::process::Child, String> {
-    let (program, args) = dump_command(criu, what, Some(lazy))?;
+    let (program, args) = dump_command(criu, what, MemoryTo::Lazy(lazy))?;
     spawn(
         &program,
         args,

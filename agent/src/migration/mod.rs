@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod postcopy;
 pub mod receive;
 pub mod send;
+pub mod streaming;
 pub mod wire;
 
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ pub enum Fault {
     /// Target: pull post-copy pages at 4 MiB/s at most (so that a test can
     /// break a pull under way).
     SlowPull,
+    /// Target: end the page server as soon as a streamed checkpoint's
+    /// channel arrives (so that the source falls back to files).
+    BreakStream,
 }
 
 impl std::str::FromStr for Fault {
@@ -51,8 +55,9 @@ impl std::str::FromStr for Fault {
             "lose-commit" => Ok(Self::LoseCommit),
             "target-silent-after-commit" => Ok(Self::TargetSilentAfterCommit),
             "slow-pull" => Ok(Self::SlowPull),
+            "break-stream" => Ok(Self::BreakStream),
             other => Err(format!(
-                "unknown fault `{other}` (drop-after-commit, lose-commit, target-silent-after-commit, slow-pull)"
+                "unknown fault `{other}` (drop-after-commit, lose-commit, target-silent-after-commit, slow-pull, break-stream)"
             )),
         }
     }

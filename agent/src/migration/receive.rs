@@ -17,6 +17,7 @@ use super::criu_cmd;
 use super::ledger::{Decision, valid_id};
 use super::postcopy::target::Pull;
 use super::send::ImageDir;
+use super::streaming::PageServer;
 use super::wire::{self, ImageFile, Msg};
 use super::{Fault, estimate_with_margin};
 use crate::context::AgentContext;
@@ -46,6 +47,7 @@ where
             from,
             estimate,
             postcopy,
+            stream,
         })) => {
             let offer = Offer {
                 id,
@@ -53,6 +55,7 @@ where
                 from,
                 estimate,
                 postcopy,
+                stream,
             };
             incoming(&ctx, offer, &mut read, &mut write).await;
         }
@@ -130,6 +133,7 @@ struct Offer {
     from: hpc::model::NodeId,
     estimate: u64,
     postcopy: bool,
+    stream: bool,
 }
 
 async fn incoming<R, W>(ctx: &Arc<AgentContext>, offer: Offer, read: &mut R, write: &mut W)
@@ -143,6 +147,7 @@ where
         from,
         estimate,
         postcopy,
+        stream,
     } = offer;
     let mut room = match check_offer(ctx, &id, &job, estimate) {
         Ok(r) => r,
@@ -154,10 +159,15 @@ where
     };
     // Post-copy moves whole jobs (as the source asks only for them).
     let postcopy = postcopy && ctx.postcopy.is_some() && !job.single;
-    // Post-copy: the source opens the pages channel next.
-    let channel = postcopy.then(|| ctx.page_channels.expect(&id));
+    // Otherwise the memory streams to a page server here, when asked.
+    let stream = stream && !postcopy;
+    // Either way the source opens the pages channel next.
+    let mut channel = (postcopy || stream).then(|| ctx.page_channels.expect(&id));
     let _forget = ForgetChannel(ctx, &id);
-    if wire::send(write, &Msg::Accept { postcopy }).await.is_err() {
+    if wire::send(write, &Msg::Accept { postcopy, stream })
+        .await
+        .is_err()
+    {
         return;
     }
     // Peers placing new processes count it from now (`node.load`).
@@ -173,6 +183,28 @@ where
         }
     };
     let (pre, fin) = (dir.pre(), dir.fin());
+    let Some(criu) = ctx.criu.clone() else {
+        return;
+    };
+    let mut page_server = match channel.take() {
+        Some(ch) if stream => match PageServer::start(&criu, &fin, ch).await {
+            Ok(mut p) => {
+                if ctx.fault == Some(Fault::BreakStream) {
+                    p.stop();
+                }
+                Some(p)
+            }
+            Err(e) => {
+                let reason = format!("on node {}: {e}", ctx.node_id);
+                let _ = wire::send(write, &Msg::Failed { reason }).await;
+                return;
+            }
+        },
+        other => {
+            channel = other;
+            None
+        }
+    };
     let mut next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await;
     if let Ok(Ok(Msg::PreFiles { files })) = &next {
         if !receive_files(ctx, &pre, files, read, write, &job, &mut room).await {
@@ -183,12 +215,13 @@ where
         }
         next = tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await;
     }
-    let (files, parent, lazy) = match next {
+    let (files, parent, lazy, streamed) = match next {
         Ok(Ok(Msg::Files {
             files,
             parent,
             lazy,
-        })) => (files, parent, lazy),
+            streamed,
+        })) => (files, parent, lazy, streamed),
         Ok(Ok(Msg::Abort { reason })) => {
             tracing::info!(pid = job.home_pid, from, %reason, "source aborted the migration");
             return;
@@ -200,6 +233,39 @@ where
         }
         _ => return,
     };
+    // Streaming: the page server has written the memory (or the source fell
+    // back to files, and it goes).
+    let mut streamed_bytes = 0;
+    match (page_server.take(), streamed) {
+        (Some(mut server), true) => {
+            let stored = server.finish().await.and_then(|bytes| {
+                room.ensure(room.written().saturating_add(bytes))
+                    .and_then(|()| room.wrote(bytes))
+                    .map(|()| bytes)
+            });
+            match stored {
+                Ok(bytes) => streamed_bytes = bytes,
+                Err(e) => {
+                    let reason = format!("node {} could not store the memory: {e}", ctx.node_id);
+                    let _ = wire::send(write, &Msg::Failed { reason }).await;
+                    return;
+                }
+            }
+        }
+        (Some(server), false) => {
+            server.abandon().await;
+            super::send::clear_dir(&fin);
+        }
+        (None, true) => {
+            let reason = format!(
+                "node {} did not agree to streaming, yet the images came without memory",
+                ctx.node_id
+            );
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+            return;
+        }
+        (None, false) => {}
+    }
     if !receive_files(ctx, &fin, &files, read, write, &job, &mut room).await {
         return;
     }
@@ -208,9 +274,6 @@ where
         let _ = wire::send(write, &Msg::Failed { reason }).await;
         return;
     }
-    let Some(criu) = ctx.criu.clone() else {
-        return;
-    };
     // Post-copy: the lazy-pages daemon, bridged to the source, serves the
     // restore.
     let mut pull = match (lazy, channel) {
@@ -293,6 +356,7 @@ where
         root_pid,
         pid,
         restore_ms,
+        streamed_bytes,
     };
     let commit_arrived = wire::send(write, &restored).await.is_ok()
         && matches!(

@@ -141,7 +141,7 @@ pub fn make_private_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Empties a directory (the images of a failed checkpoint).
-fn clear_dir(dir: &Path) {
+pub(super) fn clear_dir(dir: &Path) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let _ = std::fs::remove_file(e.path());
     }
@@ -154,6 +154,7 @@ struct Restored {
     restore_ms: u64,
     transfer_ms: u64,
     bytes: u64,
+    streamed_bytes: u64,
     files: u32,
 }
 
@@ -289,6 +290,8 @@ pub async fn send(
             )));
         }
     };
+    // Pre-copy without a pre-dump streams the checkpoint's memory.
+    let pre_dump_first = ctx.precopy && !info.single;
     let conn = ctx.peers.open_migration(target).await?;
     let (read, mut write) = tokio::io::split(conn.stream);
     let mut read = BufReader::with_capacity(64 * 1024, read);
@@ -302,12 +305,16 @@ pub async fn send(
         from: ctx.node_id,
         estimate,
         postcopy: want_postcopy,
+        stream: !pre_dump_first,
     };
     wire::send(&mut write, &offer)
         .await
         .map_err(|e| fail(format!("cannot offer it to the target: {e}")))?;
-    let lazy = match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
-        Msg::Accept { postcopy } => postcopy && want_postcopy,
+    let (lazy, stream) = match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
+        Msg::Accept { postcopy, stream } => {
+            let lazy = postcopy && want_postcopy;
+            (lazy, stream && !lazy && !pre_dump_first)
+        }
         Msg::Refuse { reason } => return Err(fail(reason)),
         other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
     };
@@ -316,8 +323,9 @@ pub async fn send(
         abort(&mut write, &reason).await;
         return Err(fail(reason));
     }
-    // Post-copy: the memory travels on a channel of its own in this session.
-    let pages = if lazy {
+    // The memory travels on a channel of its own in this session: pulled
+    // (post-copy) or streamed during the checkpoint.
+    let pages = if lazy || stream {
         match super::postcopy::open_channel(&conn.session, &id).await {
             Ok(p) => Some(p),
             Err(reason) => {
@@ -337,7 +345,7 @@ pub async fn send(
     let (pre, fin) = (dir.pre(), dir.fin());
     // Pre-copy while the job runs, so that the freeze only moves what changed.
     let t_pre = Instant::now();
-    let pre_dumped = if ctx.precopy && !info.single && !lazy {
+    let pre_dumped = if pre_dump_first && !lazy {
         criu_cmd::pre_dump(criu, info.root_pid, &pre).await
     } else {
         Err("the kernel does not track dirty memory".to_string())
@@ -387,14 +395,22 @@ pub async fn send(
             parent,
         }
     };
+    let (pages, mut stream_to) = if lazy { (pages, None) } else { (None, pages) };
     // Post-copy: CRIU then serves the memory from the frozen tree.
     let mut serving = None;
+    // Streaming: whether the memory went to the target's page server (a
+    // second attempt writes files).
+    let mut streamed = false;
     let mut checkpoint = async || {
         if lazy {
             let t = Instant::now();
             let dump = super::postcopy::start_lazy_dump(criu, what, &fin).await?;
             serving = Some(dump);
             Ok(t.elapsed().as_millis() as u64)
+        } else if let Some(channel) = stream_to.take() {
+            let dumped = super::streaming::dump(criu, what, &fin, channel).await;
+            streamed = dumped.is_ok();
+            dumped
         } else {
             criu_cmd::dump(criu, what, &fin).await
         }
@@ -426,7 +442,12 @@ pub async fn send(
         }
         _ => None,
     };
-    let restored = match transfer(&fin, parent, lazy, &mut read, &mut write).await {
+    let sent = Sent {
+        parent,
+        lazy,
+        streamed,
+    };
+    let restored = match transfer(&fin, sent, &mut read, &mut write).await {
         Ok(r) => r,
         Err(reason) => {
             if let Some(s) = serving {
@@ -456,6 +477,7 @@ pub async fn send(
         },
         released_ms: 0,
         pulled_bytes: 0,
+        streamed_bytes: restored.streamed_bytes,
         precopy_ms,
         precopy_bytes,
         total_ms: started.elapsed().as_millis() as u64,
@@ -741,10 +763,20 @@ async fn take_as_deputy(ctx: &AgentContext, pid: i32) -> Vec<i32> {
     }
 }
 
+/// What the final images hold.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// Only what changed since the pre-copy images.
+    parent: bool,
+    /// No memory: the target pulls it (post-copy).
+    lazy: bool,
+    /// No memory: it went to the target's page server (streaming).
+    streamed: bool,
+}
+
 async fn transfer<R, W>(
     dir: &Path,
-    parent: bool,
-    lazy: bool,
+    sent: Sent,
     read: &mut R,
     write: &mut W,
 ) -> Result<Restored, String>
@@ -757,8 +789,9 @@ where
     let lost = |e: wire::WireError| format!("the target agent went away during the transfer ({e})");
     let header = Msg::Files {
         files: files.clone(),
-        parent,
-        lazy,
+        parent: sent.parent,
+        lazy: sent.lazy,
+        streamed: sent.streamed,
     };
     wire::send(write, &header).await.map_err(lost)?;
     let bytes = send_files(dir, &files, write).await?;
@@ -768,12 +801,14 @@ where
             root_pid,
             pid,
             restore_ms,
+            streamed_bytes,
         } => Ok(Restored {
             root_pid,
             pid,
             restore_ms,
             transfer_ms,
-            bytes,
+            bytes: bytes.saturating_add(streamed_bytes),
+            streamed_bytes,
             files: files.len() as u32,
         }),
         Msg::Failed { reason } => Err(reason),

@@ -14,6 +14,11 @@
 //! target → source   committed  (the target copy runs; the source kills its copy)
 //! ```
 //!
+//! Streaming pre-copy (`offer` and `accept` say `stream`): the source opens
+//! the `openmosix-pages` channel in the same session (first line the id);
+//! its checkpoint sends the memory over it to the target's CRIU page server
+//! as it reads it, and `files` (`streamed`) carries the other images.
+//!
 //! Post-copy (`offer` and `accept` say `postcopy`): the source opens the
 //! `openmosix-pages` channel in the same session first (its first line is
 //! the id), `files` carries every image but memory (`lazy`), and the
@@ -67,12 +72,20 @@ pub enum Msg {
         /// The source would move it post-copy, if the target can.
         #[serde(default)]
         postcopy: bool,
+        /// Otherwise the source would stream the checkpoint's memory to the
+        /// target's page server, if the target can.
+        #[serde(default)]
+        stream: bool,
     },
     /// The target takes it.
     Accept {
         /// Post-copy agreed (the source asked and the target can).
         #[serde(default)]
         postcopy: bool,
+        /// Streaming agreed (pre-copy): the target's page server waits on
+        /// the pages channel, which the source opens next.
+        #[serde(default)]
+        stream: bool,
     },
     /// The target refuses it.
     Refuse {
@@ -99,6 +112,11 @@ pub enum Msg {
         /// pages channel.
         #[serde(default)]
         lazy: bool,
+        /// Streaming: every image but memory, which came over the pages
+        /// channel during the checkpoint. Without it after a streaming
+        /// `accept`, the source fell back to files and sends the memory here.
+        #[serde(default)]
+        streamed: bool,
     },
     /// The source gives up (the checkpoint failed).
     Abort {
@@ -113,6 +131,9 @@ pub enum Msg {
         pid: i32,
         /// Restore time.
         restore_ms: u64,
+        /// Memory bytes that came over the pages channel (streaming).
+        #[serde(default)]
+        streamed_bytes: u64,
     },
     /// The target could not store or restore the images.
     Failed {

@@ -74,7 +74,7 @@ fn redact(url: &str) -> String {
 }
 
 fn migrator(location: &Location) -> Migrator {
-    let steps: [(i64, &'static str, &'static str); 3] = match location {
+    let steps: [(i64, &'static str, &'static str); 4] = match location {
         Location::Sqlite(_) => [
             (
                 1,
@@ -90,6 +90,11 @@ fn migrator(location: &Location) -> Migrator {
                 3,
                 "move reasons",
                 include_str!("../../migrations/sqlite/0003_move_reasons.sql"),
+            ),
+            (
+                4,
+                "move modes",
+                include_str!("../../migrations/sqlite/0004_move_modes.sql"),
             ),
         ],
         Location::Postgres(_) => [
@@ -107,6 +112,11 @@ fn migrator(location: &Location) -> Migrator {
                 3,
                 "move reasons",
                 include_str!("../../migrations/postgres/0003_move_reasons.sql"),
+            ),
+            (
+                4,
+                "move modes",
+                include_str!("../../migrations/postgres/0004_move_modes.sql"),
             ),
         ],
     };

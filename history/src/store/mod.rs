@@ -521,6 +521,9 @@ async fn write_process_events(
                 Val::OptInt(m.freeze_ms),
                 Val::OptInt(m.bytes),
                 Val::OptText(m.why.clone()),
+                Val::OptText(m.mode.map(|x| x.as_str().to_string())),
+                Val::OptInt(m.released_ms),
+                Val::OptInt(m.pulled_bytes),
             ]),
             ProcEvent::End(_) | ProcEvent::Exit { .. } => {}
         }
@@ -533,7 +536,7 @@ async fn write_process_events(
     .await?;
     insert_rows(
         conn,
-        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why)",
+        "moves (history, process, t, from_node, to_node, pid, duration_ms, freeze_ms, bytes, why, mode, released_ms, pulled_bytes)",
         moves,
     )
     .await?;

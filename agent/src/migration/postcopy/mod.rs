@@ -40,7 +40,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 /// A connected socket pair: the agent's end (for tokio) and CRIU's.
-fn socket_pair() -> Result<(tokio::net::UnixStream, OwnedFd), String> {
+pub(super) fn socket_pair() -> Result<(tokio::net::UnixStream, OwnedFd), String> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
         .map_err(|e| format!("cannot make a socket pair: {e}"))?;
     ours.set_nonblocking(true)
