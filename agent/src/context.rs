@@ -59,6 +59,8 @@ pub struct AgentContext {
     pub arrivals: Arc<crate::arrivals::Arrivals>,
     /// The processes being moved from here right now.
     pub in_motion: crate::migration::in_motion::InMotion,
+    /// The moves this node is sending, for `proc.progress`.
+    pub under_way: crate::migration::progress::UnderWay,
     /// The CRIU binary, when migration is available.
     pub criu: Option<std::path::PathBuf>,
     /// Whether migrations pre-copy memory while the process runs (the kernel

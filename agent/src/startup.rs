@@ -336,6 +336,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         newborns,
         arrivals: Arc::default(),
         in_motion: Default::default(),
+        under_way: Default::default(),
         criu,
         precopy,
         postcopy,

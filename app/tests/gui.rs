@@ -426,6 +426,11 @@ fn execution_dialog_starts_a_job_and_the_migrator_moves_it_in_a_lab() {
     wait(&mut h, "the job at home", |h| {
         shows(h, "runs at home (node 1)")
     });
+    // Its move as a bar, with the figures of its last move: a job moves
+    // post-copy by default.
+    wait(&mut h, "the move's bar", |h| {
+        shows(h, "moved post-copy to node 1: frozen ") && shows(h, "source released after")
+    });
     let job: JobInfo = rt
         .block_on(home.call(methods::JOB_STATUS, json!({ "pid": home_pid })))
         .expect("job.status");

@@ -84,6 +84,9 @@ pub mod methods {
     pub const PROC_SPAWN: &str = "proc.spawn";
     /// Move a process: [`super::MigrateParams`] → [`super::MigrationReport`].
     pub const PROC_MIGRATE: &str = "proc.migrate";
+    /// Where the move of a process from this node stands:
+    /// [`super::PidParams`] → [`super::MoveProgress`] or null (none under way).
+    pub const PROC_PROGRESS: &str = "proc.progress";
     /// A job's record (where it runs, migrations, exit status): [`super::PidParams`] → [`super::JobInfo`].
     pub const JOB_STATUS: &str = "job.status";
     /// The jobs this node knows: its own (anywhere) and its guests → `[JobInfo]`.
@@ -765,6 +768,37 @@ pub struct MoveRecord {
     pub user: String,
     /// Its start time, seconds since the Unix epoch.
     pub start_time: u64,
+}
+
+/// What a move under way is doing (`proc.progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovePhase {
+    /// Offered to the target (and pre-copied, where the kernel can); the
+    /// process still runs here.
+    Preparing,
+    /// Frozen: checkpoint, transfer and restore.
+    Frozen,
+    /// Running at the target while its memory is pulled (post-copy); the
+    /// frozen copy here is released when the last page has gone.
+    Pulling,
+}
+
+/// Where a move under way stands, as its source sees it (`proc.progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveProgress {
+    /// The target node.
+    pub to: NodeId,
+    /// How the memory moves (`auto` until the nodes agreed).
+    pub mode: MigrationMode,
+    /// What it is doing.
+    pub phase: MovePhase,
+    /// How long it has been frozen (ms; the whole freeze once it runs there).
+    pub frozen_ms: u64,
+    /// Memory bytes that went to the target so far (streamed or pulled).
+    pub moved_bytes: u64,
+    /// The memory expected to go (its resident memory when the move began).
+    pub expected_bytes: u64,
 }
 
 /// Params of `job.exited`.

@@ -1546,6 +1546,35 @@ async fn a_post_copy_pull_cut_short_leaves_the_source_copy_running_intact() {
         .await
         .unwrap_or_else(|| panic!("{how}: the copy never ran on node 2"));
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // The source says where the move stands: running there, its memory
+        // being pulled, more of it at each look.
+        let progress = |v: serde_json::Value| -> Option<hpc::protocol::MoveProgress> {
+            serde_json::from_value(v).expect("a move's progress or null")
+        };
+        let ask = || async {
+            progress(
+                home.call_value(methods::PROC_PROGRESS, json!({ "pid": job.home_pid }))
+                    .await
+                    .expect("proc.progress"),
+            )
+        };
+        let first = ask().await.expect("a move under way");
+        assert_eq!(first.phase, hpc::protocol::MovePhase::Pulling, "{first:?}");
+        assert_eq!(
+            (first.to, first.mode),
+            (2, hpc::protocol::MigrationMode::Postcopy)
+        );
+        assert!(
+            first.frozen_ms > 0 && first.expected_bytes >= 60 << 20,
+            "{first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let later = ask().await.expect("a move under way");
+        assert!(
+            later.moved_bytes > first.moved_bytes && later.moved_bytes < later.expected_bytes,
+            "{first:?} then {later:?}"
+        );
+        assert_eq!(later.frozen_ms, first.frozen_ms, "the freeze ended");
         match how {
             "target agent killed" => {
                 // SAFETY: kill has no memory-safety preconditions; the PID is
@@ -1570,6 +1599,11 @@ async fn a_post_copy_pull_cut_short_leaves_the_source_copy_running_intact() {
             .unwrap();
         let e = r.expect_err("the move cannot succeed");
         assert!(e.contains("could not be pulled"), "{how}: {e}");
+        let after = home
+            .call_value(methods::PROC_PROGRESS, json!({ "pid": job.home_pid }))
+            .await
+            .expect("proc.progress");
+        assert!(after.is_null(), "no move under way: {after}");
         assert!(e.contains("continues on node 1"), "{how}: {e}");
         match how {
             "link cut" => lab.set_link(2, true),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hpc::model::NodeId;
-use hpc::protocol::MigrationReport;
+use hpc::protocol::{MigrationReport, MoveProgress};
 
 /// A process's identity: its home node and its PID there.
 pub type Identity = (NodeId, i32);
@@ -30,6 +30,8 @@ pub struct InFlight {
     pub since: Instant,
     /// Its image size estimate in bytes (its resident memory when asked).
     pub bytes: u64,
+    /// How far it is, as its source last said.
+    pub progress: Option<MoveProgress>,
 }
 
 /// How a migration the app asked for ended.
@@ -67,6 +69,7 @@ impl Moves {
                 to: to.to_string(),
                 since: Instant::now(),
                 bytes,
+                progress: None,
             },
         );
     }
@@ -88,6 +91,13 @@ impl Moves {
                 result,
             },
         );
+    }
+
+    /// Records where the migration of `pid` on `node` stands.
+    pub fn progress(&mut self, node: NodeId, pid: i32, progress: MoveProgress) {
+        if let Some(f) = self.in_flight.get_mut(&(node, pid)) {
+            f.progress = Some(progress);
+        }
     }
 
     /// Records a move from a node's log (or an answer).
@@ -155,6 +165,13 @@ impl Moves {
     /// the speed of the moves seen so far; None when there is nothing to go
     /// by. Never reaches 1 before the answer.
     pub fn estimate(&self, flight: &InFlight) -> Option<f32> {
+        // The memory gone so far, when the source says.
+        if let Some(p) = flight
+            .progress
+            .filter(|p| p.expected_bytes > 0 && p.moved_bytes > 0)
+        {
+            return Some((p.moved_bytes as f64 / p.expected_bytes as f64).min(0.95) as f32);
+        }
         if self.throughput <= 0.0 || flight.bytes == 0 {
             return None;
         }

@@ -198,6 +198,11 @@ impl ClusterState {
                 );
                 self.moves.end(node, pid, result);
             }
+            Event::MoveProgress {
+                node,
+                pid,
+                progress,
+            } => self.moves.progress(node, pid, progress),
             Event::Moves { moves, .. } => {
                 for m in moves {
                     self.moves.record(m.report);

@@ -7,6 +7,7 @@ pub mod deputies;
 pub mod in_motion;
 pub mod ledger;
 pub mod postcopy;
+pub mod progress;
 pub mod receive;
 pub mod send;
 pub mod streaming;

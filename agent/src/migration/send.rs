@@ -4,6 +4,7 @@
 //! the process continues where it was with its memory intact.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hpc::model::NodeStatus;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader
 use super::Fault;
 use super::criu_cmd;
 use super::ledger::InDoubt;
+use super::postcopy::Traffic;
 use super::postcopy::source::{PullEnd, Serving};
 use super::wire::{self, ImageFile, Msg};
 use crate::context::AgentContext;
@@ -290,6 +292,10 @@ pub async fn send(
             )));
         }
     };
+    // `proc.progress` follows it from here until it ends.
+    let progress = ctx.under_way.follow(info.pid, target.id, estimate);
+    let traffic = Arc::new(Traffic::default());
+    progress.counting(traffic.clone());
     // Pre-copy without a pre-dump streams the checkpoint's memory.
     let pre_dump_first = ctx.precopy && !info.single;
     let conn = ctx.peers.open_migration(target).await?;
@@ -318,6 +324,11 @@ pub async fn send(
         Msg::Refuse { reason } => return Err(fail(reason)),
         other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
     };
+    progress.agreed(if lazy {
+        MigrationMode::Postcopy
+    } else {
+        MigrationMode::Precopy
+    });
     if mode == MigrationMode::Postcopy && !lazy {
         let reason = format!("node {} cannot take it post-copy", target.id);
         abort(&mut write, &reason).await;
@@ -387,6 +398,7 @@ pub async fn send(
         return Err(fail(reason));
     }
     let mut frozen_at = Instant::now();
+    progress.frozen();
     let what = if info.single {
         criu_cmd::Dumped::Single { pid: info.pid, at }
     } else {
@@ -408,7 +420,7 @@ pub async fn send(
             serving = Some(dump);
             Ok(t.elapsed().as_millis() as u64)
         } else if let Some(channel) = stream_to.take() {
-            let dumped = super::streaming::dump(criu, what, &fin, channel).await;
+            let dumped = super::streaming::dump(criu, what, &fin, channel, traffic.clone()).await;
             streamed = dumped.is_ok();
             dumped
         } else {
@@ -424,6 +436,7 @@ pub async fn send(
         clear_dir(&fin);
         tokio::time::sleep(Duration::from_millis(100)).await;
         frozen_at = Instant::now();
+        progress.frozen();
         dumped = checkpoint().await;
     }
     let dump_ms = match dumped {
@@ -438,7 +451,7 @@ pub async fn send(
     let serving = match (serving, pages) {
         (Some(dump), Some(pages)) => {
             let (pr, pw) = tokio::io::split(pages);
-            Some(Serving::start(dump, pr, pw, &fin))
+            Some(Serving::start(dump, pr, pw, &fin, traffic.clone()))
         }
         _ => None,
     };
@@ -508,6 +521,9 @@ pub async fn send(
     frozen.hand_over();
     let mut pull_failed: Option<String> = None;
     let answered = commit(ctx, &mut read, &mut write).await;
+    if answered.is_ok() {
+        progress.running_there();
+    }
     if let Ok(after_resume_ms) = &answered {
         let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(*after_resume_ms);
         report.freeze_ms = freeze;

@@ -9,22 +9,29 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use super::criu_cmd::{self, Dumped};
-use super::postcopy::{self, BridgeJob, Bridged, ChannelArrived, PULL_STALL};
+use super::postcopy::{self, BridgeJob, Bridged, ChannelArrived, Traffic, Watch};
 
 /// How long the page server may take to end once the checkpoint is done
 /// (it has flushed every page by then, so at once).
 const SERVER_END: Duration = Duration::from_secs(30);
 
 /// Source: checkpoints `what` into `dir`, its memory going over `channel`
-/// to the target's page server as it is read. Returns the time taken (ms).
-/// On failure CRIU resumes the tree, as after any failed checkpoint.
-pub async fn dump<S>(criu: &Path, what: Dumped, dir: &Path, channel: S) -> Result<u64, String>
+/// to the target's page server as it is read (counted in `traffic`).
+/// Returns the time taken (ms). On failure CRIU resumes the tree, as after
+/// any failed checkpoint.
+pub async fn dump<S>(
+    criu: &Path,
+    what: Dumped,
+    dir: &Path,
+    channel: S,
+    traffic: Arc<Traffic>,
+) -> Result<u64, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -34,14 +41,7 @@ where
     // Only CRIU holds its end now: the bridge ends when CRIU does.
     drop(theirs);
     let (read, write) = tokio::io::split(channel);
-    let bridge = postcopy::bridge(
-        socket,
-        read,
-        write,
-        Arc::new(AtomicU64::new(0)),
-        None,
-        PULL_STALL,
-    );
+    let bridge = postcopy::bridge(socket, read, write, traffic, None, Watch::STREAM);
     // When the bridge breaks it drops CRIU's peer socket, so CRIU's next
     // write fails and it ends (resuming the tree).
     let (status, bridged) = tokio::join!(child.wait(), bridge);
@@ -63,7 +63,7 @@ pub struct PageServer {
     child: tokio::process::Child,
     dir: PathBuf,
     bridged: oneshot::Receiver<Bridged>,
-    received: Arc<AtomicU64>,
+    traffic: Arc<Traffic>,
     finished: bool,
 }
 
@@ -80,10 +80,11 @@ impl PageServer {
         let mut child = criu_cmd::spawn_page_server(criu, dir, theirs.as_raw_fd())?;
         drop(theirs);
         let (result, bridged) = oneshot::channel();
-        let received = Arc::new(AtomicU64::new(0));
+        let traffic = Arc::new(Traffic::default());
         let job = BridgeJob {
             socket,
-            received: received.clone(),
+            traffic: traffic.clone(),
+            watch: Watch::STREAM,
             result,
         };
         if arrived.send(job).is_err() {
@@ -94,7 +95,7 @@ impl PageServer {
             child,
             dir: dir.to_path_buf(),
             bridged,
-            received,
+            traffic,
             finished: false,
         })
     }
@@ -105,7 +106,7 @@ impl PageServer {
         let status = tokio::time::timeout(SERVER_END, self.child.wait()).await;
         self.finished = true;
         match status {
-            Ok(Ok(s)) if s.success() => Ok(self.received.load(Ordering::Relaxed)),
+            Ok(Ok(s)) if s.success() => Ok(self.traffic.received.load(Ordering::Relaxed)),
             Ok(_) => {
                 let mut why = criu_cmd::log_errors(&self.dir.join("page-server.log"));
                 if let Ok(Bridged {

@@ -190,6 +190,10 @@ pub async fn dispatch(
         }
         methods::PROC_LIST => procs::list(ctx, params(method, p)?),
         methods::PROC_GET => procs::get(ctx, params(method, p)?),
+        methods::PROC_PROGRESS => {
+            let p: PidParams = params(method, p)?;
+            to_value(&ctx.under_way.get(p.pid))
+        }
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
         methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?).await,
         methods::PROC_SIGNAL => procs::signal(ctx, caller, params(method, p)?).await,

@@ -1,12 +1,13 @@
 //! The migrator window: one process's live status and location, every node
-//! (double-click migrates there), home, best, kill, SIGSTOP, SIGCONT and renice.
+//! (double-click migrates there), home, best, kill, SIGSTOP, SIGCONT and renice,
+//! and its move as a bar: under way (frozen, memory pulled) or the last one.
 
 use egui::{Color32, Ui};
 use hpc::model::NodeId;
 
 use viewer::actions::ProcessAction;
 use viewer::net::Command;
-use viewer::widgets::status_color;
+use viewer::widgets::{move_done_bar, move_progress_bar, status_color};
 use viewer::{Needs, Open, ViewerContext, Window};
 
 /// The migrator of one process, followed by identity wherever it moves.
@@ -57,6 +58,7 @@ impl Migrator {
     }
 
     fn migrator_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) {
+        self.move_ui(ui, cx);
         let Some((node, p)) = cx
             .state
             .find_job(self.home, self.home_pid)
@@ -182,6 +184,32 @@ impl Migrator {
                 nice: self.nice,
             });
             self.nice_dirty = false;
+        }
+    }
+}
+
+impl Migrator {
+    /// Its move under way as a bar (frozen, memory streamed or pulled), or
+    /// its last move with the figures.
+    fn move_ui(&self, ui: &mut Ui, cx: &ViewerContext) {
+        let moves = &cx.state.moves;
+        let identity = (self.home, self.home_pid);
+        if let Some(f) = moves.in_flight(identity) {
+            let elapsed = f.since.elapsed().as_millis() as u64;
+            match &f.progress {
+                Some(p) => {
+                    move_progress_bar(ui, p, elapsed);
+                }
+                None => {
+                    ui.add(
+                        egui::ProgressBar::new(0.0)
+                            .animate(true)
+                            .text(format!("asking to move it to {} ({elapsed} ms)", f.to)),
+                    );
+                }
+            }
+        } else if let Some(r) = moves.last_move(identity) {
+            move_done_bar(ui, r);
         }
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use hpc::client::Client;
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus};
 use hpc::protocol::{
-    JobInfo, MigrateParams, MoveLogPage, MoveRecord, MovesSinceParams, NoParams, PathValue,
-    ProcWriteParams, ReniceParams, SignalParams, SpawnParams, SubscribeParams, WriteParams,
-    methods,
+    JobInfo, MigrateParams, MoveLogPage, MoveProgress, MoveRecord, MovesSinceParams, NoParams,
+    PathValue, PidParams, ProcWriteParams, ReniceParams, SignalParams, SpawnParams,
+    SubscribeParams, WriteParams, methods,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,6 +29,8 @@ pub use crate::tasks::Waker;
 
 /// How long an expel, bring or migration may take before the app stops waiting.
 const LONG_ACTION: Duration = Duration::from_secs(900);
+/// How often a migration's source is asked how far it is while it runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// How often every connected node's admin state is read again.
 const ADMIN_REFRESH_EVERY: u32 = 5;
 /// Most admin reads in flight at once.
@@ -418,7 +420,7 @@ async fn perform(
         }
         Command::RefreshAdmin(node) => refresh_admin(&pool, node, &sink).await,
         Command::Migrate { node, pid, to } => {
-            let result = call_within(
+            let call = call_within(
                 &pool,
                 node,
                 methods::PROC_MIGRATE,
@@ -429,8 +431,27 @@ async fn perform(
                     mode: hpc::protocol::MigrationMode::Auto,
                 },
                 LONG_ACTION,
-            )
-            .await;
+            );
+            tokio::pin!(call);
+            // While it runs, the source says how far it is.
+            let result = loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    () = tokio::time::sleep(PROGRESS_EVERY) => {
+                        let asked: Result<Option<MoveProgress>, String> = call_within(
+                            &pool,
+                            node,
+                            methods::PROC_PROGRESS,
+                            PidParams { pid },
+                            Duration::from_secs(5),
+                        )
+                        .await;
+                        if let Ok(Some(progress)) = asked {
+                            sink.send(Event::MoveProgress { node, pid, progress });
+                        }
+                    }
+                }
+            };
             sink.send(Event::Migrated {
                 node,
                 pid,

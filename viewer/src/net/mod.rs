@@ -186,6 +186,15 @@ pub enum Event {
         /// The agent's report, or why it did not move.
         result: Result<MigrationReport, String>,
     },
+    /// Where a migration the app asked for stands, as its source says.
+    MoveProgress {
+        /// Node that listed the process (the move's source).
+        node: NodeId,
+        /// Its PID there.
+        pid: i32,
+        /// How far it is.
+        progress: hpc::protocol::MoveProgress,
+    },
     /// New entries of a watched node's move log (migrations it carried out
     /// as the source, whoever asked for them).
     Moves {

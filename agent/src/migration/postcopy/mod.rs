@@ -119,6 +119,39 @@ pub async fn start_lazy_daemon(criu: &Path, dir: &Path) -> Result<LazyCriu, Stri
     .map_err(|e| format!("CRIU's lazy-pages daemon could not start: {e}"))
 }
 
+/// The bytes a bridge carried, each way, as they go.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// From the other node to the local CRIU.
+    pub received: AtomicU64,
+    /// From the local CRIU to the other node.
+    pub sent: AtomicU64,
+}
+
+/// How a bridge tells a dead or stuck other node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// How long the other node may take to take bytes (and, with
+    /// `answers`, to answer bytes sent to it).
+    pub stall: Duration,
+    /// Whether bytes sent expect an answer within `stall`: a pull's requests
+    /// and pages do; a stream of pages is answered only at its end.
+    pub answers: bool,
+}
+
+impl Watch {
+    /// A pull: every request is answered within [`PULL_STALL`].
+    pub const PULL: Self = Self {
+        stall: PULL_STALL,
+        answers: true,
+    };
+    /// A stream: the other node keeps taking the bytes, and answers at the end.
+    pub const STREAM: Self = Self {
+        stall: PULL_STALL,
+        answers: false,
+    };
+}
+
 /// How a bridge ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bridged {
@@ -129,24 +162,26 @@ pub struct Bridged {
 }
 
 /// Carries the bytes between the local CRIU's socket and the other node's
-/// channel, counting those that arrive in `received`, until the local CRIU
-/// closes its end (its part is done) or the other node goes away or leaves
-/// bytes sent to it unanswered for `stall` ([`PULL_STALL`]). It never shuts
+/// channel, counting them each way in `traffic`, until the local CRIU
+/// closes its end (its part is done) or the other node goes away, takes no
+/// bytes for `watch.stall`, or (`watch.answers`) leaves bytes sent to it
+/// unanswered that long. It never shuts
 /// the local socket down: whether CRIU may see it close is the caller's
 /// decision (a second descriptor of it may be held elsewhere).
 pub async fn bridge<R, W>(
     local: tokio::net::UnixStream,
     mut remote_r: R,
     mut remote_w: W,
-    received: Arc<AtomicU64>,
+    traffic: Arc<Traffic>,
     throttle: Option<u64>,
-    stall: Duration,
+    watch: Watch,
 ) -> Bridged
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let (mut lr, mut lw) = local.into_split();
+    let stall = watch.stall;
     let began = tokio::time::Instant::now();
     let since = || began.elapsed().as_millis() as u64 + 1;
     // When bytes went to the other node with nothing back since (ms after
@@ -176,7 +211,10 @@ where
             if let Err(e) = remote_w.flush().await {
                 return Err(format!("the other node went away ({e})"));
             }
-            let _ = awaiting.compare_exchange(0, since(), Ordering::Relaxed, Ordering::Relaxed);
+            traffic.sent.fetch_add(n as u64, Ordering::Relaxed);
+            if watch.answers {
+                let _ = awaiting.compare_exchange(0, since(), Ordering::Relaxed, Ordering::Relaxed);
+            }
         }
     };
     // Remote to local: ends at the remote's end of stream (Ok) or when it
@@ -201,7 +239,7 @@ where
                     }
                 };
             awaiting.store(0, Ordering::Relaxed);
-            received.fetch_add(n as u64, Ordering::Relaxed);
+            traffic.received.fetch_add(n as u64, Ordering::Relaxed);
             total += n as u64;
             if let Some(rate) = throttle.filter(|r| *r > 0) {
                 let due = began + Duration::from_secs_f64(total as f64 / rate as f64);
@@ -322,7 +360,9 @@ pub struct BridgeJob {
     /// The agent's end of the lazy-pages daemon's socket.
     pub socket: tokio::net::UnixStream,
     /// Bytes from the source, counted as they arrive.
-    pub received: Arc<AtomicU64>,
+    pub traffic: Arc<Traffic>,
+    /// How the bridge judges the source.
+    pub watch: Watch,
     /// How the bridge ended.
     pub result: oneshot::Sender<Bridged>,
 }
@@ -409,7 +449,7 @@ where
         return;
     };
     let throttle = (ctx.fault == Some(super::Fault::SlowPull)).then_some(SLOW_PULL_RATE);
-    let bridged = bridge(job.socket, read, write, job.received, throttle, PULL_STALL).await;
+    let bridged = bridge(job.socket, read, write, job.traffic, throttle, job.watch).await;
     let _ = job.result.send(bridged);
 }
 
@@ -437,8 +477,8 @@ mod tests {
         let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
         let (remote, mut peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
-        let got = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(bridge(local, rr, rw, got.clone(), None, PULL_STALL));
+        let got = Arc::new(Traffic::default());
+        let task = tokio::spawn(bridge(local, rr, rw, got.clone(), None, Watch::PULL));
         peer.write_all(b"request").await.unwrap();
         let mut b = [0u8; 7];
         criu.read_exact(&mut b).await.unwrap();
@@ -456,7 +496,8 @@ mod tests {
                 problem: None
             }
         );
-        assert_eq!(got.load(Ordering::Relaxed), 7);
+        assert_eq!(got.received.load(Ordering::Relaxed), 7);
+        assert_eq!(got.sent.load(Ordering::Relaxed), 5);
     }
 
     #[tokio::test]
@@ -464,14 +505,7 @@ mod tests {
         let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
         let (remote, peer) = tokio::io::duplex(1 << 16);
         let (rr, rw) = tokio::io::split(remote);
-        let task = tokio::spawn(bridge(
-            local,
-            rr,
-            rw,
-            Arc::new(AtomicU64::new(0)),
-            None,
-            PULL_STALL,
-        ));
+        let task = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, Watch::PULL));
         drop(peer);
         let r = tokio::time::timeout(Duration::from_secs(30), task)
             .await
@@ -487,7 +521,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_bridge_waits_for_the_first_request_but_not_for_an_answer() {
-        let stall = Duration::from_secs(2);
+        let stall = Watch {
+            stall: Duration::from_secs(2),
+            answers: true,
+        };
         // Nothing sent, nothing awaited (the target still restoring): no stall.
         let (local, _criu) = tokio::net::UnixStream::pair().unwrap();
         let (remote, _peer) = tokio::io::duplex(1 << 16);
@@ -513,6 +550,65 @@ mod tests {
                 .is_some_and(|p| p.contains("not answered")),
             "{r:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_expects_no_answer_but_a_taker() {
+        let watch = Watch {
+            stall: Duration::from_secs(1),
+            answers: false,
+        };
+        // Bytes streamed for three stall limits with no answer: still on.
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, mut peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let streaming = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, watch));
+        let drain = tokio::spawn(async move {
+            let mut sink = vec![0u8; 1 << 16];
+            let mut got = 0;
+            while let Ok(n) = peer.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got
+        });
+        for _ in 0..30 {
+            criu.write_all(&[7u8; 4096]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!streaming.is_finished(), "a stream was taken for a stall");
+        drop(criu);
+        let r = streaming.await.unwrap();
+        assert_eq!(
+            r,
+            Bridged {
+                local_closed: true,
+                problem: None
+            }
+        );
+        drop(drain);
+        // A taker that stops taking: the stall.
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, _peer) = tokio::io::duplex(1 << 12);
+        let (rr, rw) = tokio::io::split(remote);
+        let stuck = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, watch));
+        let writer = tokio::spawn(async move {
+            let chunk = [7u8; 4096];
+            while criu.write_all(&chunk).await.is_ok() {}
+        });
+        let r = tokio::time::timeout(Duration::from_secs(10), stuck)
+            .await
+            .expect("the stall ends the bridge")
+            .unwrap();
+        assert!(
+            r.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("took no data")),
+            "{r:?}"
+        );
+        writer.abort();
     }
 
     #[test]

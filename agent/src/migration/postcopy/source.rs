@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 
 use super::super::wire::{self, Msg};
-use super::{Bridged, LazyCriu, PULL_STALL};
+use super::{Bridged, LazyCriu, PULL_STALL, Traffic, Watch};
 
 /// How long CRIU may take to end once its socket closed or its part is done.
 const CRIU_END: Duration = Duration::from_secs(30);
@@ -41,8 +40,9 @@ pub enum PullEnd {
 }
 
 impl Serving {
-    /// Bridges `dump` (CRIU serving the memory) to the pages channel.
-    pub fn start<R, W>(dump: LazyCriu, read: R, write: W, dir: &Path) -> Self
+    /// Bridges `dump` (CRIU serving the memory) to the pages channel,
+    /// counting the pages that go in `traffic`.
+    pub fn start<R, W>(dump: LazyCriu, read: R, write: W, dir: &Path, traffic: Arc<Traffic>) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -51,9 +51,9 @@ impl Serving {
             dump.socket,
             read,
             write,
-            Arc::new(AtomicU64::new(0)),
+            traffic,
             None,
-            PULL_STALL,
+            Watch::PULL,
         ));
         Self {
             criu: dump.child,

@@ -5,12 +5,12 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{BridgeJob, Bridged, ChannelArrived, PullGuard};
+use super::{BridgeJob, Bridged, ChannelArrived, PullGuard, Traffic, Watch};
 
 /// How long the daemon and the bridge may take to both end once one has.
 const BOTH_END: Duration = Duration::from_secs(5);
@@ -24,7 +24,7 @@ pub struct Pull {
     /// while it is open the daemon cannot see the socket close.
     hold: Option<OwnedFd>,
     bridged: oneshot::Receiver<Bridged>,
-    received: Arc<AtomicU64>,
+    traffic: Arc<Traffic>,
     guard: Option<PullGuard>,
 }
 
@@ -40,10 +40,11 @@ impl Pull {
         let daemon = super::start_lazy_daemon(criu, dir).await?;
         let hold = super::second_descriptor(&daemon.socket)?;
         let (result, bridged) = oneshot::channel();
-        let received = Arc::new(AtomicU64::new(0));
+        let traffic = Arc::new(Traffic::default());
         let job = BridgeJob {
             socket: daemon.socket,
-            received: received.clone(),
+            traffic: traffic.clone(),
+            watch: Watch::PULL,
             result,
         };
         let mut child = daemon.child;
@@ -56,7 +57,7 @@ impl Pull {
             dir: dir.to_path_buf(),
             hold: Some(hold),
             bridged,
-            received,
+            traffic,
             guard: None,
         })
     }
@@ -78,7 +79,7 @@ impl Pull {
 
     /// Memory bytes that have arrived so far.
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.traffic.received.load(Ordering::Relaxed)
     }
 
     /// Waits until every page has arrived (the bytes) or the pull broke
