@@ -1246,7 +1246,7 @@ async fn an_agent_with_only_the_cluster_key_joins_by_discovery_and_receives_work
 /// a placement, before it has run long enough for the balancer to weigh it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_job_on_a_busy_node_is_placed_on_an_idle_one_at_once() {
-    let (_lab, dir, home) = setup_with(
+    let (lab, dir, home) = setup_with(
         "mp",
         114,
         2,
@@ -1254,6 +1254,11 @@ async fn a_new_job_on_a_busy_node_is_placed_on_an_idle_one_at_once() {
         &["--cpus-per-node", "1", "--agent-arg=--balance=on"],
     )
     .await;
+    // One speed for both: measured while other tests load the machine, they
+    // differ, and a slower-looking idle node may rightly not be chosen.
+    for n in 1..=2 {
+        admin(&lab.client(n).await, "speed", 10000).await;
+    }
     let spin = ["sh", "-c", "while :; do :; done"];
     let busy = spawn(&home, &dir, &spin, "busy.log", true).await;
     // Node 1's own load rises over a few seconds.

@@ -128,27 +128,30 @@ pub struct Traffic {
     pub sent: AtomicU64,
 }
 
-/// How a bridge tells a dead or stuck other node.
+/// How a bridge tells a dead or stuck other node: it must take the bytes
+/// sent to it within `stall`, and answer within `stall` of the first bytes
+/// left unanswered (`every_request`: a pull, whose every request is answered
+/// at once) or of the last bytes sent (a stream of pages, answered only
+/// when the sender stops and waits, at its start and end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watch {
-    /// How long the other node may take to take bytes (and, with
-    /// `answers`, to answer bytes sent to it).
+    /// The longest wait.
     pub stall: Duration,
-    /// Whether bytes sent expect an answer within `stall`: a pull's requests
-    /// and pages do; a stream of pages is answered only at its end.
-    pub answers: bool,
+    /// Whether each request expects its answer before the next counts.
+    pub every_request: bool,
 }
 
 impl Watch {
     /// A pull: every request is answered within [`PULL_STALL`].
     pub const PULL: Self = Self {
         stall: PULL_STALL,
-        answers: true,
+        every_request: true,
     };
-    /// A stream: the other node keeps taking the bytes, and answers at the end.
+    /// A stream: the other node keeps taking the bytes, and answers within
+    /// [`PULL_STALL`] once the sender waits.
     pub const STREAM: Self = Self {
         stall: PULL_STALL,
-        answers: false,
+        every_request: false,
     };
 }
 
@@ -164,8 +167,8 @@ pub struct Bridged {
 /// Carries the bytes between the local CRIU's socket and the other node's
 /// channel, counting them each way in `traffic`, until the local CRIU
 /// closes its end (its part is done) or the other node goes away, takes no
-/// bytes for `watch.stall`, or (`watch.answers`) leaves bytes sent to it
-/// unanswered that long. It never shuts
+/// bytes for `watch.stall`, or leaves bytes sent to it unanswered that long
+/// ([`Watch`]). It never shuts
 /// the local socket down: whether CRIU may see it close is the caller's
 /// decision (a second descriptor of it may be held elsewhere).
 pub async fn bridge<R, W>(
@@ -212,8 +215,10 @@ where
                 return Err(format!("the other node went away ({e})"));
             }
             traffic.sent.fetch_add(n as u64, Ordering::Relaxed);
-            if watch.answers {
+            if watch.every_request {
                 let _ = awaiting.compare_exchange(0, since(), Ordering::Relaxed, Ordering::Relaxed);
+            } else {
+                awaiting.store(since(), Ordering::Relaxed);
             }
         }
     };
@@ -523,7 +528,7 @@ mod tests {
     async fn a_bridge_waits_for_the_first_request_but_not_for_an_answer() {
         let stall = Watch {
             stall: Duration::from_secs(2),
-            answers: true,
+            every_request: true,
         };
         // Nothing sent, nothing awaited (the target still restoring): no stall.
         let (local, _criu) = tokio::net::UnixStream::pair().unwrap();
@@ -553,10 +558,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stream_expects_no_answer_but_a_taker() {
+    async fn a_stream_expects_an_answer_only_once_its_sender_waits() {
         let watch = Watch {
             stall: Duration::from_secs(1),
-            answers: false,
+            every_request: false,
         };
         // Bytes streamed for three stall limits with no answer: still on.
         let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
@@ -609,6 +614,22 @@ mod tests {
             "{r:?}"
         );
         writer.abort();
+        // A sender that stopped to wait for an answer that never comes.
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, _peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let waiting = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, watch));
+        criu.write_all(b"close, please").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the stall ends the bridge")
+            .unwrap();
+        assert!(
+            r.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("not answered")),
+            "{r:?}"
+        );
     }
 
     #[test]
