@@ -1398,11 +1398,36 @@ async fn migrate_mode(
     Ok(serde_json::from_value(v).expect("a migration report"))
 }
 
+/// After a move of the memory job writing `out` to node `to` (network
+/// namespace `ns`): exactly one running copy, there, its output continuous
+/// past line `before` and its memory's checksum still `baseline`.
+async fn one_intact_copy(
+    to: u32,
+    ns: u64,
+    out: &Path,
+    before: usize,
+    home: &Client,
+    home_pid: i32,
+    baseline: &str,
+) {
+    let marker = out.display().to_string();
+    let one = wait_for(Duration::from_secs(20), || async {
+        let c = running_copies(&marker);
+        (c.len() == 1).then_some(c)
+    })
+    .await
+    .unwrap_or_else(|| panic!("running copies {:?}", running_copies(&marker)));
+    assert_eq!(netns(one[0]), ns, "it runs on node {to}");
+    runs_on(out, before, 3).await;
+    assert_continuous(out);
+    let now = checksum_now(home, home_pid, out).await;
+    assert_eq!(now, baseline, "memory changed after the move to {to}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
     let (lab, dir, home) = setup("pc", 117, 2, "postcopy").await;
     let (job, out, baseline) = memory_job(&home, &dir, "p.out", 256).await;
-    let marker = out.display().to_string();
     let node_ns: Vec<u64> = (1..=2).map(|id| netns(lab.agent_pid(id))).collect();
     for to in [2u32, 1] {
         let before = counts(&out).len();
@@ -1420,21 +1445,16 @@ async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
             r.released_ms,
             r.pulled_bytes >> 20
         );
-        let one = wait_for(Duration::from_secs(20), || async {
-            let c = running_copies(&marker);
-            (c.len() == 1).then_some(c)
-        })
-        .await
-        .unwrap_or_else(|| panic!("running copies {:?}", running_copies(&marker)));
-        assert_eq!(
-            netns(one[0]),
+        one_intact_copy(
+            to,
             node_ns[to as usize - 1],
-            "it runs on node {to}"
-        );
-        runs_on(&out, before, 3).await;
-        assert_continuous(&out);
-        let now = checksum_now(&home, job.home_pid, &out).await;
-        assert_eq!(now, baseline, "memory changed after the move to {to}");
+            &out,
+            before,
+            &home,
+            job.home_pid,
+            &baseline,
+        )
+        .await;
         let st = status(&home, job.home_pid).await;
         assert_eq!(st.where_, to, "{st:?}");
     }
@@ -1453,7 +1473,6 @@ async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_str
     )
     .await;
     let (job, out, baseline) = memory_job(&home, &dir, "s.out", 128).await;
-    let marker = out.display().to_string();
     for (to, streams) in [(2u32, true), (3, false), (1, true)] {
         let before = counts(&out).len();
         let r = migrate_mode(&home, job.home_pid, &to.to_string(), "precopy")
@@ -1478,21 +1497,8 @@ async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_str
             r.restore_ms,
             r.streamed_bytes >> 20
         );
-        let one = wait_for(Duration::from_secs(20), || async {
-            let c = running_copies(&marker);
-            (c.len() == 1).then_some(c)
-        })
-        .await
-        .unwrap_or_else(|| panic!("running copies {:?}", running_copies(&marker)));
-        assert_eq!(
-            netns(one[0]),
-            netns(lab.agent_pid(to)),
-            "it runs on node {to}"
-        );
-        runs_on(&out, before, 3).await;
-        assert_continuous(&out);
-        let now = checksum_now(&home, job.home_pid, &out).await;
-        assert_eq!(now, baseline, "memory changed after the move to {to}");
+        let ns = netns(lab.agent_pid(to));
+        one_intact_copy(to, ns, &out, before, &home, job.home_pid, &baseline).await;
     }
     // No image directory is left behind on any node.
     for id in 1..=3 {

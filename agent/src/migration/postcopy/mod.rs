@@ -524,6 +524,27 @@ mod tests {
         assert!(read.is_err() || read.is_ok_and(|r| r.is_ok_and(|n| n == 0)));
     }
 
+    /// A bridge whose local side sends a request the other node never
+    /// answers ends within 10 s, saying so, without closing the local side.
+    async fn unanswered_request_stalls(watch: Watch) {
+        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
+        let (remote, _peer) = tokio::io::duplex(1 << 16);
+        let (rr, rw) = tokio::io::split(remote);
+        let waiting = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, watch));
+        criu.write_all(b"request").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the stall ends the bridge")
+            .unwrap();
+        assert!(!r.local_closed);
+        assert!(
+            r.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("not answered")),
+            "{r:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_bridge_waits_for_the_first_request_but_not_for_an_answer() {
         let stall = Watch {
@@ -539,22 +560,7 @@ mod tests {
         assert!(!idle.is_finished(), "an idle bridge gave up");
         idle.abort();
         // A request sent and never answered: a stall.
-        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
-        let (remote, _peer) = tokio::io::duplex(1 << 16);
-        let (rr, rw) = tokio::io::split(remote);
-        let waiting = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, stall));
-        criu.write_all(b"request").await.unwrap();
-        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
-            .await
-            .expect("the stall ends the bridge")
-            .unwrap();
-        assert!(!r.local_closed);
-        assert!(
-            r.problem
-                .as_deref()
-                .is_some_and(|p| p.contains("not answered")),
-            "{r:?}"
-        );
+        unanswered_request_stalls(stall).await;
     }
 
     #[tokio::test]
@@ -615,21 +621,7 @@ mod tests {
         );
         writer.abort();
         // A sender that stopped to wait for an answer that never comes.
-        let (local, mut criu) = tokio::net::UnixStream::pair().unwrap();
-        let (remote, _peer) = tokio::io::duplex(1 << 16);
-        let (rr, rw) = tokio::io::split(remote);
-        let waiting = tokio::spawn(bridge(local, rr, rw, Arc::default(), None, watch));
-        criu.write_all(b"close, please").await.unwrap();
-        let r = tokio::time::timeout(Duration::from_secs(10), waiting)
-            .await
-            .expect("the stall ends the bridge")
-            .unwrap();
-        assert!(
-            r.problem
-                .as_deref()
-                .is_some_and(|p| p.contains("not answered")),
-            "{r:?}"
-        );
+        unanswered_request_stalls(watch).await;
     }
 
     #[test]
