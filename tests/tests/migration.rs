@@ -837,10 +837,11 @@ async fn concurrent_offers_never_take_more_image_space_than_there_is() {
         lab.client(1).await,
         lab.client(1).await,
     );
+    // Pre-copy: each needs room for its whole memory at node 2.
     let (a, b, c) = tokio::join!(
-        migrate(&h0, jobs[0].0.home_pid, "2"),
-        migrate(&h1, jobs[1].0.home_pid, "2"),
-        migrate(&h2, jobs[2].0.home_pid, "2"),
+        migrate_mode(&h0, jobs[0].0.home_pid, "2", "precopy"),
+        migrate_mode(&h1, jobs[1].0.home_pid, "2", "precopy"),
+        migrate_mode(&h2, jobs[2].0.home_pid, "2", "precopy"),
     );
     let results = [a, b, c];
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -870,10 +871,32 @@ async fn concurrent_offers_never_take_more_image_space_than_there_is() {
     // Room is given back: the refused ones move now, one after the other.
     for ((job, _), r) in jobs.iter().zip(&results) {
         if r.is_err() {
-            migrate(&home, job.home_pid, "2")
+            migrate_mode(&home, job.home_pid, "2", "precopy")
                 .await
                 .expect("there is room once the others have moved");
         }
+    }
+    // Post-copy writes no memory into images: back home and all three to
+    // node 2 at once fit in its 100 MiB.
+    for (job, _) in &jobs {
+        migrate_mode(&home, job.home_pid, "1", "postcopy")
+            .await
+            .expect("home post-copy");
+    }
+    let (a, b, c) = tokio::join!(
+        migrate_mode(&h0, jobs[0].0.home_pid, "2", "postcopy"),
+        migrate_mode(&h1, jobs[1].0.home_pid, "2", "postcopy"),
+        migrate_mode(&h2, jobs[2].0.home_pid, "2", "postcopy"),
+    );
+    for (r, (job, out)) in [a, b, c].iter().zip(&jobs) {
+        assert!(
+            r.is_ok(),
+            "post-copy needs room only for the small images: {r:?}"
+        );
+        let st = status(&home, job.home_pid).await;
+        assert_eq!(st.where_, 2, "{st:?}");
+        let before = counts(out).len();
+        runs_on(out, before, 3).await;
     }
     for (job, _) in &jobs {
         kill(&home, job.home_pid).await;

@@ -149,7 +149,9 @@ where
         postcopy,
         stream,
     } = offer;
-    let mut room = match check_offer(ctx, &id, &job, estimate) {
+    // Post-copy moves whole jobs (as the source asks only for them).
+    let postcopy = postcopy && ctx.postcopy.is_some() && !job.single;
+    let mut room = match check_offer(ctx, &id, &job, estimate, postcopy) {
         Ok(r) => r,
         Err(reason) => {
             tracing::info!(pid = job.home_pid, home = job.home, from, %reason, "refused a migration");
@@ -157,8 +159,6 @@ where
             return;
         }
     };
-    // Post-copy moves whole jobs (as the source asks only for them).
-    let postcopy = postcopy && ctx.postcopy.is_some() && !job.single;
     // Otherwise the memory streams to a page server here, when asked.
     let stream = stream && !postcopy;
     // Either way the source opens the pages channel next.
@@ -562,12 +562,15 @@ where
 }
 
 /// Refuses before anything is frozen: a malformed offer, no CRIU, blocked,
-/// mask, no room (the room is reserved here, under the image ledger's lock).
+/// mask, no room (the room is reserved here, under the image ledger's lock;
+/// `lazy`: post-copy, whose memory comes into the process, not into images,
+/// so only the other images need room).
 fn check_offer(
     ctx: &AgentContext,
     id: &str,
     job: &hpc::protocol::JobInfo,
     estimate: u64,
+    lazy: bool,
 ) -> Result<Reservation, String> {
     if !valid_id(id) {
         return Err(format!("`{id}` is not a migration id (32 hex digits)"));
@@ -589,6 +592,11 @@ fn check_offer(
     }
     let need = estimate_with_margin(estimate)
         .ok_or_else(|| format!("the offered image size {estimate} is not a size"))?;
+    let need = if lazy {
+        estimate_with_margin(0).unwrap_or(need)
+    } else {
+        need
+    };
     ctx.images
         .reserve(need)
         .map_err(|why| format!("node {} has no room for the images: {why}", ctx.node_id))

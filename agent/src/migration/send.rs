@@ -264,16 +264,6 @@ pub async fn send(
         .and_then(|r| crate::sampler::start_time_of(*r))
         .unwrap_or(0);
     let estimate = image_estimate(&tree);
-    // Room for the checkpoint here, before anything is frozen.
-    let _room = super::estimate_with_margin(estimate)
-        .ok_or_else(|| "its size overflows".to_string())
-        .and_then(|need| ctx.images.reserve(need))
-        .map_err(|why| {
-            fail(format!(
-                "node {} has no room to checkpoint it: {why}",
-                ctx.node_id
-            ))
-        })?;
     // Post-copy moves whole jobs; a single process (with its deputy at
     // home) moves pre-copy.
     let want_postcopy = match mode {
@@ -292,6 +282,23 @@ pub async fn send(
             )));
         }
     };
+    // Room for the checkpoint here, before anything is frozen: a lazy
+    // checkpoint writes no memory, so post-copy needs room only for the
+    // other images (more if the target will not take it post-copy).
+    let no_room = |why: String| {
+        fail(format!(
+            "node {} has no room to checkpoint it: {why}",
+            ctx.node_id
+        ))
+    };
+    let full = super::estimate_with_margin(estimate)
+        .ok_or_else(|| no_room("its size overflows".into()))?;
+    let first = if want_postcopy {
+        super::estimate_with_margin(0).unwrap_or(full)
+    } else {
+        full
+    };
+    let mut room = ctx.images.reserve(first).map_err(no_room)?;
     // `proc.progress` follows it from here until it ends.
     let progress = ctx.under_way.follow(info.pid, target.id, estimate);
     let traffic = Arc::new(Traffic::default());
@@ -329,6 +336,11 @@ pub async fn send(
     } else {
         MigrationMode::Precopy
     });
+    if !lazy && let Err(why) = room.ensure(full) {
+        let reason = format!("node {} has no room to checkpoint it: {why}", ctx.node_id);
+        abort(&mut write, &reason).await;
+        return Err(fail(reason));
+    }
     if mode == MigrationMode::Postcopy && !lazy {
         let reason = format!("node {} cannot take it post-copy", target.id);
         abort(&mut write, &reason).await;
