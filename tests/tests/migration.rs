@@ -1486,17 +1486,22 @@ async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_stream_breaks() {
-    // Node 3's page server ends as soon as a streamed checkpoint begins.
+    // Node 3's page server ends as soon as a streamed checkpoint begins;
+    // node 2 takes the stream at 4 MiB/s (so that its agent can be killed
+    // in the middle).
     let (lab, dir, home) = setup_with(
         "ps",
         120,
         3,
         "prestream",
-        &["--node-arg=3:--test-fault=break-stream"],
+        &[
+            "--node-arg=3:--test-fault=break-stream",
+            "--node-arg=2:--test-fault=slow-pull",
+        ],
     )
     .await;
     let (job, out, baseline) = memory_job(&home, &dir, "s.out", 128).await;
-    for (to, streams) in [(2u32, true), (3, false), (1, true)] {
+    for (to, streams) in [(3u32, false), (1, true)] {
         let before = counts(&out).len();
         let r = migrate_mode(&home, job.home_pid, &to.to_string(), "precopy")
             .await
@@ -1523,6 +1528,39 @@ async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_str
         let ns = netns(lab.agent_pid(to));
         one_intact_copy(to, ns, &out, before, &home, job.home_pid, &baseline).await;
     }
+    // The target's agent killed while the memory streams: the move fails
+    // with the reason, and the process continues here, intact.
+    let before = counts(&out).len();
+    let moving = {
+        let home = lab.client(1).await;
+        let pid = job.home_pid;
+        tokio::spawn(async move { migrate_mode(&home, pid, "2", "precopy").await })
+    };
+    let streaming = wait_for(Duration::from_secs(30), || async {
+        let v = home
+            .call_value(methods::PROC_PROGRESS, json!({ "pid": job.home_pid }))
+            .await
+            .ok()?;
+        let p: hpc::protocol::MoveProgress = serde_json::from_value(v).ok()?;
+        (p.phase == hpc::protocol::MovePhase::Frozen && p.moved_bytes > 0).then_some(p)
+    })
+    .await
+    .expect("the memory streaming to node 2");
+    assert!(streaming.moved_bytes < 120 << 20, "{streaming:?}");
+    // SAFETY: kill has no memory-safety preconditions; the PID is this
+    // test's lab agent.
+    unsafe { libc::kill(lab.agent_pid(2), libc::SIGKILL) };
+    let e = tokio::time::timeout(Duration::from_secs(120), moving)
+        .await
+        .expect("the move ends")
+        .unwrap()
+        .expect_err("the move cannot succeed");
+    assert!(e.contains("continues on node 1"), "{e}");
+    eprintln!("target killed mid-stream: {e}");
+    let ns = netns(lab.agent_pid(1));
+    one_intact_copy(1, ns, &out, before, &home, job.home_pid, &baseline).await;
+    // A restarted agent clears what the dead one left.
+    lab.restart_agent(2, "kill");
     // No image directory is left behind on any node.
     for id in 1..=3 {
         let images = lab.images_dir(id);

@@ -192,7 +192,14 @@ pub async fn dispatch(
         methods::PROC_GET => procs::get(ctx, params(method, p)?),
         methods::PROC_PROGRESS => {
             let p: PidParams = params(method, p)?;
-            to_value(&ctx.under_way.get(p.pid))
+            // A job back home runs under a new PID but is asked for by its
+            // home PID.
+            let local = ctx.jobs.local_pid(p.pid);
+            to_value(
+                &ctx.under_way
+                    .get(local)
+                    .or_else(|| ctx.under_way.get(p.pid)),
+            )
         }
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
         methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?).await,
