@@ -10,7 +10,6 @@ use egui::{Color32, Id, Ui};
 use history::events::{Checkpoint, ProcMove};
 use history::query::{ProcessAt, ProcessRecord};
 use hpc::model::NodeId;
-use hpc::protocol::MigrationMode;
 use viewer::tasks::{Pending, Tasks};
 use viewer::{Open, ViewerContext, Window};
 
@@ -322,11 +321,10 @@ impl ProcessHistory {
             s.started_ms,
         )];
         for m in &j.moves {
-            let mode = m.mode.map_or(String::new(), |x| match x {
-                MigrationMode::Postcopy => ", post-copy".to_string(),
-                MigrationMode::Precopy => ", pre-copy".to_string(),
-                MigrationMode::Auto => String::new(),
-            });
+            let mode = m
+                .mode
+                .filter(|x| !x.is_auto())
+                .map_or(String::new(), |x| format!(", {}", x.label()));
             let figures = match (m.freeze_ms, m.bytes) {
                 (Some(f), Some(b)) => format!(", frozen {f} ms, {} KiB", b / 1024),
                 (Some(f), None) => format!(", frozen {f} ms"),

@@ -326,6 +326,7 @@ impl Tracker {
         for m in moves {
             let r = &m.report;
             let key = (r.home, r.home_pid);
+            let (released_ms, pulled_bytes) = move_figures(r);
             let mv = |id| {
                 ProcEvent::Move(ProcMove {
                     id,
@@ -338,8 +339,8 @@ impl Tracker {
                     bytes: i64::try_from(r.bytes).ok(),
                     why: (!r.why.is_empty()).then(|| r.why.clone()),
                     mode: Some(r.mode),
-                    released_ms: move_figures(r).0,
-                    pulled_bytes: move_figures(r).1,
+                    released_ms,
+                    pulled_bytes,
                 })
             };
             if let Some(t) = self

@@ -566,6 +566,15 @@ impl MigrationMode {
         *self == Self::Auto
     }
 
+    /// Its name in prose: `post-copy`, `pre-copy`, `auto`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Postcopy => "post-copy",
+            Self::Precopy => "pre-copy",
+        }
+    }
+
     /// Its name on the command line and in reports.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -799,6 +808,15 @@ pub struct MoveProgress {
     pub moved_bytes: u64,
     /// The memory expected to go (its resident memory when the move began).
     pub expected_bytes: u64,
+}
+
+impl MoveProgress {
+    /// The share of the expected memory gone so far (0..=1); None when
+    /// nothing is expected.
+    pub fn share(&self) -> Option<f64> {
+        (self.expected_bytes > 0)
+            .then(|| (self.moved_bytes as f64 / self.expected_bytes as f64).clamp(0.0, 1.0))
+    }
 }
 
 /// Params of `job.exited`.

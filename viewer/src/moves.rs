@@ -166,11 +166,12 @@ impl Moves {
     /// by. Never reaches 1 before the answer.
     pub fn estimate(&self, flight: &InFlight) -> Option<f32> {
         // The memory gone so far, when the source says.
-        if let Some(p) = flight
+        if let Some(share) = flight
             .progress
-            .filter(|p| p.expected_bytes > 0 && p.moved_bytes > 0)
+            .filter(|p| p.moved_bytes > 0)
+            .and_then(|p| p.share())
         {
-            return Some((p.moved_bytes as f64 / p.expected_bytes as f64).min(0.95) as f32);
+            return Some(share.min(0.95) as f32);
         }
         if self.throughput <= 0.0 || flight.bytes == 0 {
             return None;

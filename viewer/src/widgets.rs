@@ -14,11 +14,7 @@ const RELEASED: Color32 = Color32::from_rgb(40, 170, 70);
 /// The text and fill of a move under way (`elapsed_ms` since it was asked):
 /// preparing, frozen (how long, memory streamed), pulling (memory pulled).
 pub fn move_progress_text(p: &MoveProgress, elapsed_ms: u64) -> (String, f32, Color32) {
-    let share = if p.expected_bytes > 0 {
-        (p.moved_bytes as f64 / p.expected_bytes as f64).clamp(0.0, 1.0) as f32
-    } else {
-        0.0
-    };
+    let share = p.share().unwrap_or(0.0) as f32;
     let of = format!("{} of {}", bytes(p.moved_bytes), bytes(p.expected_bytes));
     match p.phase {
         MovePhase::Preparing => (
@@ -52,20 +48,23 @@ pub fn move_progress_text(p: &MoveProgress, elapsed_ms: u64) -> (String, f32, Co
 pub fn move_done_text(r: &MigrationReport) -> String {
     match r.mode {
         MigrationMode::Postcopy => format!(
-            "moved post-copy to node {}: frozen {} ms, {} pulled, source released after {} ms",
+            "moved {} to node {}: frozen {} ms, {} pulled, source released after {} ms",
+            r.mode.label(),
             r.to,
             r.freeze_ms,
             bytes(r.pulled_bytes),
             r.released_ms
         ),
         _ if r.streamed_bytes > 0 => format!(
-            "moved pre-copy to node {}: frozen {} ms, {} streamed",
+            "moved {} to node {}: frozen {} ms, {} streamed",
+            r.mode.label(),
             r.to,
             r.freeze_ms,
             bytes(r.streamed_bytes)
         ),
         _ => format!(
-            "moved pre-copy to node {}: frozen {} ms, {}",
+            "moved {} to node {}: frozen {} ms, {}",
+            r.mode.label(),
             r.to,
             r.freeze_ms,
             bytes(r.bytes)

@@ -64,11 +64,17 @@ impl std::str::FromStr for Fault {
     }
 }
 
+/// The image space for CRIU's images other than memory: all that a
+/// post-copy move writes.
+pub const OTHER_IMAGES: u64 = 4 << 20;
+
 /// The image space to reserve for a checkpoint of `estimate` bytes of
-/// memory: the estimate plus 1/64 and 4 MiB for CRIU's other images; `None`
-/// when that overflows.
+/// memory: the estimate plus 1/64 and [`OTHER_IMAGES`]; `None` when that
+/// overflows.
 pub fn estimate_with_margin(estimate: u64) -> Option<u64> {
-    estimate.checked_add(estimate / 64)?.checked_add(4 << 20)
+    estimate
+        .checked_add(estimate / 64)?
+        .checked_add(OTHER_IMAGES)
 }
 
 fn refused(pid: i32, why: impl std::fmt::Display) -> RpcError {

@@ -21,7 +21,8 @@ struct Entry {
     frozen_at: Option<Instant>,
     /// The freeze's length, once the target's copy runs.
     frozen_for: Option<u64>,
-    traffic: Option<Arc<Traffic>>,
+    /// The memory that went (streamed or pulled).
+    traffic: Arc<Traffic>,
 }
 
 /// The moves under way from this node, by the PID of the moving process here.
@@ -42,8 +43,15 @@ impl UnderWay {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts following the move of `pid` to `to`, `expected` bytes of memory.
-    pub fn follow(&self, pid: i32, to: NodeId, expected: u64) -> Following<'_> {
+    /// Starts following the move of `pid` to `to`, `expected` bytes of
+    /// memory, which goes through `traffic`.
+    pub fn follow(
+        &self,
+        pid: i32,
+        to: NodeId,
+        expected: u64,
+        traffic: Arc<Traffic>,
+    ) -> Following<'_> {
         self.lock().insert(
             pid,
             Entry {
@@ -52,7 +60,7 @@ impl UnderWay {
                 expected,
                 frozen_at: None,
                 frozen_for: None,
-                traffic: None,
+                traffic,
             },
         );
         Following { set: self, pid }
@@ -75,10 +83,7 @@ impl UnderWay {
             mode: e.mode,
             phase,
             frozen_ms,
-            moved_bytes: e
-                .traffic
-                .as_ref()
-                .map_or(0, |t| t.sent.load(Ordering::Relaxed)),
+            moved_bytes: e.traffic.sent.load(Ordering::Relaxed),
             expected_bytes: e.expected,
         })
     }
@@ -99,11 +104,6 @@ impl Following<'_> {
     /// The process is frozen from now (again, after a failed first attempt).
     pub fn frozen(&self) {
         self.with(|e| e.frozen_at = Some(Instant::now()));
-    }
-
-    /// Memory goes to the target through `traffic` (streamed or pulled).
-    pub fn counting(&self, traffic: Arc<Traffic>) {
-        self.with(|e| e.traffic = Some(traffic));
     }
 
     /// The target's copy runs (post-copy: its memory still being pulled).
@@ -128,7 +128,8 @@ mod tests {
     fn a_move_is_followed_from_preparing_to_pulling_and_forgotten_at_its_end() {
         let set = UnderWay::default();
         assert!(set.get(7).is_none());
-        let f = set.follow(7, 2, 1 << 20);
+        let traffic = Arc::new(Traffic::default());
+        let f = set.follow(7, 2, 1 << 20, traffic.clone());
         assert_eq!(set.get(7).map(|p| p.phase), Some(MovePhase::Preparing));
         f.agreed(MigrationMode::Postcopy);
         f.frozen();
@@ -137,8 +138,6 @@ mod tests {
             (p.phase, p.mode, p.to),
             (MovePhase::Frozen, MigrationMode::Postcopy, 2)
         );
-        let traffic = Arc::new(Traffic::default());
-        f.counting(traffic.clone());
         f.running_there();
         traffic.sent.fetch_add(4096, Ordering::Relaxed);
         let p = set.get(7).unwrap();

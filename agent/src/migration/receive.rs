@@ -592,11 +592,7 @@ fn check_offer(
     }
     let need = estimate_with_margin(estimate)
         .ok_or_else(|| format!("the offered image size {estimate} is not a size"))?;
-    let need = if lazy {
-        estimate_with_margin(0).unwrap_or(need)
-    } else {
-        need
-    };
+    let need = if lazy { super::OTHER_IMAGES } else { need };
     ctx.images
         .reserve(need)
         .map_err(|why| format!("node {} has no room for the images: {why}", ctx.node_id))

@@ -285,24 +285,23 @@ pub async fn send(
     // Room for the checkpoint here, before anything is frozen: a lazy
     // checkpoint writes no memory, so post-copy needs room only for the
     // other images (more if the target will not take it post-copy).
-    let no_room = |why: String| {
-        fail(format!(
-            "node {} has no room to checkpoint it: {why}",
-            ctx.node_id
-        ))
-    };
+    let no_room = |why: String| format!("node {} has no room to checkpoint it: {why}", ctx.node_id);
     let full = super::estimate_with_margin(estimate)
-        .ok_or_else(|| no_room("its size overflows".into()))?;
+        .ok_or_else(|| fail(no_room("its size overflows".into())))?;
     let first = if want_postcopy {
-        super::estimate_with_margin(0).unwrap_or(full)
+        super::OTHER_IMAGES
     } else {
         full
     };
-    let mut room = ctx.images.reserve(first).map_err(no_room)?;
+    let mut room = ctx
+        .images
+        .reserve(first)
+        .map_err(|why| fail(no_room(why)))?;
     // `proc.progress` follows it from here until it ends.
-    let progress = ctx.under_way.follow(info.pid, target.id, estimate);
     let traffic = Arc::new(Traffic::default());
-    progress.counting(traffic.clone());
+    let progress = ctx
+        .under_way
+        .follow(info.pid, target.id, estimate, traffic.clone());
     // Pre-copy without a pre-dump streams the checkpoint's memory.
     let pre_dump_first = ctx.precopy && !info.single;
     let conn = ctx.peers.open_migration(target).await?;
@@ -331,13 +330,14 @@ pub async fn send(
         Msg::Refuse { reason } => return Err(fail(reason)),
         other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
     };
-    progress.agreed(if lazy {
+    let moved_as = if lazy {
         MigrationMode::Postcopy
     } else {
         MigrationMode::Precopy
-    });
+    };
+    progress.agreed(moved_as);
     if !lazy && let Err(why) = room.ensure(full) {
-        let reason = format!("node {} has no room to checkpoint it: {why}", ctx.node_id);
+        let reason = no_room(why);
         abort(&mut write, &reason).await;
         return Err(fail(reason));
     }
@@ -495,11 +495,7 @@ pub async fn send(
         transfer_ms: restored.transfer_ms,
         restore_ms: restored.restore_ms,
         freeze_ms: frozen_at.elapsed().as_millis() as u64,
-        mode: if lazy {
-            MigrationMode::Postcopy
-        } else {
-            MigrationMode::Precopy
-        },
+        mode: moved_as,
         released_ms: 0,
         pulled_bytes: 0,
         streamed_bytes: restored.streamed_bytes,
@@ -533,10 +529,8 @@ pub async fn send(
     frozen.hand_over();
     let mut pull_failed: Option<String> = None;
     let answered = commit(ctx, &mut read, &mut write).await;
-    if answered.is_ok() {
-        progress.running_there();
-    }
     if let Ok(after_resume_ms) = &answered {
+        progress.running_there();
         let freeze = (frozen_at.elapsed().as_millis() as u64).saturating_sub(*after_resume_ms);
         report.freeze_ms = freeze;
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::criu_cmd::{self, Dumped};
-use super::postcopy::{self, BridgeJob, Bridged, ChannelArrived, Traffic, Watch};
+use super::postcopy::{self, Bridged, ChannelArrived, Traffic, Watch};
 
 /// How long the page server may take to end once the checkpoint is done
 /// (it has flushed every page by then, so at once).
@@ -79,23 +79,15 @@ impl PageServer {
         let (socket, theirs) = postcopy::socket_pair()?;
         let mut child = criu_cmd::spawn_page_server(criu, dir, theirs.as_raw_fd())?;
         drop(theirs);
-        let (result, bridged) = oneshot::channel();
-        let traffic = Arc::new(Traffic::default());
-        let job = BridgeJob {
-            socket,
-            traffic: traffic.clone(),
-            watch: Watch::STREAM,
-            result,
-        };
-        if arrived.send(job).is_err() {
+        let Some(bridging) = postcopy::hand_to_bridge(arrived, socket, Watch::STREAM) else {
             let _ = child.start_kill();
             return Err("the pages channel closed before the checkpoint began".into());
-        }
+        };
         Ok(Self {
             child,
             dir: dir.to_path_buf(),
-            bridged,
-            traffic,
+            bridged: bridging.ended,
+            traffic: bridging.traffic,
             finished: false,
         })
     }
@@ -125,9 +117,7 @@ impl PageServer {
             }
         }
     }
-}
 
-impl PageServer {
     /// Ends the page server at once (the `break-stream` test fault).
     pub fn stop(&mut self) {
         let _ = self.child.start_kill();

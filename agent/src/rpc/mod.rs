@@ -194,12 +194,7 @@ pub async fn dispatch(
             let p: PidParams = params(method, p)?;
             // A job back home runs under a new PID but is asked for by its
             // home PID.
-            let local = ctx.jobs.local_pid(p.pid);
-            to_value(
-                &ctx.under_way
-                    .get(local)
-                    .or_else(|| ctx.under_way.get(p.pid)),
-            )
+            to_value(&ctx.under_way.get(ctx.jobs.local_pid(p.pid)))
         }
         methods::PROC_READ => procs::read(ctx, params(method, p)?),
         methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?).await,

@@ -57,6 +57,30 @@ impl Migrator {
         }
     }
 
+    /// Its move under way as a bar (frozen, memory streamed or pulled), or
+    /// its last move with the figures.
+    fn move_ui(&self, ui: &mut Ui, cx: &ViewerContext) {
+        let moves = &cx.state.moves;
+        let identity = (self.home, self.home_pid);
+        if let Some(f) = moves.in_flight(identity) {
+            let elapsed = f.since.elapsed().as_millis() as u64;
+            match &f.progress {
+                Some(p) => {
+                    move_progress_bar(ui, p, elapsed);
+                }
+                None => {
+                    ui.add(
+                        egui::ProgressBar::new(0.0)
+                            .animate(true)
+                            .text(format!("asking to move it to {} ({elapsed} ms)", f.to)),
+                    );
+                }
+            }
+        } else if let Some(r) = moves.last_move(identity) {
+            move_done_bar(ui, r);
+        }
+    }
+
     fn migrator_ui(&mut self, ui: &mut Ui, cx: &mut ViewerContext) {
         self.move_ui(ui, cx);
         let Some((node, p)) = cx
@@ -184,32 +208,6 @@ impl Migrator {
                 nice: self.nice,
             });
             self.nice_dirty = false;
-        }
-    }
-}
-
-impl Migrator {
-    /// Its move under way as a bar (frozen, memory streamed or pulled), or
-    /// its last move with the figures.
-    fn move_ui(&self, ui: &mut Ui, cx: &ViewerContext) {
-        let moves = &cx.state.moves;
-        let identity = (self.home, self.home_pid);
-        if let Some(f) = moves.in_flight(identity) {
-            let elapsed = f.since.elapsed().as_millis() as u64;
-            match &f.progress {
-                Some(p) => {
-                    move_progress_bar(ui, p, elapsed);
-                }
-                None => {
-                    ui.add(
-                        egui::ProgressBar::new(0.0)
-                            .animate(true)
-                            .text(format!("asking to move it to {} ({elapsed} ms)", f.to)),
-                    );
-                }
-            }
-        } else if let Some(r) = moves.last_move(identity) {
-            move_done_bar(ui, r);
         }
     }
 }

@@ -168,9 +168,9 @@ pub struct Bridged {
 /// channel, counting them each way in `traffic`, until the local CRIU
 /// closes its end (its part is done) or the other node goes away, takes no
 /// bytes for `watch.stall`, or leaves bytes sent to it unanswered that long
-/// ([`Watch`]). It never shuts
-/// the local socket down: whether CRIU may see it close is the caller's
-/// decision (a second descriptor of it may be held elsewhere).
+/// ([`Watch`]). It never shuts the local socket down: whether CRIU may see
+/// it close is the caller's decision (a second descriptor of it may be held
+/// elsewhere).
 pub async fn bridge<R, W>(
     local: tokio::net::UnixStream,
     mut remote_r: R,
@@ -360,9 +360,10 @@ impl PullGuard {
 }
 
 /// What a target's migration hands the pages channel that arrived for it:
-/// the lazy-pages daemon's socket to bridge, and where to count and report.
+/// its CRIU's socket to bridge (the lazy-pages daemon's or the page
+/// server's), and where to count and report.
 pub struct BridgeJob {
-    /// The agent's end of the lazy-pages daemon's socket.
+    /// The agent's end of the local CRIU's socket.
     pub socket: tokio::net::UnixStream,
     /// Bytes from the source, counted as they arrive.
     pub traffic: Arc<Traffic>,
@@ -374,6 +375,34 @@ pub struct BridgeJob {
 
 /// A pages channel that arrived: it waits for its [`BridgeJob`].
 pub type ChannelArrived = oneshot::Sender<BridgeJob>;
+
+/// A local CRIU's socket bridged to a pages channel: the bytes carried so
+/// far, and how the bridge ended once it has.
+pub struct Bridging {
+    /// The bytes carried, each way.
+    pub traffic: Arc<Traffic>,
+    /// How the bridge ended.
+    pub ended: oneshot::Receiver<Bridged>,
+}
+
+/// Hands `socket` to the bridge of the pages channel that `arrived`,
+/// judged by `watch`; None when that channel has closed already.
+pub fn hand_to_bridge(
+    arrived: ChannelArrived,
+    socket: tokio::net::UnixStream,
+    watch: Watch,
+) -> Option<Bridging> {
+    let (result, ended) = oneshot::channel();
+    let traffic = Arc::new(Traffic::default());
+    let job = BridgeJob {
+        socket,
+        traffic: traffic.clone(),
+        watch,
+        result,
+    };
+    arrived.send(job).ok()?;
+    Some(Bridging { traffic, ended })
+}
 
 /// Target: the post-copy migrations waiting for their pages channel, by id.
 #[derive(Default)]

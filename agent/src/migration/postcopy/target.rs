@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{BridgeJob, Bridged, ChannelArrived, PullGuard, Traffic, Watch};
+use super::{Bridged, ChannelArrived, PullGuard, Traffic, Watch};
 
 /// How long the daemon and the bridge may take to both end once one has.
 const BOTH_END: Duration = Duration::from_secs(5);
@@ -39,25 +39,17 @@ impl Pull {
         let arrived = super::wait_channel(channel).await?;
         let daemon = super::start_lazy_daemon(criu, dir).await?;
         let hold = super::second_descriptor(&daemon.socket)?;
-        let (result, bridged) = oneshot::channel();
-        let traffic = Arc::new(Traffic::default());
-        let job = BridgeJob {
-            socket: daemon.socket,
-            traffic: traffic.clone(),
-            watch: Watch::PULL,
-            result,
-        };
         let mut child = daemon.child;
-        if arrived.send(job).is_err() {
+        let Some(bridging) = super::hand_to_bridge(arrived, daemon.socket, Watch::PULL) else {
             let _ = child.start_kill();
             return Err("the pages channel closed before the pull began".into());
-        }
+        };
         Ok(Self {
             daemon: child,
             dir: dir.to_path_buf(),
             hold: Some(hold),
-            bridged,
-            traffic,
+            bridged: bridging.ended,
+            traffic: bridging.traffic,
             guard: None,
         })
     }
