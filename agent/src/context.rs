@@ -15,6 +15,8 @@ use crate::store::Store;
 pub struct Snapshot {
     /// Pass number, from 0.
     pub seq: u64,
+    /// When the pass began (what it lists existed by then).
+    pub begun: Instant,
     /// When the pass ended.
     pub taken: Instant,
     /// This node's figures.
@@ -97,10 +99,12 @@ impl AgentContext {
     /// Asks for an early sampling pass and waits (at most `limit`) until it is
     /// published, so that a change just made shows in the next answer.
     pub async fn fresh_snapshot(&self, limit: std::time::Duration) {
+        let asked = Instant::now();
         let mut rx = self.snapshot.clone();
-        rx.borrow_and_update();
         self.request_resample();
-        let _ = tokio::time::timeout(limit, rx.changed()).await;
+        // A pass under way when asked may have read /proc before the change:
+        // only one begun since counts.
+        let _ = tokio::time::timeout(limit, rx.wait_for(|s| s.begun >= asked)).await;
     }
 
     /// Asks the sampler for an early pass (coalesced; never blocks).

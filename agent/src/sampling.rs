@@ -75,6 +75,7 @@ impl SamplingLoop {
 
     /// One pass.
     pub fn pass(&mut self, store: &Store) -> std::io::Result<Snapshot> {
+        let begun = Instant::now();
         let mut fig = self.sampler.node()?;
         let mut procs = self.sampler.processes(self.identity.id)?;
         if self.sampler.is_scoped() {
@@ -126,6 +127,7 @@ impl SamplingLoop {
         };
         let snap = Snapshot {
             seq: self.seq,
+            begun,
             taken: Instant::now(),
             status,
             local_load: self.load.local,

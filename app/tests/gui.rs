@@ -435,7 +435,17 @@ fn execution_dialog_starts_a_job_and_the_migrator_moves_it_in_a_lab() {
         .block_on(home.call(methods::JOB_STATUS, json!({ "pid": home_pid })))
         .expect("job.status");
     assert_eq!(job.where_, 1);
-    h.get_by_label("kill").click();
+    // Through accesskit, like "execute": the bar above the buttons and the
+    // lists refreshed after the move may shift them between two frames.
+    h.get_by_label("kill").click_accesskit();
+    wait(&mut h, "the kill's answer", |h| {
+        h.state()
+            .cx
+            .state
+            .notices
+            .iter()
+            .any(|n| n.what.starts_with("SIGKILL to process"))
+    });
     wait(&mut h, "the job's end", |_| {
         rt.block_on(home.call::<_, JobInfo>(methods::JOB_STATUS, json!({ "pid": home_pid })))
             .is_ok_and(|j| j.exit.is_some())
