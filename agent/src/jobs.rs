@@ -647,6 +647,7 @@ fn placeholder_row(j: &JobInfo) -> ProcessInfo {
         nmigs: j.nmigs,
         decay: j.decay.unwrap_or_default(),
         mask: j.mask,
+        ps: Default::default(),
     }
 }
 

@@ -18,7 +18,7 @@ use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::Instant;
 
-use hpc::model::{DecayClass, ProcessInfo};
+use hpc::model::{DecayClass, ProcessInfo, PsFields};
 
 use crate::users::UserNames;
 
@@ -89,6 +89,8 @@ struct Tracked {
     last: Option<(Box<ProcessInfo>, Instant)>,
     /// Reads in a row that found it asleep with no CPU used.
     idle_reads: u32,
+    /// Its terminal's device number and name, as last read.
+    tty: (u32, String),
 }
 
 /// Reads in a row that must find a process idle before it is read less often.
@@ -122,6 +124,12 @@ pub struct StatFields {
     pub rss_pages: u64,
     /// Scheduling policy (SCHED_* number).
     pub policy: u32,
+    /// Controlling terminal's device number (0: none).
+    pub tty_nr: u32,
+    /// The terminal's foreground process group (-1: no terminal).
+    pub tpgid: i32,
+    /// Virtual memory size in bytes.
+    pub vsize: u64,
 }
 
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -153,6 +161,9 @@ pub fn parse_stat(text: &[u8]) -> Option<(StatFields, &[u8])> {
             start_ticks: fields[18],
             rss_pages: fields[20],
             policy: fields[37] as u32,
+            tty_nr: fields[3] as u32,
+            tpgid: fields[4] as i64 as i32,
+            vsize: fields[19],
         },
         comm,
     ))
@@ -511,6 +522,15 @@ impl Sampler {
         t.last_ticks = fields.ticks;
         let cantmove = crate::classify::quick_reason(&fields, t.kernel_thread, pid == self.own_pid)
             .unwrap_or("");
+        if t.tty.0 != fields.tty_nr {
+            t.tty = (fields.tty_nr, hpc::tty::name(fields.tty_nr));
+        }
+        let ps = PsFields {
+            vsize: fields.vsize,
+            cpu_ms: (fields.ticks as f64 * 1000.0 / self.clk_tck) as u64,
+            tty: t.tty.1.clone(),
+            flags: ps_flags(pid, &fields),
+        };
         let row = Box::new(ProcessInfo {
             pid,
             ppid: fields.ppid,
@@ -531,6 +551,7 @@ impl Sampler {
             nmigs: 0,
             decay: DecayClass::Slow,
             mask: Default::default(),
+            ps,
         });
         t.last = Some((row.clone(), now));
         Sampled::Row(row)
@@ -579,6 +600,7 @@ impl Sampler {
             foreign,
             last: None,
             idle_reads: 0,
+            tty: (fields.tty_nr, hpc::tty::name(fields.tty_nr)),
         })
     }
 
@@ -622,6 +644,26 @@ enum Sampled {
     Row(Box<ProcessInfo>),
     Foreign,
     Gone,
+}
+
+/// `ps`'s flags after the state letter, from one `stat` read.
+pub fn ps_flags(pid: i32, f: &StatFields) -> String {
+    let mut flags = String::new();
+    if f.nice < 0 {
+        flags.push('<');
+    } else if f.nice > 0 {
+        flags.push('N');
+    }
+    if f.session == pid {
+        flags.push('s');
+    }
+    if f.threads > 1 {
+        flags.push('l');
+    }
+    if f.tty_nr != 0 && f.tpgid == f.pgrp && f.pgrp > 0 {
+        flags.push('+');
+    }
+    flags
 }
 
 /// The network namespace inode of `/proc/<who>`.

@@ -77,6 +77,7 @@ fn process(i: usize) -> ProcessInfo {
         nmigs: (i % 3) as u32,
         decay: DecayClass::Slow,
         mask: ClusterMask::default(),
+        ps: Default::default(),
     }
 }
 

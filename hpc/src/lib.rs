@@ -2,7 +2,8 @@
 //! setpe-format cluster map ([`map`]), the newline-delimited JSON-RPC wire
 //! protocol spoken on the agent's `openmosix` SSH subsystem ([`protocol`],
 //! [`framing`]), well-known paths and ports ([`paths`]), our daemons' Unix
-//! sockets ([`unix_socket`]), the user database ([`users`]), CPU affinity
+//! sockets ([`unix_socket`]), the user database ([`users`]), terminal names
+//! ([`tty`]), CPU affinity
 //! ([`affinity`]), memory cgroups ([`memcg`]) and the async client that the
 //! CLIs, the collector and the app use to talk to agents ([`client`]).
 //!
@@ -18,5 +19,6 @@ pub mod memcg;
 pub mod model;
 pub mod paths;
 pub mod protocol;
+pub mod tty;
 pub mod unix_socket;
 pub mod users;

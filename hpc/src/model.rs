@@ -203,6 +203,25 @@ pub struct ProcessInfo {
     /// Cluster mask.
     #[serde(flatten)]
     pub mask: ClusterMask,
+    /// What `ps` shows beside the openMosix fields.
+    #[serde(default)]
+    pub ps: PsFields,
+}
+
+/// The `ps` figures of a process that openMosix does not need itself: its
+/// virtual size, CPU time, terminal and state flags (`mps` shows them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PsFields {
+    /// Virtual memory size in bytes.
+    pub vsize: u64,
+    /// CPU time used since it started (user + system), in milliseconds.
+    pub cpu_ms: u64,
+    /// Its controlling terminal (`pts/0`, `tty1`), empty when it has none.
+    pub tty: String,
+    /// `ps`'s flags after the state letter: `<` high or `N` low priority,
+    /// `s` session leader, `l` multi-threaded, `+` in the terminal's
+    /// foreground process group.
+    pub flags: String,
 }
 
 /// The process-table changes between two snapshots, as pushed to subscribers.

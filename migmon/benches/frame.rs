@@ -74,6 +74,7 @@ fn process(pid: i32, home_pid: i32, where_: u32) -> ProcessInfo {
         nmigs: u32::from(where_ != 0),
         decay: DecayClass::Slow,
         mask: ClusterMask::default(),
+        ps: Default::default(),
     }
 }
 

@@ -55,6 +55,7 @@ fn process(pid: i32, home: u32, home_pid: i32, where_: u32) -> ProcessInfo {
         nmigs: 0,
         decay: DecayClass::Slow,
         mask: ClusterMask::default(),
+        ps: Default::default(),
     }
 }
 

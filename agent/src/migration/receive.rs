@@ -233,6 +233,15 @@ where
         }
         _ => return,
     };
+    // The source is frozen from here: where its freeze goes, for `debug` logs.
+    let images_at = std::time::Instant::now();
+    let step = |what: &str| {
+        tracing::debug!(
+            pid = job.home_pid,
+            ms = images_at.elapsed().as_millis() as u64,
+            "frozen: {what}"
+        );
+    };
     // Streaming: the page server has written the memory (or the source fell
     // back to files, and it goes).
     let mut streamed_bytes = 0;
@@ -269,6 +278,7 @@ where
     if !receive_files(ctx, &fin, &files, read, write, &job, &mut room).await {
         return;
     }
+    step("images stored");
     if parent && let Err(e) = std::os::unix::fs::symlink("../pre", fin.join("parent")) {
         let reason = format!("node {} cannot link the pre-copy images: {e}", ctx.node_id);
         let _ = wire::send(write, &Msg::Failed { reason }).await;
@@ -295,6 +305,7 @@ where
             return;
         }
     };
+    step("ready to restore");
     // A single process gets a placeholder namespace of its own to keep its PID.
     let mut placeholder = None;
     let restored = if job.single {
@@ -334,6 +345,7 @@ where
             return;
         }
     };
+    step("restored");
     // The child of this agent whose end is the process's end here.
     let reap_pid = placeholder.as_ref().map_or(root_pid, |p| p.unshare);
     let start = crate::sampler::start_time_of(root_pid).unwrap_or(0);
@@ -358,6 +370,7 @@ where
         restore_ms,
         streamed_bytes,
     };
+    step("guarded and recorded");
     let commit_arrived = wire::send(write, &restored).await.is_ok()
         && matches!(
             tokio::time::timeout(STEP_TIMEOUT, wire::recv(read)).await,
@@ -390,8 +403,10 @@ where
         }
         return;
     }
+    step("committed");
     criu_cmd::resume(&criu_cmd::tree(root_pid));
     let resumed = std::time::Instant::now();
+    step("resumed");
     arriving.landed();
     let mut info = job.clone();
     info.where_ = ctx.node_id;

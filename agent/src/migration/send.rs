@@ -451,6 +451,14 @@ pub async fn send(
         progress.frozen();
         dumped = checkpoint().await;
     }
+    let step = |what: &str| {
+        tracing::debug!(
+            pid = info.pid,
+            ms = frozen_at.elapsed().as_millis() as u64,
+            "frozen: {what}"
+        );
+    };
+    step("checkpointed");
     let dump_ms = match dumped {
         Ok(ms) => ms,
         Err(reason) => {
@@ -483,6 +491,7 @@ pub async fn send(
             return Err(fail(reason));
         }
     };
+    step("restored there");
     let mut report = MigrationReport {
         home: info.home,
         home_pid: info.home_pid,
@@ -527,6 +536,7 @@ pub async fn send(
         return Err(fail(format!("cannot record the hand-over: {e}")));
     }
     frozen.hand_over();
+    step("hand-over recorded");
     let mut pull_failed: Option<String> = None;
     let answered = commit(ctx, &mut read, &mut write).await;
     if let Ok(after_resume_ms) = &answered {

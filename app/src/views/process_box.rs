@@ -493,6 +493,7 @@ mod tests {
             nmigs: 0,
             decay: DecayClass::Slow,
             mask: ClusterMask::default(),
+            ps: Default::default(),
         }
     }
 

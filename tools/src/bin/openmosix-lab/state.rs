@@ -460,6 +460,7 @@ impl Lab {
             .arg(&node.addr)
             .args(["--scope", "netns"])
             .args(args)
+            .envs(std::env::var_os("OPENMOSIX_LOG").map(|v| ("OPENMOSIX_LOG", v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
