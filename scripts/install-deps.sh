@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what openMosixview's main job and tests need on a fresh Debian 12 machine,
 # skipping whatever is already present: build tools, iproute2, OpenSSH client,
-# PostgreSQL (server for the collector's tests and large sites), X11/OpenGL
+# PostgreSQL (server for the collector's tests and large sites), curl, tmux and
+# promtool (the headless tools' tests), X11/OpenGL
 # libraries and Xvfb (the desktop app and its window test), and CRIU >= 4.1 (built from Debian trixie's source tarball, because bookworm's
 # CRIU 3.17 cannot handle kernels >= 6.13; see docs/INSTALL.md).
 # Idempotent; needs root for apt-get and for installing CRIU into /usr/local/sbin.
@@ -96,8 +97,29 @@ SRC
   log "CRIU $(criu --version | sed -n 's/^Version: *//p') installed in $CRIU_PREFIX/sbin"
 }
 
+# promtool (checks the agent's Prometheus metrics in the tests), taken out of
+# Debian's prometheus package without installing the package: no Prometheus
+# server gets installed or started.
+install_promtool() {
+  if command -v promtool >/dev/null 2>&1; then return 0; fi
+  if [ "$apt_updated" -eq 0 ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing promtool (from Debian's prometheus package) in /usr/local/bin"
+  local dir="$BUILD_ROOT/prometheus"
+  as_root rm -rf "$dir"
+  as_root mkdir -p "$dir"
+  # (apt warns that it downloads as root: the directory is root's.)
+  (cd "$dir" && as_root apt-get download -qq prometheus >/dev/null 2>&1)
+  as_root dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
+  as_root install -m 0755 "$dir/root/usr/bin/promtool" /usr/local/bin/promtool
+  as_root rm -rf "$dir"
+}
+
 main() {
-  apt_install openssh-client iproute2 procps util-linux
+  apt_install openssh-client iproute2 procps util-linux curl tmux
   # Debian's postinst may start its own cluster on port 5432; our tests use a
   # private instance (scripts/test-postgres.sh) and leave that one alone.
   apt_install postgresql
@@ -106,6 +128,7 @@ main() {
   apt_install xvfb libgl1 libegl1 libgl1-mesa-dri libx11-xcb1 libxkbcommon-x11-0 \
     libxcursor1 libxrandr2 libxi6 fonts-dejavu-core
   install_criu
+  install_promtool
   if ! command -v cargo >/dev/null 2>&1; then
     log "cargo not found: install the Rust toolchain (rustup) first"; exit 1
   fi

@@ -190,6 +190,10 @@ impl Balancer {
             .iter()
             .find(|c| c.id == d.id)
             .map_or(1.0, |c| c.cpu);
+        ctx.metrics.decided(match cause {
+            Cause::Memory(_) => "usher",
+            _ => "move",
+        });
         if let Ok(pid) = i32::try_from(d.id) {
             self.send(ctx, pid, d.target, cause, cpu).await;
         }
@@ -309,6 +313,7 @@ impl Balancer {
         }
         let why = format!("{}; {what}", d.why);
         tracing::info!(pid, to = d.target, %why, "balancing: placing a process");
+        ctx.metrics.decided("place");
         self.placing.push(d.target);
         self.left.push(pid);
         // Counted there at once, so the next balancing passes see it too.

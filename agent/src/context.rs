@@ -73,6 +73,8 @@ pub struct AgentContext {
     pub postcopy: Option<std::path::PathBuf>,
     /// Post-copy migrations arriving here that wait for their pages channel.
     pub page_channels: crate::migration::postcopy::PageChannels,
+    /// Counters of migrations and balancer decisions, for `--metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The 0700 directory migration images pass through, and its ledger of room.
     pub images: Arc<crate::image_space::ImageSpace>,
     /// Who decided what about each migration (survives restarts).

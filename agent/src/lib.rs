@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod keys;
 pub mod load;
 pub mod local_socket;
+pub mod metrics;
 pub mod migration;
 pub mod move_log;
 pub mod peers;

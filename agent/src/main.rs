@@ -91,6 +91,11 @@ struct Cli {
     /// The address of the interface autodiscovery uses (default: this node's).
     #[arg(long)]
     discovery_interface: Option<std::net::Ipv4Addr>,
+    /// Serve this node's figures for Prometheus at http://ADDR/metrics
+    /// (`--metrics` alone: 127.0.0.1:9466). Read-only and without a key:
+    /// keep it on loopback or a monitoring network.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9466")]
+    metrics: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -134,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         balance: cli.balance == OnOff::On,
         discovery: (cli.discovery == OnOff::On)
             .then_some((cli.discovery_group, cli.discovery_interface)),
+        metrics: cli.metrics,
     })
     .await
 }

@@ -54,6 +54,8 @@ pub struct AgentConfig {
     /// Autodiscovery ([`crate::discovery`]): the multicast group, and the
     /// interface's address (default: this node's address); `None`: off.
     pub discovery: Option<(std::net::SocketAddrV4, Option<std::net::Ipv4Addr>)>,
+    /// Where to serve the Prometheus metrics ([`crate::metrics`]); `None`: nowhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl AgentConfig {
@@ -341,6 +343,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         precopy,
         postcopy,
         page_channels: Default::default(),
+        metrics: Arc::default(),
         images,
         ledger,
         move_log,
@@ -402,6 +405,22 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let local = crate::local_socket::bind(&socket_path)?;
     let local_task = tokio::spawn(crate::local_socket::serve(local, ctx.clone()));
 
+    let metrics_task = match cfg.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr}/tcp"))?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "metrics served beyond loopback: anyone who reaches that address reads this node's figures (no key is asked)");
+            }
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            Some(tokio::spawn(crate::metrics::http::serve(
+                listener,
+                ctx.clone(),
+            )))
+        }
+        None => None,
+    };
     let publisher = tokio::spawn(publish_status(ctx.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -435,6 +454,9 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     }
     publisher.abort();
     jobs_task.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     local_task.abort();
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(&pid_file);

@@ -99,6 +99,19 @@ pub enum Cause {
     Memory(String),
 }
 
+impl Cause {
+    /// The cause in one word, as the metrics label it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Asked => "asked",
+            Self::Expel => "expel",
+            Self::Bring => "bring",
+            Self::Balance(_) => "balance",
+            Self::Memory(_) => "memory",
+        }
+    }
+}
+
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -242,6 +255,13 @@ pub async fn migrate(
         ctx.jobs.put(job.clone())?;
     }
     let moved = send::send(ctx, &criu, &job, &st, started, &cause, p.mode).await;
+    ctx.metrics.moved(
+        cause.label(),
+        moved
+            .as_ref()
+            .ok()
+            .map(|r| (r.freeze_ms, r.bytes + r.pulled_bytes)),
+    );
     if new_single && moved.is_err() {
         // Still the plain process it was.
         // (Unless its hand-over is in doubt: the record then waits for the

@@ -1,5 +1,6 @@
-//! The terminal tools against a real lab: `mps` beside `ps` on the same
-//! processes.
+//! Headless nodes against a real lab (issue 17): `mps` beside `ps` on the
+//! same processes, and the agent's Prometheus endpoint during migrations,
+//! checked by `promtool`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use hpc::model::ProcessInfo;
 use testkit::{TestLab, bin, migrate, spawn_sleep, wait_for};
+use tokio::io::AsyncWriteExt;
 
 /// A process started in a lab node's network namespace, killed when dropped.
 struct InNode(Child);
@@ -228,4 +230,160 @@ async fn mps_aux_and_ef_list_what_ps_lists_with_the_node_each_process_runs_on() 
         .expect("mps");
     assert_eq!(down.status.code(), Some(2), "an unreachable agent");
     assert!(!down.stderr.is_empty());
+}
+
+/// `curl` run in lab node `node`'s network namespace: the status code and
+/// the body.
+fn curl_in(lab: &TestLab, node: u32, args: &[&str]) -> (String, String) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/om-{}-{node}", lab.name))
+        .args(["curl", "-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_string(), body.to_string())
+}
+
+/// The value of the sample `series` (name and labels as printed).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+const METRICS: &str = "http://127.0.0.1:9466/metrics";
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_migrations_as_they_happen_and_passes_promtool() {
+    // Node 1 serves its metrics on its own loopback, the default address.
+    let lab = TestLab::up_with("mt", 131, 2, &["--node-arg=1:--metrics"]);
+    lab.settled(2, Duration::from_secs(60)).await;
+    let home = lab.client(1).await;
+    let (code, before) = curl_in(&lab, 1, &[METRICS]);
+    assert_eq!(code, "200", "{before}");
+    assert!(
+        before
+            .lines()
+            .any(|l| l.starts_with("openmosix_node_info{node=\"1\",") && l.ends_with("} 1")),
+        "{before}"
+    );
+    assert_eq!(
+        sample(&before, "openmosix_cluster_nodes{state=\"up\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&before, "openmosix_migration_freeze_seconds_count"),
+        0.0
+    );
+    assert!(sample(&before, "openmosix_cpus") >= 1.0);
+    assert!(sample(&before, "openmosix_memory_total_bytes") > 0.0);
+    // Node 2 serves none.
+    let (code, _) = curl_in(&lab, 2, &[METRICS]);
+    assert_eq!(code, "000", "node 2 was not asked to serve metrics");
+
+    // Scraped every 100 ms while a job moves to node 2 and back.
+    let job = spawn_sleep(&home, 3004).await;
+    let scrapes = {
+        let lab_name = lab.name.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let scraper = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/om-{lab_name}-1"))
+                    .args(["curl", "-sf", "--max-time", "5", METRICS])
+                    .output()
+                    .expect("curl");
+                assert!(out.status.success(), "a scrape failed during the moves");
+                seen.push(String::from_utf8_lossy(&out.stdout).into_owned());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
+        let away = migrate(&home, job.pid, "2").await.expect("to node 2");
+        let (_, during) = curl_in(&lab, 1, &[METRICS]);
+        assert_eq!(sample(&during, "openmosix_processes{where=\"away\"}"), 1.0);
+        let back = migrate(&home, job.pid, "home").await.expect("home");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = scraper.join().expect("the scraper");
+        (away, back, seen)
+    };
+    let (away, _back, seen) = scrapes;
+    assert!(seen.len() >= 3, "{} scrapes", seen.len());
+    // The counters only grow, scrape after scrape.
+    let outs: Vec<f64> = seen
+        .iter()
+        .map(|t| {
+            sample(
+                t,
+                "openmosix_migrations_out_total{cause=\"asked\",result=\"ok\"}",
+            )
+        })
+        .collect();
+    assert!(outs.windows(2).all(|w| w[0] <= w[1]), "{outs:?}");
+    let (_, after) = curl_in(&lab, 1, &[METRICS]);
+    assert_eq!(
+        sample(
+            &after,
+            "openmosix_migrations_out_total{cause=\"asked\",result=\"ok\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "openmosix_migrations_in_total{result=\"landed\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "openmosix_migration_freeze_seconds_count"),
+        1.0
+    );
+    let freeze = sample(&after, "openmosix_migration_freeze_seconds_sum");
+    assert!(
+        (freeze - away.freeze_ms as f64 / 1000.0).abs() < 0.002,
+        "{freeze} s vs {} ms",
+        away.freeze_ms
+    );
+    assert!(sample(&after, "openmosix_migration_out_bytes_total") >= away.bytes as f64);
+    assert_eq!(sample(&after, "openmosix_processes{where=\"away\"}"), 0.0);
+
+    // promtool reads it as valid exposition, with no lint complaints.
+    let mut check = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-deps.sh installs it)");
+    let mut stdin = check.stdin.take().unwrap();
+    stdin.write_all(after.as_bytes()).await.unwrap();
+    drop(stdin);
+    let checked = check.wait_with_output().await.unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // Anything but GET /metrics is answered with a clear refusal.
+    assert_eq!(curl_in(&lab, 1, &["http://127.0.0.1:9466/"]).0, "404");
+    assert_eq!(curl_in(&lab, 1, &["-X", "POST", METRICS]).0, "405");
+    assert_eq!(curl_in(&lab, 1, &["-I", METRICS]).0, "200");
+    let garbage = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/om-{}-1", lab.name))
+        .args([
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9466; printf 'garbage\\r\\n\\r\\n' >&3; head -1 <&3",
+        ])
+        .output()
+        .expect("bash");
+    assert_eq!(
+        String::from_utf8_lossy(&garbage.stdout).trim(),
+        "HTTP/1.1 400 Bad Request"
+    );
 }
