@@ -21,7 +21,7 @@ install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobin
 # Ends a post-copy copy whose agent died mid-pull; looked for beside the agent.
 install -m 0755 target/release/openmosix-pullguard /usr/local/sbin/openmosix-pullguard
 install -m 0755 target/release/openmosixcollector /usr/local/sbin/openmosixcollector
-for b in mosctl migrate mps mosrun openmosix-lab openmosixview; do
+for b in mosctl migrate mps mosmon mtop mosrun openmosix-lab openmosixview; do
   install -m 0755 "target/release/$b" "/usr/local/bin/$b"
 done
 for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do

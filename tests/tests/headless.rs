@@ -387,3 +387,285 @@ async fn the_metrics_endpoint_counts_migrations_as_they_happen_and_passes_promto
         "HTTP/1.1 400 Bad Request"
     );
 }
+
+/// A tmux server of its own (its own socket), running one program in a
+/// window of a fixed size; killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(label: &str, width: u16, height: u16, argv: &[String]) -> Self {
+        let socket = format!("om-{label}-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args(["-e", "TERM=xterm-256color"])
+            .args(argv)
+            .status()
+            .expect("tmux (scripts/install-deps.sh installs it)");
+        assert!(status.success(), "tmux new-session");
+        Self { socket }
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        assert!(self.tmux(&args).status.success(), "send-keys {keys:?}");
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        self.tmux(&["has-session", "-t", "t"]).status.success()
+    }
+
+    /// Waits until the screen satisfies `ok`; the screen, or a panic
+    /// showing the last one.
+    async fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let found = wait_for(Duration::from_secs(60), || async {
+            let s = self.screen();
+            ok(&s).then_some(s)
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("the screen never showed {what}:\n{}", self.screen()))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// The node ids under mosmon's bars (the line of labels).
+fn bar_labels(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c.is_whitespace()))
+        .filter(|l| {
+            !l.is_empty()
+                && l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
+        .filter(|l| {
+            l.split_whitespace()
+                .all(|w| w.parse::<u32>().is_ok() || w == "DOWN")
+        })
+        .map(str::to_string)
+        .next_back()
+        .map(|l| {
+            let mut out: Vec<String> = Vec::new();
+            let mut words = l.split_whitespace().peekable();
+            while let Some(w) = words.next() {
+                if words.peek() == Some(&"DOWN") {
+                    words.next();
+                    out.push(format!("{w} DOWN"));
+                } else {
+                    out.push(w.to_string());
+                }
+            }
+            out
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn mosmon_draws_every_node_marks_a_down_one_and_its_keys_switch_the_view() {
+    let lab = TestLab::up("mo", 132, 3);
+    lab.settled(3, Duration::from_secs(60)).await;
+    let mosmon = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![bin("mosmon").display().to_string(), "--socket".into()];
+        v.push(lab.socket(1).display().to_string());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let t = Tmux::start("mosmon", 100, 24, &mosmon(&[]));
+    t.wait("a bar for each node", |s| {
+        s.contains("mosmon: load") && bar_labels(s) == ["1", "2", "3"]
+    })
+    .await;
+    t.keys(&["s"]);
+    let s = t
+        .wait("the speed view", |s| s.contains("mosmon: speed"))
+        .await;
+    assert!(
+        s.contains("x2") || s.contains("x1") || s.lines().any(|l| l.contains('█')),
+        "{s}"
+    );
+    t.keys(&["m"]);
+    t.wait("the memory view", |s| {
+        s.contains("mosmon: memory in use") && s.contains('M')
+    })
+    .await;
+    t.keys(&["u"]);
+    t.wait("the utilisation view", |s| {
+        s.contains("mosmon: utilisation") && s.contains('%')
+    })
+    .await;
+    t.keys(&["l"]);
+    t.wait("the load view again", |s| s.contains("mosmon: load"))
+        .await;
+
+    // Node 3 cut off: marked down, hidden with `d`, counted with `t`.
+    lab.set_link(3, false);
+    t.wait("node 3 down", |s| bar_labels(s) == ["1", "2", "3 DOWN"])
+        .await;
+    t.keys(&["d"]);
+    t.wait("node 3 hidden", |s| bar_labels(s) == ["1", "2"])
+        .await;
+    t.keys(&["t"]);
+    t.wait("the totals", |s| s.contains("2 of 3 nodes up"))
+        .await;
+
+    // It follows the terminal's size.
+    assert!(
+        t.tmux(&["resize-window", "-t", "t", "-x", "40", "-y", "12"])
+            .status
+            .success()
+    );
+    let s = t
+        .wait("the smaller window", |s| {
+            s.lines().count() <= 12 && s.contains("mosmon: load") && bar_labels(s) == ["1", "2"]
+        })
+        .await;
+    assert!(s.lines().all(|l| l.chars().count() <= 40), "{s}");
+    t.keys(&["q"]);
+    let gone = wait_for(Duration::from_secs(10), || async {
+        (!t.alive()).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "q did not quit mosmon");
+
+    // Without cursor control: plain text frames.
+    let plain = Command::new(bin("mosmon"))
+        .args([
+            "--socket",
+            &lab.socket(1).display().to_string(),
+            "--count",
+            "1",
+            "-t",
+        ])
+        .env("TERM", "dumb")
+        .output()
+        .expect("mosmon");
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        text.contains("node    1 [") && text.contains("node    3 [") && text.contains("DOWN"),
+        "{text}"
+    );
+    assert!(text.contains("2 of 3 nodes up"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no escape sequences in plain text"
+    );
+    let unreachable = Command::new(bin("mosmon"))
+        .args([
+            "--socket",
+            "/run/openmosix-lab/none/agent.sock",
+            "--count",
+            "1",
+        ])
+        .output()
+        .expect("mosmon");
+    let text = String::from_utf8_lossy(&unreachable.stdout);
+    assert!(text.contains("cannot reach the agent"), "{text}");
+    lab.set_link(3, true);
+}
+
+/// mtop's row of the process whose command is `command`: its columns.
+fn mtop_row(screen: &str, command: &str) -> Option<Vec<String>> {
+    screen.lines().find_map(|l| {
+        let cols: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+        (l.trim_end().ends_with(command) && cols.first()?.parse::<i32>().is_ok()).then_some(cols)
+    })
+}
+
+#[tokio::test]
+async fn mtop_moves_renices_and_kills_the_selected_job_and_shows_where_it_runs() {
+    let lab = TestLab::up("mx", 133, 2);
+    lab.settled(2, Duration::from_secs(60)).await;
+    let home = lab.client(1).await;
+    let job = spawn_sleep(&home, 3006).await;
+    let argv = vec![
+        bin("mtop").display().to_string(),
+        "--socket".into(),
+        lab.socket(1).display().to_string(),
+    ];
+    let t = Tmux::start("mtop", 160, 30, &argv);
+    let s = t
+        .wait("the job", |s| {
+            mtop_row(s, "sleep 3006").is_some() && s.contains("CANTMOVE")
+        })
+        .await;
+    let head: Vec<&str> = s.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(head[..6], ["PID", "USER", "NODE", "HOME", "LCK", "NMIG"]);
+    let pid = job.pid.to_string();
+    t.keys(&["/"]);
+    t.keys(&[&pid, "Enter"]);
+    t.keys(&["m"]);
+    t.wait("the question", |s| s.contains(&format!("migrate {pid} to")))
+        .await;
+    t.keys(&["2", "Enter"]);
+    let s = t
+        .wait("the job on node 2", |s| {
+            mtop_row(s, "sleep 3006")
+                .is_some_and(|r| r[0] == pid && r[2] == "2" && r[3] == "1" && r[5] == "1")
+        })
+        .await;
+    assert!(s.contains("moved from node 1 to node 2"), "{s}");
+    assert!(s.contains("1 away"), "{s}");
+    t.keys(&["h"]);
+    // Back home it runs under a new PID, and stays selected.
+    t.wait("the job at home", |s| {
+        mtop_row(s, "sleep 3006").is_some_and(|r| r[2] == "1" && r[5] == "2")
+    })
+    .await;
+    t.keys(&["r"]);
+    t.keys(&["5", "Enter"]);
+    t.wait("the renice", |s| {
+        s.contains("reniced to 5") && mtop_row(s, "sleep 3006").is_some_and(|r| r[6] == "5")
+    })
+    .await;
+    t.keys(&["k"]);
+    t.keys(&["KILL", "Enter"]);
+    // (To the PID it has back home.)
+    t.wait("the kill", |s| s.contains("SIGKILL sent to process"))
+        .await;
+    let ended = wait_for(Duration::from_secs(20), || async {
+        testkit::job_status(&home, job.pid).await.exit.map(|_| ())
+    })
+    .await;
+    assert!(ended.is_some(), "the job did not end");
+    t.keys(&["q"]);
+    let gone = wait_for(Duration::from_secs(10), || async {
+        (!t.alive()).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "q did not quit mtop");
+}

@@ -126,7 +126,7 @@ pub fn render(
 
 /// `text` with control characters shown as `?`, as `ps` does: a process
 /// cannot write escape sequences to the terminal of whoever lists it.
-fn printable(text: &str) -> String {
+pub fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()

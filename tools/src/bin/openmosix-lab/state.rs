@@ -460,7 +460,9 @@ impl Lab {
             .arg(&node.addr)
             .args(["--scope", "netns"])
             .args(args)
-            .envs(std::env::var_os("OPENMOSIX_LOG").map(|v| ("OPENMOSIX_LOG", v)))
+            // The agents' log filter (`OPENMOSIX_AGENT_LOG=debug`, say); the
+            // lab tool's own `OPENMOSIX_LOG` stays its own.
+            .envs(std::env::var_os("OPENMOSIX_AGENT_LOG").map(|v| ("OPENMOSIX_LOG", v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
