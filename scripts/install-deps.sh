@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what openMosixview's main job and tests need on a fresh Debian 12 machine,
 # skipping whatever is already present: build tools, iproute2, OpenSSH client,
-# PostgreSQL (server for the collector's tests and large sites), curl, tmux and
-# promtool (the headless tools' tests), X11/OpenGL
+# PostgreSQL (server for the collector's tests and large sites), curl, tmux,
+# promtool (the headless tools' tests) and debootstrap (the package's test), X11/OpenGL
 # libraries and Xvfb (the desktop app and its window test), and CRIU >= 4.1 (built from Debian trixie's source tarball, because bookworm's
 # CRIU 3.17 cannot handle kernels >= 6.13; see docs/INSTALL.md).
 # Idempotent; needs root for apt-get and for installing CRIU into /usr/local/sbin.
@@ -119,7 +119,7 @@ install_promtool() {
 }
 
 main() {
-  apt_install openssh-client iproute2 procps util-linux curl tmux
+  apt_install openssh-client iproute2 procps util-linux curl tmux debootstrap
   # Debian's postinst may start its own cluster on port 5432; our tests use a
   # private instance (scripts/test-postgres.sh) and leave that one alone.
   apt_install postgresql

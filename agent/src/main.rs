@@ -91,6 +91,10 @@ struct Cli {
     /// The address of the interface autodiscovery uses (default: this node's).
     #[arg(long)]
     discovery_interface: Option<std::net::Ipv4Addr>,
+    /// Make CONFIG_DIR/cluster_key for a new cluster and exit (never
+    /// replaces one; copy it to every other node before starting them).
+    #[arg(long)]
+    new_cluster_key: bool,
     /// Serve this node's figures for Prometheus at http://ADDR/metrics
     /// (`--metrics` alone: 127.0.0.1:9466). Read-only and without a key:
     /// keep it on loopback or a monitoring network.
@@ -113,6 +117,14 @@ async fn main() -> anyhow::Result<()> {
     };
     hpc::logging::init("info,russh=warn,chitchat=warn");
     let cli = Cli::parse();
+    if cli.new_cluster_key {
+        let fingerprint = agent::startup::new_cluster_key(&cli.config_dir)?;
+        println!(
+            "created {} ({fingerprint}); copy it to every node of the cluster",
+            cli.config_dir.join(paths::CLUSTER_KEY_FILE).display()
+        );
+        return Ok(());
+    }
     run(AgentConfig {
         config_dir: cli.config_dir,
         state_dir: cli.state_dir,

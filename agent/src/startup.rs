@@ -105,6 +105,22 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
     own_dir(path, 0o700)
 }
 
+/// `openmosixd --new-cluster-key`: makes `config_dir`'s cluster key for a
+/// new cluster, never replacing one; its fingerprint. (The packages' setup
+/// calls it only when asked: every node of a cluster needs the same key.)
+pub fn new_cluster_key(config_dir: &Path) -> anyhow::Result<String> {
+    private_dir(config_dir)?;
+    let path = config_dir.join(paths::CLUSTER_KEY_FILE);
+    if std::fs::symlink_metadata(&path).is_ok() {
+        bail!(
+            "{} exists already; it is kept (remove it first to start a new cluster)",
+            path.display()
+        );
+    }
+    let key = load_or_create_key(&path)?;
+    Ok(crate::keys::fingerprint(key.public_key()))
+}
+
 /// The runtime directory: like [`private_dir`], but others may enter it to
 /// reach the local socket (0755).
 fn run_dir(path: &Path) -> anyhow::Result<()> {
