@@ -21,9 +21,11 @@ while [ $# -gt 0 ]; do
     *) echo "build-deb.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+# The whole workspace's binaries, as scripts/main.sh and the tests build
+# them: the same features, so nothing is built twice.
 case "$profile" in
-  release) cargo build --release --quiet -p agent -p tools -p terminal -p collector --bins; bin=target/release ;;
-  debug) cargo build --quiet -p agent -p tools -p terminal -p collector --bins; bin=target/debug ;;
+  release) cargo build --release --quiet --workspace --bins; bin=target/release ;;
+  debug) cargo build --quiet --workspace --bins; bin=target/debug ;;
   *) echo "build-deb.sh: --profile is release or debug" >&2; exit 2 ;;
 esac
 

@@ -425,16 +425,7 @@ mod tests {
     #[test]
     fn the_screen_draws_every_node_and_the_keys() {
         let m = with(vec![node(1, true, 40), node(2, false, 0)]);
-        let backend = ratatui::backend::TestBackend::new(80, 14);
-        let mut terminal = ratatui::Terminal::new(backend).unwrap();
-        terminal.draw(|f| m.draw(f, true)).unwrap();
-        let text: String = terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
+        let text = crate::screen::drawn(&m, 80, 14);
         assert!(text.contains("mosmon: load"));
         assert!(text.contains("DOWN"));
         assert!(text.contains("2 DOWN"));

@@ -616,16 +616,7 @@ mod tests {
         let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(row[..4], ["40", "root", "3", "1"]);
         assert!(!text.contains('\u{1b}'));
-        let backend = ratatui::backend::TestBackend::new(120, 10);
-        let mut terminal = ratatui::Terminal::new(backend).unwrap();
-        terminal.draw(|f| t.draw(f, true)).unwrap();
-        let screen: String = terminal
-            .backend()
-            .buffer()
-            .content()
-            .iter()
-            .map(|c| c.symbol())
-            .collect();
+        let screen = crate::screen::drawn(&t, 120, 10);
         assert!(
             screen.contains("CANTMOVE") && screen.contains("evil?[2J"),
             "{screen}"

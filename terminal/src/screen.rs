@@ -10,7 +10,7 @@ use std::time::Duration;
 use ratatui::Frame;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::feed::{Action, Update};
+use crate::feed::{self, Action, Update, Want};
 
 /// What a key asks of the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,4 +143,59 @@ pub fn run_plain<S: Screen>(
             return Ok(());
         }
     }
+}
+
+/// The seconds between updates asked for with `flag`, at least 0.1.
+fn interval(secs: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d >= Duration::from_millis(100))
+        .ok_or_else(|| anyhow::anyhow!("{flag} must be at least 0.1 seconds"))
+}
+
+/// How a tool was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The agent to ask.
+    pub node: tools::connect::NodeArgs,
+    /// What to ask it for.
+    pub want: Want,
+    /// Seconds between updates, and the flag that set them (for errors).
+    pub every: (f64, &'static str),
+    /// Plain text frames even on a terminal.
+    pub plain: bool,
+    /// Plain text frames, this many, then exit.
+    pub frames: Option<u32>,
+}
+
+/// Runs a tool: the collection task on a runtime of its own, and `screen`
+/// full screen where the terminal can, else as plain text frames.
+pub fn run<S: Screen>(screen: &mut S, o: RunOptions) -> anyhow::Result<()> {
+    let every = interval(o.every.0, o.every.1)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (updates_tx, updates) = std::sync::mpsc::channel();
+    let (actions, actions_rx) = std::sync::mpsc::channel();
+    feed::start(&rt, o.node, o.want, every, updates_tx, actions_rx);
+    match (o.plain || o.frames.is_some(), Display::detect()) {
+        (false, Display::Full { color }) => run_full(screen, &updates, &actions, color),
+        _ => run_plain(screen, &updates, o.frames),
+    }
+}
+
+/// `screen` drawn on a `width` × `height` test terminal, as text.
+#[cfg(test)]
+pub(crate) fn drawn<S: Screen>(screen: &S, width: u16, height: u16) -> String {
+    let backend = ratatui::backend::TestBackend::new(width, height);
+    let mut terminal = ratatui::Terminal::new(backend).unwrap();
+    terminal.draw(|f| screen.draw(f, true)).unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect()
 }

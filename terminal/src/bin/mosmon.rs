@@ -5,12 +5,11 @@
 //! terminal) it prints plain text frames instead.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use terminal::feed::{self, Want};
+use terminal::feed::Want;
 use terminal::mosmon::{Mosmon, View};
-use terminal::screen::{Display, run_full, run_plain};
+use terminal::screen::{self, RunOptions};
 use tools::connect::NodeArgs;
 
 /// Show the cluster's nodes as live bars.
@@ -82,19 +81,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, screen: &mut Mosmon) -> anyhow::Result<()> {
-    let every = Duration::try_from_secs_f64(cli.interval)
-        .ok()
-        .filter(|d| *d >= Duration::from_millis(100))
-        .ok_or_else(|| anyhow::anyhow!("--interval must be at least 0.1 seconds"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (updates_tx, updates) = std::sync::mpsc::channel();
-    let (actions, actions_rx) = std::sync::mpsc::channel();
-    feed::start(&rt, cli.node, Want::Nodes, every, updates_tx, actions_rx);
-    match (cli.plain || cli.count.is_some(), Display::detect()) {
-        (false, Display::Full { color }) => run_full(screen, &updates, &actions, color),
-        _ => run_plain(screen, &updates, cli.count),
-    }
+    screen::run(
+        screen,
+        RunOptions {
+            node: cli.node,
+            want: Want::Nodes,
+            every: (cli.interval, "--interval"),
+            plain: cli.plain,
+            frames: cli.count,
+        },
+    )
 }

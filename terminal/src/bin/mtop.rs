@@ -4,12 +4,11 @@
 //! process. `-b` (or output that is not a terminal) prints plain tables.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use terminal::feed::{self, Want};
+use terminal::feed::Want;
 use terminal::mtop::Mtop;
-use terminal::screen::{Display, run_full, run_plain};
+use terminal::screen::{self, RunOptions};
 use tools::connect::NodeArgs;
 
 /// A node's processes, live, with where each runs.
@@ -46,27 +45,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let every = Duration::try_from_secs_f64(cli.delay)
-        .ok()
-        .filter(|d| *d >= Duration::from_millis(100))
-        .ok_or_else(|| anyhow::anyhow!("-d must be at least 0.1 seconds"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (updates_tx, updates) = std::sync::mpsc::channel();
-    let (actions, actions_rx) = std::sync::mpsc::channel();
-    feed::start(
-        &rt,
-        cli.node,
-        Want::NodesAndProcesses,
-        every,
-        updates_tx,
-        actions_rx,
-    );
-    let mut screen = Mtop::default();
-    match (cli.batch || cli.iterations.is_some(), Display::detect()) {
-        (false, Display::Full { color }) => run_full(&mut screen, &updates, &actions, color),
-        _ => run_plain(&mut screen, &updates, cli.iterations),
-    }
+    screen::run(
+        &mut Mtop::default(),
+        RunOptions {
+            node: cli.node,
+            want: Want::NodesAndProcesses,
+            every: (cli.delay, "-d"),
+            plain: cli.batch,
+            frames: cli.iterations,
+        },
+    )
 }
