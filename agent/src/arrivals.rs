@@ -1,7 +1,8 @@
 //! Processes arriving on this node: migrations being received, and those
 //! that landed after the last sampling pass (which does not count them
 //! yet). `node.load` adds them to the pass's load, so that peers placing new
-//! processes at once do not all pick this node on the same figure.
+//! processes at once do not all pick this node on the same figure. It also
+//! counts every arrival that landed or failed, for `--metrics`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,17 +20,26 @@ pub struct Arrivals {
 struct Inner {
     in_flight: u32,
     landed: Vec<Instant>,
+    /// Arrivals since the agent started: landed, failed.
+    totals: (u64, u64),
 }
 
 /// One arrival under way: [`Arriving::landed`] when it runs here, else
-/// dropped (it no longer counts).
+/// dropped (it no longer counts, and counts as failed).
 #[derive(Debug)]
-pub struct Arriving(Arc<Arrivals>);
+pub struct Arriving {
+    arrivals: Arc<Arrivals>,
+    landed: bool,
+}
 
 impl Arriving {
     /// The process runs here now.
-    pub fn landed(self) {
-        self.0.lock().landed.push(Instant::now());
+    pub fn landed(mut self) {
+        let mut inner = self.arrivals.lock();
+        inner.landed.push(Instant::now());
+        inner.totals.0 += 1;
+        drop(inner);
+        self.landed = true;
     }
 }
 
@@ -44,7 +54,15 @@ impl Arrivals {
     /// An arrival begins.
     pub fn begin(self: &Arc<Self>) -> Arriving {
         self.lock().in_flight += 1;
-        Arriving(self.clone())
+        Arriving {
+            arrivals: self.clone(),
+            landed: false,
+        }
+    }
+
+    /// Arrivals since the agent started: landed, failed.
+    pub fn totals(&self) -> (u64, u64) {
+        self.lock().totals
     }
 
     /// Arrivals under way plus those that landed after `pass`.
@@ -58,8 +76,11 @@ impl Arrivals {
 
 impl Drop for Arriving {
     fn drop(&mut self) {
-        let mut inner = self.0.lock();
+        let mut inner = self.arrivals.lock();
         inner.in_flight = inner.in_flight.saturating_sub(1);
+        if !self.landed {
+            inner.totals.1 += 1;
+        }
     }
 }
 
@@ -84,5 +105,6 @@ mod tests {
         two.landed();
         assert_eq!(a.since(pass), 1);
         assert_eq!(a.since(Instant::now()), 0);
+        assert_eq!(a.totals(), (2, 1), "two landed, one failed");
     }
 }

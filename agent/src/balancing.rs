@@ -22,6 +22,7 @@ use hpc::protocol::{MigrateParams, MigrationReport, RpcError};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::context::{AgentContext, Snapshot};
+use crate::metrics::Decision;
 use crate::migration::Cause;
 
 /// How long what this node sent counts in its view of the targets (gossip
@@ -191,8 +192,8 @@ impl Balancer {
             .find(|c| c.id == d.id)
             .map_or(1.0, |c| c.cpu);
         ctx.metrics.decided(match cause {
-            Cause::Memory(_) => "usher",
-            _ => "move",
+            Cause::Memory(_) => Decision::Usher,
+            _ => Decision::Move,
         });
         if let Ok(pid) = i32::try_from(d.id) {
             self.send(ctx, pid, d.target, cause, cpu).await;
@@ -313,7 +314,7 @@ impl Balancer {
         }
         let why = format!("{}; {what}", d.why);
         tracing::info!(pid, to = d.target, %why, "balancing: placing a process");
-        ctx.metrics.decided("place");
+        ctx.metrics.decided(Decision::Place);
         self.placing.push(d.target);
         self.left.push(pid);
         // Counted there at once, so the next balancing passes see it too.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use hpc::model::{AdminState, Liveness, NodeId, NodeStatus, ProcessInfo};
 
-use super::{CAUSES, DECISIONS, FREEZE_BUCKETS, Metrics};
+use super::{Decision, FREEZE_BUCKETS, Metrics, MoveCause};
 
 /// The media type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -21,6 +21,9 @@ pub struct NodeFigures<'a> {
     pub admin: &'a AdminState,
     /// Every node of the cluster as this one sees it (itself included).
     pub cluster: &'a [NodeStatus],
+    /// Arrivals since the agent started: landed, failed
+    /// ([`crate::arrivals::Arrivals::totals`]).
+    pub arrivals: (u64, u64),
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -145,16 +148,16 @@ pub fn render(f: &NodeFigures<'_>, m: &Metrics) -> String {
         "counter",
         "Migrations this node carried out, by cause and result.",
     );
-    for (c, cause) in CAUSES.iter().enumerate() {
+    for cause in MoveCause::ALL {
         for (r, result) in ["ok", "failed"].iter().enumerate() {
             let v = m
                 .out
-                .get(c)
+                .get(cause as usize)
                 .and_then(|row| row.get(r))
                 .map_or(0, Metrics::read);
             o.sample(
                 "openmosix_migrations_out_total",
-                &format!("cause=\"{cause}\",result=\"{result}\""),
+                &format!("cause=\"{}\",result=\"{result}\"", cause.label()),
                 v,
             );
         }
@@ -200,8 +203,8 @@ pub fn render(f: &NodeFigures<'_>, m: &Metrics) -> String {
         "counter",
         "Processes that arrived here (landed) or whose arrival failed.",
     );
-    for (i, result) in ["landed", "failed"].iter().enumerate() {
-        let v = m.arrivals.get(i).map_or(0, Metrics::read);
+    let (landed, failed) = f.arrivals;
+    for (result, v) in [("landed", landed), ("failed", failed)] {
         o.sample(
             "openmosix_migrations_in_total",
             &format!("result=\"{result}\""),
@@ -209,11 +212,11 @@ pub fn render(f: &NodeFigures<'_>, m: &Metrics) -> String {
         );
     }
     o.family("openmosix_balancer_decisions_total", "counter", "The balancer's decisions: move a busy process, place a new one, usher one out of full memory.");
-    for (i, d) in DECISIONS.iter().enumerate() {
-        let v = m.decisions.get(i).map_or(0, Metrics::read);
+    for d in Decision::ALL {
+        let v = m.decisions.get(d as usize).map_or(0, Metrics::read);
         o.sample(
             "openmosix_balancer_decisions_total",
-            &format!("decision=\"{d}\""),
+            &format!("decision=\"{}\"", d.label()),
             v,
         );
     }
@@ -271,6 +274,7 @@ mod tests {
                 processes: &[],
                 admin: &AdminState::default(),
                 cluster: std::slice::from_ref(&me),
+                arrivals: (0, 0),
             },
             &Metrics::default(),
         );
@@ -302,9 +306,9 @@ mod tests {
         let me = node(1, true);
         let cluster = [me.clone(), node(2, true), node(3, false)];
         let m = std::sync::Arc::new(Metrics::default());
-        m.moved("balance", Some((80, 4096)));
-        m.moved("asked", Some((20, 1)));
-        m.decided("move");
+        m.moved(MoveCause::Balance, Some((80, 4096)));
+        m.moved(MoveCause::Asked, Some((20, 1)));
+        m.decided(Decision::Move);
         let text = render(
             &NodeFigures {
                 status: &me,
@@ -314,6 +318,7 @@ mod tests {
                     ..AdminState::default()
                 },
                 cluster: &cluster,
+                arrivals: (3, 1),
             },
             &m,
         );
@@ -331,6 +336,8 @@ mod tests {
             "openmosix_migration_freeze_seconds_sum 0.1",
             "openmosix_migration_freeze_seconds_count 2",
             "openmosix_balancer_decisions_total{decision=\"move\"} 1",
+            "openmosix_migrations_in_total{result=\"landed\"} 3",
+            "openmosix_migrations_in_total{result=\"failed\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

@@ -118,6 +118,7 @@ async fn answer(mut stream: TcpStream, ctx: &AgentContext) -> std::io::Result<()
                 processes: &snap.processes,
                 admin: &admin,
                 cluster: &cluster,
+                arrivals: ctx.arrivals.totals(),
             };
             (
                 "200 OK",

@@ -99,15 +99,14 @@ pub enum Cause {
     Memory(String),
 }
 
-impl Cause {
-    /// The cause in one word, as the metrics label it.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Asked => "asked",
-            Self::Expel => "expel",
-            Self::Bring => "bring",
-            Self::Balance(_) => "balance",
-            Self::Memory(_) => "memory",
+impl From<&Cause> for crate::metrics::MoveCause {
+    fn from(c: &Cause) -> Self {
+        match c {
+            Cause::Asked => Self::Asked,
+            Cause::Expel => Self::Expel,
+            Cause::Bring => Self::Bring,
+            Cause::Balance(_) => Self::Balance,
+            Cause::Memory(_) => Self::Memory,
         }
     }
 }
@@ -256,7 +255,7 @@ pub async fn migrate(
     }
     let moved = send::send(ctx, &criu, &job, &st, started, &cause, p.mode).await;
     ctx.metrics.moved(
-        cause.label(),
+        (&cause).into(),
         moved
             .as_ref()
             .ok()

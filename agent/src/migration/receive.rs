@@ -172,7 +172,6 @@ where
     }
     // Peers placing new processes count it from now (`node.load`).
     let arriving = ctx.arrivals.begin();
-    let counted = ctx.metrics.arrival();
     let dir = match ImageDir::create(
         ctx.images.dir(),
         &format!("in-{}-{}-{}", job.home, job.home_pid, now_ms()),
@@ -409,7 +408,6 @@ where
     let resumed = std::time::Instant::now();
     step("resumed");
     arriving.landed();
-    counted.landed();
     let mut info = job.clone();
     info.where_ = ctx.node_id;
     info.pid = pid;
