@@ -4,7 +4,7 @@
 //! way and gets their outcome as a notice. The UI never waits on the
 //! network.
 
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use hpc::client::Client;
@@ -60,17 +60,8 @@ pub fn start(
     want: Want,
     every: Duration,
     updates: Sender<Update>,
-    actions: Receiver<Action>,
+    mut act_rx: tokio::sync::mpsc::UnboundedReceiver<Action>,
 ) {
-    let (act_tx, mut act_rx) = tokio::sync::mpsc::unbounded_channel();
-    // The UI's std channel, bridged into the runtime by a plain thread.
-    std::thread::spawn(move || {
-        while let Ok(a) = actions.recv() {
-            if act_tx.send(a).is_err() {
-                return;
-            }
-        }
-    });
     rt.spawn(async move {
         let mut client: Option<Client> = None;
         let mut tick = tokio::time::interval(every);

@@ -4,8 +4,10 @@
 //! cursor control (or output that is not a terminal) get plain text frames.
 
 use std::io::IsTerminal;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 
 use ratatui::Frame;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -70,7 +72,7 @@ fn interrupted(key: &KeyEvent) -> bool {
 pub fn run_full<S: Screen>(
     screen: &mut S,
     updates: &Receiver<Update>,
-    actions: &Sender<Action>,
+    actions: &UnboundedSender<Action>,
     color: bool,
 ) -> anyhow::Result<()> {
     let mut terminal = ratatui::init();
@@ -177,7 +179,8 @@ pub fn run<S: Screen>(screen: &mut S, o: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let (updates_tx, updates) = std::sync::mpsc::channel();
-    let (actions, actions_rx) = std::sync::mpsc::channel();
+    // (A tokio channel: the UI thread sends without a runtime.)
+    let (actions, actions_rx) = tokio::sync::mpsc::unbounded_channel();
     feed::start(&rt, o.node, o.want, every, updates_tx, actions_rx);
     match (o.plain || o.frames.is_some(), Display::detect()) {
         (false, Display::Full { color }) => run_full(screen, &updates, &actions, color),
