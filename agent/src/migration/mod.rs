@@ -4,6 +4,7 @@
 
 pub mod criu_cmd;
 pub mod deputies;
+pub mod image_files;
 pub mod in_motion;
 pub mod ledger;
 pub mod postcopy;

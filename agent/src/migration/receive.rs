@@ -11,9 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::criu_cmd;
+use super::image_files;
 use super::ledger::{Decision, valid_id};
 use super::postcopy::target::Pull;
 use super::send::ImageDir;
@@ -28,8 +29,6 @@ use crate::jobs::now_ms;
 const STEP_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long a new channel may take to say what it wants.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for any part of the image stream.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one channel of the migration subsystem: an incoming migration, or
 /// a question about one.
@@ -275,27 +274,12 @@ where
         }
         (None, false) => {}
     }
-    if !receive_files(ctx, &fin, &files, read, write, &job, &mut room).await {
-        return;
-    }
-    step("images stored");
-    if parent && let Err(e) = std::os::unix::fs::symlink("../pre", fin.join("parent")) {
-        let reason = format!("node {} cannot link the pre-copy images: {e}", ctx.node_id);
-        let _ = wire::send(write, &Msg::Failed { reason }).await;
-        return;
-    }
     // Post-copy: the lazy-pages daemon, bridged to the source, serves the
-    // restore.
-    let mut pull = match (lazy, channel) {
+    // restore. It starts once the few images it reads at its start are here
+    // (the source sends them first), while the others arrive.
+    let lazy_start = match (lazy, channel) {
         (false, _) => None,
-        (true, Some(channel)) => match Pull::start(&criu, &fin, channel).await {
-            Ok(p) => Some(p),
-            Err(e) => {
-                let reason = format!("on node {}: {e}", ctx.node_id);
-                let _ = wire::send(write, &Msg::Failed { reason }).await;
-                return;
-            }
-        },
+        (true, Some(channel)) => Some(channel),
         (true, None) => {
             let reason = format!(
                 "node {} did not agree to post-copy, yet the images came without memory",
@@ -305,7 +289,41 @@ where
             return;
         }
     };
-    step("ready to restore");
+    let first = match lazy_start {
+        Some(_) => image_files::daemon_prefix(&files),
+        None => files.len(),
+    };
+    let (early, rest) = files.split_at(first);
+    if !receive_files(ctx, &fin, early, read, write, &job, &mut room).await {
+        return;
+    }
+    let (started, stored) = match lazy_start {
+        Some(channel) => {
+            let (started, stored) = tokio::join!(
+                Pull::start(&criu, &fin, channel),
+                receive_files(ctx, &fin, rest, read, write, &job, &mut room)
+            );
+            (Some(started), stored)
+        }
+        None => (None, true),
+    };
+    if !stored {
+        return;
+    }
+    step("images stored, lazy-pages daemon ready");
+    let mut pull = match started.transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let reason = format!("on node {}: {e}", ctx.node_id);
+            let _ = wire::send(write, &Msg::Failed { reason }).await;
+            return;
+        }
+    };
+    if parent && let Err(e) = std::os::unix::fs::symlink("../pre", fin.join("parent")) {
+        let reason = format!("node {} cannot link the pre-copy images: {e}", ctx.node_id);
+        let _ = wire::send(write, &Msg::Failed { reason }).await;
+        return;
+    }
     // A single process gets a placeholder namespace of its own to keep its PID.
     let mut placeholder = None;
     let restored = if job.single {
@@ -562,7 +580,7 @@ where
         let _ = wire::send(write, &Msg::Failed { reason }).await;
         return false;
     }
-    match store_images(dir, files, read, room).await {
+    match image_files::store(dir, files, read, room).await {
         Ok(None) => true,
         Ok(Some(reason)) => {
             let reason = format!("node {} cannot store the images: {reason}", ctx.node_id);
@@ -611,210 +629,4 @@ fn check_offer(
     ctx.images
         .reserve(need)
         .map_err(|why| format!("node {} has no room for the images: {why}", ctx.node_id))
-}
-
-/// Writes each file's bytes into `dir`, counting them against `room`. A local
-/// write error (a full disk) is returned as `Ok(Some(reason))` after the rest
-/// of the stream was read, so the source gets the reason; a broken or stalled
-/// stream is `Err`.
-async fn store_images<R: AsyncBufRead + Unpin>(
-    dir: &Path,
-    files: &[ImageFile],
-    read: &mut R,
-    room: &mut Reservation,
-) -> std::io::Result<Option<String>> {
-    let mut problem: Option<String> = None;
-    let mut buf = vec![0u8; 256 * 1024];
-    for f in files {
-        let safe = !f.name.is_empty()
-            && !f.name.contains('/')
-            && f.name != "."
-            && f.name != ".."
-            && f.name != "parent"
-            && f.name != "restored.pid";
-        let mut out = if problem.is_none() && safe {
-            match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(dir.join(&f.name))
-                .await
-            {
-                Ok(file) => Some(file),
-                Err(e) => {
-                    problem = Some(format!("{}: {e}", f.name));
-                    None
-                }
-            }
-        } else {
-            if !safe && problem.is_none() {
-                problem = Some(format!("refusing image file name `{}`", f.name));
-            }
-            None
-        };
-        let mut left = f.size;
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let chunk = buf.get_mut(..want).unwrap_or_default();
-            let n = match tokio::time::timeout(STALL_TIMEOUT, read.read(chunk)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("no image data for {STALL_TIMEOUT:?}"),
-                    ));
-                }
-            };
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            left -= n as u64;
-            if out.is_some()
-                && let Err(e) = room.wrote(n as u64)
-            {
-                problem = Some(e);
-                out = None;
-            }
-            if let Some(file) = out.as_mut()
-                && let Err(e) = file.write_all(chunk.get(..n).unwrap_or_default()).await
-            {
-                problem = Some(format!("{}: {e}", f.name));
-                out = None;
-            }
-        }
-        if let Some(mut file) = out
-            && let Err(e) = file.flush().await
-        {
-            problem = Some(format!("{}: {e}", f.name));
-        }
-    }
-    Ok(problem)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-    use tokio::io::AsyncReadExt;
-
-    /// A directory with a tiny tmpfs mounted on it (root only), unmounted and
-    /// removed on drop.
-    struct TinyDisk(PathBuf);
-
-    impl TinyDisk {
-        fn new(label: &str) -> Self {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/unit-tmp")
-                .join(format!("{label}-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let ok = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
-                .arg(&dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "mounting a tmpfs needs root");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TinyDisk {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn unlimited() -> Reservation {
-        let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp"));
-        std::fs::create_dir_all(&base).unwrap();
-        crate::image_space::ImageSpace::new(base, None)
-            .reserve(4 << 20)
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_full_image_directory_is_reported_after_reading_the_whole_stream() {
-        let disk = TinyDisk::new("enospc");
-        let files = [
-            ImageFile {
-                name: "pages-1.img".into(),
-                size: 1 << 20,
-            },
-            ImageFile {
-                name: "core.img".into(),
-                size: 10,
-            },
-        ];
-        let mut stream = vec![7u8; 1 << 20];
-        stream.extend_from_slice(b"0123456789NEXT");
-        let mut read = tokio::io::BufReader::new(&stream[..]);
-        let mut room = unlimited();
-        let problem = store_images(&disk.0, &files, &mut read, &mut room)
-            .await
-            .unwrap();
-        let reason = problem.expect("a full disk is a problem");
-        assert!(reason.contains("No space left on device"), "{reason}");
-        // The stream was read to the end of the images: the source gets the answer.
-        let mut rest = String::new();
-        read.read_to_string(&mut rest).await.unwrap();
-        assert_eq!(rest, "NEXT");
-    }
-
-    #[tokio::test]
-    async fn image_names_cannot_leave_the_directory() {
-        let disk = TinyDisk::new("names");
-        let files = [ImageFile {
-            name: "../escape.img".into(),
-            size: 4,
-        }];
-        let mut read = tokio::io::BufReader::new(&b"abcd"[..]);
-        let mut room = unlimited();
-        let problem = store_images(&disk.0, &files, &mut read, &mut room)
-            .await
-            .unwrap();
-        assert!(problem.unwrap().contains("refusing image file name"));
-        assert!(!disk.0.join("../escape.img").exists());
-        // A stream cut short is a broken connection, not a local problem.
-        let files = [ImageFile {
-            name: "pages-1.img".into(),
-            size: 100,
-        }];
-        let mut short = tokio::io::BufReader::new(&b"abcd"[..]);
-        assert!(
-            store_images(&disk.0, &files, &mut short, &mut room)
-                .await
-                .is_err()
-        );
-    }
-
-    #[tokio::test]
-    async fn files_are_held_to_the_reservation() {
-        let disk = TinyDisk::new("held");
-        let base = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/unit-tmp"));
-        let space = crate::image_space::ImageSpace::new(base, Some(1 << 20));
-        let mut room = space.reserve(8).unwrap();
-        let files = [
-            ImageFile {
-                name: "pages-1.img".into(),
-                size: 16,
-            },
-            ImageFile {
-                name: "core.img".into(),
-                size: 2,
-            },
-        ];
-        let mut stream = vec![1u8; 18];
-        stream.extend_from_slice(b"NEXT");
-        let mut read = tokio::io::BufReader::new(&stream[..]);
-        let problem = store_images(&disk.0, &files, &mut read, &mut room)
-            .await
-            .unwrap();
-        assert!(problem.unwrap().contains("exceed"));
-        assert!(room.written() <= 8);
-        let mut rest = String::new();
-        read.read_to_string(&mut rest).await.unwrap();
-        assert_eq!(rest, "NEXT", "the stream is still read to its end");
-    }
 }

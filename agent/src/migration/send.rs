@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use hpc::model::NodeStatus;
 use hpc::protocol::{MigrationMode, MigrationReport, RpcError, codes};
-use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
 
 use super::Fault;
 use super::criu_cmd;
 use super::ledger::InDoubt;
 use super::postcopy::Traffic;
 use super::postcopy::source::{PullEnd, Serving};
-use super::wire::{self, ImageFile, Msg};
+use super::wire::{self, Msg};
 use crate::context::AgentContext;
 use crate::jobs::{JobRecord, now_ms};
 
@@ -57,80 +57,6 @@ impl Drop for ImageDir {
             tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove image directory");
         }
     }
-}
-
-/// The image files of a directory (CRIU's logs and the `parent` link left out).
-fn image_files(dir: &Path) -> Result<Vec<ImageFile>, String> {
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list the images: {e}"))?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        // DirEntry::metadata does not follow symbolic links.
-        let meta = e
-            .metadata()
-            .map_err(|e| format!("cannot stat image {name}: {e}"))?;
-        if meta.is_file() && !name.ends_with(".log") {
-            files.push(ImageFile {
-                name,
-                size: meta.len(),
-            });
-        }
-    }
-    Ok(files)
-}
-
-/// Streams the bytes of `files` (from `dir`) in order; returns the total.
-async fn send_files<W: AsyncWrite + Unpin>(
-    dir: &Path,
-    files: &[ImageFile],
-    write: &mut W,
-) -> Result<u64, String> {
-    let mut bytes = 0;
-    // Large reads and writes: the channel sends each write as few big packets.
-    let mut buf = vec![0u8; 1 << 20];
-    for f in files {
-        let mut file = tokio::fs::File::open(dir.join(&f.name))
-            .await
-            .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
-        let mut left = f.size;
-        while left > 0 {
-            let want = buf.len().min(left as usize);
-            let chunk = buf.get_mut(..want).unwrap_or_default();
-            let n = file
-                .read(chunk)
-                .await
-                .map_err(|e| format!("cannot read image {}: {e}", f.name))?;
-            if n == 0 {
-                return Err(format!("image {} shrank while being sent", f.name));
-            }
-            match tokio::time::timeout(
-                super::receive::STALL_TIMEOUT,
-                write.write_all(chunk.get(..n).unwrap_or_default()),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "the target agent went away during the transfer ({e})"
-                    ));
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "the target agent took no image data for {:?}",
-                        super::receive::STALL_TIMEOUT
-                    ));
-                }
-            }
-            left -= n as u64;
-        }
-        bytes += f.size;
-    }
-    write
-        .flush()
-        .await
-        .map_err(|e| format!("the target agent went away during the transfer ({e})"))?;
-    Ok(bytes)
 }
 
 /// Creates a 0700 directory.
@@ -375,7 +301,7 @@ pub async fn send(
     };
     let (precopy_bytes, parent) = match pre_dumped {
         Ok(_) => {
-            let files = image_files(&pre).map_err(fail)?;
+            let files = super::image_files::list(&pre).map_err(fail)?;
             let lost = |e: String| fail(format!("pre-copy: {e}"));
             wire::send(
                 &mut write,
@@ -385,7 +311,9 @@ pub async fn send(
             )
             .await
             .map_err(|e| lost(e.to_string()))?;
-            let bytes = send_files(&pre, &files, &mut write).await.map_err(lost)?;
+            let bytes = super::image_files::send(&pre, &files, &mut write)
+                .await
+                .map_err(lost)?;
             match answer(&mut read, RESTORE_TIMEOUT).await.map_err(fail)? {
                 Msg::Stored => (bytes, true),
                 Msg::Failed { reason } => return Err(fail(reason)),
@@ -817,7 +745,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let t = Instant::now();
-    let files = image_files(dir)?;
+    let files = super::image_files::list(dir)?;
     let lost = |e: wire::WireError| format!("the target agent went away during the transfer ({e})");
     let header = Msg::Files {
         files: files.clone(),
@@ -826,7 +754,7 @@ where
         streamed: sent.streamed,
     };
     wire::send(write, &header).await.map_err(lost)?;
-    let bytes = send_files(dir, &files, write).await?;
+    let bytes = super::image_files::send(dir, &files, write).await?;
     let transfer_ms = t.elapsed().as_millis() as u64;
     match answer(read, RESTORE_TIMEOUT).await? {
         Msg::Restored {
