@@ -71,8 +71,11 @@ pub struct AgentContext {
     /// `openmosix-pullguard`, when post-copy migration works here (the
     /// kernel's userfaultfd, CRIU's page-server pipes and the guard itself).
     pub postcopy: Option<std::path::PathBuf>,
-    /// Post-copy migrations arriving here that wait for their pages channel.
+    /// Migrations arriving here that wait for their pages channel.
     pub page_channels: crate::migration::postcopy::PageChannels,
+    /// This node's pages port (the direct, sealed link of migrations'
+    /// memory); `None`: the memory goes in the SSH session.
+    pub pages_port: Option<u16>,
     /// Counters of migrations and balancer decisions, for `--metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The 0700 directory migration images pass through, and its ledger of room.

@@ -100,6 +100,27 @@ struct Cli {
     /// keep it on loopback or a monitoring network.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9466")]
     metrics: Option<SocketAddr>,
+    /// How a migration's memory travels between agents: `direct`, on a TCP
+    /// connection of its own (every record sealed with AES-256-GCM under a
+    /// key made for that migration and handed over in the SSH session), to
+    /// the target's --pages-port; `ssh`, inside the agents' SSH session
+    /// (slower; for networks that pass only the agent's port). A source
+    /// whose direct link does not connect within 2 s takes the SSH session.
+    #[arg(long, value_enum, default_value = "direct")]
+    pages_link: PagesLink,
+    /// The TCP port of the direct pages link (0: any free port; each
+    /// migration's offer tells the other agent which).
+    #[arg(long, default_value_t = 0)]
+    pages_port: u16,
+}
+
+/// How a migration's memory travels (`--pages-link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PagesLink {
+    /// On a sealed TCP link of its own.
+    Direct,
+    /// Inside the SSH session.
+    Ssh,
 }
 
 #[tokio::main]
@@ -152,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
         discovery: (cli.discovery == OnOff::On)
             .then_some((cli.discovery_group, cli.discovery_interface)),
         metrics: cli.metrics,
+        pages_port: (cli.pages_link == PagesLink::Direct).then_some(cli.pages_port),
     })
     .await
 }

@@ -56,6 +56,9 @@ pub struct AgentConfig {
     pub discovery: Option<(std::net::SocketAddrV4, Option<std::net::Ipv4Addr>)>,
     /// Where to serve the Prometheus metrics ([`crate::metrics`]); `None`: nowhere.
     pub metrics: Option<SocketAddr>,
+    /// The port of the direct pages link ([`crate::migration::pages_path`];
+    /// 0: any free port); `None`: migrations' memory goes in the SSH session.
+    pub pages_port: Option<u16>,
 }
 
 impl AgentConfig {
@@ -343,6 +346,23 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (deputies, deputy_events) =
         crate::deputy::Deputies::start().context("cannot start the deputy keeper")?;
     let (newborns, newborns_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pages_listener = match cfg.pages_port {
+        Some(port) if criu.is_some() => Some(
+            crate::migration::pages_path::bind(listen.ip(), port)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for pages links on {}:{port}/tcp",
+                        listen.ip()
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let pages_port = pages_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
     let ctx = Arc::new(AgentContext {
         node_id,
         store,
@@ -359,6 +379,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         precopy,
         postcopy,
         page_channels: Default::default(),
+        pages_port,
         metrics: Arc::default(),
         images,
         ledger,
@@ -437,6 +458,13 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(l) = pages_listener {
+        tracing::info!(
+            port = pages_port,
+            "migrations' memory takes the direct pages link"
+        );
+        tokio::spawn(crate::migration::pages_path::serve(l, ctx.clone()));
+    }
     let publisher = tokio::spawn(publish_status(ctx.clone()));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -139,12 +139,19 @@ async fn main() {
     let script_s = script.display().to_string();
     let lab = TestLab::up("bm", 99, 2);
     let home = lab.client(1).await;
+    // The baseline of the pages path: the same pre-copy moves with the
+    // memory inside the agents' SSH session instead of the direct link.
+    let ssh_lab = TestLab::up_with("bs", 98, 2, &["--agent-arg=--pages-link=ssh"]);
+    let ssh_home = ssh_lab.client(1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!(
         "== a job migrated between two lab nodes, each mode, vs the CRIU CLI floor (medians of {RUNS}) =="
     );
     println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>11} {:>9} {:>11} {:>9} {:>10} {:>9} {:>11} {:>9}",
+        "   (postcopy and precopy: memory on the direct sealed link; precopy/ssh: the same pre-copy with the memory in the SSH session)"
+    );
+    println!(
+        "{:>6} {:>11} {:>9} {:>9} {:>11} {:>9} {:>11} {:>9} {:>10} {:>9} {:>11} {:>9}",
         "MiB",
         "mode",
         "image MiB",
@@ -164,55 +171,8 @@ async fn main() {
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| SIZES.to_vec());
     for mib in sizes {
-        let ready: PathBuf = dir.join(format!("job-{mib}.ready"));
-        let job: JobInfo = home
-            .call(
-                methods::PROC_SPAWN,
-                SpawnParams {
-                    argv: vec![
-                        "python3".into(),
-                        script_s.clone(),
-                        ready.display().to_string(),
-                        mib.to_string(),
-                    ],
-                    cwd: dir.display().to_string(),
-                    env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
-                    uid: 0,
-                    gid: 0,
-                    stdout: None,
-                    stderr: None,
-                    lock: false,
-                    decay: None,
-                },
-            )
-            .await
-            .expect("spawn");
-        wait_ready(&ready);
-        let mut by_mode: Vec<(&str, Vec<MigrationReport>)> = Vec::new();
-        let mut at = 1;
-        for mode in ["postcopy", "precopy"] {
-            let mut reports: Vec<MigrationReport> = Vec::new();
-            for _ in 0..RUNS {
-                let to = if at == 1 { "2" } else { "1" };
-                let v = home
-                    .call_value_within(
-                        methods::PROC_MIGRATE,
-                        json!({ "pid": job.home_pid, "to": to, "mode": mode }),
-                        Duration::from_secs(600),
-                    )
-                    .await
-                    .expect("migrate");
-                at = if at == 1 { 2 } else { 1 };
-                reports.push(serde_json::from_value(v).unwrap());
-            }
-            by_mode.push((mode, reports));
-        }
-        let _ = home
-            .call_value(
-                methods::PROC_SIGNAL,
-                json!({ "pid": job.home_pid, "signal": "KILL" }),
-            )
-            .await;
+        let mut by_mode = moves(&home, &dir, &script_s, mib, &["postcopy", "precopy"], "").await;
+        by_mode.extend(moves(&ssh_home, &dir, &script_s, mib, &["precopy"], "/ssh").await);
         let floors: Vec<f64> = (0..RUNS).map(|_| floor_ms(&dir, &script_s, mib)).collect();
         let floor = median(floors);
         for (mode, reports) in &by_mode {
@@ -222,7 +182,7 @@ async fn main() {
             let freeze = m(|r| r.freeze_ms);
             let total = m(|r| r.total_ms);
             println!(
-                "{:>6} {:>9} {:>9.1} {:>9.0} {:>11.0} {:>9.0} {:>11.0} {:>9.0} {:>10.0} {:>9.0} {:>10.2}x {:>8.2}x",
+                "{:>6} {:>11} {:>9.1} {:>9.0} {:>11.0} {:>9.0} {:>11.0} {:>9.0} {:>10.0} {:>9.0} {:>10.2}x {:>8.2}x",
                 mib,
                 mode,
                 m(|r| r.bytes) / 1048576.0,
@@ -239,9 +199,72 @@ async fn main() {
         }
     }
     singles(&lab, &home, &dir, &script_s).await;
-    drop(home);
-    drop(lab);
+    drop((home, ssh_home));
+    drop((lab, ssh_lab));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Spawns a job of `mib` MiB on node 1 of `home`'s lab and moves it between
+/// nodes 1 and 2, [`RUNS`] times in each of `modes`; the reports by mode
+/// (its name followed by `suffix`). The job is killed afterwards.
+async fn moves(
+    home: &hpc::client::Client,
+    dir: &Path,
+    script_s: &str,
+    mib: u64,
+    modes: &[&str],
+    suffix: &str,
+) -> Vec<(String, Vec<MigrationReport>)> {
+    let ready: PathBuf = dir.join(format!("job-{mib}{}.ready", suffix.replace('/', "-")));
+    let job: JobInfo = home
+        .call(
+            methods::PROC_SPAWN,
+            SpawnParams {
+                argv: vec![
+                    "python3".into(),
+                    script_s.to_string(),
+                    ready.display().to_string(),
+                    mib.to_string(),
+                ],
+                cwd: dir.display().to_string(),
+                env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+                uid: 0,
+                gid: 0,
+                stdout: None,
+                stderr: None,
+                lock: false,
+                decay: None,
+            },
+        )
+        .await
+        .expect("spawn");
+    wait_ready(&ready);
+    let mut by_mode: Vec<(String, Vec<MigrationReport>)> = Vec::new();
+    let mut at = 1;
+    for &mode in modes {
+        let mut reports: Vec<MigrationReport> = Vec::new();
+        for _ in 0..RUNS {
+            let to = if at == 1 { "2" } else { "1" };
+            let v = home
+                .call_value_within(
+                    methods::PROC_MIGRATE,
+                    json!({ "pid": job.home_pid, "to": to, "mode": mode }),
+                    Duration::from_secs(600),
+                )
+                .await
+                .expect("migrate");
+            at = if at == 1 { 2 } else { 1 };
+            reports.push(serde_json::from_value(v).unwrap());
+        }
+        by_mode.push((format!("{mode}{suffix}"), reports));
+    }
+    let _ = home
+        .call_value(
+            methods::PROC_SIGNAL,
+            json!({ "pid": job.home_pid, "signal": "KILL" }),
+        )
+        .await;
+    by_mode
 }
 
 /// The floor of a single process: the same plain process checkpointed

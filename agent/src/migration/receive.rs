@@ -47,6 +47,7 @@ where
             estimate,
             postcopy,
             stream,
+            link_key,
         })) => {
             let offer = Offer {
                 id,
@@ -55,6 +56,7 @@ where
                 estimate,
                 postcopy,
                 stream,
+                link_key,
             };
             incoming(&ctx, offer, &mut read, &mut write).await;
         }
@@ -133,6 +135,7 @@ struct Offer {
     estimate: u64,
     postcopy: bool,
     stream: bool,
+    link_key: Option<super::sealed_link::LinkKey>,
 }
 
 async fn incoming<R, W>(ctx: &Arc<AgentContext>, offer: Offer, read: &mut R, write: &mut W)
@@ -147,6 +150,7 @@ where
         estimate,
         postcopy,
         stream,
+        link_key,
     } = offer;
     // Post-copy moves whole jobs (as the source asks only for them).
     let postcopy = postcopy && ctx.postcopy.is_some() && !job.single;
@@ -160,13 +164,22 @@ where
     };
     // Otherwise the memory streams to a page server here, when asked.
     let stream = stream && !postcopy;
-    // Either way the source opens the pages channel next.
-    let mut channel = (postcopy || stream).then(|| ctx.page_channels.expect(&id));
+    // Either way the source opens the pages path next: the direct link on
+    // this node's pages port if both have one, else the SSH channel.
+    let link_port = ctx
+        .pages_port
+        .filter(|_| link_key.is_some() && (postcopy || stream));
+    let mut channel = (postcopy || stream).then(|| {
+        ctx.page_channels
+            .expect(&id, link_key.filter(|_| link_port.is_some()))
+    });
     let _forget = ForgetChannel(ctx, &id);
-    if wire::send(write, &Msg::Accept { postcopy, stream })
-        .await
-        .is_err()
-    {
+    let accept = Msg::Accept {
+        postcopy,
+        stream,
+        link_port,
+    };
+    if wire::send(write, &accept).await.is_err() {
         return;
     }
     // Peers placing new processes count it from now (`node.load`).

@@ -235,6 +235,15 @@ pub async fn send(
     let mut read = BufReader::with_capacity(64 * 1024, read);
 
     let id = super::ledger::new_id();
+    // The direct pages link's key, if this node uses one (it travels only
+    // in the offer, inside the SSH session).
+    let link_key = if ctx.pages_port.is_some() {
+        super::sealed_link::LinkKey::new()
+            .inspect_err(|e| tracing::warn!(error = %e, "the pages go in the SSH session"))
+            .ok()
+    } else {
+        None
+    };
     let mut offered = info.clone();
     offered.nmigs += 1;
     let offer = Msg::Offer {
@@ -244,14 +253,19 @@ pub async fn send(
         estimate,
         postcopy: want_postcopy,
         stream: !pre_dump_first,
+        link_key: link_key.clone(),
     };
     wire::send(&mut write, &offer)
         .await
         .map_err(|e| fail(format!("cannot offer it to the target: {e}")))?;
-    let (lazy, stream) = match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
-        Msg::Accept { postcopy, stream } => {
+    let (lazy, stream, link_port) = match answer(&mut read, ANSWER_TIMEOUT).await.map_err(fail)? {
+        Msg::Accept {
+            postcopy,
+            stream,
+            link_port,
+        } => {
             let lazy = postcopy && want_postcopy;
-            (lazy, stream && !lazy && !pre_dump_first)
+            (lazy, stream && !lazy && !pre_dump_first, link_port)
         }
         Msg::Refuse { reason } => return Err(fail(reason)),
         other => return Err(fail(format!("unexpected answer to the offer: {other:?}"))),
@@ -275,7 +289,8 @@ pub async fn send(
     // The memory travels on a channel of its own in this session: pulled
     // (post-copy) or streamed during the checkpoint.
     let pages = if lazy || stream {
-        match super::postcopy::open_channel(&conn.session, &id).await {
+        let link = link_port.zip(link_key.as_ref());
+        match super::pages_path::open(&conn.session, &id, &target.addr, link).await {
             Ok(p) => Some(p),
             Err(reason) => {
                 abort(&mut write, &reason).await;
@@ -397,10 +412,13 @@ pub async fn send(
     // The tree is frozen from here on: the guard resumes it on any failure.
     let mut frozen = FrozenTree::new(tree.clone());
     let serving = match (serving, pages) {
-        (Some(dump), Some(pages)) => {
-            let (pr, pw) = tokio::io::split(pages);
-            Some(Serving::start(dump, pr, pw, &fin, traffic.clone()))
-        }
+        (Some(dump), Some(pages)) => Some(Serving::start(
+            dump,
+            pages.read,
+            pages.write,
+            &fin,
+            traffic.clone(),
+        )),
         _ => None,
     };
     let sent = Sent {

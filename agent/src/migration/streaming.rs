@@ -25,23 +25,26 @@ const SERVER_END: Duration = Duration::from_secs(30);
 /// to the target's page server as it is read (counted in `traffic`).
 /// Returns the time taken (ms). On failure CRIU resumes the tree, as after
 /// any failed checkpoint.
-pub async fn dump<S>(
+pub async fn dump(
     criu: &Path,
     what: Dumped,
     dir: &Path,
-    channel: S,
+    channel: super::pages_path::PagesPath,
     traffic: Arc<Traffic>,
-) -> Result<u64, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+) -> Result<u64, String> {
     let t = Instant::now();
     let (socket, theirs) = postcopy::socket_pair()?;
     let mut child = criu_cmd::spawn_streamed_dump(criu, what, dir, theirs.as_raw_fd())?;
     // Only CRIU holds its end now: the bridge ends when CRIU does.
     drop(theirs);
-    let (read, write) = tokio::io::split(channel);
-    let bridge = postcopy::bridge(socket, read, write, traffic, None, Watch::STREAM);
+    let bridge = postcopy::bridge(
+        socket,
+        channel.read,
+        channel.write,
+        traffic,
+        None,
+        Watch::STREAM,
+    );
     // When the bridge breaks it drops CRIU's peer socket, so CRIU's next
     // write fails and it ends (resuming the tree).
     let (status, bridged) = tokio::join!(child.wait(), bridge);

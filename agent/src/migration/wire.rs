@@ -76,6 +76,11 @@ pub enum Msg {
         /// target's page server, if the target can.
         #[serde(default)]
         stream: bool,
+        /// The key of the migration's direct pages link, if the source can
+        /// take one (made for this migration; it travels only here, inside
+        /// the SSH session).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link_key: Option<super::sealed_link::LinkKey>,
     },
     /// The target takes it.
     Accept {
@@ -86,6 +91,10 @@ pub enum Msg {
         /// the pages channel, which the source opens next.
         #[serde(default)]
         stream: bool,
+        /// The target's pages port, where the source may open the direct
+        /// link (sealed with the offer's key) instead of the SSH channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link_port: Option<u16>,
     },
     /// The target refuses it.
     Refuse {

@@ -198,10 +198,13 @@ where
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match lr.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                // A local error ends the pull like a close: CRIU is gone.
-                Err(_) => return Ok(()),
+                Ok(n) if n > 0 => n,
+                // CRIU closed its end (or is gone): its part is done, and the
+                // other node is told so (a direct link's end record).
+                _ => {
+                    let _ = tokio::time::timeout(stall, remote_w.shutdown()).await;
+                    return Ok(());
+                }
             };
             let chunk = buf.get(..n).unwrap_or_default();
             match tokio::time::timeout(stall, remote_w.write_all(chunk)).await {
@@ -404,20 +407,40 @@ pub fn hand_to_bridge(
     Some(Bridging { traffic, ended })
 }
 
-/// Target: the post-copy migrations waiting for their pages channel, by id.
+/// Target: the migrations waiting for their pages channel, by id, with the
+/// key of their direct link if they have one.
 #[derive(Default)]
 pub struct PageChannels {
-    waiting: Mutex<HashMap<String, oneshot::Sender<ChannelArrived>>>,
+    waiting: Mutex<HashMap<String, Waiting>>,
+}
+
+/// A migration waiting for its pages channel.
+struct Waiting {
+    arrived: oneshot::Sender<ChannelArrived>,
+    key: Option<super::sealed_link::LinkKey>,
 }
 
 impl PageChannels {
-    /// Registers migration `id`; the receiver gets its channel.
-    pub fn expect(&self, id: &str) -> oneshot::Receiver<ChannelArrived> {
+    /// Registers migration `id` (with its direct link's key, if any); the
+    /// receiver gets its channel, whichever way it comes.
+    pub fn expect(
+        &self,
+        id: &str,
+        key: Option<super::sealed_link::LinkKey>,
+    ) -> oneshot::Receiver<ChannelArrived> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiting.lock() {
-            w.insert(id.to_string(), tx);
+            w.insert(id.to_string(), Waiting { arrived: tx, key });
         }
         rx
+    }
+
+    /// The direct link key of migration `id`, while it waits.
+    pub fn key_of(&self, id: &str) -> Option<super::sealed_link::LinkKey> {
+        self.waiting
+            .lock()
+            .ok()
+            .and_then(|w| w.get(id).and_then(|m| m.key.clone()))
     }
 
     /// Forgets migration `id` (over, or never got its channel).
@@ -430,7 +453,7 @@ impl PageChannels {
     /// Hands a channel to migration `id`; false when no migration waits for it.
     fn hand_over(&self, id: &str, ch: ChannelArrived) -> bool {
         let tx = self.waiting.lock().ok().and_then(|mut w| w.remove(id));
-        tx.is_some_and(|tx| tx.send(ch).is_ok())
+        tx.is_some_and(|m| m.arrived.send(ch).is_ok())
     }
 }
 
@@ -474,8 +497,19 @@ where
         tracing::warn!("a pages channel without a migration id; closed");
         return;
     }
+    carry(&ctx, &id, read, write).await;
+}
+
+/// Hands a pages channel (or direct link) to migration `id`, and once that
+/// migration hands it its CRIU's socket, carries the pages until the bridge
+/// ends.
+pub async fn carry<R, W>(ctx: &crate::context::AgentContext, id: &str, read: R, write: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let (tx, rx) = oneshot::channel();
-    if !ctx.page_channels.hand_over(&id, tx) {
+    if !ctx.page_channels.hand_over(id, tx) {
         tracing::warn!(id, "a pages channel for no migration waiting here; closed");
         return;
     }
@@ -656,10 +690,18 @@ mod tests {
     #[test]
     fn channels_go_only_to_the_migration_waiting_for_them() {
         let chans = PageChannels::default();
-        let mut rx = chans.expect("a".repeat(32).as_str());
+        let key = super::super::sealed_link::LinkKey::new().unwrap();
+        let mut rx = chans.expect("a".repeat(32).as_str(), Some(key.clone()));
+        assert_eq!(chans.key_of(&"a".repeat(32)), Some(key));
+        assert_eq!(chans.key_of(&"b".repeat(32)), None);
         assert!(!chans.hand_over(&"b".repeat(32), oneshot::channel().0));
         assert!(chans.hand_over(&"a".repeat(32), oneshot::channel().0));
         assert!(rx.try_recv().is_ok());
         assert!(!chans.hand_over(&"a".repeat(32), oneshot::channel().0));
+        assert_eq!(
+            chans.key_of(&"a".repeat(32)),
+            None,
+            "handed over: no second link"
+        );
     }
 }

@@ -1,0 +1,149 @@
+//! How a migration's memory travels between the two agents: on the direct
+//! [sealed link](super::sealed_link) when both agents have one (the target
+//! listens on its pages port; the key came in the offer), else on the
+//! `openmosix-pages` channel of the migration's SSH session. Either way the
+//! target hands the path to the migration waiting for it under its id
+//! ([`PageChannels`](super::postcopy::PageChannels)), which bridges it to its
+//! CRIU.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::sealed_link::{self, LinkKey};
+use crate::context::AgentContext;
+
+/// How long the source tries to reach the target's pages port before it
+/// takes the SSH channel instead (before anything is frozen).
+const CONNECT_WAIT: Duration = Duration::from_secs(2);
+/// How long a new link may take to name its migration and prove its key
+/// (and the source, to get the target's answer).
+const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// Links at once that have not yet proved their key; more are closed at
+/// once (a flood of strangers cannot hold the target's memory or tasks).
+const UNPROVED: usize = 32;
+
+/// The source's end of a migration's pages path.
+pub struct PagesPath {
+    /// What the target's CRIU side sends.
+    pub read: Box<dyn AsyncRead + Send + Unpin>,
+    /// Where the source's CRIU side sends.
+    pub write: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Whether it is the direct sealed link (else the SSH channel).
+    pub direct: bool,
+}
+
+/// Source: opens migration `id`'s pages path to `target` (its agent's
+/// address): the direct link on `link` (the target's pages port, and the
+/// key of the offer) if given and the port answers, else the SSH channel on
+/// `session`. A port that answers but fails the handshake is an error: the
+/// target may have taken the link already, so no second path is tried.
+pub async fn open(
+    session: &russh::client::Handle<hpc::client::HostKeyChecker>,
+    id: &str,
+    target: &str,
+    link: Option<(u16, &LinkKey)>,
+) -> Result<PagesPath, String> {
+    if let Some((port, key)) = link {
+        match connect(target, port).await {
+            Ok(stream) => {
+                let (read, write) =
+                    tokio::time::timeout(HELLO_WAIT, sealed_link::open(stream, id, key))
+                        .await
+                        .map_err(|_| {
+                            format!("the target's pages link did not answer within {HELLO_WAIT:?}")
+                        })?
+                        .map_err(|e| format!("the target's pages link failed: {e}"))?;
+                return Ok(PagesPath {
+                    read: Box::new(read),
+                    write: Box::new(write),
+                    direct: true,
+                });
+            }
+            Err(why) => {
+                tracing::info!(id, target, port, %why, "no direct pages link; the pages go in the SSH session");
+            }
+        }
+    }
+    let channel = super::postcopy::open_channel(session, id).await?;
+    let (read, write) = tokio::io::split(channel);
+    Ok(PagesPath {
+        read: Box::new(read),
+        write: Box::new(write),
+        direct: false,
+    })
+}
+
+/// Connects to the target's pages port, within [`CONNECT_WAIT`].
+async fn connect(target: &str, port: u16) -> Result<TcpStream, String> {
+    let addr = hpc::map::resolve(target)?;
+    let addr = SocketAddr::new(addr.ip(), port);
+    match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no answer within {CONNECT_WAIT:?}")),
+    }
+}
+
+/// Target: binds the pages port on the agent's address (`port` 0: any free
+/// port).
+pub async fn bind(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::new(ip, port)).await
+}
+
+/// Target: accepts direct links until the task is dropped. Each names its
+/// migration and proves it holds that migration's key within
+/// [`HELLO_WAIT`], or is closed; a proved link is carried like a pages
+/// channel.
+pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
+    let unproved = Arc::new(tokio::sync::Semaphore::new(UNPROVED));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "pages port: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = unproved.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "pages port: too many links waiting for their hello; closed");
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let proved = tokio::time::timeout(HELLO_WAIT, prove(stream, &ctx)).await;
+            drop(permit);
+            match proved {
+                Ok(Ok((id, (read, write)))) => {
+                    super::postcopy::carry(&ctx, &id, read, write).await;
+                }
+                Ok(Err(why)) => tracing::warn!(%peer, %why, "pages port: link refused"),
+                Err(_) => tracing::warn!(%peer, "pages port: no hello in time; closed"),
+            }
+        });
+    }
+}
+
+/// Reads a link's id, finds the key of the migration it names, and checks
+/// and answers its hello.
+async fn prove(
+    mut stream: TcpStream,
+    ctx: &AgentContext,
+) -> Result<(String, sealed_link::Link), String> {
+    let id = sealed_link::read_id(&mut stream)
+        .await
+        .filter(|id| super::ledger::valid_id(id))
+        .ok_or("no migration id")?;
+    let key = ctx
+        .page_channels
+        .key_of(&id)
+        .ok_or_else(|| format!("no migration {id} waits for a direct link here"))?;
+    let link = sealed_link::accept(stream, &id, &key)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((id, link))
+}
