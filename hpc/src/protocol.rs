@@ -605,6 +605,32 @@ impl std::str::FromStr for MigrationMode {
     }
 }
 
+/// Which way a move's memory went between the two agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryPath {
+    /// In image files, on the migration's SSH channel (pre-copy without
+    /// streaming, or a stream that broke).
+    #[default]
+    Files,
+    /// On the direct link: a TCP connection of its own, every record sealed
+    /// with a key made for the move.
+    Direct,
+    /// On the `openmosix-pages` channel of the migration's SSH session.
+    Ssh,
+}
+
+impl MemoryPath {
+    /// Its name in prose.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Files => "in image files",
+            Self::Direct => "on the direct link",
+            Self::Ssh => "in the SSH session",
+        }
+    }
+}
+
 /// What one migration did, phase by phase.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MigrationReport {
@@ -644,6 +670,10 @@ pub struct MigrationReport {
     /// while the checkpoint read it (0 when it went as files).
     #[serde(default)]
     pub streamed_bytes: u64,
+    /// Which way the memory went (streamed or pulled): the direct link or the
+    /// SSH session; `files` when it went as image files.
+    #[serde(default)]
+    pub memory_path: MemoryPath,
     /// Pre-copy time, while the process kept running (ms; 0 without pre-copy).
     #[serde(default)]
     pub precopy_ms: u64,

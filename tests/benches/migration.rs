@@ -141,7 +141,7 @@ async fn main() {
     let home = lab.client(1).await;
     // The baseline of the pages path: the same pre-copy moves with the
     // memory inside the agents' SSH session instead of the direct link.
-    let ssh_lab = TestLab::up_with("bs", 98, 2, &["--agent-arg=--pages-link=ssh"]);
+    let ssh_lab = TestLab::up_with("bs", 135, 2, &["--agent-arg=--pages-link=ssh"]);
     let ssh_home = ssh_lab.client(1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!(

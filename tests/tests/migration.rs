@@ -8,6 +8,7 @@
 // Test code: a failed unwrap, expect or index is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use hpc::protocol::MemoryPath;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1458,6 +1459,7 @@ async fn a_256_mib_job_moves_post_copy_with_its_memory_and_output_intact() {
             .await
             .unwrap_or_else(|e| panic!("post-copy move to {to}: {e}"));
         assert_eq!(r.mode, hpc::protocol::MigrationMode::Postcopy, "{r:?}");
+        assert_eq!(r.memory_path, MemoryPath::Direct, "{r:?}");
         // Only the small images moved while it was frozen; the memory followed.
         assert!(r.bytes < 32 << 20, "{r:?}");
         assert!(r.pulled_bytes >= 200 << 20, "{r:?}");
@@ -1513,9 +1515,11 @@ async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_str
             // files were only the other images.
             assert!(r.streamed_bytes >= 120 << 20, "{r:?}");
             assert!(r.bytes - r.streamed_bytes < 16 << 20, "{r:?}");
+            assert_eq!(r.memory_path, MemoryPath::Direct, "{r:?}");
         } else {
             // The stream broke: the second checkpoint wrote files.
             assert_eq!(r.streamed_bytes, 0, "{r:?}");
+            assert_eq!(r.memory_path, MemoryPath::Files, "{r:?}");
         }
         eprintln!(
             "pre-copy to {to}: frozen {} ms (dump {} ms, transfer {} ms, restore {} ms), {} MiB streamed",
@@ -1569,6 +1573,82 @@ async fn a_pre_copy_move_streams_its_memory_and_falls_back_to_files_when_the_str
             .unwrap_or_default();
         assert!(left.is_empty(), "node {id} kept {left:?}");
     }
+    kill(&home, job.home_pid).await;
+}
+
+/// Connects to `addr` from the host; None when the connection is refused.
+fn stranger(addr: &str) -> Option<std::net::TcpStream> {
+    std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()
+}
+
+/// Whether the agent closed a stranger's connection (end of stream or reset
+/// within `within`).
+fn closed_within(mut s: &std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(0))
+        || matches!(s.read(&mut b), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock
+            && e.kind() != std::io::ErrorKind::TimedOut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_takes_the_direct_link_or_the_ssh_session_and_strangers_at_the_pages_port_change_nothing()
+ {
+    // Node 2's pages port is fixed, so strangers can find it; node 3 keeps
+    // the memory in the SSH session.
+    let (lab, dir, home) = setup_with(
+        "pl",
+        134,
+        3,
+        "pageslink",
+        &[
+            "--node-arg=2:--pages-port=4670",
+            "--node-arg=3:--pages-link=ssh",
+        ],
+    )
+    .await;
+    let (job, out, baseline) = memory_job(&home, &dir, "l.out", 64).await;
+    let port = format!("{}.2:4670", lab.subnet);
+    // Strangers from the host: a line that is no id, an id of no migration,
+    // and more idle links than one address may hold (the extra ones are
+    // closed at once).
+    for line in ["not an id\n", "0123456789abcdef0123456789abcdef\n"] {
+        let mut s = stranger(&port).expect("connect");
+        std::io::Write::write_all(&mut s, line.as_bytes()).unwrap();
+        assert!(
+            closed_within(&s, Duration::from_secs(5)),
+            "{line:?} was not shut out"
+        );
+    }
+    let idle: Vec<std::net::TcpStream> = (0..12).filter_map(|_| stranger(&port)).collect();
+    assert_eq!(idle.len(), 12, "the pages port takes connections");
+    let shut = idle
+        .iter()
+        .filter(|s| closed_within(s, Duration::from_millis(100)))
+        .count();
+    assert_eq!(shut, 4, "one address holds 8 unproved links, no more");
+
+    // Both nodes have the link: the memory takes it (the first move while
+    // 8 strangers still wait at node 2's port), streamed or pulled. Node 3
+    // has none: the SSH session, either way.
+    for (to, mode, path) in [
+        (2u32, "precopy", MemoryPath::Direct),
+        (1, "postcopy", MemoryPath::Direct),
+        (2, "postcopy", MemoryPath::Direct),
+        (3, "postcopy", MemoryPath::Ssh),
+        (1, "precopy", MemoryPath::Ssh),
+    ] {
+        let before = counts(&out).len();
+        let r = migrate_mode(&home, job.home_pid, &to.to_string(), mode)
+            .await
+            .unwrap_or_else(|e| panic!("{mode} move to {to}: {e}"));
+        assert_eq!(r.memory_path, path, "{mode} to {to}: {r:?}");
+        assert!(r.pulled_bytes + r.streamed_bytes >= 60 << 20, "{r:?}");
+        let ns = netns(lab.agent_pid(to));
+        one_intact_copy(to, ns, &out, before, &home, job.home_pid, &baseline).await;
+    }
+    drop(idle);
     kill(&home, job.home_pid).await;
 }
 

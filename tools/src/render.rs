@@ -32,14 +32,16 @@ pub fn nodes_table(nodes: &[NodeStatus]) -> String {
 pub fn migration_line(r: &hpc::protocol::MigrationReport) -> String {
     let pulled = if r.mode == hpc::protocol::MigrationMode::Postcopy {
         format!(
-            "; {:.1} MiB pulled after it resumed, source released after {} ms",
+            "; {:.1} MiB pulled {} after it resumed, source released after {} ms",
             r.pulled_bytes as f64 / (1024.0 * 1024.0),
+            r.memory_path.label(),
             r.released_ms
         )
     } else if r.streamed_bytes > 0 {
         format!(
-            "; {:.1} MiB streamed during the checkpoint",
-            r.streamed_bytes as f64 / (1024.0 * 1024.0)
+            "; {:.1} MiB streamed {} during the checkpoint",
+            r.streamed_bytes as f64 / (1024.0 * 1024.0),
+            r.memory_path.label()
         )
     } else {
         String::new()

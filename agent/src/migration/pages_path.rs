@@ -22,9 +22,12 @@ const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How long a new link may take to name its migration and prove its key
 /// (and the source, to get the target's answer).
 const HELLO_WAIT: Duration = Duration::from_secs(10);
-/// Links at once that have not yet proved their key; more are closed at
-/// once (a flood of strangers cannot hold the target's memory or tasks).
-const UNPROVED: usize = 32;
+/// Links at once from one address that have not yet proved their key; more
+/// are closed at once, so strangers elsewhere cannot crowd out a node's own
+/// links (a stranger never gets past the id line: ids are secret).
+const UNPROVED_PER_ADDRESS: usize = 8;
+/// Links at once that have not yet proved their key, from all addresses.
+const UNPROVED: usize = 512;
 
 /// The source's end of a migration's pages path.
 pub struct PagesPath {
@@ -99,7 +102,7 @@ pub async fn bind(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpListene
 /// [`HELLO_WAIT`], or is closed; a proved link is carried like a pages
 /// channel.
 pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
-    let unproved = Arc::new(tokio::sync::Semaphore::new(UNPROVED));
+    let unproved = Unproved::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -109,7 +112,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
                 continue;
             }
         };
-        let Ok(permit) = unproved.clone().try_acquire_owned() else {
+        let Some(permit) = unproved.admit(peer.ip()) else {
             tracing::warn!(%peer, "pages port: too many links waiting for their hello; closed");
             continue;
         };
@@ -146,4 +149,59 @@ async fn prove(
         .await
         .map_err(|e| e.to_string())?;
     Ok((id, link))
+}
+
+/// The links that have not yet proved their key, by address.
+#[derive(Default, Clone)]
+struct Unproved(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One unproved link's place, given back when dropped.
+struct Place(Unproved, std::net::IpAddr);
+
+impl Unproved {
+    /// A place for a link from `ip`, if its address and the port have one.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<Place> {
+        let mut by = self.0.lock().ok()?;
+        let all: usize = by.values().sum();
+        let here = by.entry(ip).or_default();
+        if *here >= UNPROVED_PER_ADDRESS || all >= UNPROVED {
+            return None;
+        }
+        *here += 1;
+        Some(Place(self.clone(), ip))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Ok(mut by) = self.0.0.lock()
+            && let Some(n) = by.get_mut(&self.1)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by.remove(&self.1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strangers_from_one_address_cannot_take_the_places_of_others() {
+        let u = Unproved::default();
+        let stranger: std::net::IpAddr = "10.0.0.66".parse().unwrap();
+        let node: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<Place> = (0..UNPROVED_PER_ADDRESS)
+            .map(|_| u.admit(stranger).unwrap())
+            .collect();
+        assert!(u.admit(stranger).is_none(), "one address, too many");
+        let mine = u.admit(node).expect("another address still gets a place");
+        drop(held);
+        assert!(u.admit(stranger).is_some(), "places come back when dropped");
+        drop(mine);
+        assert_eq!(u.0.lock().unwrap().get(&node), None);
+    }
 }

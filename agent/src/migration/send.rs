@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hpc::model::NodeStatus;
-use hpc::protocol::{MigrationMode, MigrationReport, RpcError, codes};
+use hpc::protocol::{MemoryPath, MigrationMode, MigrationReport, RpcError, codes};
 use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
 
 use super::Fault;
@@ -300,6 +300,11 @@ pub async fn send(
     } else {
         None
     };
+    let pages_way = match &pages {
+        Some(p) if p.direct => MemoryPath::Direct,
+        Some(_) => MemoryPath::Ssh,
+        None => MemoryPath::Files,
+    };
 
     let dir = ImageDir::create(
         ctx.images.dir(),
@@ -438,6 +443,12 @@ pub async fn send(
         }
     };
     step("restored there");
+    // The memory went the pages' way if pulled or streamed, else as files.
+    let memory_path = if lazy || streamed {
+        pages_way
+    } else {
+        MemoryPath::Files
+    };
     let mut report = MigrationReport {
         home: info.home,
         home_pid: info.home_pid,
@@ -454,6 +465,7 @@ pub async fn send(
         released_ms: 0,
         pulled_bytes: 0,
         streamed_bytes: restored.streamed_bytes,
+        memory_path,
         precopy_ms,
         precopy_bytes,
         total_ms: started.elapsed().as_millis() as u64,
