@@ -164,36 +164,23 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
 
     /// Reads and opens the next record into `body` (plaintext in `plain`).
     fn poll_record(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while self.head_got < self.head.len() {
-            let mut rb = ReadBuf::new(self.head.get_mut(self.head_got..).unwrap_or_default());
-            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the pages link was cut",
-                )));
-            }
-            self.head_got += n;
-        }
+        ready!(poll_fill(
+            &mut self.inner,
+            cx,
+            &mut self.head,
+            &mut self.head_got
+        ))?;
         let len = u32::from_be_bytes(self.head) as usize;
         if !(TAG..=MAX_RECORD + TAG).contains(&len) {
             return Poll::Ready(Err(broken("a pages record of an impossible length")));
         }
         self.body.resize(len, 0);
-        while self.body_got < len {
-            let space = self.body.get_mut(self.body_got..len).unwrap_or_default();
-            let mut rb = ReadBuf::new(space);
-            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the pages link was cut",
-                )));
-            }
-            self.body_got += n;
-        }
+        ready!(poll_fill(
+            &mut self.inner,
+            cx,
+            &mut self.body,
+            &mut self.body_got
+        ))?;
         let nonce = self.opener.next_nonce()?;
         let opened = self
             .opener
@@ -207,6 +194,29 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
         self.ended = n == 0;
         Poll::Ready(Ok(()))
     }
+}
+
+/// Reads into `buf` from `*got` until it is full (`*got` counts what came);
+/// an error if the stream ends first.
+fn poll_fill<R: AsyncRead + Unpin>(
+    inner: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+    got: &mut usize,
+) -> Poll<std::io::Result<()>> {
+    while *got < buf.len() {
+        let mut rb = ReadBuf::new(buf.get_mut(*got..).unwrap_or_default());
+        ready!(Pin::new(&mut *inner).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the pages link was cut",
+            )));
+        }
+        *got += n;
+    }
+    Poll::Ready(Ok(()))
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for SealedReader<R> {
