@@ -99,7 +99,7 @@ pub async fn bind(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpListene
 
 /// Target: accepts direct links until the task is dropped. Each names its
 /// migration and proves it holds that migration's key within
-/// [`HELLO_WAIT`], or is closed; a proved link is carried like a pages
+/// 10 s, or is closed; a proved link is carried like a pages
 /// channel.
 pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
     let unproved = Unproved::default();

@@ -2,9 +2,10 @@
 //! reads it, instead of into files that are sent afterwards. The source runs
 //! `criu dump --page-server --ps-socket`; the target runs `criu page-server
 //! --ps-socket`, which writes the memory images into the migration's image
-//! directory. Both sockets are bridged over the migration's `openmosix-pages`
-//! SSH channel ([`postcopy::bridge`]), as in post-copy: dump and transfer
-//! overlap, and only the small non-memory images follow in `files`.
+//! directory. Both sockets are bridged over the migration's pages path (the
+//! direct sealed link, or the `openmosix-pages` SSH channel:
+//! [`super::pages_path`]) by [`postcopy::bridge`], as in post-copy: dump and
+//! transfer overlap, and only the small non-memory images follow in `files`.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

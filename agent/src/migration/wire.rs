@@ -14,16 +14,21 @@
 //! target → source   committed  (the target copy runs; the source kills its copy)
 //! ```
 //!
+//! The memory of both modes below goes on the migration's pages path: the
+//! direct sealed link to the target's pages port when `offer` carries a
+//! `link_key` and `accept` a `link_port` ([`super::sealed_link`]), else the
+//! `openmosix-pages` channel in the same session (first line the id).
+//!
 //! Streaming pre-copy (`offer` and `accept` say `stream`): the source opens
-//! the `openmosix-pages` channel in the same session (first line the id);
+//! the pages path;
 //! its checkpoint sends the memory over it to the target's CRIU page server
 //! as it reads it, and `files` (`streamed`) carries the other images.
 //!
 //! Post-copy (`offer` and `accept` say `postcopy`): the source opens the
-//! `openmosix-pages` channel in the same session first (its first line is
-//! the id), `files` carries every image but memory (`lazy`), and the
-//! target's lazy-pages daemon pulls the memory over that channel from the
-//! source's frozen copy, from its restore on. After `committed`:
+//! pages path first, `files` carries every image but memory (`lazy`; the
+//! few the lazy-pages daemon reads at its start first), and the target's
+//! lazy-pages daemon pulls the memory over that path from the source's
+//! frozen copy, from its restore on. After `committed`:
 //!
 //! ```text
 //! target → source   pulled     (every page arrived; the source ends its copy)

@@ -1,8 +1,9 @@
 //! Post-copy's moving parts. At the source, CRIU's lazy checkpoint serves the
 //! frozen tree's memory on a socket; at the target, CRIU's lazy-pages daemon
 //! pulls it into the restored copy, in the background and on faults. The
-//! agents carry that traffic over the `openmosix-pages` SSH channel of the
-//! migration's session ([`bridge`]), never over a port of CRIU's own. The
+//! agents carry that traffic over the migration's pages path ([`bridge`]):
+//! the direct sealed link ([`super::pages_path`]) or the `openmosix-pages`
+//! SSH channel of the migration's session, never over a port of CRIU's own. The
 //! target's copy is guarded by `openmosix-pullguard` ([`PullGuard`]), which
 //! ends it should the target agent die with pages still missing.
 
