@@ -348,7 +348,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let (newborns, newborns_rx) = tokio::sync::mpsc::unbounded_channel();
     let pages_listener = match cfg.pages_port {
         Some(port) if criu.is_some() => Some(
-            crate::migration::pages_path::bind(listen.ip(), port)
+            tokio::net::TcpListener::bind(SocketAddr::new(listen.ip(), port))
                 .await
                 .with_context(|| {
                     format!(

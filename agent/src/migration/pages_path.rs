@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+
+use hpc::protocol::MemoryPath;
 
 use super::sealed_link::{self, LinkKey};
 use crate::context::AgentContext;
@@ -35,8 +37,8 @@ pub struct PagesPath {
     pub read: Box<dyn AsyncRead + Send + Unpin>,
     /// Where the source's CRIU side sends.
     pub write: Box<dyn AsyncWrite + Send + Unpin>,
-    /// Whether it is the direct sealed link (else the SSH channel).
-    pub direct: bool,
+    /// Which it is: [`MemoryPath::Direct`] or [`MemoryPath::Ssh`].
+    pub way: MemoryPath,
 }
 
 /// Source: opens migration `id`'s pages path to `target` (its agent's
@@ -63,7 +65,7 @@ pub async fn open(
                 return Ok(PagesPath {
                     read: Box::new(read),
                     write: Box::new(write),
-                    direct: true,
+                    way: MemoryPath::Direct,
                 });
             }
             Err(why) => {
@@ -76,7 +78,7 @@ pub async fn open(
     Ok(PagesPath {
         read: Box::new(read),
         write: Box::new(write),
-        direct: false,
+        way: MemoryPath::Ssh,
     })
 }
 
@@ -91,10 +93,22 @@ async fn connect(target: &str, port: u16) -> Result<TcpStream, String> {
     }
 }
 
-/// Target: binds the pages port on the agent's address (`port` 0: any free
-/// port).
-pub async fn bind(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::new(ip, port)).await
+/// Target: the migration id that a new pages channel or link names on its
+/// first line (in clear), read byte by byte so that nothing past it is
+/// taken; None if that line is not a migration id.
+pub async fn read_id<R: AsyncRead + Unpin>(read: &mut R) -> Option<String> {
+    let mut id = Vec::with_capacity(33);
+    let mut b = [0u8; 1];
+    while id.len() <= 32 {
+        read.read_exact(&mut b).await.ok()?;
+        if b == [b'\n'] {
+            return String::from_utf8(id)
+                .ok()
+                .filter(|id| super::ledger::valid_id(id));
+        }
+        id.extend_from_slice(&b);
+    }
+    None
 }
 
 /// Target: accepts direct links until the task is dropped. Each names its
@@ -137,10 +151,7 @@ async fn prove(
     mut stream: TcpStream,
     ctx: &AgentContext,
 ) -> Result<(String, sealed_link::Link), String> {
-    let id = sealed_link::read_id(&mut stream)
-        .await
-        .filter(|id| super::ledger::valid_id(id))
-        .ok_or("no migration id")?;
+    let id = read_id(&mut stream).await.ok_or("no migration id")?;
     let key = ctx
         .page_channels
         .key_of(&id)

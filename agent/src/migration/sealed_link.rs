@@ -368,20 +368,6 @@ pub async fn open(stream: tokio::net::TcpStream, id: &str, key: &LinkKey) -> std
     Ok((reader, writer))
 }
 
-/// Target: reads the id a new link names (its first line, in clear).
-pub async fn read_id(stream: &mut tokio::net::TcpStream) -> Option<String> {
-    let mut id = Vec::with_capacity(33);
-    let mut b = [0u8; 1];
-    while id.len() <= 32 {
-        stream.read_exact(&mut b).await.ok()?;
-        if b == [b'\n'] {
-            return String::from_utf8(id).ok();
-        }
-        id.extend_from_slice(&b);
-    }
-    None
-}
-
 /// Target: checks the source's sealed hello for migration `id` under its
 /// key and answers it; an error for anything else (not the source, or not
 /// this migration).
@@ -425,7 +411,12 @@ mod tests {
         let (a, mut b) = pair().await;
         let k2 = key.clone();
         let target = tokio::spawn(async move {
-            assert_eq!(read_id(&mut b).await.as_deref(), Some(ID));
+            assert_eq!(
+                crate::migration::pages_path::read_id(&mut b)
+                    .await
+                    .as_deref(),
+                Some(ID)
+            );
             let (mut r, mut w) = accept(b, ID, &k2).await.unwrap();
             let mut got = Vec::new();
             r.read_to_end(&mut got).await.unwrap();
@@ -500,7 +491,7 @@ mod tests {
         let k2 = key.clone();
         let total = 64usize << 20;
         let target = tokio::spawn(async move {
-            read_id(&mut b).await.unwrap();
+            crate::migration::pages_path::read_id(&mut b).await.unwrap();
             let (mut r, _w) = accept(b, ID, &k2).await.unwrap();
             let mut buf = vec![0u8; 100_000];
             let mut got = 0usize;

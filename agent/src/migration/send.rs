@@ -300,11 +300,7 @@ pub async fn send(
     } else {
         None
     };
-    let pages_way = match &pages {
-        Some(p) if p.direct => MemoryPath::Direct,
-        Some(_) => MemoryPath::Ssh,
-        None => MemoryPath::Files,
-    };
+    let pages_way = pages.as_ref().map_or(MemoryPath::Files, |p| p.way);
 
     let dir = ImageDir::create(
         ctx.images.dir(),

@@ -476,28 +476,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // The id line, byte by byte: nothing past it may be read here.
-    let mut id = Vec::with_capacity(33);
-    let got = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut b = [0u8; 1];
-        while id.len() <= 33 {
-            if read.read_exact(&mut b).await.is_err() {
-                return false;
-            }
-            if b == [b'\n'] {
-                return true;
-            }
-            id.extend_from_slice(&b);
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    let id = String::from_utf8_lossy(&id).into_owned();
-    if !got || !super::ledger::valid_id(&id) {
+    let named = tokio::time::timeout(
+        Duration::from_secs(30),
+        super::pages_path::read_id(&mut read),
+    );
+    let Ok(Some(id)) = named.await else {
         tracing::warn!("a pages channel without a migration id; closed");
         return;
-    }
+    };
     carry(&ctx, &id, read, write).await;
 }
 
