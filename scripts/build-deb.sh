@@ -36,16 +36,17 @@ stage=$(mktemp -d "$out/stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 root="$stage/root"
 
-for b in openmosixd openmosix-jobinit openmosix-pullguard openmosixcollector; do
+source scripts/binaries.sh
+for b in "${SYSTEM_BINARIES[@]}"; do
   install -D -m 0755 "$bin/$b" "$root/usr/sbin/$b"
 done
-for b in mosctl migrate mosrun mps mosmon mtop; do
+for b in "${TOOL_BINARIES[@]}"; do
   install -D -m 0755 "$bin/$b" "$root/usr/bin/$b"
 done
-for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
+for w in "${MOSRUN_LINKS[@]}"; do
   ln -s mosrun "$root/usr/bin/$w"
 done
-for w in showmap setpe; do
+for w in "${MOSCTL_LINKS[@]}"; do
   ln -s mosctl "$root/usr/bin/$w"
 done
 

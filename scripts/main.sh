@@ -15,19 +15,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "== building (release)"
 cargo build --release --workspace --bins --quiet
-install -m 0755 target/release/openmosixd /usr/local/sbin/openmosixd
-# CRIU restores a job's init from the same path on every node: keep it beside the agent.
-install -m 0755 target/release/openmosix-jobinit /usr/local/sbin/openmosix-jobinit
-# Ends a post-copy copy whose agent died mid-pull; looked for beside the agent.
-install -m 0755 target/release/openmosix-pullguard /usr/local/sbin/openmosix-pullguard
-install -m 0755 target/release/openmosixcollector /usr/local/sbin/openmosixcollector
-for b in mosctl migrate mps mosmon mtop mosrun openmosix-lab openmosixview; do
+source scripts/binaries.sh
+for b in "${SYSTEM_BINARIES[@]}"; do
+  install -m 0755 "target/release/$b" "/usr/local/sbin/$b"
+done
+# The tools, and for the lab and the desktop the two the package leaves out.
+for b in "${TOOL_BINARIES[@]}" openmosix-lab openmosixview; do
   install -m 0755 "target/release/$b" "/usr/local/bin/$b"
 done
-for w in nomig runhome runon cpujob iojob nodecay slowdecay fastdecay; do
+for w in "${MOSRUN_LINKS[@]}"; do
   ln -sfn mosrun "/usr/local/bin/$w"
 done
-for w in showmap setpe; do
+for w in "${MOSCTL_LINKS[@]}"; do
   ln -sfn mosctl "/usr/local/bin/$w"
 done
 # The analyzer and the migration monitor alone, under their original names.
