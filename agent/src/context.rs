@@ -10,6 +10,11 @@ use crate::cluster::ClusterView;
 use crate::keys::AuthorizedKeys;
 use crate::store::Store;
 
+/// How long a request about a process born since the last sampling pass
+/// may wait for a pass that lists it (a pass takes milliseconds, but a
+/// loaded node may keep the sampler from running for a while).
+pub const NEWBORN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One sampling pass, as published to readers.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -110,6 +115,19 @@ impl AgentContext {
         // A pass under way when asked may have read /proc before the change:
         // only one begun since counts.
         let _ = tokio::time::timeout(limit, rx.wait_for(|s| s.begun >= asked)).await;
+    }
+
+    /// When `/proc` shows process `pid` but the latest pass does not list it
+    /// (born since), asks for an early pass and waits (at most
+    /// [`NEWBORN_WAIT`]) until one begun since is published: that pass lists
+    /// every process of this node that existed when it began.
+    pub async fn listing(&self, pid: i32) {
+        let unlisted = pid > 0
+            && self.current().process(pid).is_none()
+            && std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if unlisted {
+            self.fresh_snapshot(NEWBORN_WAIT).await;
+        }
     }
 
     /// Asks the sampler for an early pass (coalesced; never blocks).

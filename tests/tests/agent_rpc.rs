@@ -268,6 +268,24 @@ async fn process_methods_act_on_real_processes() {
     );
     assert_eq!(row.ppid, std::process::id() as i32);
 
+    // A process born a moment ago is found at once (the agent waits for a
+    // sampling pass that lists it), for reads and for writes.
+    for _ in 0..5 {
+        let newborn = Victim::sleep(120);
+        let row: ProcessInfo = c
+            .call(methods::PROC_GET, json!({ "pid": newborn.pid() }))
+            .await
+            .expect("a newborn process is found");
+        assert_eq!(row.pid, newborn.pid());
+        let newborn = Victim::sleep(120);
+        c.call_value(
+            methods::PROC_WRITE,
+            json!({ "pid": newborn.pid(), "field": "lock", "value": 0 }),
+        )
+        .await
+        .expect("a newborn process is unlocked");
+    }
+
     // Filters.
     let by_pid: Vec<ProcessInfo> = c
         .call(methods::PROC_LIST, json!({ "filter": { "pids": [pid] } }))

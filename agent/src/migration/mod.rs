@@ -164,11 +164,9 @@ pub async fn migrate(
     if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(RpcError::no_such_process(p.pid));
     }
-    if ctx.current().process(pid).is_none() {
-        // Born after the last pass (a worker placed as it forks): an early
-        // pass lists it.
-        ctx.fresh_snapshot(SNAPSHOT_WAIT).await;
-    }
+    // Born after the last pass (a worker placed as it forks): an early pass
+    // lists it.
+    ctx.listing(pid).await;
     let (job, new_single) = match ctx.jobs.running_here_with(pid) {
         // A job moves whole when asked by its command's PID or its init's.
         Some(j) if j.info.single || pid == j.info.pid || pid == j.info.root_pid => (j, false),

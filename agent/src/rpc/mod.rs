@@ -189,14 +189,14 @@ pub async fn dispatch(
             to_value(&map_info(ctx))
         }
         methods::PROC_LIST => procs::list(ctx, params(method, p)?),
-        methods::PROC_GET => procs::get(ctx, params(method, p)?),
+        methods::PROC_GET => procs::get(ctx, params(method, p)?).await,
         methods::PROC_PROGRESS => {
             let p: PidParams = params(method, p)?;
             // A job back home runs under a new PID but is asked for by its
             // home PID.
             to_value(&ctx.under_way.get(ctx.jobs.local_pid(p.pid)))
         }
-        methods::PROC_READ => procs::read(ctx, params(method, p)?),
+        methods::PROC_READ => procs::read(ctx, params(method, p)?).await,
         methods::PROC_WRITE => procs::write(ctx, caller, params(method, p)?).await,
         methods::PROC_SIGNAL => procs::signal(ctx, caller, params(method, p)?).await,
         methods::PROC_RENICE => procs::renice(ctx, caller, params(method, p)?).await,
@@ -214,7 +214,7 @@ pub async fn dispatch(
         }
         methods::PROC_MIGRATE => {
             let p: MigrateParams = params(method, p)?;
-            let owner = procs::owner(ctx, p.pid)?;
+            let owner = procs::owner(ctx, p.pid).await?;
             caller.require_owner(&format!("move process {}", p.pid), owner)?;
             to_value(&crate::migration::migrate(ctx, p, crate::migration::Cause::Asked).await?)
         }
@@ -268,7 +268,7 @@ async fn hpc_write(ctx: &AgentContext, caller: &Caller, p: WriteParams) -> Resul
             })?;
             caller.require_owner(
                 &format!("{what} for process {pid}"),
-                procs::owner(ctx, pid)?,
+                procs::owner(ctx, pid).await?,
             )?;
             tree::write(ctx, &p.path, &p.value, Some(pid))
         }

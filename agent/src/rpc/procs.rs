@@ -39,13 +39,14 @@ pub fn list(ctx: &AgentContext, p: ProcListParams) -> Result<Value, RpcError> {
     to_value(&rows)
 }
 
-fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+async fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
     if pid <= 0 {
         return Err(RpcError::invalid_params(format!(
             "pid must be a positive number, not {pid}"
         )));
     }
     let pid = ctx.jobs.local_pid(pid);
+    ctx.listing(pid).await;
     let snap = ctx.current();
     if let Some(p) = snap.process(pid)
         && p.where_ != ctx.node_id
@@ -69,8 +70,8 @@ fn find(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
 
 /// [`find`], with the process classified in depth (the list does that only
 /// for unlocked processes; one process asked for is worth the extra reads).
-fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
-    let mut row = find(ctx, pid)?;
+async fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+    let mut row = find(ctx, pid).await?;
     if row.cantmove.is_empty() && row.where_ == ctx.node_id {
         row.cantmove = crate::classify::deep_reason(pid).unwrap_or_default();
     }
@@ -81,7 +82,7 @@ fn find_classified(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError
 /// (here or away), the owner in its record, which holds from the moment the
 /// job is started (a sampling pass may still show the command as root for
 /// an instant, before it dropped to its user); else the local process's.
-pub fn owner(ctx: &AgentContext, pid: i32) -> Result<u32, RpcError> {
+pub async fn owner(ctx: &AgentContext, pid: i32) -> Result<u32, RpcError> {
     let local = ctx.jobs.local_pid(pid);
     let job = ctx.jobs.away(pid).or_else(|| {
         ctx.jobs
@@ -91,17 +92,17 @@ pub fn owner(ctx: &AgentContext, pid: i32) -> Result<u32, RpcError> {
     if let Some(job) = job {
         return Ok(job.info.uid);
     }
-    Ok(find(ctx, pid)?.uid)
+    Ok(find(ctx, pid).await?.uid)
 }
 
 /// `proc.get`.
-pub fn get(ctx: &AgentContext, p: PidParams) -> Result<Value, RpcError> {
-    to_value(&find_classified(ctx, p.pid)?)
+pub async fn get(ctx: &AgentContext, p: PidParams) -> Result<Value, RpcError> {
+    to_value(&find_classified(ctx, p.pid).await?)
 }
 
 /// `proc.read`.
-pub fn read(ctx: &AgentContext, p: ProcFieldParams) -> Result<Value, RpcError> {
-    let row = find_classified(ctx, p.pid)?;
+pub async fn read(ctx: &AgentContext, p: ProcFieldParams) -> Result<Value, RpcError> {
+    let row = find_classified(ctx, p.pid).await?;
     let v = match p.field.as_str() {
         "where" | "goto" => json!(row.where_),
         "home" => json!(row.home),
@@ -146,7 +147,7 @@ pub async fn write(
 ) -> Result<Value, RpcError> {
     caller.require_owner(
         &format!("change process {}'s {}", p.pid, p.field),
-        owner(ctx, p.pid)?,
+        owner(ctx, p.pid).await?,
     )?;
     if matches!(p.field.as_str(), "goto" | "where" | "migrate") {
         let to = match &p.value {
@@ -166,7 +167,7 @@ pub async fn write(
         .await?;
         return to_value(&report);
     }
-    let row = find(ctx, p.pid)?;
+    let row = find(ctx, p.pid).await?;
     let job = ctx
         .jobs
         .away(p.pid)
@@ -317,8 +318,8 @@ fn os_error(what: &str, pid: i32) -> RpcError {
 /// The listed row of the local process `pid` (not a job away from home),
 /// unless it is the agent itself. Whether the process now at that PID is
 /// still the listed one is checked by [`pin_process`].
-fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
-    let row = find(ctx, pid)?;
+async fn guard_target(ctx: &AgentContext, pid: i32) -> Result<ProcessInfo, RpcError> {
+    let row = find(ctx, pid).await?;
     if row.pid == std::process::id() as i32 {
         return Err(RpcError::new(
             codes::FORBIDDEN,
@@ -433,7 +434,7 @@ pub async fn signal(
     p: SignalParams,
 ) -> Result<Value, RpcError> {
     let what = format!("signal process {}", p.pid);
-    caller.require_owner(&what, owner(ctx, p.pid)?)?;
+    caller.require_owner(&what, owner(ctx, p.pid).await?)?;
     let name = p.signal.trim().to_ascii_uppercase();
     let Some(sig) = crate::signals::by_name(&name) else {
         return Err(RpcError::invalid_params(format!(
@@ -453,7 +454,7 @@ pub async fn signal(
             json!({ "pid": p.pid, "signal": v.get("signal").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
         );
     }
-    let row = guard_target(ctx, p.pid)?;
+    let row = guard_target(ctx, p.pid).await?;
     not_moving(ctx, p.pid)?;
     pin_process(&row, p.start_time)?.signal(row.pid, sig)?;
     tracing::info!(pid = p.pid, signal = %name, key = %caller.key, "signal sent");
@@ -470,7 +471,7 @@ pub async fn renice(
     p: ReniceParams,
 ) -> Result<Value, RpcError> {
     let what = format!("renice process {}", p.pid);
-    caller.require_owner(&what, owner(ctx, p.pid)?)?;
+    caller.require_owner(&what, owner(ctx, p.pid).await?)?;
     if !(-20..=20).contains(&p.nice) {
         return Err(RpcError::invalid_params(format!(
             "nice must be from -20 to 20, not {}",
@@ -479,7 +480,7 @@ pub async fn renice(
     }
     let nice = p.nice.min(19);
     if caller.role == hpc::model::Role::User {
-        let row = find(ctx, p.pid)?;
+        let row = find(ctx, p.pid).await?;
         // The live value where the process runs here; the host's last row otherwise.
         let current = std::fs::read(format!("/proc/{}/stat", row.pid))
             .ok()
@@ -507,7 +508,7 @@ pub async fn renice(
             json!({ "pid": p.pid, "nice": v.get("nice").cloned().unwrap_or(Value::Null), "node": job.info.where_ }),
         );
     }
-    let row = guard_target(ctx, p.pid)?;
+    let row = guard_target(ctx, p.pid).await?;
     let pinned = pin_process(&row, p.start_time)?;
     let pid = row.pid;
     let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
