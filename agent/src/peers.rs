@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hpc::client::{Client, ClientConfig, ClientError, Identity, RawConnection};
+use hpc::client::{Client, ClientConfig, ClientError, Identity};
 use hpc::model::{Liveness, NodeId, NodeStatus};
 use hpc::protocol::{RpcError, codes};
 use serde_json::Value;
@@ -19,6 +20,8 @@ pub struct Peers {
     cluster_key: PathBuf,
     /// Held only to look up or store a client, never across a connect.
     clients: std::sync::Mutex<HashMap<NodeId, Arc<Client>>>,
+    /// SSH sessions opened to peers since the agent started.
+    opened: AtomicU64,
 }
 
 /// The error for a peer that cannot be used.
@@ -42,7 +45,15 @@ impl Peers {
         Self {
             cluster_key,
             clients: std::sync::Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// SSH sessions this agent opened to its peers since it started: one
+    /// per peer is kept for calls and moves, so more mean sessions that
+    /// broke or were refused.
+    pub fn sessions_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The gossiped status of `node`, which must be up and have published its host key.
@@ -107,6 +118,7 @@ impl Peers {
                 .await
                 .map_err(|e| client_error(st.id, e))?,
         );
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let Ok(mut clients) = self.clients.lock() else {
             return Ok(fresh);
         };
@@ -145,10 +157,34 @@ impl Peers {
         Err(unreachable(st.id, "connection lost"))
     }
 
-    /// Opens the migration subsystem on the agent of `st`.
-    pub async fn open_migration(&self, st: &NodeStatus) -> Result<RawConnection, RpcError> {
-        hpc::client::connect_subsystem(&st.addr, &self.config(st)?, hpc::paths::MIGRATION_SUBSYSTEM)
-            .await
-            .map_err(|e| client_error(st.id, e))
+    /// Opens the migration subsystem on the agent of `st`, on the session kept
+    /// warm for calls to it (a new one if that broke or took no more
+    /// channels). The connection keeps the session alive while it is used.
+    pub async fn open_migration(&self, st: &NodeStatus) -> Result<MigrationConnection, RpcError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let session = self.client(st).await?;
+            match session.open_channel(hpc::paths::MIGRATION_SUBSYSTEM).await {
+                Ok(stream) => return Ok(MigrationConnection { stream, session }),
+                Err(e) => {
+                    tracing::debug!(node = st.id, error = %e, "no migration channel on the kept session; connecting anew");
+                    self.forget(st.id);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.map_or_else(
+            || unreachable(st.id, "no migration channel"),
+            |e| client_error(st.id, e),
+        ))
     }
+}
+
+/// A migration channel to a peer and the SSH session it runs in (shared
+/// with the calls to that peer), on which the move opens its pages channel.
+pub struct MigrationConnection {
+    /// The `openmosix-migrate` channel's byte stream.
+    pub stream: russh::ChannelStream<russh::client::Msg>,
+    /// The session; holding it keeps the session open.
+    pub session: Arc<Client>,
 }

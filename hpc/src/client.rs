@@ -363,7 +363,7 @@ async fn connect_raw_inner(
 
 /// Opens one more channel with the named subsystem on an authenticated
 /// session (a post-copy migration's pages beside its control channel).
-pub async fn open_channel(
+async fn open_channel(
     session: &Handle<HostKeyChecker>,
     subsystem: &str,
 ) -> Result<russh::ChannelStream<client::Msg>, ClientError> {
@@ -654,6 +654,28 @@ impl Client {
             (Some(r), None) => Ok(r),
             (None, None) => Ok(Value::Null),
         }
+    }
+
+    /// Opens one more channel with the named subsystem on this client's SSH
+    /// session (a warm session spares a connect and a login); an error on
+    /// the Unix socket, which has no session.
+    pub async fn open_channel(
+        &self,
+        subsystem: &str,
+    ) -> Result<russh::ChannelStream<client::Msg>, ClientError> {
+        let Some(session) = &self.session else {
+            return Err(ClientError::Unreachable {
+                addr: self.addr.clone(),
+                message: format!("`{subsystem}` needs an SSH session, not the local socket"),
+            });
+        };
+        open_channel(session, subsystem).await.map_err(|e| match e {
+            ClientError::Unreachable { message, .. } => ClientError::Unreachable {
+                addr: self.addr.clone(),
+                message,
+            },
+            other => other,
+        })
     }
 
     /// Whether the connection has closed (the agent went away or the session broke).

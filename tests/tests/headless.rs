@@ -258,7 +258,17 @@ const METRICS: &str = "http://127.0.0.1:9466/metrics";
 #[tokio::test]
 async fn the_metrics_endpoint_counts_migrations_as_they_happen_and_passes_promtool() {
     // Node 1 serves its metrics on its own loopback, the default address.
-    let lab = TestLab::up_with("mt", 131, 2, &["--node-arg=1:--metrics"]);
+    // Each session takes at most 4 channels at once.
+    let lab = TestLab::up_with(
+        "mt",
+        131,
+        2,
+        &[
+            "--node-arg=1:--metrics",
+            "--node-arg=1:--max-channels=4",
+            "--node-arg=2:--max-channels=4",
+        ],
+    );
     lab.settled(2, Duration::from_secs(60)).await;
     let home = lab.client(1).await;
     let (code, before) = curl_in(&lab, 1, &[METRICS]);
@@ -349,6 +359,28 @@ async fn the_metrics_endpoint_counts_migrations_as_they_happen_and_passes_promto
     );
     assert!(sample(&after, "openmosix_migration_out_bytes_total") >= away.bytes as f64);
     assert_eq!(sample(&after, "openmosix_processes{where=\"away\"}"), 0.0);
+    // Node 1 moved the job and then forwarded the move home to node 2, all
+    // on the one session it keeps open to node 2.
+    assert_eq!(sample(&after, "openmosix_peer_sessions_total"), 1.0);
+    // Many more moves on that session: each gives its channel back (a
+    // session takes 4 at once), so none needs a session anew.
+    for round in 0..6 {
+        migrate(&home, job.pid, "2")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}, to node 2: {e}"));
+        migrate(&home, job.pid, "home")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}, home: {e}"));
+    }
+    let (_, later) = curl_in(&lab, 1, &[METRICS]);
+    assert_eq!(sample(&later, "openmosix_peer_sessions_total"), 1.0);
+    assert_eq!(
+        sample(
+            &later,
+            "openmosix_migrations_out_total{cause=\"asked\",result=\"ok\"}"
+        ),
+        7.0
+    );
 
     // promtool reads it as valid exposition, with no lint complaints.
     let mut check = tokio::process::Command::new("promtool")

@@ -24,6 +24,9 @@ pub struct NodeFigures<'a> {
     /// Arrivals since the agent started: landed, failed
     /// ([`crate::arrivals::Arrivals::totals`]).
     pub arrivals: (u64, u64),
+    /// SSH sessions opened to other agents
+    /// ([`crate::peers::Peers::sessions_opened`]).
+    pub peer_sessions: u64,
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -211,6 +214,12 @@ pub fn render(f: &NodeFigures<'_>, m: &Metrics) -> String {
             v,
         );
     }
+    o.family(
+        "openmosix_peer_sessions_total",
+        "counter",
+        "SSH sessions this agent opened to other agents (one per peer is kept open for calls and moves; more mean sessions that broke or were refused).",
+    );
+    o.sample("openmosix_peer_sessions_total", "", f.peer_sessions);
     o.family("openmosix_balancer_decisions_total", "counter", "The balancer's decisions: move a busy process, place a new one, usher one out of full memory.");
     for d in Decision::ALL {
         let v = m.decisions.get(d as usize).map_or(0, Metrics::read);
@@ -275,6 +284,7 @@ mod tests {
                 admin: &AdminState::default(),
                 cluster: std::slice::from_ref(&me),
                 arrivals: (0, 0),
+                peer_sessions: 0,
             },
             &Metrics::default(),
         );
@@ -319,6 +329,7 @@ mod tests {
                 },
                 cluster: &cluster,
                 arrivals: (3, 1),
+                peer_sessions: 2,
             },
             &m,
         );
@@ -338,6 +349,7 @@ mod tests {
             "openmosix_balancer_decisions_total{decision=\"move\"} 1",
             "openmosix_migrations_in_total{result=\"landed\"} 3",
             "openmosix_migrations_in_total{result=\"failed\"} 1",
+            "openmosix_peer_sessions_total 2",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }

@@ -119,6 +119,7 @@ async fn answer(mut stream: TcpStream, ctx: &AgentContext) -> std::io::Result<()
                 admin: &admin,
                 cluster: &cluster,
                 arrivals: ctx.arrivals.totals(),
+                peer_sessions: ctx.peers.sessions_opened(),
             };
             (
                 "200 OK",

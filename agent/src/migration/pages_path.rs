@@ -47,7 +47,7 @@ pub struct PagesPath {
 /// `session`. A port that answers but fails the handshake is an error: the
 /// target may have taken the link already, so no second path is tried.
 pub async fn open(
-    session: &russh::client::Handle<hpc::client::HostKeyChecker>,
+    session: &hpc::client::Client,
     id: &str,
     target: &str,
     link: Option<(u16, &LinkKey)>,

@@ -510,10 +510,11 @@ where
 
 /// Source: opens the pages channel of migration `id` on `session`.
 pub async fn open_channel(
-    session: &russh::client::Handle<hpc::client::HostKeyChecker>,
+    session: &hpc::client::Client,
     id: &str,
 ) -> Result<russh::ChannelStream<russh::client::Msg>, String> {
-    let mut stream = hpc::client::open_channel(session, hpc::paths::PAGES_SUBSYSTEM)
+    let mut stream = session
+        .open_channel(hpc::paths::PAGES_SUBSYSTEM)
         .await
         .map_err(|e| format!("cannot open the pages channel: {e}"))?;
     stream
