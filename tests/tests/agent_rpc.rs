@@ -1039,9 +1039,13 @@ async fn cantmove_names_why_a_process_cannot_move() {
             .cantmove,
         ""
     );
-    let r = wait_for(Duration::from_secs(5), || row(rt.pid()))
-        .await
-        .unwrap();
+    // chrt sets the policy, then becomes sleep: a row of it as chrt may
+    // come before the policy.
+    let r = wait_for(Duration::from_secs(5), || async {
+        row(rt.pid()).await.filter(|r| r.cmdline == "sleep 60")
+    })
+    .await
+    .expect("chrt became sleep");
     assert_eq!(r.cantmove, "rt_sched: real-time scheduling policy");
     // In the list: cheap reasons always; deep ones once a process is unlocked.
     c.call_value(
@@ -1082,9 +1086,13 @@ async fn cantmove_names_why_a_process_cannot_move() {
             .spawn()
             .unwrap(),
     );
-    wait_for(Duration::from_secs(5), || row(contained.pid()))
-        .await
-        .expect("listed");
+    wait_for(Duration::from_secs(5), || async {
+        row(contained.pid())
+            .await
+            .filter(|r| r.cmdline == "sleep 60")
+    })
+    .await
+    .expect("unshare became sleep");
     c.call_value(
         methods::PROC_WRITE,
         json!({ "pid": contained.pid(), "field": "lock", "value": 0 }),
