@@ -2,6 +2,7 @@
 //! the openMosix admin state, gossips load with its peers and serves the
 //! `/proc/hpc` view and actions as JSON-RPC over SSH. See `ARCHITECTURE.md`.
 
+pub mod accept;
 pub mod admission;
 pub mod arrivals;
 pub mod balancing;

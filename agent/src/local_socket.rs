@@ -75,14 +75,8 @@ fn take_place(counts: &Arc<Mutex<Counts>>, uid: u32) -> Option<Place> {
 pub async fn serve(listener: UnixListener, ctx: Arc<AgentContext>) {
     let counts = Arc::new(Mutex::new(Counts::default()));
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "local socket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, _) =
+            crate::accept::next_connection("local socket", || listener.accept()).await;
         let uid = match stream.peer_cred() {
             Ok(cred) => cred.uid(),
             Err(e) => {

@@ -60,15 +60,7 @@ pub async fn run(
     let slots = Arc::new(SessionSlots::new(limits.sessions, limits.cluster_reserved));
     let mut last_refusal: Option<std::time::Instant> = None;
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (socket, peer) = crate::accept::next_connection("ssh port", || listener.accept()).await;
         let _ = socket.set_nodelay(true);
         let (admitted_tx, admitted) = oneshot::channel();
         let accepted = Accepted {

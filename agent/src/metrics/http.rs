@@ -62,14 +62,7 @@ pub fn parse(head: &[u8]) -> Request {
 pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::accept::next_connection("metrics", || listener.accept()).await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "metrics: too many connections; closed");
             continue;

@@ -118,14 +118,8 @@ pub async fn read_id<R: AsyncRead + Unpin>(read: &mut R) -> Option<String> {
 pub async fn serve(listener: TcpListener, ctx: Arc<AgentContext>) {
     let unproved = Unproved::default();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "pages port: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) =
+            crate::accept::next_connection("pages port", || listener.accept()).await;
         let Some(permit) = unproved.admit(peer.ip()) else {
             tracing::warn!(%peer, "pages port: too many links waiting for their hello; closed");
             continue;
