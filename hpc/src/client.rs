@@ -352,23 +352,19 @@ async fn connect_raw_inner(
         }
     };
     authenticate(&mut session, addr, config).await?;
-    let stream = open_channel(&session, subsystem)
-        .await
-        .map_err(|e| match e {
-            ClientError::Unreachable { message, .. } => unreachable(message),
-            other => other,
-        })?;
+    let stream = open_channel(&session, addr, subsystem).await?;
     Ok(RawConnection { stream, session })
 }
 
-/// Opens one more channel with the named subsystem on an authenticated
-/// session (a post-copy migration's pages beside its control channel).
+/// Opens a channel with the named subsystem on an authenticated session
+/// to the agent at `addr`.
 async fn open_channel(
     session: &Handle<HostKeyChecker>,
+    addr: &str,
     subsystem: &str,
 ) -> Result<russh::ChannelStream<client::Msg>, ClientError> {
     let unreachable = |message: String| ClientError::Unreachable {
-        addr: String::new(),
+        addr: addr.to_string(),
         message,
     };
     let mut channel = session
@@ -669,13 +665,7 @@ impl Client {
                 message: format!("`{subsystem}` needs an SSH session, not the local socket"),
             });
         };
-        open_channel(session, subsystem).await.map_err(|e| match e {
-            ClientError::Unreachable { message, .. } => ClientError::Unreachable {
-                addr: self.addr.clone(),
-                message,
-            },
-            other => other,
-        })
+        open_channel(session, &self.addr, subsystem).await
     }
 
     /// Whether the connection has closed (the agent went away or the session broke).
